@@ -1,0 +1,9 @@
+//! pythond: runs DataKit-style Python collectors in supervised workers, validates what
+//! they report and forwards the points to sinks.
+//!
+//! Data flows one way: config -> supervisor -> worker frames -> points -> sinks.
+//! Each module owns one step; the shared vocabulary (points, categories) lives in
+//! [`point`].
+
+pub mod config;
+pub mod point;
