@@ -1,0 +1,957 @@
+#encoding: utf-8
+"""pythond's worker runner: loads DataKit-style collectors and runs them on command.
+
+The agent starts one worker per input (see docs/PROTOCOL.md):
+
+    python3 pythond_worker.py --input NAME [--max-frame BYTES]
+                              [--transport pipe|http] [--http-url URL] PATH...
+
+What this file owns, and why it is arranged the way it is:
+
+* **Discovery** (``discover``), DataKit-compatible: every ``*.py`` directly in a PATH
+  directory or one level below (not ``__init__.py``), imported as ``stem`` or
+  ``subdir.stem`` with the directories on ``sys.path``; a PATH that is a ``.py`` file
+  is loaded on its own. Every ``DataKitFramework`` subclass is instantiated once.
+  Unlike DataKit, a module that fails to import is an entry in ``hello.errors`` (with
+  file and line) instead of a silently missing collector, and a class imported into
+  several modules runs once.
+* **The channel** (``Channel``): the socket inherited as ``$PYTHOND_CHANNEL_FD``. Every
+  frame goes through one lock, so frames never interleave; frames produced before
+  ``hello`` are held back so that ``hello`` is first. A broken channel means the agent
+  is gone, and then so is everything this worker started.
+* **Dispatch**: one daemon thread per plugin, fed by a queue, so a ``run()`` that
+  blocks forever only ever delays its own plugin.
+* **Output capture** (``LineWriter``): ``sys.stdout``/``sys.stderr`` become line writers
+  that send ``log`` frames tagged with the plugin whose run thread wrote them. Raw
+  writes to fd 1/2 (C code, subprocesses) still go to the agent's pipes, never into
+  the channel.
+* **Lifecycle**: SIGTERM, SIGINT and EOF on the channel kill the whole process group
+  (nothing a collector started may outlive the agent); ``shutdown`` lets runs in flight
+  finish within the grace period and exits 0.
+
+The shim (``datakit_framework.py``) lives next to this file and is loaded from there
+explicitly, so the module collectors import is always the one this runner patches.
+Standard library only; runs on Python 3.8+.
+"""
+
+import argparse
+import codecs
+import importlib
+import importlib.util
+import inspect
+import io
+import json
+import math
+import os
+import platform
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+# Smaller limits could not even carry a hello; a bad flag must not make frames unsendable.
+MIN_MAX_FRAME = 1024
+LOG_LINE_LIMIT = 16 * 1024
+DEFAULT_INTERVAL = 10.0
+# Frames the worker builds itself (done, hello) carry tracebacks; keep them readable.
+TRACEBACK_LIMIT = 32 * 1024
+MESSAGE_LIMIT = 8 * 1024
+# Frames produced before hello (prints and reports at import time) are held in memory.
+HELD_LIMIT = 4 * 1024 * 1024
+
+RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
+SHIM_FILE = os.path.join(RUNNER_DIR, "datakit_framework.py")
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _die_with_group():
+    """Kill this worker's process group (collectors' subprocesses included), then us."""
+    try:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(1)
+
+
+def _on_terminate(signum, frame):
+    _die_with_group()
+
+
+def _install_signal_handlers():
+    signal.signal(signal.SIGTERM, _on_terminate)
+    signal.signal(signal.SIGINT, _on_terminate)
+    # Python's default, restored in case a collector changed it at import: a write to
+    # a closed pipe must raise EPIPE, not kill the worker silently.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def _ensure_own_process_group():
+    """Make sure killpg(getpgid(0)) can only ever hit this worker and its children.
+
+    The agent starts workers as process-group leaders. Run by hand (or by a careless
+    harness) the worker could share its parent's group, and killing "our" group would
+    then kill the parent: become a group leader first.
+    """
+    if os.getpgid(0) != os.getpid():
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass
+
+
+def _clean(text):
+    """``text`` as a str JSON parsers accept (lone surrogates replaced)."""
+    if not isinstance(text, str):
+        text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _cut(text, limit):
+    if len(text) <= limit:
+        return text
+    head = limit // 8
+    return text[:head] + "\n…[%d characters cut]…\n" % (len(text) - limit) + text[-(limit - head):]
+
+
+def _stderr(message):
+    """Runner diagnostics: straight to fd 2, which the agent logs for this input."""
+    try:
+        os.write(2, ("pythond_worker: " + message + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------- channel
+
+class Channel(object):
+    """The frame socket. One lock for every write; held frames until ``hello``."""
+
+    def __init__(self, sock, max_frame):
+        self.max_frame = max_frame
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._open = False
+        self._held = []
+        self._held_bytes = 0
+        self._held_dropped = 0
+
+    def send(self, frame):
+        """Send one frame (bytes, newline-terminated)."""
+        with self._lock:
+            if self._open:
+                try:
+                    self._sock.sendall(frame)
+                except OSError:
+                    _die_with_group()  # the agent is gone
+            elif self._held_bytes + len(frame) <= HELD_LIMIT:
+                self._held.append(frame)
+                self._held_bytes += len(frame)
+            else:
+                self._held_dropped += 1
+
+    def send_obj(self, obj):
+        frame = _dumps(obj) + "\n"
+        if len(frame) > self.max_frame:
+            frame = _shrink(obj, self.max_frame)
+            if frame is None:
+                _stderr("a %s frame is larger than the frame limit and was dropped" % obj.get("t"))
+                return
+        self.send(frame.encode("utf-8"))
+
+    def open(self, hello):
+        """Send ``hello`` first, then everything held back while importing."""
+        with self._lock:
+            try:
+                self._sock.sendall(hello)
+                for frame in self._held:
+                    self._sock.sendall(frame)
+            except OSError:
+                _die_with_group()
+            self._open = True
+            dropped, self._held, self._held_bytes = self._held_dropped, [], 0
+        if dropped:
+            self.send_obj({"t": "log", "plugin": None, "stream": "stderr",
+                           "line": "pythond_worker: %d frames written while importing were dropped "
+                                   "(more than %d bytes before hello)" % (dropped, HELD_LIMIT)})
+
+    def try_lock(self, timeout):
+        return self._lock.acquire(timeout=timeout)
+
+    def unlock(self):
+        self._lock.release()
+
+
+def _shrink(obj, limit):
+    """Make an oversized done/hello/lasterror frame fit: tracebacks go first."""
+    obj = json.loads(_dumps(obj))
+    for holder in [obj.get("error") or {}] + list(obj.get("errors") or []):
+        holder.pop("traceback", None)
+    frame = _dumps(obj) + "\n"
+    if len(frame) <= limit:
+        return frame
+    for key in ("message", "line"):
+        if isinstance(obj.get(key), str):
+            obj[key] = obj[key][:limit // 4]
+    if isinstance(obj.get("error"), dict):
+        obj["error"]["message"] = str(obj["error"].get("message", ""))[:limit // 4]
+    errors = obj.get("errors")
+    while errors and len(_dumps(obj)) + 1 > limit:
+        errors.pop()
+    frame = _dumps(obj) + "\n"
+    return frame if len(frame) <= limit else None
+
+
+# ---------------------------------------------------------------------- output capture
+
+class LineWriter(io.TextIOBase):
+    """A ``sys.stdout``/``sys.stderr`` that turns each written line into a ``log`` frame.
+
+    Partial lines are kept per thread (so two plugins printing at once never splice
+    their lines together) and sent on newline, on ``flush()`` and at the end of each
+    run. A line longer than 16 KiB keeps its first 16 KiB and says how much was cut;
+    the rest is counted, not stored, so a newline-free megabyte costs no memory.
+    """
+
+    encoding = "utf-8"
+    errors = "replace"
+    newlines = None
+    line_buffering = True
+
+    def __init__(self, channel, stream, fd, plugin_of_thread):
+        super(LineWriter, self).__init__()
+        self._channel = channel
+        self._stream = stream
+        self._fd = fd
+        self._plugin_of_thread = plugin_of_thread
+        self._prefix_by_plugin = {}
+        # thread ident -> [pending text, bytes cut from the pending line]
+        self._pending = {}
+        self.buffer = _BinaryWriter(self)
+        self.name = "<%s>" % stream
+        self.mode = "w"
+
+    # -- the file API collectors use
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str, not %s" % type(text).__name__)
+        if not text:
+            return 0
+        ident = threading.get_ident()
+        state = self._pending.get(ident)
+        if "\n" not in text:
+            if state is None:
+                state = self._pending[ident] = ["", 0]
+            self._append(state, text)
+            return len(text)
+        lines = text.split("\n")
+        first = lines[0]
+        if state is not None:
+            self._append(state, first)
+            first, cut = state
+            del self._pending[ident]
+        else:
+            cut = 0
+        plugin = self._plugin_of_thread.get(ident)
+        self._emit(plugin, first, cut)
+        for line in lines[1:-1]:
+            self._emit(plugin, line, 0)
+        tail = lines[-1]
+        if tail:
+            state = self._pending[ident] = ["", 0]
+            self._append(state, tail)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        self.flush_thread(threading.get_ident())
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        # The real descriptor, so subprocess(stdout=sys.stdout) and faulthandler work;
+        # what is written there reaches the agent's stdout/stderr pipes.
+        return self._fd
+
+    def readable(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    def close(self):
+        # Collectors sometimes close sys.stdout; the next print must still work.
+        pass
+
+    @property
+    def closed(self):
+        return False
+
+    # -- used by the runner
+
+    def flush_thread(self, ident):
+        state = self._pending.pop(ident, None)
+        if state is not None and (state[0] or state[1]):
+            self._emit(self._plugin_of_thread.get(ident), state[0], state[1])
+
+    def flush_all(self):
+        for ident in list(self._pending):
+            self.flush_thread(ident)
+
+    # -- internals
+
+    @staticmethod
+    def _append(state, text):
+        if state[1]:
+            state[1] += len(text.encode("utf-8", "replace"))
+            return
+        pending = state[0] + text
+        if len(pending) > LOG_LINE_LIMIT:
+            raw = pending.encode("utf-8", "replace")
+            if len(raw) > LOG_LINE_LIMIT:
+                kept = raw[:LOG_LINE_LIMIT].decode("utf-8", "ignore")
+                state[1] = len(raw) - len(kept.encode("utf-8"))
+                pending = kept
+        state[0] = pending
+
+    def _emit(self, plugin, line, cut):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if len(line) * 4 > LOG_LINE_LIMIT or not line.isascii():
+            raw = line.encode("utf-8", "replace")
+            if len(raw) > LOG_LINE_LIMIT:
+                kept = raw[:LOG_LINE_LIMIT].decode("utf-8", "ignore")
+                cut += len(raw) - len(kept.encode("utf-8"))
+                line = kept
+            else:
+                line = raw.decode("utf-8")  # lone surrogates became '?'
+        if cut:
+            line += "…[truncated %d bytes]" % cut
+        prefix = self._prefix_by_plugin.get(plugin)
+        if prefix is None:
+            prefix = self._prefix_by_plugin[plugin] = (
+                '{"t":"log","plugin":' + _dumps(plugin) + ',"stream":"' + self._stream + '","line":')
+        frame = prefix + _dumps(line) + "}\n"
+        if len(frame) > self._channel.max_frame:
+            budget = max(0, (self._channel.max_frame - len(prefix) - 64) // 6)
+            frame = prefix + _dumps(line[:budget] + "…[truncated]") + "}\n"
+        self._channel.send(frame.encode("ascii"))
+
+
+class _BinaryWriter(object):
+    """``sys.stdout.buffer``: bytes decoded as UTF-8 and passed to the text writer."""
+
+    def __init__(self, text_writer):
+        self._text = text_writer
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._lock = threading.Lock()
+
+    def write(self, data):
+        with self._lock:
+            text = self._decoder.decode(bytes(data))
+        self._text.write(text)
+        return len(data)
+
+    def flush(self):
+        self._text.flush()
+
+    def fileno(self):
+        return self._text.fileno()
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+# ---------------------------------------------------------------------- transport
+
+class PipeTransport(object):
+    """What ``datakit_framework.report()`` calls under the runner: frames on the channel."""
+
+    def __init__(self, shim, channel):
+        self._frames = shim._report_frames
+        self._channel = channel
+
+    def report(self, instance, data):
+        send = self._channel.send
+        for frame in self._frames(instance._pythond_id_json, data, self._channel.max_frame):
+            send(frame.encode("ascii"))
+        return ""
+
+    def lasterror(self, instance, input_name, err_msg):
+        plugin = json.loads(instance._pythond_id_json)
+        self._channel.send_obj({
+            "t": "lasterror", "plugin": plugin,
+            "input": None if input_name is None else _clean(input_name),
+            "message": _cut(_clean(err_msg), MESSAGE_LIMIT),
+        })
+        return ""
+
+
+# ---------------------------------------------------------------------- errors and tracebacks
+
+class UserCode(object):
+    """Which files are the collectors' (for "where did it fail")."""
+
+    def __init__(self):
+        self.dirs = []
+        self.files = set()
+
+    def add_dir(self, path):
+        self.dirs.append(os.path.join(path, ""))
+
+    def add_file(self, path):
+        self.files.add(path)
+
+    def owns(self, filename):
+        if not filename:
+            return False
+        if filename in self.files:
+            return True
+        return any(filename.startswith(d) for d in self.dirs)
+
+
+def _deepest(tb_frames, predicate):
+    for frame in reversed(tb_frames):
+        if predicate(frame.filename):
+            return frame
+    return None
+
+
+def _exception_text(error):
+    try:
+        return "%s: %s" % (type(error).__name__, error) if str(error) else type(error).__name__
+    except Exception:
+        return type(error).__name__
+
+
+def _format_traceback(error):
+    try:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        text = _exception_text(error)
+    return _cut(_clean(text), TRACEBACK_LIMIT)
+
+
+def _where(error, user, prefer_file=None):
+    """(file, line) of the deepest frame in ``prefer_file``, else in any user file."""
+    frames = traceback.extract_tb(error.__traceback__)
+    frame = None
+    if prefer_file is not None:
+        frame = _deepest(frames, lambda f: f == prefer_file)
+    if frame is None:
+        frame = _deepest(frames, user.owns)
+    if frame is None:
+        return prefer_file, None
+    return frame.filename, frame.lineno
+
+
+def _import_error(module, path, error, user):
+    if isinstance(error, SyntaxError):
+        # The line of the error itself, possibly in a helper module it imported.
+        file = error.filename or path
+        line = error.lineno
+        message = "%s: %s" % (type(error).__name__, error.msg)
+    else:
+        file, line = _where(error, user, path)
+        message = _exception_text(error)
+    return {"module": module, "file": _clean(file) if file else None, "line": line,
+            "message": _cut(_clean(message), MESSAGE_LIMIT), "traceback": _format_traceback(error)}
+
+
+# ---------------------------------------------------------------------- discovery
+
+class Plugin(object):
+    """One collector instance, its run thread and its queue of run numbers."""
+
+    def __init__(self, plugin_id, instance, cls, file, interval, long_running):
+        self.id = plugin_id
+        self.instance = instance
+        self.cls = cls
+        self.file = file
+        self.interval = interval
+        self.long_running = long_running
+        self.queue = queue.Queue()
+        self.running = False  # a run was dispatched and its done is not sent yet
+
+    def hello_entry(self):
+        return {"id": self.id, "name": _clean(_plugin_name(self.cls)), "class": self.cls.__name__,
+                "module": self.cls.__module__, "file": _clean(self.file) if self.file else None,
+                "interval": self.interval, "long_running": self.long_running}
+
+
+def _plugin_name(cls):
+    """The collector's ``name``: the plain attribute, an old-style ``__name``, else the
+    class name (the base class's own 'DataKitFramework' is never a useful name)."""
+    base = sys.modules["datakit_framework"].DataKitFramework
+    for klass in cls.__mro__:
+        if klass is base or klass is object:
+            break
+        if "name" in klass.__dict__:
+            value = klass.__dict__["name"]
+            if isinstance(value, str) and value:
+                return value
+        mangled = "_%s__name" % klass.__name__.lstrip("_")
+        if mangled in klass.__dict__:
+            value = klass.__dict__[mangled]
+            if isinstance(value, str) and value:
+                return value
+    return cls.__name__
+
+
+def _interval_of(instance, cls):
+    """(seconds, problem): missing or falsy -> 10 s; not a positive number -> 10 s and a
+    problem to report (DataKit's runner thread would have crashed on it)."""
+    value = getattr(instance, "interval", None)
+    if isinstance(value, bool):
+        if not value:
+            return DEFAULT_INTERVAL, None
+        return DEFAULT_INTERVAL, "interval = True is not a number of seconds; using %g s" % DEFAULT_INTERVAL
+    if isinstance(value, (int, float)):
+        if not value:
+            return DEFAULT_INTERVAL, None
+        if math.isfinite(value) and value > 0:
+            return float(value), None
+        return DEFAULT_INTERVAL, "interval = %r is not a positive number of seconds; using %g s" % (value, DEFAULT_INTERVAL)
+    try:
+        falsy = not value
+    except Exception:
+        falsy = False
+    if falsy:
+        return DEFAULT_INTERVAL, None
+    return DEFAULT_INTERVAL, "interval = %s is %s, not a number of seconds; using %g s" % (
+        _safe_repr(value), type(value).__name__, DEFAULT_INTERVAL)
+
+
+def _safe_repr(value):
+    try:
+        text = repr(value)
+    except Exception:
+        text = "<unprintable>"
+    return text[:200]
+
+
+def _module_file(module_name):
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    return os.path.abspath(file) if isinstance(file, str) else None
+
+
+def _candidates(path, user, errors):
+    """(module name, file) pairs for one PATH, DataKit's way, and the dirs for sys.path."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        user.add_dir(path)
+        found = []
+        search_dirs = [path]
+        entries = sorted(os.listdir(path))
+        for entry in entries:
+            full = os.path.join(path, entry)
+            if _is_plugin_file(entry) and os.path.isfile(full):
+                found.append((entry[:-3], full))
+        for entry in entries:
+            full = os.path.join(path, entry)
+            if entry.startswith(".") or entry == "__pycache__" or not os.path.isdir(full):
+                continue
+            search_dirs.append(full)
+            for sub_entry in sorted(os.listdir(full)):
+                sub_full = os.path.join(full, sub_entry)
+                if _is_plugin_file(sub_entry) and os.path.isfile(sub_full):
+                    found.append(("%s.%s" % (entry, sub_entry[:-3]), sub_full))
+        return found, search_dirs
+    if os.path.isfile(path):
+        base = os.path.basename(path)
+        if not base.endswith(".py"):
+            errors.append({"module": None, "file": _clean(path), "line": None,
+                           "message": "not a directory or a .py file"})
+            return [], []
+        user.add_file(path)
+        if base == "__init__.py":
+            errors.append({"module": None, "file": _clean(path), "line": None,
+                           "message": "__init__.py initialises a package; it is not a collector file"})
+            return [], []
+        return [(base[:-3], path)], [os.path.dirname(path)]
+    errors.append({"module": None, "file": _clean(path), "line": None,
+                   "message": "no such file or directory"})
+    return [], []
+
+
+def _is_plugin_file(name):
+    # datakit_framework.py: collectors often ship a copy of DataKit's framework next to
+    # them for local testing; it is the framework, not a collector (and ours wins).
+    return (name.endswith(".py") and name != "__init__.py" and not name.startswith(".")
+            and name != "datakit_framework.py")
+
+
+def discover(paths, shim, user):
+    """Import every collector module and instantiate every collector class once.
+
+    Returns (plugins, errors) for ``hello``.
+    """
+    base = shim.DataKitFramework
+    errors = []
+    candidates = []
+    search_dirs = []
+    for path in paths:
+        found, dirs = _candidates(path, user, errors)
+        candidates.extend(found)
+        for d in dirs:
+            if d not in search_dirs:
+                search_dirs.append(d)
+    # In front, as when a script is run directly (its own directory comes first), so a
+    # collector file named like an uncached stdlib module is still the one imported.
+    sys.path[0:0] = [d for d in search_dirs if d not in sys.path]
+
+    plugins = []
+    seen_classes = set()
+    seen_sources = set()
+    seen_modules = {}
+    for module_name, file in candidates:
+        previous = seen_modules.get(module_name)
+        if previous is not None:
+            if os.path.realpath(previous) != os.path.realpath(file):
+                errors.append({"module": module_name, "file": _clean(file), "line": None,
+                               "message": "module name %r is already used by %s; rename one of them"
+                                          % (module_name, previous)})
+            continue
+        seen_modules[module_name] = file
+        try:
+            module = importlib.import_module(module_name)
+        except BaseException as e:  # SyntaxError, ImportError, SystemExit at import...
+            errors.append(_import_error(module_name, file, e, user))
+            continue
+        loaded = getattr(module, "__file__", None)
+        if not isinstance(loaded, str) or os.path.realpath(loaded) != os.path.realpath(file):
+            errors.append({"module": module_name, "file": _clean(file), "line": None,
+                           "message": "module name %r is already taken by %s; rename %s"
+                                      % (module_name, loaded or "a built-in module", os.path.basename(file))})
+            continue
+        for value in list(vars(module).values()):
+            if not (isinstance(value, type) and issubclass(value, base)) or value is base:
+                continue
+            if value in seen_classes:
+                continue
+            seen_classes.add(value)
+            source = _module_file(value.__module__)
+            # The same file imported under two names (``sub.x`` by discovery and ``x``
+            # by a sibling's import) gives two class objects for one collector.
+            source_key = (os.path.realpath(source) if source else None, value.__qualname__)
+            if source is not None and source_key in seen_sources:
+                continue
+            seen_sources.add(source_key)
+            if value.run is base.run or inspect.isabstract(value):
+                # A shared base class, not a collector: DataKit would run it and log a
+                # NotImplementedError every interval.
+                continue
+            plugin, problem = _instantiate(value, source or file, user, plugins)
+            if problem is not None:
+                errors.append(problem)
+            if plugin is not None:
+                plugins.append(plugin)
+    return plugins, errors
+
+
+def _instantiate(cls, file, user, plugins):
+    try:
+        instance = cls()
+    except BaseException as e:
+        where_file, line = _where(e, user, file)
+        return None, {"module": cls.__module__, "file": _clean(where_file or file), "line": line,
+                      "message": _cut(_clean("%s() failed: %s" % (cls.__name__, _exception_text(e))), MESSAGE_LIMIT),
+                      "traceback": _format_traceback(e)}
+    interval, problem = _interval_of(instance, cls)
+    error = None
+    if problem is not None:
+        try:
+            line = inspect.getsourcelines(cls)[1]
+        except Exception:
+            line = None
+        error = {"module": cls.__module__, "file": _clean(file), "line": line,
+                 "message": "%s.%s" % (cls.__name__, problem)}
+    plugin_id = "%s.%s" % (cls.__module__, cls.__name__)
+    taken = set(p.id for p in plugins)
+    if plugin_id in taken:
+        n = 2
+        while "%s~%d" % (plugin_id, n) in taken:
+            n += 1
+        plugin_id = "%s~%d" % (plugin_id, n)
+    instance._pythond_id_json = _dumps(plugin_id)
+    plugin = Plugin(plugin_id, instance, cls, file, interval, bool(getattr(instance, "long_running", False)))
+    return plugin, error
+
+
+# ---------------------------------------------------------------------- the worker
+
+class Worker(object):
+    def __init__(self, channel, plugins, user, writers):
+        self.channel = channel
+        self.plugins = dict((p.id, p) for p in plugins)
+        self.user = user
+        self.writers = writers
+        self.plugin_of_thread = {}
+        self._in_flight = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+
+    def start_threads(self, plugin_of_thread):
+        self.plugin_of_thread = plugin_of_thread
+        for plugin in self.plugins.values():
+            thread = threading.Thread(target=self._run_loop, args=(plugin,),
+                                      name="pythond:" + plugin.id, daemon=True)
+            thread.start()
+
+    def _run_loop(self, plugin):
+        ident = threading.get_ident()
+        self.plugin_of_thread[ident] = plugin.id
+        while True:
+            run = plugin.queue.get()
+            started = time.perf_counter()
+            error = None
+            try:
+                plugin.instance.run()
+            except BaseException as e:  # SystemExit and KeyboardInterrupt included
+                error = self._run_error(e, plugin)
+            seconds = time.perf_counter() - started
+            for writer in self.writers:
+                writer.flush_thread(ident)
+            done = {"t": "done", "plugin": plugin.id, "run": run, "ok": error is None,
+                    "seconds": round(seconds, 6)}
+            if error is not None:
+                done["error"] = error
+            # Free the plugin before the agent can see the done: it may send the next
+            # run at once, and that run must not be answered "Busy".
+            plugin.running = False
+            self.channel.send_obj(done)
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def _run_error(self, e, plugin):
+        file, line = _where(e, self.user, None)
+        if file is None:
+            file = plugin.file
+        return {"type": type(e).__name__, "message": _cut(_clean(_message_of(e)), MESSAGE_LIMIT),
+                "file": _clean(file) if file else None, "line": line,
+                "traceback": _format_traceback(e)}
+
+    def dispatch(self, command):
+        kind = command.get("t")
+        if kind == "run":
+            self._dispatch_run(command)
+        elif kind == "shutdown":
+            grace = command.get("grace", 5.0)
+            try:
+                grace = max(0.0, float(grace))
+            except (TypeError, ValueError):
+                grace = 5.0
+            self.shutdown(grace)
+        else:
+            _stderr("ignoring a command of unknown type %r" % (kind,))
+
+    def _dispatch_run(self, command):
+        plugin_id = command.get("plugin")
+        run = command.get("run")
+        plugin = self.plugins.get(plugin_id)
+        refusal = None
+        if plugin is None:
+            refusal = ("UnknownPlugin", "no plugin %r in this worker" % (plugin_id,))
+        elif self._stopping:
+            refusal = ("ShuttingDown", "the worker is shutting down")
+        elif plugin.running:
+            refusal = ("Busy", "the previous run of %s has not finished" % plugin_id)
+        if refusal is not None:
+            self.channel.send_obj({"t": "done", "plugin": plugin_id, "run": run, "ok": False, "seconds": 0.0,
+                                   "error": {"type": refusal[0], "message": refusal[1], "file": None,
+                                             "line": None, "traceback": None}})
+            return
+        plugin.running = True
+        with self._cond:
+            self._in_flight += 1
+        plugin.queue.put(run)
+
+    def shutdown(self, grace):
+        self._stopping = True
+        deadline = time.monotonic() + grace
+        with self._cond:
+            while self._in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+        # Partial lines still buffered; never wait on a channel the agent stopped reading.
+        if self.channel.try_lock(1.0):
+            self.channel.unlock()
+            for writer in self.writers:
+                writer.flush_all()
+        os._exit(0)
+
+    def serve(self, sock):
+        """Read commands until EOF (the agent is gone: take everything down)."""
+        buffer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                _die_with_group()
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    command = json.loads(line.decode("utf-8"))
+                except ValueError:
+                    _stderr("ignoring a line that is not JSON: %r" % line[:200])
+                    continue
+                if not isinstance(command, dict):
+                    _stderr("ignoring a frame that is not an object: %r" % line[:200])
+                    continue
+                try:
+                    self.dispatch(command)
+                except Exception as e:  # a bad command must not stop the worker
+                    _stderr("cannot handle %r: %s" % (line[:200], _exception_text(e)))
+
+
+def _message_of(error):
+    try:
+        return str(error)
+    except Exception:
+        return "<unprintable %s>" % type(error).__name__
+
+
+def _load_shim():
+    """Import our datakit_framework.py by path, under the name collectors import."""
+    existing = sys.modules.get("datakit_framework")
+    if existing is not None and os.path.realpath(getattr(existing, "__file__", "") or "") == os.path.realpath(SHIM_FILE):
+        return existing
+    spec = importlib.util.spec_from_file_location("datakit_framework", SHIM_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["datakit_framework"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog="pythond_worker.py",
+                                     description="Run DataKit-style Python collectors for the pythond agent.")
+    parser.add_argument("--input", default=os.environ.get("PYTHOND_INPUT", ""), help="input name (for messages)")
+    parser.add_argument("--max-frame", type=int, default=None, help="largest frame in bytes")
+    parser.add_argument("--transport", choices=("pipe", "http"), default="pipe",
+                        help="how report() sends points: frames on the channel, or DataKit's HTTP API")
+    parser.add_argument("--http-url", default="http://127.0.0.1:9529",
+                        help="base URL of the HTTP write API for --transport http")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="plugin directories or .py files")
+    return parser.parse_args(argv)
+
+
+def _max_frame(args):
+    value = args.max_frame
+    if value is None:
+        try:
+            value = int(os.environ.get("PYTHOND_MAX_FRAME", DEFAULT_MAX_FRAME))
+        except ValueError:
+            value = DEFAULT_MAX_FRAME
+    return max(MIN_MAX_FRAME, value)
+
+
+def _configure_http(shim, url):
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("--http-url must look like http://HOST:PORT, not %r" % url)
+    shim._http_scheme = parsed.scheme
+    # Class-level defaults: a collector that passes ip=/port= to DataKitFramework's
+    # constructor still overrides them, as it would override DataKit's 127.0.0.1:9529.
+    shim.DataKitFramework._DataKitFramework__dk_host = parsed.hostname
+    shim.DataKitFramework._DataKitFramework__dk_port = parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def main(argv=None):
+    protocol = os.environ.get("PYTHOND_PROTOCOL")
+    if protocol is not None and protocol != str(PROTOCOL_VERSION):
+        sys.stderr.write("pythond_worker: the agent speaks protocol %r but this runner speaks %d; "
+                         "the agent and its Python runtime files do not match\n" % (protocol, PROTOCOL_VERSION))
+        sys.stderr.flush()
+        os._exit(2)
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    fd_text = os.environ.get("PYTHOND_CHANNEL_FD")
+    try:
+        fd = int(fd_text)
+        sock = socket.socket(fileno=fd)
+    except (TypeError, ValueError, OSError) as e:
+        sys.stderr.write("pythond_worker: PYTHOND_CHANNEL_FD must name an inherited socket (%s); "
+                         "this script is started by the pythond agent\n" % e)
+        sys.stderr.flush()
+        os._exit(2)
+    # Collectors' subprocesses must not inherit (and hold open, or write into) the channel.
+    os.set_inheritable(fd, False)
+    os.environ.pop("PYTHOND_CHANNEL_FD", None)
+
+    _ensure_own_process_group()
+    _install_signal_handlers()
+    try:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    except OSError:
+        pass
+
+    channel = Channel(sock, _max_frame(args))
+    shim = _load_shim()
+    if args.transport == "http":
+        try:
+            _configure_http(shim, args.http_url)
+        except ValueError as e:
+            sys.stderr.write("pythond_worker: %s\n" % e)
+            sys.stderr.flush()
+            os._exit(2)
+    else:
+        shim._transport = PipeTransport(shim, channel)
+
+    plugin_of_thread = {}
+    stdout = LineWriter(channel, "stdout", 1, plugin_of_thread)
+    stderr = LineWriter(channel, "stderr", 2, plugin_of_thread)
+    sys.stdout = stdout
+    sys.stderr = stderr
+
+    user = UserCode()
+    plugins, errors = discover(args.paths, shim, user)
+    _install_signal_handlers()  # a collector may have installed its own at import
+
+    hello = {"t": "hello", "v": PROTOCOL_VERSION, "pid": os.getpid(), "python": platform.python_version(),
+             "plugins": [p.hello_entry() for p in plugins], "errors": errors}
+    frame = _dumps(hello) + "\n"
+    if len(frame) > channel.max_frame:
+        frame = _shrink(hello, channel.max_frame) or _dumps(dict(hello, errors=[])) + "\n"
+    worker = Worker(channel, plugins, user, (stdout, stderr))
+    worker.start_threads(plugin_of_thread)
+    channel.open(frame.encode("utf-8"))
+    worker.serve(sock)
+
+
+if __name__ == "__main__":
+    main()
