@@ -1,0 +1,980 @@
+//! Reading a line-protocol body: `POST /v1/write/<category>` without a JSON content
+//! type, as DataKit and InfluxDB accept it.
+//!
+//! Grammar (InfluxDB's, with the escapes of `lp_encode.rs`):
+//!
+//! ```text
+//! measurement[,tag_key=tag_value...] field_key=field_value[,...] [timestamp]
+//! ```
+//!
+//! - Blank lines and lines starting with `#` (after leading whitespace) are skipped;
+//!   a `\r` before the `\n` is ignored.
+//! - In measurements, keys and tag values `\,` `\=` `\ ` `\\` are escapes; any other
+//!   backslash is a literal backslash.
+//! - Field values: `1i`/`-1i` integers, `1u` unsigned (stored as int, or float beyond
+//!   i64), floats (`1`, `1.5`, `-1e3`), `t`/`T`/`true`/`True`/`TRUE` and the `f`/`false`
+//!   spellings, or `"quoted strings"` with `\"` and `\\` escapes. Quoted strings may
+//!   contain newlines, so one point can span several physical lines.
+//! - The timestamp is an integer in `precision` units (nanoseconds by default).
+//!
+//! Each logical line is found first (quote-aware, like InfluxDB's scanner), then
+//! parsed strictly, so a broken line costs only itself.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use super::lp_encode::ESCAPABLE;
+use super::outcome::{FixReason, RejectReason};
+use super::precision::int_time_to_ns;
+use super::rules::{self, preview};
+use super::{Accepted, DecodeContext, FieldValue, Fix, Point, Precision, Rejection};
+
+/// Parses every point in `body`. Each item is (1-based line number where the point
+/// starts, result); a bad line never stops the others.
+pub fn parse_line_protocol(
+    body: &str,
+    ctx: &DecodeContext<'_>,
+) -> Vec<(usize, Result<Accepted, Rejection>)> {
+    let mut results = Vec::new();
+    let bytes = body.as_bytes();
+    let mut pos = 0;
+    let mut line_no = 1;
+    while pos < bytes.len() {
+        let physical_end = find_newline(bytes, pos);
+        let physical = body[pos..physical_end].trim();
+        let end = if physical.is_empty() || physical.starts_with('#') {
+            physical_end
+        } else {
+            let end = logical_line_end(bytes, pos);
+            let line = &body[pos..end];
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            results.push((line_no, parse_point(line, line_no, ctx)));
+            end
+        };
+        line_no += 1 + bytes[pos..end].iter().filter(|&&b| b == b'\n').count();
+        pos = end + 1;
+    }
+    results
+}
+
+fn find_newline(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| from + i)
+}
+
+/// Where the point starting at `start` ends: the first newline that is not inside a
+/// quoted field value. A quote only opens a string right after a field's `=`, exactly
+/// where the parser expects one, so quotes in measurements, keys and tag values are
+/// plain characters. An unterminated string runs to the end of the body (as in
+/// InfluxDB), which the parser then reports once.
+fn logical_line_end(bytes: &[u8], start: usize) -> usize {
+    #[derive(PartialEq)]
+    enum State {
+        Head,
+        FieldKey,
+        ValueStart,
+        Value,
+        Quoted,
+        Tail,
+    }
+    let mut state = State::Head;
+    let mut i = start;
+    // Leading whitespace belongs to no token.
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+        i += 1;
+    }
+    while i < bytes.len() {
+        let b = bytes[i];
+        if state == State::Quoted {
+            match b {
+                b'\\' => i += 1,
+                b'"' => state = State::Value,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'\n' {
+            return i;
+        }
+        if b == b'\\'
+            && state != State::Tail
+            && bytes.get(i + 1).is_some_and(|n| ESCAPABLE.contains(n))
+        {
+            i += 2;
+            continue;
+        }
+        state = match (state, b) {
+            (State::Head, b' ') => State::FieldKey,
+            (State::FieldKey, b'=') => State::ValueStart,
+            (State::ValueStart, b'"') => State::Quoted,
+            (State::ValueStart | State::Value, b',') => State::FieldKey,
+            (State::ValueStart | State::Value, b' ') => State::Tail,
+            (State::ValueStart, _) => State::Value,
+            (s, _) => s,
+        };
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// Why a line could not be read, at a byte offset within the line: a syntax error, or
+/// (for NaN/inf) a value that parses but is not allowed, which keeps the same reason
+/// label as in JSON.
+struct LineError {
+    at: usize,
+    reason: RejectReason,
+    message: String,
+}
+
+fn syntax(at: usize, message: impl Into<String>) -> LineError {
+    LineError {
+        at,
+        reason: RejectReason::Syntax,
+        message: message.into(),
+    }
+}
+
+/// The raw content of one line, before the rules.
+struct Parsed {
+    measurement: String,
+    tags: BTreeMap<String, String>,
+    fields: BTreeMap<String, FieldValue>,
+    timestamp: Option<(usize, i64)>,
+}
+
+/// A field value as written; an unsigned integer beyond i64 becomes a float with a fix.
+enum RawValue {
+    Value(FieldValue),
+    BigUnsigned(u64),
+}
+
+fn parse_point(line: &str, line_no: usize, ctx: &DecodeContext<'_>) -> Result<Accepted, Rejection> {
+    let mut fixes = Vec::new();
+    let parsed = Parser::new(line)
+        .parse(&mut fixes)
+        .map_err(|e| syntax_rejection(line, line_no, e))?;
+    let who = preview(&parsed.measurement);
+    let time_ns = match parsed.timestamp {
+        None => ctx.now_ns,
+        Some((_, t)) => {
+            // Line protocol is nanoseconds unless the request says otherwise (no
+            // magnitude guessing here, unlike JSON: InfluxDB never guesses).
+            let precision = ctx.precision.unwrap_or(Precision::Nanoseconds);
+            int_time_to_ns(t, Some(precision), ctx.now_ns).map_err(|e| {
+                Rejection::new(
+                    RejectReason::InvalidTime,
+                    format!("line {line_no}: point {who}: timestamp {t} {e}"),
+                )
+            })?
+        }
+    };
+    let point = Point {
+        category: ctx.category,
+        measurement: parsed.measurement,
+        tags: parsed.tags,
+        fields: parsed.fields,
+        time_ns,
+    };
+    match rules::apply(point, ctx, &mut fixes) {
+        Ok(point) => Ok(Accepted { point, fixes }),
+        Err(mut rejection) => {
+            rejection.message = format!("line {line_no}: {}", rejection.message);
+            Err(rejection)
+        }
+    }
+}
+
+/// "line 3, column 12: expected ..." — the column counts characters, 1-based, on the
+/// physical line where the error is (a point may span lines inside quoted strings).
+fn syntax_rejection(line: &str, line_no: usize, e: LineError) -> Rejection {
+    let at = e.at.min(line.len());
+    let before = &line[..rules::floor_char_boundary(line, at)];
+    let line_no = line_no + before.matches('\n').count();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    Rejection::new(
+        e.reason,
+        format!("line {line_no}, column {column}: {}", e.message),
+    )
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(s: &'a str) -> Self {
+        Parser {
+            s,
+            b: s.as_bytes(),
+            i: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn parse(mut self, fixes: &mut Vec<Fix>) -> Result<Parsed, LineError> {
+        self.skip_blanks();
+        let measurement = self.token(b", ");
+        if measurement.is_empty() {
+            return Err(syntax(self.i, "expected a measurement name"));
+        }
+        let measurement = measurement.into_owned();
+        let who = preview(&measurement);
+
+        let mut tags = BTreeMap::new();
+        while self.peek() == Some(b',') {
+            self.i += 1;
+            let key_at = self.i;
+            let key = self.token(b",= ");
+            if key.is_empty() {
+                return Err(syntax(
+                    key_at,
+                    format!("expected a tag key after ',' (point {who})"),
+                ));
+            }
+            if self.peek() != Some(b'=') {
+                return Err(syntax(
+                    self.i,
+                    format!("expected '=' after tag key {} (point {who})", preview(&key)),
+                ));
+            }
+            self.i += 1;
+            // An empty value is read as such; the rules drop it with a fix.
+            let value = self.token(b", ");
+            tags.insert(key.into_owned(), value.into_owned());
+        }
+
+        if self.peek() != Some(b' ') {
+            let what = match self.peek() {
+                None => "end of line".to_owned(),
+                Some(_) => format!("{:?}", self.s[self.i..].chars().next().unwrap_or(' ')),
+            };
+            return Err(syntax(
+                self.i,
+                format!("expected a space and fields after the measurement and tags, found {what} (point {who})"),
+            ));
+        }
+        self.skip_blanks();
+
+        let mut fields = BTreeMap::new();
+        loop {
+            let key_at = self.i;
+            let key = self.token(b",= ");
+            if key.is_empty() {
+                return Err(syntax(
+                    key_at,
+                    format!("expected a field key (point {who})"),
+                ));
+            }
+            if self.peek() != Some(b'=') {
+                return Err(syntax(
+                    self.i,
+                    format!(
+                        "expected '=' after field key {} (point {who})",
+                        preview(&key)
+                    ),
+                ));
+            }
+            self.i += 1;
+            let value = match self.field_value(&who, &key)? {
+                RawValue::Value(v) => v,
+                RawValue::BigUnsigned(u) => {
+                    fixes.push(Fix::new(
+                        FixReason::IntToFloat,
+                        format!(
+                            "field {}: integer {u} exceeds i64, stored as a float",
+                            preview(&key)
+                        ),
+                    ));
+                    FieldValue::Float(u as f64)
+                }
+            };
+            fields.insert(key.into_owned(), value);
+            if self.peek() == Some(b',') {
+                self.i += 1;
+                continue;
+            }
+            break;
+        }
+
+        let mut timestamp = None;
+        if matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.skip_blanks();
+            if self.peek().is_some() {
+                let at = self.i;
+                let raw = self.token(b" \t");
+                let t = raw.parse::<i64>().map_err(|_| {
+                    syntax(
+                        at,
+                        format!(
+                            "expected an integer timestamp, found {} (point {who})",
+                            preview(&raw)
+                        ),
+                    )
+                })?;
+                timestamp = Some((at, t));
+                self.skip_blanks();
+            }
+        }
+        if self.peek().is_some() {
+            return Err(syntax(
+                self.i,
+                format!(
+                    "unexpected text {} after the point (point {who})",
+                    preview(&self.s[self.i..])
+                ),
+            ));
+        }
+        Ok(Parsed {
+            measurement,
+            tags,
+            fields,
+            timestamp,
+        })
+    }
+
+    /// Reads an unquoted token up to (not including) an unescaped byte in `stops` or
+    /// the end, undoing `\,` `\=` `\ ` `\\`. Borrowed when there is nothing to undo.
+    fn token(&mut self, stops: &[u8]) -> Cow<'a, str> {
+        let start = self.i;
+        let mut owned: Option<String> = None;
+        let mut run_start = start;
+        while let Some(b) = self.peek() {
+            if stops.contains(&b) {
+                break;
+            }
+            if b == b'\\' {
+                if let Some(&next) = self.b.get(self.i + 1) {
+                    if ESCAPABLE.contains(&next) {
+                        let buf = owned.get_or_insert_with(String::new);
+                        buf.push_str(&self.s[run_start..self.i]);
+                        buf.push(char::from(next));
+                        self.i += 2;
+                        run_start = self.i;
+                        continue;
+                    }
+                }
+            }
+            self.i += 1;
+        }
+        match owned {
+            None => Cow::Borrowed(&self.s[start..self.i]),
+            Some(mut buf) => {
+                buf.push_str(&self.s[run_start..self.i]);
+                Cow::Owned(buf)
+            }
+        }
+    }
+
+    fn field_value(&mut self, who: &str, key: &str) -> Result<RawValue, LineError> {
+        if self.peek() == Some(b'"') {
+            return self.quoted().map(|s| RawValue::Value(FieldValue::Str(s)));
+        }
+        let at = self.i;
+        // Field values have no escapes; they end at ',' or whitespace.
+        while !matches!(self.peek(), None | Some(b',' | b' ' | b'\t')) {
+            self.i += 1;
+        }
+        let raw = &self.s[at..self.i];
+        if raw.is_empty() {
+            return Err(syntax(at, "expected a field value after '='"));
+        }
+        let bad = |kind: &str| syntax(at, format!("invalid {kind} field value {}", preview(raw)));
+        if let Some(digits) = raw.strip_suffix('i') {
+            return digits
+                .parse::<i64>()
+                .map(|i| RawValue::Value(FieldValue::Int(i)))
+                .map_err(|_| bad("integer"));
+        }
+        if let Some(digits) = raw.strip_suffix('u') {
+            // DataKit (and InfluxDB 1.x) store unsigned as signed where it fits.
+            let u = digits.parse::<u64>().map_err(|_| bad("unsigned integer"))?;
+            return Ok(match i64::try_from(u) {
+                Ok(i) => RawValue::Value(FieldValue::Int(i)),
+                Err(_) => RawValue::BigUnsigned(u),
+            });
+        }
+        match raw {
+            "t" | "T" | "true" | "True" | "TRUE" => {
+                return Ok(RawValue::Value(FieldValue::Bool(true)))
+            }
+            "f" | "F" | "false" | "False" | "FALSE" => {
+                return Ok(RawValue::Value(FieldValue::Bool(false)))
+            }
+            _ => {}
+        }
+        match raw.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(RawValue::Value(FieldValue::Float(f))),
+            Ok(_) => Err(LineError {
+                at,
+                reason: RejectReason::InvalidFieldValue,
+                message: format!(
+                    "field {} of point {who} is {raw}; fields must be finite numbers",
+                    preview(key)
+                ),
+            }),
+            Err(_) => Err(syntax(
+                at,
+                format!(
+                    "invalid field value {}: expected a number, 1i, 1u, a boolean or a \"quoted string\"",
+                    preview(raw)
+                ),
+            )),
+        }
+    }
+
+    /// Reads `"..."` starting at the opening quote. `\"` and `\\` are escapes; any other
+    /// backslash is kept, as InfluxDB does.
+    fn quoted(&mut self) -> Result<String, LineError> {
+        let open = self.i;
+        self.i += 1;
+        let mut out = String::new();
+        let mut run_start = self.i;
+        while let Some(b) = self.peek() {
+            match b {
+                b'"' => {
+                    out.push_str(&self.s[run_start..self.i]);
+                    self.i += 1;
+                    return Ok(out);
+                }
+                b'\\' if matches!(self.b.get(self.i + 1), Some(b'"' | b'\\')) => {
+                    out.push_str(&self.s[run_start..self.i]);
+                    self.i += 1;
+                    run_start = self.i;
+                    self.i += 1;
+                }
+                _ => self.i += 1,
+            }
+        }
+        Err(syntax(open, "unterminated string: no closing '\"'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::Category;
+
+    const NOW: i64 = 1_700_000_000_000_000_000;
+
+    fn parse_in(
+        category: Category,
+        precision: Option<Precision>,
+        body: &str,
+    ) -> Vec<(usize, Result<Accepted, Rejection>)> {
+        let extra = BTreeMap::new();
+        let ctx = DecodeContext {
+            category,
+            precision,
+            now_ns: NOW,
+            extra_tags: &extra,
+        };
+        parse_line_protocol(body, &ctx)
+    }
+
+    fn parse(body: &str) -> Vec<(usize, Result<Accepted, Rejection>)> {
+        parse_in(Category::Logging, None, body)
+    }
+
+    fn one(body: &str) -> Point {
+        let mut results = parse_in(Category::Rum, None, body);
+        assert_eq!(results.len(), 1, "{body:?}: {results:?}");
+        match results.remove(0).1 {
+            Ok(a) => {
+                assert!(a.fixes.is_empty(), "{body:?}: {:?}", a.fixes);
+                a.point
+            }
+            Err(e) => panic!("{body:?}: {e}"),
+        }
+    }
+
+    fn err(body: &str) -> Rejection {
+        let mut results = parse_in(Category::Rum, None, body);
+        assert_eq!(results.len(), 1, "{body:?}: {results:?}");
+        match results.remove(0).1 {
+            Ok(a) => panic!("{body:?} parsed as {:?}", a.point),
+            Err(e) => e,
+        }
+    }
+
+    fn fields(p: &Point) -> Vec<(&str, &FieldValue)> {
+        p.fields.iter().map(|(k, v)| (k.as_str(), v)).collect()
+    }
+
+    #[test]
+    fn basic_point() {
+        let p = one("cpu,host=a,cpu=cpu0 usage=1.5,n=3i,ok=true,s=\"hi\" 1700000000000000001");
+        assert_eq!(p.measurement, "cpu");
+        assert_eq!(p.tags.len(), 2);
+        assert_eq!(p.tags["host"], "a");
+        assert_eq!(
+            fields(&p),
+            [
+                ("n", &FieldValue::Int(3)),
+                ("ok", &FieldValue::Bool(true)),
+                ("s", &FieldValue::Str("hi".into())),
+                ("usage", &FieldValue::Float(1.5)),
+            ]
+        );
+        assert_eq!(p.time_ns, 1_700_000_000_000_000_001);
+        assert_eq!(p.category, Category::Rum);
+    }
+
+    #[test]
+    fn no_tags_and_no_timestamp() {
+        let p = one("m v=1");
+        assert!(p.tags.is_empty());
+        assert_eq!(p.fields["v"], FieldValue::Float(1.0));
+        assert_eq!(p.time_ns, NOW);
+        // Extra blanks between sections and after the point are tolerated.
+        let p = one("  m,t=x   v=1i   17  ");
+        assert_eq!(p.fields["v"], FieldValue::Int(1));
+        assert_eq!(p.time_ns, 17);
+    }
+
+    #[test]
+    fn integer_suffixes() {
+        let p = one("m a=1i,b=-9223372036854775808i,c=9223372036854775807u,d=0u");
+        assert_eq!(p.fields["a"], FieldValue::Int(1));
+        assert_eq!(p.fields["b"], FieldValue::Int(i64::MIN));
+        assert_eq!(p.fields["c"], FieldValue::Int(i64::MAX));
+        assert_eq!(p.fields["d"], FieldValue::Int(0));
+    }
+
+    #[test]
+    fn unsigned_beyond_i64_becomes_float_with_fix() {
+        let results = parse_in(Category::Metric, None, "m big=18446744073709551615u");
+        let a = results[0].1.as_ref().unwrap();
+        assert_eq!(a.point.fields["big"], FieldValue::Float(u64::MAX as f64));
+        assert_eq!(a.fixes.len(), 1);
+        assert_eq!(a.fixes[0].reason, FixReason::IntToFloat);
+        assert!(a.fixes[0].message.contains("\"big\""));
+    }
+
+    #[test]
+    fn boolean_spellings() {
+        for t in ["t", "T", "true", "True", "TRUE"] {
+            assert_eq!(
+                one(&format!("m b={t}")).fields["b"],
+                FieldValue::Bool(true),
+                "{t}"
+            );
+        }
+        for f in ["f", "F", "false", "False", "FALSE"] {
+            assert_eq!(
+                one(&format!("m b={f}")).fields["b"],
+                FieldValue::Bool(false),
+                "{f}"
+            );
+        }
+        let e = err("m b=yes");
+        assert_eq!(e.reason, RejectReason::Syntax);
+        assert!(e.message.contains("\"yes\""), "{}", e.message);
+    }
+
+    #[test]
+    fn float_spellings() {
+        let p = one("m a=1,b=-1.5,c=1e3,d=2.5E-3,e=.5,f=+2");
+        assert_eq!(p.fields["a"], FieldValue::Float(1.0));
+        assert_eq!(p.fields["b"], FieldValue::Float(-1.5));
+        assert_eq!(p.fields["c"], FieldValue::Float(1000.0));
+        assert_eq!(p.fields["d"], FieldValue::Float(0.0025));
+        assert_eq!(p.fields["e"], FieldValue::Float(0.5));
+        assert_eq!(p.fields["f"], FieldValue::Float(2.0));
+    }
+
+    #[test]
+    fn nan_and_inf_are_invalid_values_not_syntax() {
+        for bad in ["NaN", "nan", "inf", "-inf", "Infinity", "1e999"] {
+            let e = err(&format!("cpu ok=1,v={bad}"));
+            assert_eq!(e.reason, RejectReason::InvalidFieldValue, "{bad}");
+            assert!(e.message.contains("field \"v\""), "{}", e.message);
+            assert!(e.message.contains("\"cpu\""), "{}", e.message);
+            assert!(e.message.starts_with("line 1, column 12:"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn quoted_strings_with_escapes() {
+        let p = one(r#"m s="a \"quoted\" \\ back\slash, = space""#);
+        assert_eq!(
+            p.fields["s"],
+            FieldValue::Str(r#"a "quoted" \ back\slash, = space"#.into())
+        );
+        let p = one(r#"m empty="",x=1i"#);
+        assert_eq!(p.fields["empty"], FieldValue::Str(String::new()));
+        assert_eq!(p.fields["x"], FieldValue::Int(1));
+    }
+
+    #[test]
+    fn escapes_in_measurement_keys_and_tag_values() {
+        let p = one(r"my\ meas\,x,tag\ key\==va\,l\ ue\=,path=C:\dir\x f\ k\,\==1i");
+        assert_eq!(p.measurement, "my meas,x");
+        assert_eq!(p.tags["tag key="], "va,l ue=");
+        assert_eq!(p.tags["path"], r"C:\dir\x");
+        assert_eq!(p.fields["f k,="], FieldValue::Int(1));
+        // An unescaped '=' in a tag value is accepted as a character.
+        let p = one("m,t=a=b v=1");
+        assert_eq!(p.tags["t"], "a=b");
+        // An unescaped '=' in a measurement too.
+        assert_eq!(one("a=b v=1").measurement, "a=b");
+    }
+
+    #[test]
+    fn multi_line_string_spans_lines_and_numbers_follow() {
+        let body = "log message=\"first\nsecond\n# not a comment\" 5\nm2 v=1i 6\n";
+        let results = parse(body);
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0].0, 1);
+        let a = results[0].1.as_ref().unwrap();
+        assert_eq!(
+            a.point.fields["message"],
+            FieldValue::Str("first\nsecond\n# not a comment".into())
+        );
+        assert_eq!(
+            results[1].0, 4,
+            "line numbers count the lines inside strings"
+        );
+        assert_eq!(results[1].1.as_ref().unwrap().point.time_ns, 6);
+    }
+
+    #[test]
+    fn blank_lines_comments_and_crlf() {
+        let body = "\n# comment with a \" quote\n   \r\nm v=1i 1\r\n\t# indented comment\r\nm v=2i 2\r\n\r\n";
+        let results = parse(body);
+        let lines: Vec<usize> = results.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [4, 6]);
+        for (_, r) in &results {
+            let a = r.as_ref().unwrap();
+            assert_eq!(a.point.measurement, "m");
+        }
+        assert_eq!(results[1].1.as_ref().unwrap().point.time_ns, 2);
+    }
+
+    #[test]
+    fn bad_line_does_not_stop_the_others() {
+        let body = "good v=1i 1\nbad,tag v=1i 2\nbad2 v=\"unterminated 3\n";
+        let results = parse(body);
+        assert_eq!(results.len(), 3);
+        assert!(results[0].1.is_ok());
+        let e = results[1].1.as_ref().unwrap_err();
+        assert_eq!(results[1].0, 2);
+        assert_eq!(e.reason, RejectReason::Syntax);
+        assert_eq!(
+            e.message,
+            "line 2, column 8: expected '=' after tag key \"tag\" (point \"bad\")"
+        );
+        let e = results[2].1.as_ref().unwrap_err();
+        assert_eq!(results[2].0, 3);
+        assert!(e.message.contains("unterminated string"), "{}", e.message);
+        assert!(e.message.starts_with("line 3, column 8:"), "{}", e.message);
+    }
+
+    #[test]
+    fn good_line_after_a_bad_one_mid_value() {
+        // The error is before a multi-line string; the string still belongs to line 1.
+        let body = "m bad=zz,s=\"a\nb\" 1\nm v=1i 2";
+        let results = parse(body);
+        assert_eq!(results.len(), 2);
+        assert!(results[0].1.is_err());
+        assert_eq!(results[1].0, 3);
+        assert!(results[1].1.is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_say_where_and_what() {
+        let cases = [
+            (",t=1 v=1", "line 1, column 1: expected a measurement name"),
+            ("m", "line 1, column 2: expected a space and fields after the measurement and tags, found end of line"),
+            ("m,=x v=1", "line 1, column 3: expected a tag key after ','"),
+            ("m v", "line 1, column 4: expected '=' after field key \"v\""),
+            ("m =1", "line 1, column 3: expected a field key"),
+            ("m v=", "line 1, column 5: expected a field value after '='"),
+            ("m v=1,", "line 1, column 7: expected a field key"),
+            ("m v=1x", "line 1, column 5: invalid field value \"1x\""),
+            ("m v=12.5i", "line 1, column 5: invalid integer field value \"12.5i\""),
+            ("m v=-1u", "line 1, column 5: invalid unsigned integer field value \"-1u\""),
+            ("m v=99999999999999999999i", "line 1, column 5: invalid integer field value"),
+            ("m v=1 12.5", "line 1, column 7: expected an integer timestamp, found \"12.5\""),
+            ("m v=1 1 2", "line 1, column 9: unexpected text \"2\" after the point"),
+            ("m v=\"x\"y", "line 1, column 8: unexpected text \"y\""),
+            ("m,t=1,u v=1", "line 1, column 8: expected '=' after tag key \"u\""),
+            ("  m s=\"abc", "line 1, column 7: unterminated string"),
+            ("温度 v=x", "line 1, column 6: invalid field value \"x\""),
+        ];
+        for (body, expected) in cases {
+            let e = err(body);
+            assert_eq!(e.reason, RejectReason::Syntax, "{body:?}");
+            assert!(
+                e.message.starts_with(expected),
+                "{body:?}: got {:?}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn error_column_is_on_the_physical_line() {
+        let e = err("m s=\"a\nbc\",v=oops");
+        assert!(e.message.starts_with("line 2, column 7:"), "{}", e.message);
+    }
+
+    #[test]
+    fn timestamps_use_precision_default_ns() {
+        assert_eq!(
+            one("m v=1 1700000000").time_ns,
+            1_700_000_000,
+            "no guessing in LP"
+        );
+        let cases = [
+            (Precision::Nanoseconds, 1),
+            (Precision::Microseconds, 1_000),
+            (Precision::Milliseconds, 1_000_000),
+            (Precision::Seconds, 1_000_000_000),
+            (Precision::Minutes, 60_000_000_000),
+            (Precision::Hours, 3_600_000_000_000),
+        ];
+        for (p, factor) in cases {
+            let r = parse_in(Category::Metric, Some(p), "m v=1 7");
+            assert_eq!(r[0].1.as_ref().unwrap().point.time_ns, 7 * factor, "{p}");
+        }
+    }
+
+    #[test]
+    fn zero_negative_and_overflowing_timestamps() {
+        assert_eq!(one("m v=1 0").time_ns, NOW);
+        let e = err("cpu v=1 -5");
+        assert_eq!(e.reason, RejectReason::InvalidTime);
+        assert!(
+            e.message.contains("negative") && e.message.contains("\"cpu\""),
+            "{}",
+            e.message
+        );
+        let r = parse_in(
+            Category::Metric,
+            Some(Precision::Seconds),
+            "m v=1 9999999999",
+        );
+        let e = r[0].1.as_ref().unwrap_err();
+        assert_eq!(e.reason, RejectReason::InvalidTime);
+        assert!(e.message.contains("out of range"), "{}", e.message);
+    }
+
+    #[test]
+    fn rules_apply_to_line_protocol_too() {
+        let r = parse_in(Category::Metric, None, "m s=\"x\",v=1i\nonly s=\"x\"");
+        let a = r[0].1.as_ref().unwrap();
+        assert!(!a.point.fields.contains_key("s"));
+        assert_eq!(a.fixes[0].reason, FixReason::MetricStringField);
+        let e = r[1].1.as_ref().unwrap_err();
+        assert_eq!(e.reason, RejectReason::NoFields);
+        assert!(
+            e.message.starts_with("line 2: point \"only\""),
+            "{}",
+            e.message
+        );
+
+        let r = parse_in(Category::Logging, None, "nginx message=\"x\"");
+        let a = r[0].1.as_ref().unwrap();
+        assert_eq!(a.point.fields["status"], FieldValue::Str("info".into()));
+
+        let r = parse_in(Category::Keyevent, None, "measurement df_status=\"bad\"");
+        assert_eq!(
+            r[0].1.as_ref().unwrap_err().reason,
+            RejectReason::MissingEventKey
+        );
+    }
+
+    #[test]
+    fn empty_tag_value_is_dropped_by_the_rules() {
+        let r = parse_in(Category::Metric, None, "m,t=,u=1 v=1");
+        let a = r[0].1.as_ref().unwrap();
+        assert!(!a.point.tags.contains_key("t"));
+        assert_eq!(a.point.tags["u"], "1");
+        assert_eq!(a.fixes[0].reason, FixReason::EmptyTagValue);
+    }
+
+    #[test]
+    fn empty_body_gives_nothing() {
+        assert!(parse("").is_empty());
+        assert!(parse("\n\n# x\n").is_empty());
+    }
+
+    // ---- encode -> parse round trips -------------------------------------------------
+
+    fn round_trip(p: &Point) -> Point {
+        let mut line = String::new();
+        p.write_line_protocol(&mut line);
+        let extra = BTreeMap::new();
+        let ctx = DecodeContext {
+            category: p.category,
+            precision: None,
+            now_ns: NOW,
+            extra_tags: &extra,
+        };
+        let mut results = parse_line_protocol(&line, &ctx);
+        assert_eq!(results.len(), 1, "{line:?}: {results:?}");
+        let (line_no, result) = results.remove(0);
+        assert_eq!(line_no, 1);
+        match result {
+            Ok(a) => {
+                assert!(a.fixes.is_empty(), "{line:?}: {:?}", a.fixes);
+                a.point
+            }
+            Err(e) => panic!("{line:?}: {e}"),
+        }
+    }
+
+    const NASTY: [&str; 16] = [
+        "plain",
+        "with space",
+        "comma,here",
+        "equals=here",
+        "quote\"here",
+        "back\\slash",
+        "C:\\Windows\\System32",
+        "\\leading",
+        "a\\,b",
+        "a\\=b",
+        "a\\ b",
+        "a\\\\b",
+        "a\\\\\\,b",
+        "unicode 温度 😀 é",
+        "tab\there",
+        "#hash,= \"\\ mixed",
+    ];
+
+    #[test]
+    fn nasty_strings_round_trip_everywhere() {
+        for s in NASTY {
+            let p = Point {
+                category: Category::Rum,
+                measurement: format!("m{s}"),
+                tags: [
+                    (format!("k{s}"), format!("v{s}")),
+                    ("x".to_string(), s.to_string()),
+                ]
+                .into_iter()
+                .collect(),
+                fields: [
+                    (format!("f{s}"), FieldValue::Str(s.to_string())),
+                    (s.to_string(), FieldValue::Int(1)),
+                ]
+                .into_iter()
+                .collect(),
+                time_ns: 1_700_000_000_123_456_789,
+            };
+            assert_eq!(round_trip(&p), p, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn multi_line_log_messages_round_trip() {
+        let message = "Traceback (most recent call last):\n  File \"x.py\", line 1\r\n    raise ValueError(\"a\\b\")\nValueError: a\\b\n\n# trailing\n";
+        let p = Point {
+            category: Category::Logging,
+            measurement: "python".into(),
+            tags: [("service".to_string(), "app".to_string())]
+                .into_iter()
+                .collect(),
+            fields: [
+                ("message".to_string(), FieldValue::Str(message.into())),
+                ("status".to_string(), FieldValue::Str("error".into())),
+            ]
+            .into_iter()
+            .collect(),
+            time_ns: 42,
+        };
+        assert_eq!(round_trip(&p), p);
+
+        // Several such points in one body keep their boundaries and line numbers.
+        let mut body = String::new();
+        p.write_line_protocol(&mut body);
+        p.write_line_protocol(&mut body);
+        let r = parse_in(Category::Logging, None, &body);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].0, 1);
+        assert_eq!(r[1].0, 1 + message.matches('\n').count() + 1);
+        assert_eq!(r[1].1.as_ref().unwrap().point, p);
+    }
+
+    #[test]
+    fn numbers_round_trip_exactly() {
+        let floats = [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1.0 / 3.0,
+            1e21,
+            1e-7,
+            -2.5e-300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        let ints = [0, 1, -1, i64::MAX, i64::MIN];
+        let mut fields = BTreeMap::new();
+        for (i, f) in floats.iter().enumerate() {
+            fields.insert(format!("f{i}"), FieldValue::Float(*f));
+        }
+        for (i, n) in ints.iter().enumerate() {
+            fields.insert(format!("i{i}"), FieldValue::Int(*n));
+        }
+        fields.insert("t".into(), FieldValue::Bool(true));
+        fields.insert("u".into(), FieldValue::Bool(false));
+        let p = Point {
+            category: Category::Metric,
+            measurement: "nums".into(),
+            tags: BTreeMap::new(),
+            fields,
+            time_ns: i64::MAX,
+        };
+        let back = round_trip(&p);
+        assert_eq!(back, p);
+        // -0.0 == 0.0 in PartialEq; check the sign survived too.
+        assert!(matches!(back.fields["f1"], FieldValue::Float(z) if z.is_sign_negative()));
+    }
+
+    #[test]
+    fn json_decoded_points_round_trip_through_lp() {
+        // What a script sends, through the rules, out as LP and back: same point.
+        let extra: BTreeMap<String, String> = [("host".to_string(), "h 1".to_string())]
+            .into_iter()
+            .collect();
+        let ctx = DecodeContext {
+            category: Category::Logging,
+            precision: None,
+            now_ns: NOW,
+            extra_tags: &extra,
+        };
+        let v = serde_json::json!({
+            "measurement": "app,log",
+            "tags": {"path": "C:\\logs\\", "a.b": "x=y"},
+            "fields": {"message": "multi\nline \"quoted\"", "n": 1, "f": 2.0},
+            "time": 1_700_000_000.5,
+        });
+        let a = crate::point::from_json(&v, &ctx).unwrap();
+        let mut line = String::new();
+        a.point.write_line_protocol(&mut line);
+        let r = parse_line_protocol(&line, &ctx);
+        let b = r[0].1.as_ref().unwrap();
+        assert!(b.fixes.is_empty(), "{:?}", b.fixes);
+        assert_eq!(b.point, a.point);
+        assert_eq!(b.point.fields["f"], FieldValue::Float(2.0));
+        assert_eq!(b.point.time_ns, 1_700_000_000_500_000_000);
+    }
+}
