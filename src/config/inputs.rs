@@ -1,0 +1,449 @@
+//! Input configuration: the `[[inputs.pythond]]` tables found in `<conf_dir>/**/*.conf`.
+//!
+//! Owns [`InputConfig`] (one supervised worker each), the conf.d walk, and the rules
+//! that keep one bad file from taking the others down: each file is parsed on its
+//! own, a broken file contributes one error and no inputs, and input names must be
+//! unique across all files. Tables for other DataKit inputs (`[[inputs.cpu]]`, ...)
+//! are not errors — DataKit repositories hold such files — they come back as
+//! [`SkippedTable`] notices for the caller to log.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{ConfigError, Origin};
+use super::tree::{self, Doc, Node, Problem, Section, Span, Value};
+use super::values;
+
+/// The input kind this agent runs: `[[inputs.pythond]]`.
+pub const INPUT_KIND: &str = "pythond";
+/// File name suffix of input configuration files.
+pub const CONF_SUFFIX: &str = ".conf";
+
+const INPUT_KEYS: &[&str] = &[
+    "name",
+    "cmd",
+    "dirs",
+    "envs",
+    "interval",
+    "timeout",
+    "tags",
+    "transport",
+];
+
+/// One `[[inputs.pythond]]`: a set of plugin directories run by one worker process.
+///
+/// Equality and hashing cover the settings only, not [`InputConfig::origin`]: an
+/// input moved to another line or file is the same input, so a reload that diffs old
+/// and new inputs with `==` restarts only the ones whose settings changed.
+///
+/// `Debug` shows the names of `envs` but not their values, which often hold secrets.
+#[derive(Clone)]
+pub struct InputConfig {
+    /// Unique name of the input, used in logs, status and metrics.
+    ///
+    /// Key `name`, required, non-empty, unique across all conf files.
+    pub name: String,
+    /// The Python interpreter: an absolute path or a command looked up on `PATH`.
+    ///
+    /// Key `cmd`, required (e.g. `"python3"`).
+    pub cmd: String,
+    /// Plugin directories (or `.py` files), as written; the agent resolves them
+    /// against `python_dir`.
+    ///
+    /// Key `dirs`, required, a non-empty list of non-empty strings.
+    pub dirs: Vec<String>,
+    /// Extra environment variables for the worker, in file order.
+    ///
+    /// Key `envs`, optional list of `"KEY=VALUE"` strings (split at the first `=`;
+    /// `KEY` non-empty, each `KEY` at most once).
+    pub envs: Vec<(String, String)>,
+    /// Run interval for every plugin of the input, overriding their `interval` class
+    /// attribute.
+    ///
+    /// Key `interval`, optional duration (`"10s"`, `"1m30s"`), greater than zero.
+    pub interval: Option<Duration>,
+    /// How long one run may take before the worker is killed and restarted.
+    ///
+    /// Key `timeout`, optional duration, greater than zero; when absent, 3 × the
+    /// plugin's interval (see [`InputConfig::effective_timeout`]).
+    pub timeout: Option<Duration>,
+    /// Tags added to every point of this input.
+    ///
+    /// Key `tags`, optional table of strings, e.g. `tags = { team = "db" }`.
+    pub tags: BTreeMap<String, String>,
+    /// How the worker sends reports to the agent.
+    ///
+    /// Key `transport`, `"pipe"` (default) or `"http"`.
+    pub transport: Transport,
+    /// Where the input was declared (file and line of its header). Not part of
+    /// equality.
+    pub origin: Origin,
+}
+
+impl InputConfig {
+    /// The run timeout for a plugin that runs every `interval`: `timeout` if set,
+    /// else 3 × `interval`.
+    pub fn effective_timeout(&self, interval: Duration) -> Duration {
+        self.timeout.unwrap_or_else(|| interval.saturating_mul(3))
+    }
+
+    /// Whether `other` has the same settings (everything but `origin`); the same as
+    /// `==`, spelled out for reload code.
+    pub fn same_settings(&self, other: &InputConfig) -> bool {
+        self == other
+    }
+}
+
+impl PartialEq for InputConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let InputConfig {
+            name,
+            cmd,
+            dirs,
+            envs,
+            interval,
+            timeout,
+            tags,
+            transport,
+            origin: _,
+        } = self;
+        *name == other.name
+            && *cmd == other.cmd
+            && *dirs == other.dirs
+            && *envs == other.envs
+            && *interval == other.interval
+            && *timeout == other.timeout
+            && *tags == other.tags
+            && *transport == other.transport
+    }
+}
+
+impl Eq for InputConfig {}
+
+impl Hash for InputConfig {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let InputConfig {
+            name,
+            cmd,
+            dirs,
+            envs,
+            interval,
+            timeout,
+            tags,
+            transport,
+            origin: _,
+        } = self;
+        name.hash(state);
+        cmd.hash(state);
+        dirs.hash(state);
+        envs.hash(state);
+        interval.hash(state);
+        timeout.hash(state);
+        tags.hash(state);
+        transport.hash(state);
+    }
+}
+
+impl fmt::Debug for InputConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env_names: Vec<String> = self
+            .envs
+            .iter()
+            .map(|(key, _)| format!("{key}=<redacted>"))
+            .collect();
+        f.debug_struct("InputConfig")
+            .field("name", &self.name)
+            .field("cmd", &self.cmd)
+            .field("dirs", &self.dirs)
+            .field("envs", &env_names)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("tags", &self.tags)
+            .field("transport", &self.transport)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+/// How a worker delivers reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// `"pipe"`: newline-delimited JSON frames over a dedicated pipe (default).
+    #[default]
+    Pipe,
+    /// `"http"`: the shim posts to the agent's DataKit-compatible HTTP API, like
+    /// DataKit's own pythond input.
+    Http,
+}
+
+impl Transport {
+    /// The configuration spelling: `"pipe"` or `"http"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Pipe => "pipe",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// A table for another input kind (`[[inputs.cpu]]`, ...) that was ignored.
+///
+/// Displayed as `conf.d/cpu.conf:1: [[inputs.cpu]]`; the caller adds what it does
+/// about it ("not a pythond input, ignored").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedTable {
+    /// The conf file.
+    pub file: PathBuf,
+    /// 1-based line of the table's header.
+    pub line: usize,
+    /// The input kind, e.g. `cpu` for `[[inputs.cpu]]`.
+    pub kind: String,
+}
+
+impl fmt::Display for SkippedTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: [[inputs.{}]]",
+            self.file.display(),
+            self.line,
+            self.kind
+        )
+    }
+}
+
+/// Everything found under a conf directory.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Valid inputs, ordered by file path, then by position in the file.
+    pub inputs: Vec<InputConfig>,
+    /// One error per broken file or unreadable directory, plus one per duplicate
+    /// input name.
+    pub errors: Vec<ConfigError>,
+    /// Tables for other input kinds, to be logged as ignored.
+    pub skipped: Vec<SkippedTable>,
+}
+
+/// Loads every `*.conf` file under `conf_dir`, recursively, in path order.
+///
+/// A missing `conf_dir` yields no inputs and no error. Files and directories whose
+/// name starts with `.` are ignored (editor backups, lock files). A file that cannot
+/// be read or parsed contributes one error and no inputs; the other files still load.
+/// An input whose name was already declared (in an earlier file) is dropped with an
+/// error naming both places; the file's other inputs are kept.
+pub fn load_inputs(conf_dir: &Path) -> Inputs {
+    let mut found = Inputs::default();
+    let mut files = Vec::new();
+    let mut visited = HashSet::new();
+    walk(conf_dir, true, &mut files, &mut found.errors, &mut visited);
+    files.sort();
+
+    let mut first_seen: HashMap<String, Origin> = HashMap::new();
+    for file in files {
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(err) => {
+                found.errors.push(ConfigError::io(&file, err));
+                continue;
+            }
+        };
+        match parse_inputs(&text, &file) {
+            Ok((inputs, skipped)) => {
+                found.skipped.extend(skipped);
+                for input in inputs {
+                    match first_seen.get(&input.name) {
+                        Some(first) => found.errors.push(duplicate(&input, first)),
+                        None => {
+                            first_seen.insert(input.name.clone(), input.origin.clone());
+                            found.inputs.push(input);
+                        }
+                    }
+                }
+            }
+            Err(err) => found.errors.push(err),
+        }
+    }
+    found
+}
+
+/// Collects `*.conf` files under `dir`. Symbolic links are followed, each directory
+/// visited once.
+fn walk(
+    dir: &Path,
+    is_root: bool,
+    files: &mut Vec<PathBuf>,
+    errors: &mut Vec<ConfigError>,
+    visited: &mut HashSet<PathBuf>,
+) {
+    let canonical = match fs::canonicalize(dir) {
+        Ok(path) => path,
+        Err(err) if is_root && err.kind() == io::ErrorKind::NotFound => return,
+        Err(err) => {
+            errors.push(ConfigError::io(dir, err));
+            return;
+        }
+    };
+    if !visited.insert(canonical) {
+        return;
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            errors.push(ConfigError::io(dir, err));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) => {
+                errors.push(ConfigError::io(dir, err));
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => walk(&path, false, files, errors, visited),
+            Ok(meta) if meta.is_file() && name.ends_with(CONF_SUFFIX) => files.push(path),
+            Ok(_) => {}
+            // A dangling symlink that would have been a conf file is worth reporting.
+            Err(err) if name.ends_with(CONF_SUFFIX) => errors.push(ConfigError::io(&path, err)),
+            Err(_) => {}
+        }
+    }
+}
+
+fn duplicate(input: &InputConfig, first: &Origin) -> ConfigError {
+    ConfigError::Invalid {
+        file: input.origin.file.clone(),
+        line: input.origin.line,
+        key: "name".to_owned(),
+        message: duplicate_message(&input.name, first),
+    }
+}
+
+fn duplicate_message(name: &str, first: &Origin) -> String {
+    format!("duplicate input name {name:?} in [[inputs.pythond]] (first declared at {first})")
+}
+
+/// Parses one conf file's text: its `[[inputs.pythond]]` tables, and notices for the
+/// tables of other input kinds. `file` names the file in messages and origins.
+/// Duplicate names within the file are an error.
+pub fn parse_inputs(
+    text: &str,
+    file: &Path,
+) -> Result<(Vec<InputConfig>, Vec<SkippedTable>), ConfigError> {
+    let (doc, root) = Doc::parse(text, file)?;
+    let mut top = Section::root(&doc, root, &["inputs"]);
+    let mut inputs: Vec<InputConfig> = Vec::new();
+    let mut skipped = Vec::new();
+    if let Some(mut kinds) = top.table("inputs", "[inputs]", &[]) {
+        for mut section in kinds.tables(INPUT_KIND, "[[inputs.pythond]]", INPUT_KEYS) {
+            let Some(input) = read_input(&mut section) else {
+                continue;
+            };
+            match inputs.iter().find(|i| i.name == input.name) {
+                Some(first) => doc.report(
+                    section.span(),
+                    "name",
+                    duplicate_message(&input.name, &first.origin),
+                ),
+                None => inputs.push(input),
+            }
+        }
+        for entry in kinds.drain() {
+            let spans: Vec<&Span> = match &entry.node.value {
+                Value::Array(items) if !items.is_empty() => {
+                    items.iter().map(|item| &item.span).collect()
+                }
+                _ => vec![&entry.node.span],
+            };
+            skipped.extend(spans.into_iter().map(|span| SkippedTable {
+                file: file.to_path_buf(),
+                line: doc.line(span),
+                kind: entry.key.clone(),
+            }));
+        }
+    }
+    top.finish();
+    doc.finish((inputs, skipped))
+}
+
+fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
+    let name = section.require("name", tree::non_empty_string);
+    let cmd = section.require("cmd", tree::non_empty_string);
+    let dirs = section.require("dirs", |node| {
+        Ok(tree::string_list(node)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect())
+    });
+    let envs = section.get("envs", envs).unwrap_or_default();
+    let interval = section.get("interval", values::duration);
+    let timeout = section.get("timeout", values::duration);
+    let tags = section.get("tags", tree::string_map).unwrap_or_default();
+    let transport = section.get("transport", transport).unwrap_or_default();
+    let origin = Origin {
+        file: section.doc().file().to_path_buf(),
+        line: section.doc().line(section.span()),
+    };
+    section.finish();
+    Some(InputConfig {
+        name: name?,
+        cmd: cmd?,
+        dirs: dirs?,
+        envs,
+        interval,
+        timeout,
+        tags,
+        transport,
+        origin,
+    })
+}
+
+/// `["KEY=VALUE", ...]`.
+fn envs(node: &Node) -> Result<Vec<(String, String)>, Problem> {
+    let Value::Array(items) = &node.value else {
+        return Err(Problem::expected("an array of \"KEY=VALUE\" strings", node));
+    };
+    let mut envs: Vec<(String, String)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |message: String| Problem::at(&item.span, format!("element {}: {message}", i + 1));
+        let text = tree::string(item).map_err(|p| at(p.message))?;
+        let Some((key, value)) = text.split_once('=') else {
+            return Err(at(format!("{text:?} is not of the form KEY=VALUE")));
+        };
+        if key.is_empty() {
+            return Err(at(format!(
+                "{text:?} has an empty KEY (expected KEY=VALUE)"
+            )));
+        }
+        if text.contains('\0') {
+            return Err(at(format!("{text:?} contains a NUL character")));
+        }
+        if envs.iter().any(|(k, _)| k == key) {
+            return Err(at(format!("`{key}` is set more than once")));
+        }
+        envs.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(envs)
+}
+
+fn transport(node: &Node) -> Result<Transport, Problem> {
+    match tree::string(node)?.as_str() {
+        "pipe" => Ok(Transport::Pipe),
+        "http" => Ok(Transport::Http),
+        other => Err(format!("unknown transport {other:?} (expected one of: pipe, http)").into()),
+    }
+}

@@ -1,0 +1,636 @@
+//! The main configuration file, `pythond.toml`: the model ([`Config`] and its
+//! sections), the built-in defaults, and the reader that validates a file into it.
+//!
+//! Every section is optional; an absent file means "all defaults, rooted at the
+//! working directory", which is what makes `pythond run` work from a checkout with no
+//! configuration at all. Relative paths are resolved here, once, against the
+//! directory of the file, so the rest of the agent only ever sees absolute paths.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::value::{Error as ValueError, StrDeserializer};
+use serde::Deserialize;
+
+use crate::point::Category;
+
+use super::error::ConfigError;
+use super::tree::{self, Doc, Node, Problem, Section, Value};
+use super::values;
+
+/// Name of the main configuration file looked for in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "pythond.toml";
+/// Default `[http] listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9529";
+/// Default `[http] max_body`: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+/// Default `[git_repos] pull_interval`: one minute.
+pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(60);
+
+const TOP_KEYS: &[&str] = &["agent", "global_tags", "http", "sinks", "git_repos"];
+const AGENT_KEYS: &[&str] = &[
+    "data_dir",
+    "conf_dir",
+    "python_dir",
+    "hostname",
+    "log_level",
+    "log_format",
+];
+const HTTP_KEYS: &[&str] = &["listen", "token", "max_body"];
+const SINK_TYPES: &[&str] = &["stdout", "file"];
+const SINK_COMMON_KEYS: &[&str] = &["type", "categories"];
+const STDOUT_SINK_KEYS: &[&str] = &["type", "categories", "format"];
+const FILE_SINK_KEYS: &[&str] = &["type", "categories", "path"];
+const GIT_KEYS: &[&str] = &["pull_interval", "repo"];
+const GIT_REPO_KEYS: &[&str] = &[
+    "enable",
+    "url",
+    "branch",
+    "ssh_private_key_path",
+    "ssh_private_key_password",
+];
+
+/// The whole main configuration, validated, with defaults applied and every path
+/// absolute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The main configuration file this was read from (absolute), or `None` when the
+    /// built-in defaults are in use.
+    pub source: Option<PathBuf>,
+    /// `[agent]`: directories, host name, logging.
+    pub agent: AgentConfig,
+    /// `[global_tags]`: tags added to every point (unless a report sets
+    /// `ignore_global_tags`). Default: none.
+    pub global_tags: BTreeMap<String, String>,
+    /// `[http]`: the DataKit-compatible HTTP API.
+    pub http: HttpConfig,
+    /// `[[sinks]]`: where points go. Never empty: with no `[[sinks]]` in the file, a
+    /// single stdout sink in line protocol.
+    pub sinks: Vec<SinkConfig>,
+    /// `[git_repos]`: repositories holding `conf.d/` and `python.d/` to pull.
+    pub git_repos: GitReposConfig,
+}
+
+/// `[agent]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Where the agent keeps its state (disk buffers, git checkouts).
+    ///
+    /// Key `data_dir`, default `"data"`; relative to the configuration file's
+    /// directory (or the working directory without a file). Always absolute here.
+    pub data_dir: PathBuf,
+    /// Directory scanned recursively for `*.conf` input files.
+    ///
+    /// Key `conf_dir`, default `"conf.d"`; resolved like `data_dir`.
+    pub conf_dir: PathBuf,
+    /// Directory that inputs' `dirs` are relative to.
+    ///
+    /// Key `python_dir`, default `"python.d"`; resolved like `data_dir`.
+    pub python_dir: PathBuf,
+    /// The `host` this agent reports as.
+    ///
+    /// Key `hostname`, default: the machine's host name (`gethostname`).
+    pub hostname: String,
+    /// Log filter: a level (`info`) or `tracing` directives (`info,pythond=debug`).
+    /// `RUST_LOG` overrides it.
+    ///
+    /// Key `log_level`, optional (the agent's default applies when `None`).
+    pub log_level: Option<String>,
+    /// Log line format.
+    ///
+    /// Key `log_format`, `"text"` (default) or `"json"`.
+    pub log_format: LogFormat,
+}
+
+/// How the agent writes its own log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LogFormat {
+    /// Human-readable lines (`"text"`).
+    #[default]
+    Text,
+    /// One JSON object per line (`"json"`).
+    Json,
+}
+
+impl LogFormat {
+    /// The configuration spelling: `"text"` or `"json"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format {s:?} (expected one of: text, json)"
+            )),
+        }
+    }
+}
+
+/// `[http]`. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Address of the HTTP API, `HOST:PORT` (an IP or a host name; port 0 picks a
+    /// free port). A non-loopback address requires `token`.
+    ///
+    /// Key `listen`, default `"127.0.0.1:9529"`.
+    pub listen: String,
+    /// Bearer token required by the API (header `Authorization: Bearer <token>` or
+    /// query `token=`).
+    ///
+    /// Key `token`, optional; required when `listen` is not loopback.
+    pub token: Option<String>,
+    /// Largest accepted request body (after decompression); larger bodies get 413.
+    ///
+    /// Key `max_body`: bytes as an integer, or a string with a unit (`"32MiB"`,
+    /// `"512KB"`). Default 32 MiB.
+    pub max_body_bytes: u64,
+}
+
+impl HttpConfig {
+    /// Whether `listen` only accepts connections from this machine (a loopback IP
+    /// or `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        values::listen_is_loopback(&self.listen)
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: DEFAULT_LISTEN.to_owned(),
+            token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// Shown by `Debug` instead of secrets.
+const REDACTED: &str = "<redacted>";
+
+/// One `[[sinks]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// The sink type and its own settings (key `type` selects the variant).
+    pub kind: SinkKind,
+    /// Only points of these categories go to this sink.
+    ///
+    /// Key `categories`, optional list of `"metric"`, `"logging"`, `"object"`,
+    /// `"custom_object"`, `"keyevent"`, `"rum"`; absent means every category.
+    pub categories: Option<Vec<Category>>,
+}
+
+impl SinkConfig {
+    /// Whether points of `category` go to this sink.
+    pub fn accepts(&self, category: &Category) -> bool {
+        self.categories
+            .as_ref()
+            .map_or(true, |wanted| wanted.contains(category))
+    }
+}
+
+impl Default for SinkConfig {
+    /// Line protocol on stdout, every category: the sink used when none is configured.
+    fn default() -> Self {
+        SinkConfig {
+            kind: SinkKind::Stdout {
+                format: OutputFormat::LineProtocol,
+            },
+            categories: None,
+        }
+    }
+}
+
+/// The sink types, selected by `type = "..."` in `[[sinks]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// `type = "stdout"`: one point per line on standard output.
+    Stdout {
+        /// Key `format`: `"lp"` (line protocol, default) or `"json"`.
+        format: OutputFormat,
+    },
+    /// `type = "file"`: appends NDJSON, one point per line, in the same shape as
+    /// `pythond check --format json`.
+    File {
+        /// Key `path`, required; relative to the configuration file's directory.
+        path: PathBuf,
+    },
+}
+
+impl SinkKind {
+    /// The `type` value that selects this variant.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Stdout { .. } => "stdout",
+            SinkKind::File { .. } => "file",
+        }
+    }
+}
+
+/// How points are written as text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// InfluxDB line protocol (`"lp"`).
+    #[default]
+    LineProtocol,
+    /// One JSON object per point (`"json"`):
+    /// `{"category","measurement","tags","fields","time"}`.
+    Json,
+}
+
+impl OutputFormat {
+    /// The configuration / command-line spelling: `"lp"` or `"json"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::LineProtocol => "lp",
+            OutputFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lp" => Ok(OutputFormat::LineProtocol),
+            "json" => Ok(OutputFormat::Json),
+            _ => Err(format!("unknown format {s:?} (expected one of: lp, json)")),
+        }
+    }
+}
+
+/// `[git_repos]`: used by the git sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitReposConfig {
+    /// How often every enabled repository is fetched.
+    ///
+    /// Key `pull_interval`, duration, default `"1m"`.
+    pub pull_interval: Duration,
+    /// The `[[git_repos.repo]]` entries, in file order (disabled ones included).
+    pub repos: Vec<GitRepoConfig>,
+}
+
+impl Default for GitReposConfig {
+    fn default() -> Self {
+        GitReposConfig {
+            pull_interval: DEFAULT_PULL_INTERVAL,
+            repos: Vec::new(),
+        }
+    }
+}
+
+/// One `[[git_repos.repo]]`. `Debug` never shows the key password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GitRepoConfig {
+    /// Whether to sync this repository.
+    ///
+    /// Key `enable`, boolean, default `true`.
+    pub enable: bool,
+    /// Clone URL: `https://...`, `ssh://...` or `git@host:path`.
+    ///
+    /// Key `url`, required.
+    pub url: String,
+    /// Branch to follow.
+    ///
+    /// Key `branch`, optional (the remote's default branch when `None`).
+    pub branch: Option<String>,
+    /// Private key for SSH URLs; relative to the configuration file's directory.
+    ///
+    /// Key `ssh_private_key_path`, optional.
+    pub ssh_private_key_path: Option<PathBuf>,
+    /// Passphrase of that key.
+    ///
+    /// Key `ssh_private_key_password`, optional; needs `ssh_private_key_path`.
+    pub ssh_private_key_password: Option<String>,
+}
+
+impl fmt::Debug for GitRepoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitRepoConfig")
+            .field("enable", &self.enable)
+            .field("url", &self.url)
+            .field("branch", &self.branch)
+            .field("ssh_private_key_path", &self.ssh_private_key_path)
+            .field(
+                "ssh_private_key_password",
+                &self.ssh_private_key_password.as_ref().map(|_| REDACTED),
+            )
+            .finish()
+    }
+}
+
+impl Config {
+    /// The built-in defaults, with relative paths rooted at `base_dir` (which should
+    /// be absolute): `data/`, `conf.d/`, `python.d/`, the machine's host name,
+    /// `127.0.0.1:9529`, one stdout sink in line protocol, no git repositories.
+    pub fn defaults(base_dir: &Path) -> Config {
+        Config {
+            source: None,
+            agent: AgentConfig {
+                data_dir: values::resolve(base_dir, "data"),
+                conf_dir: values::resolve(base_dir, "conf.d"),
+                python_dir: values::resolve(base_dir, "python.d"),
+                hostname: system_hostname(),
+                log_level: None,
+                log_format: LogFormat::Text,
+            },
+            global_tags: BTreeMap::new(),
+            http: HttpConfig::default(),
+            sinks: vec![SinkConfig::default()],
+            git_repos: GitReposConfig::default(),
+        }
+    }
+}
+
+/// The machine's host name (`gethostname(2)`), or `"localhost"` if it has none.
+pub fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and gethostname writes
+    // at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_owned();
+    }
+    let len = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..len]).trim().to_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Loads the main configuration: `path` if given (a missing file is an error), else
+/// `./pythond.toml` if it exists, else the built-in defaults rooted at the working
+/// directory.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    load_in(path, &current_dir()?)
+}
+
+/// [`load`] with an explicit working directory (relative paths are taken from it).
+pub(crate) fn load_in(path: Option<&Path>, cwd: &Path) -> Result<Config, ConfigError> {
+    let file = path.unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
+    match fs::read_to_string(cwd.join(file)) {
+        Ok(text) => parse_main_in(&text, file, cwd),
+        Err(err) if path.is_none() && err.kind() == io::ErrorKind::NotFound => {
+            Ok(Config::defaults(cwd))
+        }
+        Err(err) => Err(ConfigError::io(file, err)),
+    }
+}
+
+fn current_dir() -> Result<PathBuf, ConfigError> {
+    std::env::current_dir().map_err(|e| ConfigError::io(Path::new("."), e))
+}
+
+/// Parses the text of a main configuration file. `file` names the file in error
+/// messages, and its directory is the base of relative paths; `Config::source` is
+/// set to its absolute form.
+pub fn parse_main(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    parse_main_in(text, file, &current_dir()?)
+}
+
+/// [`parse_main`] with an explicit working directory (for a relative `file`).
+pub(crate) fn parse_main_in(text: &str, file: &Path, cwd: &Path) -> Result<Config, ConfigError> {
+    let source = values::resolve(cwd, file);
+    let base = source
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let (doc, root) = Doc::parse(text, file)?;
+
+    let mut config = Config::defaults(&base);
+    config.source = Some(source);
+
+    let mut top = Section::root(&doc, root, TOP_KEYS);
+    if let Some(mut section) = top.table("agent", "[agent]", AGENT_KEYS) {
+        read_agent(&mut section, &base, &mut config.agent);
+        section.finish();
+    }
+    if let Some(mut section) = top.table("global_tags", "[global_tags]", &[]) {
+        config.global_tags = read_global_tags(&mut section);
+    }
+    if let Some(mut section) = top.table("http", "[http]", HTTP_KEYS) {
+        read_http(&mut section, &mut config.http);
+        section.finish();
+    }
+    let sinks = read_sinks(top.tables("sinks", "[[sinks]]", SINK_COMMON_KEYS), &base);
+    if !sinks.is_empty() {
+        config.sinks = sinks;
+    }
+    if let Some(mut section) = top.table("git_repos", "[git_repos]", GIT_KEYS) {
+        read_git_repos(&mut section, &base, &mut config.git_repos);
+        section.finish();
+    }
+    top.finish();
+    doc.finish(config)
+}
+
+fn read_agent(section: &mut Section<'_, '_>, base: &Path, agent: &mut AgentConfig) {
+    let path = |node: &Node| tree::non_empty_string(node).map(|p| values::resolve(base, &p));
+    if let Some(dir) = section.get("data_dir", path) {
+        agent.data_dir = dir;
+    }
+    if let Some(dir) = section.get("conf_dir", path) {
+        agent.conf_dir = dir;
+    }
+    if let Some(dir) = section.get("python_dir", path) {
+        agent.python_dir = dir;
+    }
+    if let Some(hostname) = section.get("hostname", tree::non_empty_string) {
+        agent.hostname = hostname;
+    }
+    agent.log_level = section.get("log_level", |node| {
+        let level = tree::string(node)?;
+        values::check_log_level(&level)?;
+        Ok(level)
+    });
+    if let Some(format) = section.get("log_format", |node| {
+        Ok(tree::string(node)?.parse::<LogFormat>()?)
+    }) {
+        agent.log_format = format;
+    }
+}
+
+fn read_global_tags(section: &mut Section<'_, '_>) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    for entry in section.drain() {
+        match tree::check_tag(&entry) {
+            Ok(()) => {
+                if let Value::String(value) = entry.node.value {
+                    tags.insert(entry.key, value);
+                }
+            }
+            Err(message) => section.invalid(&entry.node.span, &entry.key, &message),
+        }
+    }
+    tags
+}
+
+fn read_http(section: &mut Section<'_, '_>, http: &mut HttpConfig) {
+    let listen = section.get_located("listen", |node| {
+        let listen = tree::string(node)?;
+        values::check_listen(&listen)?;
+        Ok(listen)
+    });
+    http.token = section.get("token", tree::non_empty_string);
+    if let Some(bytes) = section.get("max_body", values::byte_size) {
+        http.max_body_bytes = bytes;
+    }
+    if let Some((listen, span)) = listen {
+        http.listen = listen;
+        if !http.is_loopback() && http.token.is_none() {
+            section.invalid(
+                &span,
+                "listen",
+                &format!(
+                    "{:?} is not a loopback address, so `token` must be set",
+                    http.listen
+                ),
+            );
+        }
+    }
+}
+
+fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
+    let mut sinks = Vec::new();
+    let mut file_paths: Vec<(PathBuf, usize)> = Vec::new();
+    for mut section in sections {
+        // Without a valid `type` the accepted keys are unknown: skip the key check.
+        let Some(kind) = section.require("type", sink_type) else {
+            continue;
+        };
+        section.set_name(format!("[[sinks]] with type = {kind:?}"));
+        let categories = section.get("categories", categories);
+        let kind = match kind {
+            "stdout" => {
+                section.set_expected(STDOUT_SINK_KEYS);
+                let format = section
+                    .get("format", |node| {
+                        Ok(tree::string(node)?.parse::<OutputFormat>()?)
+                    })
+                    .unwrap_or_default();
+                Some(SinkKind::Stdout { format })
+            }
+            _ => {
+                section.set_expected(FILE_SINK_KEYS);
+                let path = section.require_located("path", |node| {
+                    tree::non_empty_string(node).map(|p| values::resolve(base, &p))
+                });
+                if let Some((path, span)) = &path {
+                    let line = section.doc().line(span);
+                    match file_paths.iter().find(|(p, _)| p == path) {
+                        Some((_, first)) => section.invalid(
+                            span,
+                            "path",
+                            &format!(
+                                "{} is already written by the file sink at line {first}",
+                                path.display()
+                            ),
+                        ),
+                        None => file_paths.push((path.clone(), line)),
+                    }
+                }
+                path.map(|(path, _)| SinkKind::File { path })
+            }
+        };
+        section.finish();
+        if let Some(kind) = kind {
+            sinks.push(SinkConfig { kind, categories });
+        }
+    }
+    sinks
+}
+
+fn sink_type(node: &Node) -> Result<&'static str, Problem> {
+    let name = tree::string(node)?;
+    SINK_TYPES
+        .iter()
+        .copied()
+        .find(|t| *t == name)
+        .ok_or_else(|| {
+            format!(
+                "unknown sink type {name:?} (expected one of: {})",
+                SINK_TYPES.join(", ")
+            )
+            .into()
+        })
+}
+
+fn categories(node: &Node) -> Result<Vec<Category>, Problem> {
+    let Value::Array(items) = &node.value else {
+        return Err(Problem::expected("an array of category names", node));
+    };
+    if items.is_empty() {
+        return Err("must not be empty (leave `categories` out to receive every category)".into());
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = tree::string(item).map_err(|p| {
+                Problem::at(&item.span, format!("element {}: {}", i + 1, p.message))
+            })?;
+            Category::deserialize(StrDeserializer::<ValueError>::new(&name)).map_err(|e| {
+                let message = e.to_string().replace("unknown variant", "unknown category");
+                Problem::at(&item.span, format!("element {}: {message}", i + 1))
+            })
+        })
+        .collect()
+}
+
+fn read_git_repos(section: &mut Section<'_, '_>, base: &Path, git: &mut GitReposConfig) {
+    if let Some(interval) = section.get("pull_interval", values::duration) {
+        git.pull_interval = interval;
+    }
+    for mut repo in section.tables("repo", "[[git_repos.repo]]", GIT_REPO_KEYS) {
+        let enable = repo.get("enable", tree::boolean).unwrap_or(true);
+        let url = repo.require("url", tree::non_empty_string);
+        let branch = repo.get("branch", tree::non_empty_string);
+        let key_path = repo.get("ssh_private_key_path", |node| {
+            tree::non_empty_string(node).map(|p| values::resolve(base, &p))
+        });
+        let password = repo.get_located("ssh_private_key_password", tree::string);
+        if let (Some((_, span)), None) = (&password, &key_path) {
+            repo.invalid(
+                span,
+                "ssh_private_key_password",
+                "is set but `ssh_private_key_path` is not",
+            );
+        }
+        repo.finish();
+        if let Some(url) = url {
+            git.repos.push(GitRepoConfig {
+                enable,
+                url,
+                branch,
+                ssh_private_key_path: key_path,
+                ssh_private_key_password: password.map(|(p, _)| p),
+            });
+        }
+    }
+}
