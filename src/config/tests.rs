@@ -1152,3 +1152,27 @@ fn symlink_loops_are_walked_once() {
     assert!(found.errors.is_empty(), "{:?}", found.errors);
     assert_eq!(found.inputs.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------
+// Documentation.
+
+#[test]
+fn every_example_in_the_reference_is_valid() {
+    let doc = include_str!("../../docs/CONFIG.md");
+    let mut blocks = 0;
+    for block in doc.split("```toml\n").skip(1) {
+        let Some((text, _)) = block.split_once("```") else {
+            panic!("unterminated toml block in docs/CONFIG.md");
+        };
+        blocks += 1;
+        if text.contains("[inputs.pythond]") {
+            let (inputs, _) = parse_inputs(text, Path::new("CONFIG.md"))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert!(!inputs.is_empty());
+        } else {
+            parse_main(text, Path::new("/etc/pythond/pythond.toml"))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        }
+    }
+    assert!(blocks >= 4, "only {blocks} toml blocks found");
+}

@@ -848,3 +848,76 @@ pub(crate) fn check_tag(entry: &Entry) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Node {
+        match Doc::parse(text, Path::new("t.toml")) {
+            Ok((_, root)) => root,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn entries(node: &Node) -> &[Entry] {
+        match &node.value {
+            Value::Table(entries) => entries,
+            other => panic!("not a table: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn toml_special_types_are_recognised() {
+        // If toml changes how it marks spanned values or datetimes, every line number
+        // would silently become 1: fail loudly instead.
+        let shapes = shapes();
+        assert!(!shapes.spanned_name.is_empty());
+        assert_eq!(shapes.spanned_fields.len(), 3);
+        assert!(!shapes.datetime_field.is_empty());
+    }
+
+    #[test]
+    fn values_and_keys_carry_their_spans() {
+        let text = "a = 1\n[t]\n  b = \"x\"\n  c = [true,\n 1979-05-27]\n";
+        let (doc, root) = Doc::parse(text, Path::new("t.toml")).expect("parse");
+        let top = entries(&root);
+        assert_eq!(top[0].key, "a");
+        assert_eq!(doc.line(&top[0].key_span), 1);
+        assert_eq!(top[0].node.describe(), "integer 1");
+        assert_eq!(doc.line(&top[1].node.span), 2);
+        let t = entries(&top[1].node);
+        assert_eq!((t[0].key.as_str(), doc.line(&t[0].key_span)), ("b", 3));
+        assert_eq!(&text[t[0].node.span.clone()], "\"x\"");
+        let Value::Array(items) = &t[1].node.value else {
+            panic!("not an array")
+        };
+        assert_eq!(doc.line(&items[1].span), 5);
+        assert_eq!(items[1].describe(), "datetime 1979-05-27");
+    }
+
+    #[test]
+    fn implicit_tables_take_the_span_of_their_key() {
+        let text = "\n\n[[inputs.pythond]]\nname = \"x\"\n\nagent.host = \"h\"\n";
+        let (doc, root) = Doc::parse(text, Path::new("t.toml")).expect("parse");
+        let top = entries(&root);
+        assert_eq!(top[0].key, "inputs");
+        assert_eq!(doc.line(&top[0].node.span), 3);
+        let pythond = &entries(&top[0].node)[0];
+        let Value::Array(tables) = &pythond.node.value else {
+            panic!("not an array")
+        };
+        assert_eq!(doc.line(&tables[0].span), 3);
+        let name = &entries(&tables[0])[0];
+        assert_eq!(doc.line(&name.key_span), 4);
+        let host = &entries(&entries(&tables[0])[1].node)[0];
+        assert_eq!((host.key.as_str(), doc.line(&host.key_span)), ("host", 6));
+    }
+
+    #[test]
+    fn long_strings_are_shortened_in_messages() {
+        let root = parse(&format!("a = \"{}\"\n", "x".repeat(100)));
+        let shown = entries(&root)[0].node.describe();
+        assert_eq!(shown, format!("string \"{}…\"", "x".repeat(64)));
+    }
+}
