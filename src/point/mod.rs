@@ -42,3 +42,56 @@ pub use rules::{
     MAX_MEASUREMENT_LEN, MAX_TAGS, MAX_TAG_VALUE_LEN,
 };
 pub use value::FieldValue;
+
+#[cfg(test)]
+mod tests {
+    //! The public surface other modules code against, exercised through the re-exports.
+    use crate::point::{
+        from_json, parse_line_protocol, Accepted, Category, DecodeContext, FieldValue, Fix,
+        FixReason, Point, Precision, RejectReason, Rejection,
+    };
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn public_api_end_to_end() {
+        let extra: BTreeMap<String, String> = [("host".into(), "h".into())].into_iter().collect();
+        let ctx = DecodeContext {
+            category: Category::from_code("L").expect("L is logging"),
+            precision: Some("s".parse::<Precision>().expect("s parses")),
+            now_ns: 7,
+            extra_tags: &extra,
+        };
+        let v = serde_json::json!([
+            {"measurement": "app", "fields": {"message": "hi"}, "time": 2},
+            {"measurement": "app", "fields": {"message": ["not", "scalar"]}}
+        ]);
+        let items = v.as_array().expect("array");
+        let ok: Accepted = from_json(&items[0], &ctx).expect("first is fine");
+        let fixes: &[Fix] = &ok.fixes;
+        assert_eq!(fixes[0].reason, FixReason::DefaultStatus);
+        let point: &Point = &ok.point;
+        assert_eq!(point.time_ns, 2_000_000_000);
+        assert_eq!(point.tags["host"], "h");
+        assert_eq!(point.fields["message"], FieldValue::Str("hi".into()));
+        let bad: Rejection = from_json(&items[1], &ctx).expect_err("second is not");
+        assert_eq!(bad.reason, RejectReason::InvalidFieldValue);
+
+        let mut line = String::new();
+        point.write_line_protocol(&mut line);
+        let parsed = parse_line_protocol(
+            &line,
+            &DecodeContext {
+                precision: None,
+                ..ctx
+            },
+        );
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].1.as_ref().map(|a| &a.point), Ok(point));
+
+        let mut json = Vec::new();
+        point.write_json(&mut json);
+        let back: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
+        assert_eq!(back["category"], "logging");
+        assert_eq!(back["time"], 2_000_000_000i64);
+    }
+}

@@ -11,8 +11,8 @@
 //! 4. field keys and values: the same for keys, then tag/field clashes, metric
 //!    strings, string length
 //! 5. tag and field counts
-//! 6. category defaults (logging `status`, object `name`)
-//! 7. at least one field; keyevent required keys
+//! 6. at least one field
+//! 7. category defaults (logging `status`, object `name`); keyevent required keys
 //!
 //! Whatever can be repaired becomes a [`Fix`]; only points that cannot be stored
 //! meaningfully are rejected. POINTS.md is the user-facing version of this file.
@@ -118,8 +118,6 @@ pub(crate) fn apply(
         fixes,
     );
 
-    add_defaults(&mut point, fixes);
-
     if point.fields.is_empty() {
         let why = if given_fields == 0 {
             "it has no fields".to_owned()
@@ -134,6 +132,10 @@ pub(crate) fn apply(
             ),
         ));
     }
+
+    // After the no-fields check on purpose: a log line or object with nothing but
+    // tags is a script bug, and a lone default `status` field would hide it.
+    add_defaults(&mut point, fixes);
 
     if point.category == Category::Keyevent {
         check_keyevent(&point)?;
@@ -1036,12 +1038,14 @@ mod tests {
     }
 
     #[test]
-    fn logging_with_only_tags_is_kept_via_status() {
-        // DataKit adds status before it would notice the missing fields; so do we.
+    fn defaults_do_not_rescue_a_point_without_fields() {
+        // DataKit would keep this as a log line holding only status="unknown"; a point
+        // with nothing but tags is a script bug, so it is rejected like any other.
         let p = point(Category::Logging, &[("a", "b")], &[]);
-        let (out, fixes) = run(p).unwrap();
-        assert_eq!(out.fields.len(), 1);
-        assert_eq!(reasons(&fixes), [FixReason::DefaultStatus]);
+        let err = run(p).unwrap_err();
+        assert_eq!(err.reason, RejectReason::NoFields);
+        let p = point(Category::Object, &[("name", "web01")], &[]);
+        assert_eq!(run(p).unwrap_err().reason, RejectReason::NoFields);
     }
 
     #[test]
