@@ -14,7 +14,7 @@ use std::io::Write as _;
 use serde_json::{Map, Value};
 
 use super::outcome::{FixReason, RejectReason};
-use super::precision::{float_time_to_ns, int_time_to_ns};
+use super::precision::{float_time_to_ns, int_time_to_ns, TimeError};
 use super::rules::{self, preview};
 use super::{Accepted, DecodeContext, FieldValue, Fix, Point, Rejection};
 
@@ -204,7 +204,7 @@ fn decode_time(v: Option<&Value>, ctx: &DecodeContext<'_>, who: &str) -> Result<
     let result = if let Some(i) = n.as_i64() {
         int_time_to_ns(i, ctx.precision, ctx.now_ns)
     } else if n.as_u64().is_some() {
-        Err(super::precision::TimeError::Overflow)
+        Err(TimeError::Overflow)
     } else {
         let f = n.as_f64().unwrap_or(f64::NAN);
         float_time_to_ns(f, ctx.precision, ctx.now_ns)

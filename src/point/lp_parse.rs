@@ -142,7 +142,7 @@ struct Parsed {
     measurement: String,
     tags: BTreeMap<String, String>,
     fields: BTreeMap<String, FieldValue>,
-    timestamp: Option<(usize, i64)>,
+    timestamp: Option<i64>,
 }
 
 /// A field value as written; an unsigned integer beyond i64 becomes a float with a fix.
@@ -159,7 +159,7 @@ fn parse_point(line: &str, line_no: usize, ctx: &DecodeContext<'_>) -> Result<Ac
     let who = preview(&parsed.measurement);
     let time_ns = match parsed.timestamp {
         None => ctx.now_ns,
-        Some((_, t)) => {
+        Some(t) => {
             // Line protocol is nanoseconds unless the request says otherwise (no
             // magnitude guessing here, unlike JSON: InfluxDB never guesses).
             let precision = ctx.precision.unwrap_or(Precision::Nanoseconds);
@@ -326,7 +326,7 @@ impl<'a> Parser<'a> {
                         ),
                     )
                 })?;
-                timestamp = Some((at, t));
+                timestamp = Some(t);
                 self.skip_blanks();
             }
         }
