@@ -64,8 +64,26 @@ _CATEGORIES = (
 # defaults so they are byte-for-byte what DataKit's framework sends. Both escape
 # non-ASCII (ensure_ascii), which makes every encoded string pure ASCII: its length
 # is its size in bytes, and no lone surrogate can reach the wire as raw bytes.
-_dumps_compact = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-_dumps_http = json.JSONEncoder(allow_nan=False).encode
+def _make_dumps(item_separator, key_separator):
+    encoder = json.JSONEncoder(allow_nan=False, separators=(item_separator, key_separator))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    # JSONEncoder.encode builds a new C encoder on every call, which is a good part of
+    # the cost of a small point. Build it once. Without the circular-reference markers
+    # (None) a self-referencing point ends in RecursionError, which callers catch.
+    iterencode = make(None, encoder.default, json.encoder.encode_basestring_ascii, None,
+                      key_separator, item_separator, False, False, False)
+    join = "".join
+
+    def dumps(value):
+        return join(iterencode(value, 0))
+
+    return dumps
+
+
+_dumps_compact = _make_dumps(",", ":")
+_dumps_http = _make_dumps(", ", ": ")
 
 _STR, _INT, _FLOAT, _BOOL = str, int, float, bool
 
@@ -513,7 +531,7 @@ def _sanitized(point):
                 # Decimal is deliberately not a numbers.Real and is rejected.
                 clean_fields[key] = float(value)
             else:
-                return None, "field %s is %s, which JSON cannot carry" % (_quoted(key), _a(_type_name(value)))
+                return None, "field %s is %s value, which JSON cannot carry" % (_quoted(key), _a(_type_name(value)))
         point["fields"] = clean_fields
     return point, None
 
@@ -552,7 +570,7 @@ def _value_problem(value):
     try:
         _dumps_compact(value)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        return "is %s, which JSON cannot carry" % _a(_type_name(value))
+        return "is %s value, which JSON cannot carry" % _a(_type_name(value))
     return None
 
 
@@ -588,6 +606,33 @@ def _header_value(value):
     return _dumps_compact(str(value))
 
 
+def _report_header(plugin_json, data):
+    """The frame up to (not including) ``,"data":``."""
+    input_name = data.get("input")
+    precision = data.get("precision")
+    ignore = data.get("ignore_global_tags")
+    version = data.get("version")
+    if input_name is None and precision is None and ignore is None and not version:
+        return '{"t":"report","plugin":' + plugin_json + ',"input":null,"precision":null,"ignore_global_tags":false'
+    if ignore is None:
+        ignore = "false"
+    elif isinstance(ignore, (bool, int, float, str)):
+        # Passed through: the agent accepts DataKit's spellings ("true", 1, True).
+        try:
+            ignore = _dumps_compact(ignore)
+        except ValueError:
+            ignore = "false"
+    else:
+        ignore = "true" if ignore else "false"
+    header = ('{"t":"report","plugin":' + plugin_json
+              + ',"input":' + _header_value(input_name)
+              + ',"precision":' + _header_value(precision)
+              + ',"ignore_global_tags":' + ignore)
+    if version:
+        header += ',"version":' + _header_value(version)
+    return header
+
+
 def _report_frames(plugin_json, data, max_frame):
     """The ``report`` frames (str, ASCII, newline-terminated) for one report() call.
 
@@ -602,24 +647,13 @@ def _report_frames(plugin_json, data, max_frame):
     categories, rejected = _encode_report(data, _dumps_compact)
     if not categories and not rejected:
         return ()
-    ignore = data.get("ignore_global_tags")
-    if ignore is None:
-        ignore = "false"
-    elif isinstance(ignore, (bool, int, float, str)):
-        # Passed through: the agent accepts DataKit's spellings ("true", 1, True).
-        try:
-            ignore = _dumps_compact(ignore)
-        except ValueError:
-            ignore = "false"
-    else:
-        ignore = "true" if ignore else "false"
-    header = ('{"t":"report","plugin":' + plugin_json
-              + ',"input":' + _header_value(data.get("input"))
-              + ',"precision":' + _header_value(data.get("precision"))
-              + ',"ignore_global_tags":' + ignore)
-    version = data.get("version")
-    if version:
-        header += ',"version":' + _header_value(version)
+    header = _report_header(plugin_json, data)
+    if len(categories) == 1 and not rejected:
+        code, points, _indices = categories[0]
+        frame = header + ',"data":{"' + code + '":[' + ",".join(points) + ']},"rejected":[]}\n'
+        if len(frame) <= max_frame:
+            return (frame,)
+        return _packed_frames(header, data, categories, rejected, max_frame)
     parts = [header, ',"data":{']
     for code, points, _indices in categories:
         if len(parts) > 2:

@@ -45,6 +45,7 @@ import math
 import os
 import platform
 import queue
+import re
 import signal
 import socket
 import sys
@@ -543,6 +544,19 @@ def _interval_of(instance, cls):
         _safe_repr(value), type(value).__name__, DEFAULT_INTERVAL)
 
 
+def _attribute_line(cls, attribute):
+    """Line of ``attribute = ...`` in the class body, else of the class statement."""
+    try:
+        lines, start = inspect.getsourcelines(cls)
+    except Exception:
+        return None
+    pattern = re.compile(r"\s*%s\s*[:=]" % re.escape(attribute))
+    for offset, text in enumerate(lines):
+        if pattern.match(text):
+            return start + offset
+    return start
+
+
 def _safe_repr(value):
     try:
         text = repr(value)
@@ -682,10 +696,7 @@ def _instantiate(cls, file, user, plugins):
     interval, problem = _interval_of(instance, cls)
     error = None
     if problem is not None:
-        try:
-            line = inspect.getsourcelines(cls)[1]
-        except Exception:
-            line = None
+        line = _attribute_line(cls, "interval")
         error = {"module": cls.__module__, "file": _clean(file), "line": line,
                  "message": "%s.%s" % (cls.__name__, problem)}
     plugin_id = "%s.%s" % (cls.__module__, cls.__name__)
