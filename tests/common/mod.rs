@@ -389,7 +389,12 @@ pub fn now_ns() -> i64 {
 
 /// Runs `command` to completion within [`DEADLINE`] (killing it and panicking if it
 /// hangs); returns (exit code, stdout, stderr).
-pub fn run_to_end(mut command: Command) -> (i32, String, String) {
+pub fn run_to_end(command: Command) -> (i32, String, String) {
+    run_to_end_within(command, DEADLINE)
+}
+
+/// [`run_to_end`] with another deadline.
+pub fn run_to_end_within(mut command: Command, deadline: Duration) -> (i32, String, String) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -398,7 +403,7 @@ pub fn run_to_end(mut command: Command) -> (i32, String, String) {
         .expect("start pythond");
     let stdout = capture(child.stdout.take().expect("stdout"));
     let stderr = capture(child.stderr.take().expect("stderr"));
-    let end = Instant::now() + DEADLINE;
+    let end = Instant::now() + deadline;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for pythond") {
             break status;
@@ -407,7 +412,7 @@ pub fn run_to_end(mut command: Command) -> (i32, String, String) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "{command:?} did not finish within {DEADLINE:?}; stdout:\n{}\nstderr:\n{}",
+                "{command:?} did not finish within {deadline:?}; stdout:\n{}\nstderr:\n{}",
                 stdout.lock().expect("stdout lock"),
                 stderr.lock().expect("stderr lock")
             );

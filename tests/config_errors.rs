@@ -1,0 +1,194 @@
+//! Configuration errors: `pythond config check` and `pythond run` name the file, the
+//! line and the key of every problem, and a broken input file does not stop the inputs
+//! of another file from running.
+
+mod common;
+
+use common::Home;
+
+const GOOD_PLUGIN: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Good(DataKitFramework):
+    name = "good"
+    interval = 1
+
+    def run(self):
+        self.report({"M": [{"measurement": "good", "tags": {}, "fields": {"v": 1}}]})
+"#;
+
+/// A home with `python.d/good` and one input file `conf.d/bad.conf` holding `conf`.
+fn home_with(conf: &str) -> Home {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.write("conf.d/bad.conf", conf);
+    home
+}
+
+/// Runs `config check`; asserts it fails and that one error line names all `needles`.
+fn assert_config_error(home: &Home, needles: &[&str]) -> String {
+    let (code, stdout, stderr) = home.config_check();
+    assert_ne!(
+        code, 0,
+        "config check passed; stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n))),
+        "no error line names all of {needles:?}:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn a_valid_configuration_passes() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.input(
+        "fine",
+        &["good"],
+        "interval = \"1s\"\ntimeout = \"5s\"\ntags = { team = \"shop\" }",
+    );
+    let (code, stdout, stderr) = home.config_check();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
+fn an_unknown_key_is_named_with_file_and_line() {
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"typo\"\ncmd = \"python3\"\ndirs = [\"good\"]\nintreval = \"1s\"\n",
+    );
+    assert_config_error(&home, &["bad.conf:5", "intreval"]);
+}
+
+#[test]
+fn a_bad_duration_is_named_with_file_line_and_key() {
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"slowpoke\"\ncmd = \"python3\"\ndirs = [\"good\"]\n\ninterval = \"5 parsecs\"\n",
+    );
+    assert_config_error(&home, &["bad.conf:6", "interval"]);
+
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\ntimeout = 5\n",
+    );
+    assert_config_error(&home, &["bad.conf:5", "timeout"]);
+}
+
+#[test]
+fn a_missing_required_key_is_named() {
+    let home = home_with("\n[[inputs.pythond]]\nname = \"nocmd\"\ndirs = [\"good\"]\n");
+    assert_config_error(&home, &["bad.conf:2", "cmd"]);
+
+    let home = home_with("[[inputs.pythond]]\ncmd = \"python3\"\ndirs = [\"good\"]\n");
+    assert_config_error(&home, &["bad.conf:1", "name"]);
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named() {
+    let home = home_with("[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = \"good\"\n");
+    assert_config_error(&home, &["bad.conf:4", "dirs"]);
+}
+
+#[test]
+fn duplicate_input_names_are_an_error() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.write(
+        "conf.d/a.conf",
+        "[[inputs.pythond]]\nname = \"same\"\ncmd = \"python3\"\ndirs = [\"good\"]\n",
+    );
+    home.write(
+        "conf.d/b.conf",
+        "# the second one\n[[inputs.pythond]]\nname = \"same\"\ncmd = \"python3\"\ndirs = [\"good\"]\n",
+    );
+    let stderr = assert_config_error(&home, &["same"]);
+    assert!(
+        stderr.contains("b.conf:2") || stderr.contains("b.conf:3"),
+        "the duplicate's file:line is not named:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_is_named_with_file_and_line() {
+    let home = home_with("[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\ndirs = [\"good\"]\n");
+    assert_config_error(&home, &["bad.conf:3"]);
+}
+
+#[test]
+fn problems_in_the_main_file_are_named_and_stop_run() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.input("fine", &["good"], "");
+    home.write(
+        "pythond.toml",
+        "[agent]\ndata_dirr = \"data\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    assert_config_error(&home, &["pythond.toml:2", "data_dirr"]);
+
+    let mut agent = home.start();
+    let status = agent
+        .wait_exit(common::DEADLINE)
+        .expect("run must refuse a broken main file");
+    assert!(!status.success(), "run started with a broken pythond.toml");
+    assert!(
+        agent.stderr().contains("pythond.toml:2") && agent.stderr().contains("data_dirr"),
+        "run does not say what is wrong:\n{}",
+        agent.stderr()
+    );
+}
+
+#[test]
+fn an_unknown_sink_key_is_named() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[[sinks]]\ntype = \"file\"\npth = \"points.ndjson\"\n",
+    );
+    assert_config_error(&home, &["pythond.toml:3", "pth"]);
+}
+
+#[test]
+fn config_check_names_missing_interpreters_and_dirs() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.write(
+        "conf.d/ghost.conf",
+        "[[inputs.pythond]]\nname = \"ghost\"\ncmd = \"python3-no-such-interpreter\"\ndirs = [\"good\"]\n",
+    );
+    home.write(
+        "conf.d/lost.conf",
+        "[[inputs.pythond]]\nname = \"lost\"\ncmd = \"python3\"\ndirs = [\"no-such-dir\"]\n",
+    );
+    let stderr = assert_config_error(&home, &["ghost.conf:1", "python3-no-such-interpreter"]);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("lost.conf:1") && l.contains("no-such-dir")),
+        "the missing dirs entry is not named:\n{stderr}"
+    );
+}
+
+#[test]
+fn run_reports_a_broken_input_file_and_runs_the_others() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.input("fine", &["good"], "interval = \"1s\"");
+    home.write(
+        "conf.d/broken.conf",
+        "[[inputs.pythond]]\nname = \"broken\"\ncmd = \"python3\"\ndirs = [\"good\"]\nintreval = \"1s\"\n",
+    );
+    home.write(
+        "conf.d/garbled.conf",
+        "[[inputs.pythond]\nname = \"garbled\"\n",
+    );
+    let agent = home.start();
+    agent.expect_log_line(&["broken.conf:5", "intreval"]);
+    agent.expect_log_line(&["garbled.conf:1"]);
+    agent.expect_points("the good input's points", |points| points.len() >= 2);
+    assert!(
+        agent.log_lines(&["worker ready", "broken"]).is_empty(),
+        "the broken input was started anyway:\n{}",
+        agent.stderr()
+    );
+}
