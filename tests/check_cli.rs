@@ -1083,3 +1083,41 @@ fn datakit_documentation_style_collectors() {
         "exactly the documented points: {points:#?}"
     );
 }
+
+#[test]
+fn the_cmd_option_picks_the_interpreter() {
+    let home = Home::new();
+    home.write(
+        "python.d/cmd/cmd.py",
+        r#"
+import sys
+from datakit_framework import DataKitFramework
+
+class Cmd(DataKitFramework):
+    name = "cmd"
+    def run(self):
+        self.report({"L": [{"measurement": "interpreter", "tags": {}, "fields": {"message": sys.executable}}]})
+"#,
+    );
+    let (code, stdout, stderr) =
+        home.check(&["python.d/cmd", "--cmd", "python3-no-such-interpreter"]);
+    assert_ne!(code, 0);
+    assert!(stdout.trim().is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("interpreter `python3-no-such-interpreter` not found"),
+        "the missing interpreter is not named:\n{stderr}"
+    );
+
+    // An absolute path to a Python, found the way a user would.
+    let (_, which, _) = common::run_to_end({
+        let mut c = std::process::Command::new("python3");
+        c.args(["-c", "import sys; print(sys.executable)"]);
+        c
+    });
+    let python = which.trim().to_string();
+    let (code, stdout, stderr) = home.check(&["python.d/cmd", "--cmd", &python]);
+    assert_eq!(code, 0, "stderr:\n{stderr}");
+    let points = parse_points(&stdout);
+    assert_eq!(points.len(), 1, "{stdout}");
+    assert_eq!(points[0]["fields"]["message"], python.as_str());
+}

@@ -239,3 +239,65 @@ fn bad_points_are_rejected_with_a_reason_and_their_neighbours_arrive() {
         agent.points()
     );
 }
+
+#[test]
+fn a_report_bigger_than_a_frame_arrives_whole() {
+    let home = Home::new();
+    home.write(
+        "python.d/big/big.py",
+        r#"
+from datakit_framework import DataKitFramework
+
+class Big(DataKitFramework):
+    name = "big"
+    interval = 3600
+
+    def run(self):
+        # About 6 MB of points in one report: more than one frame can carry.
+        self.report({"L": [{"measurement": "bulk", "tags": {"i": str(i)},
+                            "fields": {"message": "%05d " % i + "m" * 300}} for i in range(20000)]})
+        self.report({"L": [
+            {"measurement": "huge_neighbour_before", "tags": {}, "fields": {"message": "small"}},
+            {"measurement": "huge", "tags": {}, "fields": {"message": "h" * (6 * 1024 * 1024)}},
+            {"measurement": "huge_neighbour_after", "tags": {}, "fields": {"message": "small"}},
+        ]})
+"#,
+    );
+    home.input("bigger", &["big"], "");
+    let agent = home.start();
+
+    agent.expect_points("both neighbours of the huge point", |points| {
+        points
+            .iter()
+            .filter(|p| {
+                p["measurement"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("huge_neighbour")
+            })
+            .count()
+            == 2
+    });
+    let bulk = agent.points_of("bulk");
+    assert_eq!(bulk.len(), 20000, "points of a large report were lost");
+    let distinct: std::collections::BTreeSet<String> = bulk
+        .iter()
+        .map(|p| p["tags"]["i"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(distinct.len(), 20000, "points were duplicated or garbled");
+    // A 6 MiB string is within DataKit's field limit (32 MiB) but over the frame
+    // limit: it must either arrive intact or be rejected with a reason, never vanish.
+    let huge = agent.points_of("huge");
+    let delivered = huge.len() == 1
+        && huge[0]["fields"]["message"].as_str().map(str::len) == Some(6 * 1024 * 1024);
+    assert!(
+        delivered || !agent.log_lines(&["rejected", "bigger", "huge"]).is_empty(),
+        "the huge point neither arrived nor was reported rejected; log:\n{}",
+        agent.log_lines(&["bigger"]).join("\n")
+    );
+    assert!(
+        agent.log_lines(&["restarting"]).is_empty(),
+        "{}",
+        agent.stderr()
+    );
+}

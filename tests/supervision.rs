@@ -395,7 +395,11 @@ class Slow(DataKitFramework):
 
     def run(self):
         open(os.path.join(HOME, "slow_started"), "w").close()
-        time.sleep(3)
+        # Still in flight when the agent is told to stop: the test releases it after
+        # sending SIGTERM.
+        while not os.path.exists(os.path.join(HOME, "release")):
+            time.sleep(0.05)
+        time.sleep(1)
         self.report({"M": [{"measurement": "finished_in_flight", "tags": {}, "fields": {"v": 1}}]})
 "#,
     );
@@ -429,11 +433,12 @@ class Stuck(DataKitFramework):
         agent.stderr()
     );
     let stuck_child = recorded_pids(&home, "stuck_child")[0];
-    assert!(
-        agent.points_of("finished_in_flight").is_empty(),
-        "the slow run finished too early for this test"
-    );
-    let status = agent.stop();
+    agent.signal(libc::SIGTERM);
+    agent.expect_log("shutting down");
+    home.write("release", "");
+    let status = agent
+        .wait_exit(DEADLINE)
+        .expect("agent exits after SIGTERM");
     assert_eq!(
         status.code(),
         Some(0),
@@ -536,5 +541,135 @@ class Zero(DataKitFramework):
         1,
         "interval = 0 must mean 10 s (one run so far); points: {:?}",
         agent.points()
+    );
+}
+
+#[test]
+fn a_module_that_fails_to_import_is_logged_and_its_neighbours_run() {
+    let home = Home::new();
+    home.write("python.d/mixed/good.py", &pid_reporter("Good", "good", 1));
+    home.write(
+        "python.d/mixed/broken.py",
+        "from datakit_framework import DataKitFramework\n\nclass Broken(DataKitFramework)\n    pass\n",
+    );
+    home.input("half_broken", &["mixed"], "interval = \"1s\"");
+    let agent = home.start();
+
+    agent.expect_log_line(&["half_broken", "broken.py:3", "SyntaxError"]);
+    agent.expect_points("the good module's points", |points| points.len() >= 2);
+}
+
+#[test]
+fn a_run_that_raises_is_logged_and_the_plugin_keeps_its_schedule() {
+    let home = Home::new();
+    home.write(
+        "python.d/flaky/flaky.py",
+        r#"
+from datakit_framework import DataKitFramework
+
+class Flaky(DataKitFramework):
+    name = "flaky"
+    interval = 1
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def run(self):
+        self.n += 1
+        self.report({"M": [{"measurement": "flaky", "tags": {}, "fields": {"n": self.n}}]})
+        if self.n % 2 == 1:
+            raise KeyError("odd run %d" % self.n)
+"#,
+    );
+    home.input("flakes", &["flaky"], "interval = \"1s\"");
+    let agent = home.start();
+
+    agent.expect_log_line(&["flakes", "flaky.Flaky", "KeyError", "odd run 1"]);
+    agent.expect_points("runs after the failures", |points| {
+        points.iter().any(|p| p["fields"]["n"].as_i64() >= Some(4))
+    });
+    let runs: Vec<i64> = agent
+        .points_of("flaky")
+        .iter()
+        .map(|p| p["fields"]["n"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(
+        &runs[..4],
+        &[1, 2, 3, 4],
+        "the same instance runs again after an exception"
+    );
+    assert!(
+        agent.log_lines(&["restarting"]).is_empty(),
+        "an exception is not a reason to restart the worker"
+    );
+}
+
+#[test]
+fn sigint_stops_the_agent_gracefully() {
+    let home = Home::new();
+    home.write("python.d/beat/beat.py", &pid_reporter("Beat", "beat", 1));
+    home.input("interrupted", &["beat"], "");
+    let mut agent = home.start();
+    agent.expect_points("a beat", |points| !points.is_empty());
+    agent.signal(libc::SIGINT);
+    let status = agent.wait_exit(DEADLINE).expect("agent exits after SIGINT");
+    assert_eq!(status.code(), Some(0), "log:\n{}", agent.stderr());
+    assert!(
+        wait_until(Duration::from_secs(5), || agent
+            .worker_processes()
+            .is_empty()),
+        "processes left after SIGINT: {:?}",
+        agent.worker_processes()
+    );
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let home = Home::new();
+    home.write(
+        "python.d/stuck/stuck.py",
+        r#"
+import os, time
+from datakit_framework import DataKitFramework
+
+HOME = os.environ["PYTHOND_TEST_MARKER"]
+
+class Stuck(DataKitFramework):
+    name = "stuck"
+    interval = 60
+
+    def run(self):
+        open(os.path.join(HOME, "stuck_started"), "w").close()
+        while True:
+            time.sleep(1)
+"#,
+    );
+    home.input("impatient", &["stuck"], "");
+    let mut agent = home.start();
+    assert!(
+        wait_until(DEADLINE, || home.path().join("stuck_started").exists()),
+        "the run did not start; log:\n{}",
+        agent.stderr()
+    );
+    agent.signal(libc::SIGTERM);
+    agent.expect_log("shutting down");
+    let second = std::time::Instant::now();
+    agent.signal(libc::SIGTERM);
+    // The grace for the stuck run is 10 s; a second signal must not wait for it.
+    let status = agent
+        .wait_exit(DEADLINE)
+        .expect("agent exits after a second signal");
+    assert!(
+        second.elapsed() < Duration::from_secs(7),
+        "the second signal took {:?} to stop the agent (exit {status:?})",
+        second.elapsed()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || agent
+            .worker_processes()
+            .is_empty()),
+        "processes left after the second signal: {:?}",
+        agent.worker_processes()
     );
 }

@@ -306,10 +306,12 @@ impl Drop for Agent {
     }
 }
 
-/// Reads an NDJSON points file (missing file: no points yet).
+/// Reads an NDJSON points file (missing file: no points yet). A last line still being
+/// written (no newline yet) is left for the next read.
 pub fn read_points(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map(|end| &text[..=end]).unwrap_or("");
+    complete
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line {l:?}: {e}")))
