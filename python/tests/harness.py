@@ -7,7 +7,8 @@ that a chatty worker never blocks. Tests wait on conditions with generous deadli
 nothing here sleeps to make timing assertions.
 
 Also: ``plugin_dir`` writes collector files into a temporary directory, and
-``RecordingHTTPServer`` stands in for DataKit's (or pythond's) HTTP write API.
+``RecordingHTTPServer`` stands in for DataKit's (or pythond's) HTTP write API, and
+``PipeCapture`` drives the shim's pipe transport in-process.
 """
 
 import http.server
@@ -31,6 +32,9 @@ DEADLINE = 30.0
 
 if PYTHON_DIR not in sys.path:
     sys.path.insert(0, PYTHON_DIR)
+
+import datakit_framework as dkf  # noqa: E402  (the shim under test, from python/)
+import pythond_worker  # noqa: E402
 
 
 def write_files(root, files):
@@ -263,6 +267,51 @@ class WorkerProcess(object):
 def _preview(frames):
     text = json.dumps(frames[-10:])
     return text if len(text) < 3000 else text[:3000] + "..."
+
+
+class Collector(dkf.DataKitFramework):
+    name = "collector"
+    interval = 10
+
+    def run(self):
+        pass
+
+
+class PipeCapture(object):
+    """In-process: the runner's real Channel and PipeTransport over a socketpair, installed
+    as the shim's transport, with the agent's end read back frame by frame."""
+
+    def __init__(self, max_frame=4 * 1024 * 1024):
+        self.agent, worker_end = socket.socketpair()
+        self.channel = pythond_worker.Channel(worker_end, max_frame)
+        self.channel.open(b'{"t":"hello","v":1}\n')
+        self._worker_end = worker_end
+        self._buffer = b""
+        self.agent.settimeout(10)
+        self.previous = dkf._transport
+        dkf._transport = pythond_worker.PipeTransport(dkf, self.channel)
+        assert self.frame()["t"] == "hello"
+
+    def frame(self):
+        while b"\n" not in self._buffer:
+            self._buffer += self.agent.recv(1 << 20)
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line.decode("ascii"))
+
+    def pending(self):
+        self.agent.setblocking(False)
+        try:
+            self._buffer += self.agent.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        finally:
+            self.agent.settimeout(10)
+        return self._buffer
+
+    def close(self):
+        dkf._transport = self.previous
+        self.agent.close()
+        self._worker_end.close()
 
 
 class RecordingHTTPServer(object):

@@ -8,15 +8,15 @@ Also covered: argument checks, ``report()`` return values, every category key, t
 query parameters, and the name-mangled attributes old scripts use.
 """
 
+import contextlib
+import io
 import json
-import os
 import socket
-import threading
 import unittest
 
-import harness  # noqa: F401  (puts python/ on sys.path)
+import harness
+from harness import Collector, PipeCapture
 import datakit_framework as dkf
-import pythond_worker
 
 # --- Payloads from DataKit's integrate_test.go ------------------------------------------
 DK_RAW_METRIC = ('[{"measurement": "measurement1", "tags": {"tag_name": "tag_value"}, '
@@ -71,50 +71,6 @@ DATAKIT_CASES = [
 ]
 
 
-class Collector(dkf.DataKitFramework):
-    name = "collector"
-    interval = 10
-
-    def run(self):
-        pass
-
-
-class PipeCapture(object):
-    """The runner's real pipe transport over a socketpair, read back frame by frame."""
-
-    def __init__(self, max_frame=4 * 1024 * 1024):
-        self.agent, worker_end = socket.socketpair()
-        self.channel = pythond_worker.Channel(worker_end, max_frame)
-        self.channel.open(b'{"t":"hello","v":1}\n')
-        self._worker_end = worker_end
-        self._buffer = b""
-        self.agent.settimeout(10)
-        self.previous = dkf._transport
-        dkf._transport = pythond_worker.PipeTransport(dkf, self.channel)
-        assert self.frame()["t"] == "hello"
-
-    def frame(self):
-        while b"\n" not in self._buffer:
-            self._buffer += self.agent.recv(1 << 20)
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line.decode("ascii"))
-
-    def pending(self):
-        self.agent.setblocking(False)
-        try:
-            self._buffer += self.agent.recv(1 << 20)
-        except BlockingIOError:
-            pass
-        finally:
-            self.agent.settimeout(10)
-        return self._buffer
-
-    def close(self):
-        dkf._transport = self.previous
-        self.agent.close()
-        self._worker_end.close()
-
-
 class HttpPayloadTest(unittest.TestCase):
     """Standalone (no runner): the shim is DataKit's framework, byte for byte."""
 
@@ -156,8 +112,10 @@ class HttpPayloadTest(unittest.TestCase):
     def test_http_error_status_returns_the_body_and_does_not_raise(self):
         self.server.status = 400
         self.server.answer = b'{"error_code":"datakit.invalidPoint","message":"bad"}'
-        result = self.collector.feed_metric(measurement="m", fields={"v": 1})
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            result = self.collector.feed_metric(measurement="m", fields={"v": 1})
         self.assertEqual(json.loads(result)["error_code"], "datakit.invalidPoint")
+        self.assertIn("HTTP 400", err.getvalue())
 
     def test_unreachable_datakit_returns_empty_string(self):
         probe = socket.socket()
@@ -165,7 +123,9 @@ class HttpPayloadTest(unittest.TestCase):
         port = probe.getsockname()[1]
         probe.close()  # nothing listens there now
         collector = Collector(ip="127.0.0.1", port=port)
-        self.assertEqual(collector.feed_metric(measurement="m", fields={"v": 1}), "")
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            self.assertEqual(collector.feed_metric(measurement="m", fields={"v": 1}), "")
+        self.assertIn("failed", err.getvalue())
 
     def test_empty_report_sends_nothing(self):
         self.assertEqual(self.collector.report({}), "")
@@ -179,9 +139,11 @@ class HttpPayloadTest(unittest.TestCase):
         self.assertEqual(request["body"].decode(), '{"input": "my-input", "err_content": "disk gone"}')
 
     def test_unrepresentable_point_is_dropped_alone_over_http(self):
-        self.collector.report({"M": [{"measurement": "a", "fields": {"v": 1}},
-                                     {"measurement": "b", "fields": {"v": float("nan")}},
-                                     {"measurement": "c", "fields": {"v": 3}}]})
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            self.collector.report({"M": [{"measurement": "a", "fields": {"v": 1}},
+                                         {"measurement": "b", "fields": {"v": float("nan")}},
+                                         {"measurement": "c", "fields": {"v": 3}}]})
+        self.assertIn("point 1 of 'M' not sent: field 'v' is NaN", err.getvalue())
         request = self.server.wait_requests(1)[0]
         self.assertEqual([p["measurement"] for p in json.loads(request["body"])], ["a", "c"])
 

@@ -18,9 +18,8 @@ import threading
 import time
 import unittest
 
-import harness  # noqa: F401
+from harness import Collector, PipeCapture
 import datakit_framework as dkf
-from test_shim_api import Collector, PipeCapture
 
 
 def frames_for(data, max_frame=4 * 1024 * 1024, plugin='"p.P"'):
