@@ -673,3 +673,20 @@ class Stuck(DataKitFramework):
         agent.worker_processes()
     );
 }
+
+#[test]
+fn the_default_timeout_is_three_intervals() {
+    let home = Home::new();
+    home.write("python.d/hang/hang.py", HANG);
+    home.input("defaulted", &["hang"], "interval = \"1s\"");
+    let agent = home.start();
+    let line = agent.expect_log_line(&[
+        "did not finish within its timeout",
+        "defaulted",
+        "hang.Hang",
+    ]);
+    assert!(
+        line.contains("timeout of 3s"),
+        "the default timeout is not 3 x 1s: {line}"
+    );
+}
