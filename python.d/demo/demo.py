@@ -50,9 +50,9 @@ class Demo(DataKitFramework):
                 "measurement": "demo_load",
                 "tags": tags,
                 "fields": {
-                    "load1": load1,
-                    "load5": load5,
-                    "load15": load15,
+                    "load1": round(load1, 3),
+                    "load5": round(load5, 3),
+                    "load15": round(load15, 3),
                     "cpus": cpus,
                     # Load per CPU is what tells a busy host from a big one.
                     "load1_per_cpu": round(load1 / cpus, 3),
