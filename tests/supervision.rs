@@ -690,3 +690,51 @@ fn the_default_timeout_is_three_intervals() {
         "the default timeout is not 3 x 1s: {line}"
     );
 }
+
+/// PDEATHSIG fires when the *thread* that started a worker exits; an agent that starts
+/// workers from short-lived threads loses healthy workers after a while. Watch a first
+/// worker and a restarted one for longer than such threads live (tokio: 10 s idle).
+#[test]
+fn healthy_workers_are_left_alone() {
+    let home = Home::new();
+    home.write("python.d/beat/beat.py", &pid_reporter("Beat", "beat", 1));
+    home.input("steady", &["beat"], "interval = \"1s\"");
+    let agent = home.start();
+    let beats_from = |pid: i64| {
+        agent
+            .points_of("beat")
+            .iter()
+            .filter(|p| p["fields"]["pid"] == pid)
+            .count()
+    };
+
+    agent.expect_points("a first beat", |_| !pids_of(&agent, "beat").is_empty());
+    let first = pids_of(&agent, "beat")[0];
+    agent.expect_points("13 beats from the first worker", |_| {
+        beats_from(first) >= 13
+    });
+    assert_eq!(
+        pids_of(&agent, "beat"),
+        [first],
+        "a healthy worker was replaced:\n{}",
+        agent.stderr()
+    );
+
+    // SAFETY: signalling a process this test's agent started.
+    unsafe {
+        libc::kill(first as i32, libc::SIGKILL);
+    }
+    agent.expect_points("beats from a second worker", |_| {
+        pids_of(&agent, "beat").len() >= 2
+    });
+    let second = pids_of(&agent, "beat")[1];
+    agent.expect_points("13 beats from the second worker", |_| {
+        beats_from(second) >= 13
+    });
+    assert_eq!(
+        pids_of(&agent, "beat"),
+        [first, second],
+        "a healthy restarted worker was replaced:\n{}",
+        agent.stderr()
+    );
+}
