@@ -578,7 +578,7 @@ def _candidates(path, user, errors):
         user.add_dir(path)
         found = []
         search_dirs = [path]
-        entries = sorted(os.listdir(path))
+        entries = _listdir(path, errors)
         for entry in entries:
             full = os.path.join(path, entry)
             if _is_plugin_file(entry) and os.path.isfile(full):
@@ -588,7 +588,7 @@ def _candidates(path, user, errors):
             if entry.startswith(".") or entry == "__pycache__" or not os.path.isdir(full):
                 continue
             search_dirs.append(full)
-            for sub_entry in sorted(os.listdir(full)):
+            for sub_entry in _listdir(full, errors):
                 sub_full = os.path.join(full, sub_entry)
                 if _is_plugin_file(sub_entry) and os.path.isfile(sub_full):
                     found.append(("%s.%s" % (entry, sub_entry[:-3]), sub_full))
@@ -632,9 +632,10 @@ def discover(paths, shim, user):
         for d in dirs:
             if d not in search_dirs:
                 search_dirs.append(d)
-    # In front, as when a script is run directly (its own directory comes first), so a
-    # collector file named like an uncached stdlib module is still the one imported.
-    sys.path[0:0] = [d for d in search_dirs if d not in sys.path]
+    # Appended, as DataKit does: a collector file can never shadow a stdlib or installed
+    # module for the other collectors of this worker. A collector file named like one
+    # is reported below ("already taken") instead of being silently replaced by it.
+    sys.path.extend(d for d in search_dirs if d not in sys.path)
 
     plugins = []
     seen_classes = set()
@@ -650,7 +651,7 @@ def discover(paths, shim, user):
             continue
         seen_modules[module_name] = file
         try:
-            module = importlib.import_module(module_name)
+            module = _import(module_name, file)
         except BaseException as e:  # SyntaxError, ImportError, SystemExit at import...
             errors.append(_import_error(module_name, file, e, user))
             continue
@@ -683,6 +684,42 @@ def discover(paths, shim, user):
             if plugin is not None:
                 plugins.append(plugin)
     return plugins, errors
+
+
+def _import(module_name, file):
+    """Import a collector module by name, as DataKit does.
+
+    A subdirectory named like an installed or stdlib package (``mysql/``, ``email/``)
+    loses to that package when ``subdir.stem`` is resolved, and the collector inside
+    (which may well ``import mysql.connector`` itself) would never load. Such a module
+    is then loaded from its file under the same dotted name, leaving the real package
+    alone.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = getattr(e, "name", None) or ""
+        ours = "." in module_name and (module_name == missing or module_name.startswith(missing + "."))
+        if not ours or module_name in sys.modules:
+            raise
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _listdir(path, errors):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as e:
+        errors.append({"module": None, "file": _clean(path), "line": None,
+                       "message": "cannot list directory: %s" % (e.strerror or e)})
+        return []
 
 
 def _instantiate(cls, file, user, plugins):

@@ -302,6 +302,45 @@ class DiscoveryTest(unittest.TestCase):
         self.assertEqual(hello["errors"][0]["module"], "json")
         self.assertIn("already taken", hello["errors"][0]["message"])
 
+    def test_collector_files_never_shadow_stdlib_modules(self):
+        tmp, worker, hello = self.plugins({
+            "csv.py": GOOD,                   # not imported by the runner: still the stdlib's
+            "reader.py": """
+                import csv, io
+                from datakit_framework import DataKitFramework
+
+                class Reader(DataKitFramework):
+                    def run(self):
+                        rows = list(csv.reader(io.StringIO("a,b\\n")))
+                        self.feed_metric(measurement="csv", fields={"cells": len(rows[0])})
+            """,
+        })
+        self.assertEqual([p["id"] for p in hello["plugins"]], ["reader.Reader"])
+        self.assertEqual([(e["module"], e["file"]) for e in hello["errors"]], [("csv", tmp.path("csv.py"))])
+        self.assertIn("already taken", hello["errors"][0]["message"])
+        self.assertTrue(worker.run_and_wait("reader.Reader")["ok"])
+        report = worker.wait_frame(lambda f: f["t"] == "report")
+        self.assertEqual(report["data"]["M"][0]["fields"], {"cells": 2})
+
+    def test_subdir_named_like_a_real_package(self):
+        tmp, worker, hello = self.plugins({
+            "email/collector.py": """
+                import email.utils
+                from datakit_framework import DataKitFramework
+
+                class Mail(DataKitFramework):
+                    def run(self):
+                        name, addr = email.utils.parseaddr("Ops <ops@example.com>")
+                        self.feed_metric(measurement="mail", fields={"addr": addr})
+            """,
+        })
+        self.assertEqual(hello["errors"], [])
+        self.assertEqual([(p["id"], p["file"]) for p in hello["plugins"]],
+                         [("email.collector.Mail", tmp.path("email", "collector.py"))])
+        self.assertTrue(worker.run_and_wait("email.collector.Mail")["ok"])
+        report = worker.wait_frame(lambda f: f["t"] == "report")
+        self.assertEqual(report["data"]["M"][0]["fields"], {"addr": "ops@example.com"})
+
     def test_an_empty_worker_still_says_hello(self):
         worker = self.start()
         self.assertEqual(worker.hello()["plugins"], [])
