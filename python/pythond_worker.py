@@ -93,6 +93,20 @@ def _install_signal_handlers():
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
+def _after_fork_in_child(channel, writers):
+    """Make a forked child (multiprocessing, os.fork) a normal process again.
+
+    The child has one thread. Locks another thread held at fork time would stay locked
+    forever (its first print would hang), and the runner's SIGTERM handler would make
+    ``Pool.terminate()`` -- which SIGTERMs its children -- kill the whole worker.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    channel.reset_after_fork()
+    for writer in writers:
+        writer.reset_after_fork()
+
+
 def _ensure_own_process_group():
     """Make sure killpg(getpgid(0)) can only ever hit this worker and its children.
 
@@ -185,6 +199,9 @@ class Channel(object):
             self.send_obj({"t": "log", "plugin": None, "stream": "stderr",
                            "line": "pythond_worker: %d frames written while importing were dropped "
                                    "(more than %d bytes before hello)" % (dropped, HELD_LIMIT)})
+
+    def reset_after_fork(self):
+        self._lock = threading.Lock()
 
     def try_lock(self, timeout):
         return self._lock.acquire(timeout=timeout)
@@ -316,6 +333,12 @@ class LineWriter(io.TextIOBase):
     def flush_all(self):
         for ident in list(self._pending):
             self.flush_thread(ident)
+
+    def reset_after_fork(self):
+        # Other threads' partial lines belong to the parent.
+        ident = threading.get_ident()
+        self._pending = dict((k, v) for k, v in self._pending.items() if k == ident)
+        self.buffer._lock = threading.Lock()
 
     # -- internals
 
@@ -985,6 +1008,8 @@ def main(argv=None):
     stderr = LineWriter(channel, "stderr", 2, plugin_of_thread)
     sys.stdout = stdout
     sys.stderr = stderr
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(channel, (stdout, stderr)))
 
     user = UserCode()
     plugins, errors = discover(args.paths, shim, user)

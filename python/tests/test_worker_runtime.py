@@ -307,6 +307,43 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # stdin, stdout, stderr and the directory fd of ls itself.
         self.assertEqual(fields, {"n": 4, "env": False})
 
+    def test_forked_children_are_ordinary_processes(self):
+        # multiprocessing forks while another thread may hold the channel lock, and
+        # Pool.terminate() SIGTERMs its children: neither may hang or kill the worker.
+        tmp, worker = self.start({"pooled.py": """
+            import multiprocessing, threading
+            from datakit_framework import DataKitFramework
+
+            def work(x):
+                print("child %d" % x)
+                return x * 2
+
+            class Pooled(DataKitFramework):
+                def run(self):
+                    stop = threading.Event()
+                    def chatter():
+                        while not stop.is_set():
+                            print("parent chatter")
+                    thread = threading.Thread(target=chatter)
+                    thread.start()
+                    try:
+                        pool = multiprocessing.get_context("fork").Pool(4)
+                        results = pool.map(work, range(40))
+                        pool.terminate()
+                        pool.join()
+                    finally:
+                        stop.set()
+                        thread.join()
+                    self.feed_metric(measurement="pool", fields={"sum": sum(results)})
+        """})
+        for run in (1, 2, 3):
+            self.assertTrue(worker.run_and_wait("pooled.Pooled", run)["ok"])
+        sums = [f["data"]["M"][0]["fields"]["sum"] for f in worker.frames_of("report")]
+        self.assertEqual(sums, [1560] * 3)
+        children = [f["line"] for f in worker.frames_of("log", "pooled.Pooled") if f["line"].startswith("child")]
+        self.assertEqual(len(children), 120)
+        self.assertIsNone(worker.proc.poll())
+
     def test_stdin_is_dev_null(self):
         tmp, worker = self.start({"reader.py": """
             import sys
