@@ -1088,7 +1088,7 @@ fn datakit_documentation_style_collectors() {
 fn the_cmd_option_picks_the_interpreter() {
     let home = Home::new();
     home.write(
-        "python.d/cmd/cmd.py",
+        "python.d/interp/which_python.py",
         r#"
 import sys
 from datakit_framework import DataKitFramework
@@ -1100,7 +1100,7 @@ class Cmd(DataKitFramework):
 "#,
     );
     let (code, stdout, stderr) =
-        home.check(&["python.d/cmd", "--cmd", "python3-no-such-interpreter"]);
+        home.check(&["python.d/interp", "--cmd", "python3-no-such-interpreter"]);
     assert_ne!(code, 0);
     assert!(stdout.trim().is_empty(), "{stdout}");
     assert!(
@@ -1115,7 +1115,7 @@ class Cmd(DataKitFramework):
         c
     });
     let python = which.trim().to_string();
-    let (code, stdout, stderr) = home.check(&["python.d/cmd", "--cmd", &python]);
+    let (code, stdout, stderr) = home.check(&["python.d/interp", "--cmd", &python]);
     assert_eq!(code, 0, "stderr:\n{stderr}");
     let points = parse_points(&stdout);
     assert_eq!(points.len(), 1, "{stdout}");
