@@ -286,7 +286,7 @@ class DataKitFramework(object):
         suffix = ("?" + "&".join(query)) if query else ""
         paths = dict(_CATEGORIES)
         response = ""
-        for code, points, _indices in categories:
+        for code, points, _indices, _source in categories:
             url = self.construct_url("v1/write/" + paths[code]) + suffix
             body = ("[" + ", ".join(points) + "]").encode("ascii")
             response = _http_post(url, body, {"Content-Type": "application/json"})
@@ -388,10 +388,11 @@ def _encode_report(data, dumps):
     """Encode every point of a report on its own.
 
     Returns ``(categories, rejected)``: ``categories`` is a list of
-    ``(code, [point_json, ...], indices)`` in DataKit's category order, where
+    ``(code, [point_json, ...], indices, points)`` in DataKit's category order, where
     ``indices`` is None when no point of that category was rejected (the i-th string
-    is then the i-th point) or else the original index of each string; ``rejected`` is
-    a list of ``{"category", "index", "measurement", "reason"}`` dicts.
+    is then the i-th point) or else the original index of each string, and ``points``
+    is the script's sequence; ``rejected`` is a list of
+    ``{"category", "index", "measurement", "reason"}`` dicts.
     """
     categories = []
     rejected = []
@@ -404,9 +405,11 @@ def _encode_report(data, dumps):
             # and get a 400; taking it as a one-point list loses nothing.
             points = (points,)
         elif not isinstance(points, (list, tuple)):
-            rejected.append({"category": code, "index": None, "measurement": None,
-                             "reason": "'%s' must be a list of points, not %s" % (code, _type_name(points))})
-            continue
+            if isinstance(points, (str, bytes, bytearray)) or not hasattr(points, "__iter__"):
+                rejected.append({"category": code, "index": None, "measurement": None,
+                                 "reason": "'%s' must be a list of points, not %s" % (code, _type_name(points))})
+                continue
+            points = list(points)  # a generator or other iterable of points
         encoded = []
         indices = None
         for index, point in enumerate(points):
@@ -420,7 +423,7 @@ def _encode_report(data, dumps):
                     indices = list(range(len(encoded)))
                 rejected.append(_rejection(code, index, point, reason))
         if encoded:
-            categories.append((code, encoded, indices))
+            categories.append((code, encoded, indices, points))
     return categories, rejected
 
 
@@ -649,13 +652,13 @@ def _report_frames(plugin_json, data, max_frame):
         return ()
     header = _report_header(plugin_json, data)
     if len(categories) == 1 and not rejected:
-        code, points, _indices = categories[0]
+        code, points, _indices, _source = categories[0]
         frame = header + ',"data":{"' + code + '":[' + ",".join(points) + ']},"rejected":[]}\n'
         if len(frame) <= max_frame:
             return (frame,)
-        return _packed_frames(header, data, categories, rejected, max_frame)
+        return _packed_frames(header, categories, rejected, max_frame)
     parts = [header, ',"data":{']
-    for code, points, _indices in categories:
+    for code, points, _indices, _source in categories:
         if len(parts) > 2:
             parts.append(',"')
         else:
@@ -671,10 +674,10 @@ def _report_frames(plugin_json, data, max_frame):
     frame = "".join(parts)
     if len(frame) <= max_frame:
         return (frame,)
-    return _packed_frames(header, data, categories, rejected, max_frame)
+    return _packed_frames(header, categories, rejected, max_frame)
 
 
-def _packed_frames(header, data, categories, rejected, max_frame):
+def _packed_frames(header, categories, rejected, max_frame):
     """Split an oversized report into frames of at most ``max_frame`` bytes."""
     empty = header + ',"data":{},"rejected":[]}\n'
     base = len(empty)
@@ -682,10 +685,7 @@ def _packed_frames(header, data, categories, rejected, max_frame):
     room = max_frame - base - len(',"CO":[]')
     items = []
     rejected = list(rejected)
-    for code, points, indices in categories:
-        source = data.get(code)
-        if isinstance(source, dict):
-            source = (source,)
+    for code, points, indices, source in categories:
         for position, text in enumerate(points):
             if len(text) > room:
                 index = position if indices is None else indices[position]

@@ -123,6 +123,10 @@ class RejectionTest(unittest.TestCase):
         self.assertEqual(frames[0]["data"], {})
         self.assertEqual(len(frames[0]["rejected"]), 1)
 
+    def test_any_iterable_of_points_is_accepted(self):
+        frames = frames_for({"M": ({"measurement": "m%d" % i, "fields": {"v": i}} for i in range(3))})
+        self.assertEqual([p["measurement"] for p in frames[0]["data"]["M"]], ["m0", "m1", "m2"])
+
     def test_a_lone_dict_is_one_point(self):
         frames = frames_for({"M": {"measurement": "m", "fields": {"v": 1}}})
         self.assertEqual(frames[0]["data"]["M"], [{"measurement": "m", "fields": {"v": 1}}])
@@ -165,6 +169,12 @@ class FrameSplittingTest(unittest.TestCase):
         self.assertEqual(len(rejected), 1)
         self.assertEqual((rejected[0]["index"], rejected[0]["measurement"]), (3, "huge"))
         self.assertIn("4096-byte frame limit", rejected[0]["reason"])
+
+    def test_oversized_point_from_a_generator_is_named(self):
+        points = self.points(2) + [{"measurement": "huge", "fields": {"blob": "x" * 5000}}]
+        frames = frames_for({"M": (p for p in points)}, max_frame=2048)
+        rejected = [r for f in frames for r in f["rejected"]]
+        self.assertEqual([(r["index"], r["measurement"]) for r in rejected], [(2, "huge")])
 
     def test_many_rejections_are_split_too(self):
         limit = 1024
