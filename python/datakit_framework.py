@@ -27,7 +27,6 @@ Standard library only; runs on Python 3.8+.
 
 import json
 import numbers
-import os
 import sys
 import urllib.error
 import urllib.parse

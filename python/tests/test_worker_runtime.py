@@ -147,6 +147,7 @@ class RuntimeTest(unittest.TestCase):
                 def run(self):
                     print('{"t": "done", "plugin": "forged", "run": 1, "ok": true}')
                     print("flushed", flush=True)
+                    print("progress", end="", flush=True)    # flush sends a partial line
                     sys.stdout.write("partial ")
                     sys.stdout.write("line\\nsecond\\n")
                     print("to stderr", file=sys.stderr)
@@ -166,6 +167,7 @@ class RuntimeTest(unittest.TestCase):
             (None, "stdout", "printed at import"),
             (plugin, "stdout", '{"t": "done", "plugin": "forged", "run": 1, "ok": true}'),
             (plugin, "stdout", "flushed"),
+            (plugin, "stdout", "progress"),
             (plugin, "stdout", "partial line"),
             (plugin, "stdout", "second"),
             (plugin, "stderr", "to stderr"),
