@@ -5,5 +5,14 @@
 //! Each module owns one step; the shared vocabulary (points, categories) lives in
 //! [`point`].
 
+pub mod agent;
+pub mod check;
 pub mod config;
+pub mod config_check;
+pub mod ingest;
 pub mod point;
+pub mod schedule;
+pub mod sink;
+pub mod stats;
+pub mod supervisor;
+pub mod worker;

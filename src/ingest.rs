@@ -1,0 +1,249 @@
+//! From reports to accepted points: validation, tags, counting, and hand-off to sinks.
+//!
+//! Points from every source (worker pipes now, the HTTP write API later) pass through
+//! [`Ingest`], so they get the same rules, the same counters and the same sinks. A bad
+//! point is counted, logged with its input, plugin and reason, and dropped on its own;
+//! its neighbours go on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::point::{self, Category, DecodeContext, Point, Precision};
+use crate::sink::Sinks;
+use crate::stats::{PluginStats, Stats};
+use crate::worker::protocol::Report;
+
+/// How often the same (input, plugin, reason) may be logged at warn/info level; the
+/// repeats in between go to debug level and are still counted.
+const LOG_REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// The tags an input adds to its points, with and without the global tags.
+#[derive(Clone, Debug, Default)]
+pub struct InputTags {
+    with_global: BTreeMap<String, String>,
+    without_global: BTreeMap<String, String>,
+}
+
+/// Where a report came from.
+pub struct Origin<'a> {
+    pub input: &'a str,
+    /// The plugin id, or "-" when unknown.
+    pub plugin: &'a str,
+    pub tags: &'a InputTags,
+    pub plugin_stats: Option<&'a PluginStats>,
+}
+
+/// What became of one report's points.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub accepted: u64,
+    pub fixed: u64,
+    pub rejected: u64,
+}
+
+/// The single path every point takes into the sinks.
+pub struct Ingest {
+    stats: Arc<Stats>,
+    global_tags: BTreeMap<String, String>,
+    sinks: Sinks,
+    throttle: Mutex<HashMap<(String, String, &'static str), Instant>>,
+    log_every_point: bool,
+}
+
+impl Ingest {
+    /// `global_tags` are added to every point unless a report sets `ignore_global_tags`.
+    pub fn new(stats: Arc<Stats>, global_tags: BTreeMap<String, String>, sinks: Sinks) -> Self {
+        Self {
+            stats,
+            global_tags,
+            sinks,
+            throttle: Mutex::new(HashMap::new()),
+            log_every_point: false,
+        }
+    }
+
+    /// Logs every fix and rejection instead of once a minute per reason (for `check`,
+    /// where each one matters and there are few).
+    pub fn log_every_point(mut self) -> Self {
+        self.log_every_point = true;
+        self
+    }
+
+    /// Combines an input's own tags with the global ones (the input's win).
+    pub fn input_tags(&self, input_tags: &BTreeMap<String, String>) -> InputTags {
+        let mut with_global = self.global_tags.clone();
+        with_global.extend(input_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        InputTags {
+            with_global,
+            without_global: input_tags.clone(),
+        }
+    }
+
+    /// Validates a worker's report and forwards what is valid.
+    pub async fn report(&self, origin: &Origin<'_>, report: Report) -> Outcome {
+        let mut outcome = Outcome::default();
+        for shim_rejection in &report.rejected {
+            let category =
+                Category::from_code(&shim_rejection.category).unwrap_or(Category::Metric);
+            let what = shim_rejection
+                .measurement
+                .as_deref()
+                .map(|m| format!("point `{m}`"))
+                .unwrap_or_else(|| "a point".to_string());
+            self.reject(
+                origin,
+                category,
+                "not_json_serializable",
+                &format!("{what} rejected by the shim: {}", shim_rejection.reason),
+            );
+            outcome.rejected += 1;
+        }
+
+        let extra_tags = if report.ignores_global_tags() {
+            &origin.tags.without_global
+        } else {
+            &origin.tags.with_global
+        };
+        let precision = match report.precision.as_deref().map(str::parse::<Precision>) {
+            None => Ok(None),
+            Some(Ok(p)) => Ok(Some(p)),
+            Some(Err(e)) => Err(e.to_string()),
+        };
+        let now_ns = now_ns();
+        let mut accepted = Vec::new();
+        for (code, points) in &report.data {
+            let Some(category) = Category::from_code(code) else {
+                for _ in points {
+                    self.reject(
+                        origin,
+                        Category::Metric,
+                        "unknown_category",
+                        &format!(
+                            "report key `{code}` is not a category (expected M, L, O, CO, E or R)"
+                        ),
+                    );
+                    outcome.rejected += 1;
+                }
+                continue;
+            };
+            let precision = match &precision {
+                Ok(p) => *p,
+                Err(message) => {
+                    for _ in points {
+                        self.reject(origin, category, "bad_precision", message);
+                        outcome.rejected += 1;
+                    }
+                    continue;
+                }
+            };
+            let ctx = DecodeContext {
+                category,
+                precision,
+                now_ns,
+                extra_tags,
+            };
+            self.decode_into(origin, &ctx, points, &mut accepted, &mut outcome);
+        }
+        self.forward(accepted).await;
+        outcome
+    }
+
+    fn decode_into(
+        &self,
+        origin: &Origin<'_>,
+        ctx: &DecodeContext<'_>,
+        points: &[serde_json::Value],
+        accepted: &mut Vec<Point>,
+        outcome: &mut Outcome,
+    ) {
+        let before = accepted.len();
+        for value in points {
+            match point::from_json(value, ctx) {
+                Ok(ok) => {
+                    for fix in &ok.fixes {
+                        self.fix(origin, ctx.category, fix.reason.as_str(), &fix.to_string());
+                        outcome.fixed += 1;
+                    }
+                    accepted.push(ok.point);
+                }
+                Err(rejection) => {
+                    self.reject(
+                        origin,
+                        ctx.category,
+                        rejection.reason.as_str(),
+                        &rejection.to_string(),
+                    );
+                    outcome.rejected += 1;
+                }
+            }
+        }
+        let n = (accepted.len() - before) as u64;
+        outcome.accepted += n;
+        self.stats.points().add_accepted(ctx.category, n);
+        if let Some(plugin) = origin.plugin_stats {
+            plugin.add_points(ctx.category, n);
+        }
+    }
+
+    /// Hands accepted points to the sinks (waiting while they are full).
+    pub async fn forward(&self, points: Vec<Point>) {
+        if !points.is_empty() {
+            self.sinks.send(Arc::new(points)).await;
+        }
+    }
+
+    /// Flushes and closes the sinks.
+    pub async fn shutdown(&self) {
+        self.sinks.shutdown().await;
+    }
+
+    fn fix(&self, origin: &Origin<'_>, category: Category, reason: &'static str, message: &str) {
+        self.stats.points().add_fixed(category, reason);
+        if let Some(plugin) = origin.plugin_stats {
+            plugin.add_fixed();
+        }
+        if self.should_log(origin, reason) {
+            tracing::info!(input = origin.input, plugin = origin.plugin, %category, reason, "point fixed: {message}");
+        } else {
+            tracing::debug!(input = origin.input, plugin = origin.plugin, %category, reason, "point fixed: {message}");
+        }
+    }
+
+    fn reject(&self, origin: &Origin<'_>, category: Category, reason: &'static str, message: &str) {
+        self.stats.points().add_rejected(category, reason);
+        if let Some(plugin) = origin.plugin_stats {
+            plugin.add_rejected();
+        }
+        if self.should_log(origin, reason) {
+            tracing::warn!(input = origin.input, plugin = origin.plugin, %category, reason, "point rejected: {message}");
+        } else {
+            tracing::debug!(input = origin.input, plugin = origin.plugin, %category, reason, "point rejected: {message}");
+        }
+    }
+
+    /// True at most once per [`LOG_REPEAT_EVERY`] for each (input, plugin, reason).
+    fn should_log(&self, origin: &Origin<'_>, reason: &'static str) -> bool {
+        if self.log_every_point {
+            return true;
+        }
+        let mut seen = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (origin.input.to_string(), origin.plugin.to_string(), reason);
+        let now = Instant::now();
+        match seen.get(&key) {
+            Some(last) if now.duration_since(*last) < LOG_REPEAT_EVERY => false,
+            _ => {
+                seen.insert(key, now);
+                true
+            }
+        }
+    }
+}
+
+/// Wall-clock now in nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

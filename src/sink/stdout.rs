@@ -1,0 +1,33 @@
+//! The stdout sink: points on standard output (line protocol or NDJSON), logs stay on
+//! stderr, so `pythond run | some-tool` works.
+
+use tokio::io::AsyncWriteExt;
+
+use crate::config::OutputFormat;
+use crate::point::Point;
+
+pub struct StdoutSink {
+    format: OutputFormat,
+    out: tokio::io::Stdout,
+    buf: Vec<u8>,
+}
+
+impl StdoutSink {
+    pub fn new(format: OutputFormat) -> Self {
+        Self {
+            format,
+            out: tokio::io::stdout(),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn write(&mut self, points: &[&Point]) -> std::io::Result<()> {
+        self.buf.clear();
+        super::encode(self.format, points, &mut self.buf);
+        self.out.write_all(&self.buf).await
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().await
+    }
+}

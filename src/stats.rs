@@ -1,0 +1,415 @@
+//! What every input, plugin and point counter currently says.
+//!
+//! Supervisors and the ingest path write here; `check` reads it for its exit code, and
+//! the status and metrics endpoints render it. Counters are atomics so the hot path
+//! never waits; the few non-counter fields (states, last errors) sit behind short
+//! mutexes that are never held across an await.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::point::Category;
+
+/// Every counter of the agent.
+#[derive(Default)]
+pub struct Stats {
+    inputs: Mutex<BTreeMap<String, Arc<InputStats>>>,
+    points: PointStats,
+}
+
+impl Stats {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The stats of input `name`, created on first use.
+    pub fn input(&self, name: &str) -> Arc<InputStats> {
+        lock(&self.inputs)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(InputStats::new(name)))
+            .clone()
+    }
+
+    /// Forgets an input that is no longer configured.
+    pub fn remove_input(&self, name: &str) {
+        lock(&self.inputs).remove(name);
+    }
+
+    pub fn points(&self) -> &PointStats {
+        &self.points
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let inputs = lock(&self.inputs).values().map(|i| i.snapshot()).collect();
+        StatsSnapshot {
+            inputs,
+            points: self.points.snapshot(),
+        }
+    }
+}
+
+/// Point counters by category and by fix/rejection reason.
+#[derive(Default)]
+pub struct PointStats {
+    accepted: [AtomicU64; 6],
+    fixed: Mutex<BTreeMap<(Category, &'static str), u64>>,
+    rejected: Mutex<BTreeMap<(Category, &'static str), u64>>,
+}
+
+impl PointStats {
+    pub fn add_accepted(&self, category: Category, n: u64) {
+        self.accepted[category_index(category)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_fixed(&self, category: Category, reason: &'static str) {
+        *lock(&self.fixed).entry((category, reason)).or_default() += 1;
+    }
+
+    pub fn add_rejected(&self, category: Category, reason: &'static str) {
+        *lock(&self.rejected).entry((category, reason)).or_default() += 1;
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        lock(&self.rejected).values().sum()
+    }
+
+    fn snapshot(&self) -> PointsSnapshot {
+        let by_reason = |map: &Mutex<BTreeMap<(Category, &'static str), u64>>| {
+            lock(map)
+                .iter()
+                .map(|((category, reason), count)| ReasonCount {
+                    category: category.name(),
+                    reason,
+                    count: *count,
+                })
+                .collect()
+        };
+        PointsSnapshot {
+            accepted: Category::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        c.name(),
+                        self.accepted[category_index(*c)].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+            fixed: by_reason(&self.fixed),
+            rejected: by_reason(&self.rejected),
+        }
+    }
+}
+
+/// The lifecycle state of an input's worker, as shown to operators.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum InputState {
+    /// The worker is being started or is loading its plugins.
+    Starting,
+    /// The worker answered its handshake and is running plugins.
+    Running,
+    /// The worker exited (or could not start) and will be restarted.
+    Backoff {
+        retry_in_ms: u64,
+    },
+    /// The input cannot run until its configuration changes.
+    Failed {
+        reason: String,
+    },
+    /// Shutdown in progress.
+    Stopping,
+    Stopped,
+}
+
+/// Counters and state of one input.
+pub struct InputStats {
+    name: String,
+    state: Mutex<InputState>,
+    restarts: AtomicU64,
+    worker_pid: AtomicU32,
+    last_error: Mutex<Option<String>>,
+    load_errors: Mutex<Vec<String>>,
+    plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
+}
+
+impl InputStats {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            state: Mutex::new(InputState::Starting),
+            restarts: AtomicU64::new(0),
+            worker_pid: AtomicU32::new(0),
+            last_error: Mutex::new(None),
+            load_errors: Mutex::new(Vec::new()),
+            plugins: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn set_state(&self, state: InputState) {
+        *lock(&self.state) = state;
+    }
+
+    pub fn state(&self) -> InputState {
+        lock(&self.state).clone()
+    }
+
+    pub fn add_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub fn set_worker_pid(&self, pid: u32) {
+        self.worker_pid.store(pid, Ordering::Relaxed);
+    }
+
+    pub fn set_last_error(&self, error: impl Into<String>) {
+        *lock(&self.last_error) = Some(error.into());
+    }
+
+    pub fn set_load_errors(&self, errors: Vec<String>) {
+        *lock(&self.load_errors) = errors;
+    }
+
+    pub fn load_errors(&self) -> Vec<String> {
+        lock(&self.load_errors).clone()
+    }
+
+    /// The stats of plugin `id`, created on first use.
+    pub fn plugin(&self, id: &str) -> Arc<PluginStats> {
+        lock(&self.plugins)
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(PluginStats::default()))
+            .clone()
+    }
+
+    /// Drops plugins that a new worker no longer has.
+    pub fn retain_plugins(&self, keep: &[&str]) {
+        lock(&self.plugins).retain(|id, _| keep.contains(&id.as_str()));
+    }
+
+    pub fn plugins(&self) -> Vec<(String, Arc<PluginStats>)> {
+        lock(&self.plugins)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn snapshot(&self) -> InputSnapshot {
+        InputSnapshot {
+            name: self.name.clone(),
+            state: self.state(),
+            worker_pid: match self.worker_pid.load(Ordering::Relaxed) {
+                0 => None,
+                pid => Some(pid),
+            },
+            restarts: self.restarts(),
+            last_error: lock(&self.last_error).clone(),
+            load_errors: self.load_errors(),
+            plugins: self
+                .plugins()
+                .into_iter()
+                .map(|(id, p)| p.snapshot(id))
+                .collect(),
+        }
+    }
+}
+
+/// What a plugin is doing now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Waiting for its next scheduled run.
+    #[default]
+    Idle,
+    Running,
+    /// Hung too often in a row; not run until the cool-off ends.
+    Quarantined,
+}
+
+/// Counters and state of one plugin (one collector class).
+#[derive(Default)]
+pub struct PluginStats {
+    runs: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+    skipped: AtomicU64,
+    quarantines: AtomicU64,
+    points: [AtomicU64; 6],
+    fixed: AtomicU64,
+    rejected: AtomicU64,
+    state: Mutex<PluginState>,
+    last_success: Mutex<Option<SystemTime>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl PluginStats {
+    pub fn run_started(&self) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.set_state(PluginState::Running);
+    }
+
+    pub fn run_succeeded(&self) {
+        *lock(&self.last_success) = Some(SystemTime::now());
+        self.set_state(PluginState::Idle);
+    }
+
+    pub fn run_failed(&self, error: String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = Some(error);
+        self.set_state(PluginState::Idle);
+    }
+
+    pub fn timed_out(&self, error: String) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.last_error) = Some(error);
+        self.set_state(PluginState::Idle);
+    }
+
+    pub fn quarantined(&self) {
+        self.quarantines.fetch_add(1, Ordering::Relaxed);
+        self.set_state(PluginState::Quarantined);
+    }
+
+    pub fn add_skipped(&self, n: u64) {
+        self.skipped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_points(&self, category: Category, n: u64) {
+        self.points[category_index(category)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_fixed(&self) {
+        self.fixed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_last_error(&self, error: String) {
+        *lock(&self.last_error) = Some(error);
+    }
+
+    pub fn set_state(&self, state: PluginState) {
+        *lock(&self.state) = state;
+    }
+
+    pub fn state(&self) -> PluginState {
+        lock(&self.state).clone()
+    }
+
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self, id: String) -> PluginSnapshot {
+        PluginSnapshot {
+            id,
+            state: self.state(),
+            runs: self.runs(),
+            failures: self.failures(),
+            timeouts: self.timeouts(),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            quarantines: self.quarantines.load(Ordering::Relaxed),
+            last_success_unix_ms: lock(&self.last_success).and_then(|t| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64)
+            }),
+            last_error: lock(&self.last_error).clone(),
+            points: Category::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        c.name(),
+                        self.points[category_index(*c)].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+            fixed: self.fixed.load(Ordering::Relaxed),
+            rejected: self.rejected(),
+        }
+    }
+}
+
+/// A serializable copy of every counter, for status output.
+#[derive(Debug, Serialize)]
+pub struct StatsSnapshot {
+    pub inputs: Vec<InputSnapshot>,
+    pub points: PointsSnapshot,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputSnapshot {
+    pub name: String,
+    pub state: InputState,
+    pub worker_pid: Option<u32>,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    pub load_errors: Vec<String>,
+    pub plugins: Vec<PluginSnapshot>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PluginSnapshot {
+    pub id: String,
+    pub state: PluginState,
+    pub runs: u64,
+    pub failures: u64,
+    pub timeouts: u64,
+    pub skipped: u64,
+    pub quarantines: u64,
+    pub last_success_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub points: BTreeMap<&'static str, u64>,
+    pub fixed: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PointsSnapshot {
+    pub accepted: BTreeMap<&'static str, u64>,
+    pub fixed: Vec<ReasonCount>,
+    pub rejected: Vec<ReasonCount>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReasonCount {
+    pub category: &'static str,
+    pub reason: &'static str,
+    pub count: u64,
+}
+
+fn category_index(category: Category) -> usize {
+    Category::ALL
+        .iter()
+        .position(|c| *c == category)
+        .expect("Category::ALL lists every category")
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: counters stay
+/// meaningful after a panic elsewhere, and status must keep working.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,447 @@
+//! One input's worker, kept alive and on schedule.
+//!
+//! An [`InputSupervisor`] owns a worker process from start to end of the agent (or of
+//! the input): it starts it, waits for its `hello`, sends `run` commands as the
+//! plugins' schedules say, kills the worker's process group when a run hangs, restarts
+//! a worker that died with capped, jittered exponential backoff, and stops it
+//! gracefully on shutdown. Every state change is logged and mirrored in [`InputStats`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InputConfig;
+use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
+use crate::stats::{InputState, InputStats, PluginState};
+use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
+use crate::worker::{Event, Session, SessionContext, WorkerSpec};
+
+/// Interval of a plugin whose class gives none (DataKit would have crashed).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a worker may take to import its plugins and say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+/// First runs are spread over this much time (or one interval, if shorter).
+const MAX_FIRST_RUN_JITTER: Duration = Duration::from_secs(1);
+/// A worker that ran this long without dying resets the restart backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Supervises the worker of one input.
+pub struct InputSupervisor {
+    config: InputConfig,
+    spec: WorkerSpec,
+    ctx: Arc<SessionContext>,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+/// Why a worker's session ended.
+enum SessionEnd {
+    /// Shutdown was asked for; the worker was told to stop.
+    Shutdown,
+    /// A run hung; the worker's group was killed on purpose.
+    Hung,
+    /// The worker exited or broke the protocol on its own.
+    Died(String),
+}
+
+impl InputSupervisor {
+    /// `spec` starts the worker with the input's resolved plugin paths.
+    pub fn new(
+        config: InputConfig,
+        spec: WorkerSpec,
+        ctx: Arc<SessionContext>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Self {
+        Self {
+            config,
+            spec,
+            ctx,
+            shutdown,
+            grace,
+        }
+    }
+
+    fn stats(&self) -> &InputStats {
+        &self.ctx.stats
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(self) {
+        let input = self.config.name.clone();
+        let mut backoff = Backoff::default();
+        let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
+        while !self.shutdown.is_cancelled() {
+            self.stats().set_state(InputState::Starting);
+            let mut session = match Session::start(&self.spec, self.ctx.clone()) {
+                Ok(session) => session,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::error!(input = %input, %error, retry_in = ?delay, "cannot start worker");
+                    self.stats().set_last_error(error.to_string());
+                    if !self.wait_before_restart(delay).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            self.stats().set_worker_pid(session.pid());
+            tracing::debug!(input = %input, pid = session.pid(), "worker started");
+            let end = self.drive(&mut session, &mut schedules).await;
+            let grace = match end {
+                SessionEnd::Shutdown => self.grace + Duration::from_secs(1),
+                _ => Duration::ZERO,
+            };
+            let how = session.finish(grace).await;
+            self.stats().set_worker_pid(0);
+            match end {
+                SessionEnd::Shutdown => {
+                    tracing::info!(input = %input, "worker stopped ({how})");
+                    break;
+                }
+                SessionEnd::Hung => {
+                    self.stats().add_restart();
+                    tracing::warn!(input = %input, "worker killed after a hang ({how}); restarting");
+                }
+                SessionEnd::Died(why) => {
+                    if started.elapsed() >= HEALTHY_AFTER {
+                        backoff.reset();
+                    }
+                    let delay = backoff.next_delay();
+                    self.stats().add_restart();
+                    self.stats().set_last_error(format!("worker {how}: {why}"));
+                    tracing::error!(input = %input, retry_in = ?delay, "worker {how}: {why}; restarting");
+                    if !self.wait_before_restart(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.stats().set_state(InputState::Stopped);
+    }
+
+    /// Sleeps for a restart delay; false if shutdown came first.
+    async fn wait_before_restart(&self, delay: Duration) -> bool {
+        self.stats().set_state(InputState::Backoff {
+            retry_in_ms: delay.as_millis() as u64,
+        });
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// One worker session: handshake, then the scheduling loop.
+    async fn drive(
+        &self,
+        session: &mut Session,
+        schedules: &mut HashMap<String, PluginSchedule>,
+    ) -> SessionEnd {
+        let hello = tokio::select! {
+            _ = self.shutdown.cancelled() => {
+                let _ = session.send(&Command::Shutdown { grace: 0.0 }).await;
+                return SessionEnd::Shutdown;
+            }
+            hello = wait_for_hello(session) => match hello {
+                Ok(hello) => hello,
+                Err(why) => return SessionEnd::Died(why),
+            },
+        };
+        if hello.v != PROTOCOL_VERSION {
+            return SessionEnd::Died(format!(
+                "worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            ));
+        }
+        self.adopt_plugins(&hello, schedules);
+
+        loop {
+            let wake = schedules
+                .values()
+                .map(PluginSchedule::next_wakeup)
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    self.stats().set_state(InputState::Stopping);
+                    let _ = session.send(&Command::Shutdown { grace: self.grace.as_secs_f64() }).await;
+                    return SessionEnd::Shutdown;
+                }
+                event = session.next_event() => match event {
+                    Some(Event::Done(done)) => self.on_done(done, schedules),
+                    Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
+                    None => return SessionEnd::Died("it closed its channel".to_string()),
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    if let Some(end) = self.on_tick(session, schedules).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers the plugins a fresh worker reported and logs what failed to load.
+    fn adopt_plugins(&self, hello: &Hello, schedules: &mut HashMap<String, PluginSchedule>) {
+        let input = &self.config.name;
+        let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
+        for error in &hello.errors {
+            tracing::error!(input = %input, module = error.module.as_deref().unwrap_or("-"), "cannot load collector: {error}");
+        }
+        self.stats().set_load_errors(load_errors);
+        if hello.plugins.is_empty() {
+            tracing::warn!(input = %input, dirs = ?self.config.dirs, "no DataKitFramework subclasses found");
+        }
+        let now = Instant::now();
+        let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
+        schedules.retain(|id, _| ids.contains(&id.as_str()));
+        self.stats().retain_plugins(&ids);
+        for plugin in &hello.plugins {
+            let timing = plugin_timing(&self.config, plugin);
+            let schedule = schedules.entry(plugin.id.clone()).or_insert_with(|| {
+                PluginSchedule::new(timing, now + first_run_jitter(timing.interval))
+            });
+            schedule.retime(timing);
+            schedule.resume(now);
+            let stats = self.stats().plugin(&plugin.id);
+            if !matches!(schedule.phase(), crate::schedule::Phase::Quarantined { .. }) {
+                stats.set_state(PluginState::Idle);
+            }
+        }
+        self.stats().set_state(InputState::Running);
+        tracing::info!(
+            input = %input,
+            pid = hello.pid,
+            python = %hello.python,
+            plugins = ?ids,
+            "worker ready"
+        );
+    }
+
+    fn on_done(&self, done: Done, schedules: &mut HashMap<String, PluginSchedule>) {
+        let input = &self.config.name;
+        let Some(schedule) = schedules.get_mut(&done.plugin) else {
+            tracing::warn!(input = %input, plugin = %done.plugin, "`done` for an unknown plugin; ignored");
+            return;
+        };
+        if !schedule.finished(done.run) {
+            tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, "stale `done`; ignored");
+            return;
+        }
+        let stats = self.stats().plugin(&done.plugin);
+        match (done.ok, done.error) {
+            (true, _) => {
+                stats.run_succeeded();
+                tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, seconds = done.seconds, "run finished");
+            }
+            (false, error) => {
+                let message = error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "failed".to_string());
+                let traceback = error.and_then(|e| e.traceback).unwrap_or_default();
+                tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed: {message}");
+                stats.run_failed(message);
+            }
+        }
+    }
+
+    /// Timeouts first (they end the session), then due runs.
+    async fn on_tick(
+        &self,
+        session: &mut Session,
+        schedules: &mut HashMap<String, PluginSchedule>,
+    ) -> Option<SessionEnd> {
+        let input = &self.config.name;
+        let now = Instant::now();
+        let hung: Vec<(String, u64, Duration)> = schedules
+            .iter()
+            .filter_map(|(id, s)| s.overdue(now).map(|(run, ran)| (id.clone(), run, ran)))
+            .collect();
+        if !hung.is_empty() {
+            for (id, run, ran) in &hung {
+                let Some(schedule) = schedules.get_mut(id) else {
+                    continue;
+                };
+                let timeout = schedule.timing().timeout.unwrap_or_default();
+                let stats = self.stats().plugin(id);
+                let message = format!(
+                    "run {run} did not finish within its timeout of {timeout:?} (ran {ran:?})"
+                );
+                stats.timed_out(message.clone());
+                match schedule.hung(now) {
+                    HangVerdict::Retry { hangs_in_a_row } => {
+                        tracing::error!(input = %input, plugin = %id, hangs_in_a_row, "{message}; killing the worker's process group and restarting it");
+                    }
+                    HangVerdict::Quarantine { until } => {
+                        stats.quarantined();
+                        tracing::error!(input = %input, plugin = %id, cooloff = ?(until - now), "{message}; it hung {} times in a row and is quarantined", crate::schedule::HANGS_BEFORE_QUARANTINE);
+                    }
+                }
+            }
+            session.kill();
+            return Some(SessionEnd::Hung);
+        }
+        let mut ids: Vec<&String> = schedules.keys().collect();
+        ids.sort();
+        let mut starts = Vec::new();
+        for id in ids.into_iter().cloned().collect::<Vec<_>>() {
+            let Some(schedule) = schedules.get_mut(&id) else {
+                continue;
+            };
+            let was_quarantined =
+                matches!(schedule.phase(), crate::schedule::Phase::Quarantined { .. });
+            let due = schedule.due(now);
+            if was_quarantined
+                && !matches!(schedule.phase(), crate::schedule::Phase::Quarantined { .. })
+            {
+                tracing::info!(input = %input, plugin = %id, "quarantine over; running again");
+                self.stats().plugin(&id).set_state(PluginState::Idle);
+            }
+            match due {
+                Some(Due::Start { run, skipped }) => starts.push((id, run, skipped)),
+                Some(Due::Skipped(n)) => {
+                    self.stats().plugin(&id).add_skipped(n);
+                    tracing::warn!(input = %input, plugin = %id, skipped = n, "run skipped: the previous run is still going");
+                }
+                None => {}
+            }
+        }
+        for (id, run, skipped) in starts {
+            let stats = self.stats().plugin(&id);
+            if skipped > 0 {
+                stats.add_skipped(skipped);
+            }
+            stats.run_started();
+            if let Err(error) = session.send(&Command::Run { plugin: &id, run }).await {
+                return Some(SessionEnd::Died(format!("cannot send `run`: {error}")));
+            }
+        }
+        None
+    }
+}
+
+/// Waits for the worker's `hello`, at most [`HELLO_TIMEOUT`].
+async fn wait_for_hello(session: &mut Session) -> Result<Hello, String> {
+    match tokio::time::timeout(HELLO_TIMEOUT, session.hello()).await {
+        Ok(Some(hello)) => Ok(hello),
+        Ok(None) => Err("it exited before loading its plugins (see its output above)".to_string()),
+        Err(_) => Err(format!(
+            "it did not finish loading its plugins within {HELLO_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// The input's `interval`/`timeout` override the class attributes; the default timeout
+/// is three intervals; `long_running` plugins have none.
+pub fn plugin_timing(config: &InputConfig, plugin: &PluginInfo) -> Timing {
+    let class_interval = Duration::try_from_secs_f64(plugin.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_INTERVAL);
+    let interval = config.interval.unwrap_or(class_interval);
+    Timing {
+        interval,
+        timeout: (!plugin.long_running).then(|| config.timeout.unwrap_or(interval * 3)),
+    }
+}
+
+fn first_run_jitter(interval: Duration) -> Duration {
+    MAX_FIRST_RUN_JITTER.min(interval).mul_f64(fastrand::f64())
+}
+
+/// Capped exponential backoff with jitter: about 1 s, 2 s, 4 s ... up to 60 s.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_secs(1);
+    const CAP: Duration = Duration::from_secs(60);
+
+    pub fn next_delay(&mut self) -> Duration {
+        let base = Self::BASE
+            .saturating_mul(1u32 << self.attempt.min(6))
+            .min(Self::CAP);
+        self.attempt = self.attempt.saturating_add(1);
+        // ±25 % so that inputs that died together do not restart together.
+        base.mul_f64(0.75 + 0.5 * fastrand::f64())
+            .clamp(Self::BASE, Self::CAP)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Resolves an input's `dirs` against the python directory; a missing entry is an
+/// error naming the path that was looked for.
+pub fn resolve_dirs(python_dir: &std::path::Path, dirs: &[String]) -> Result<Vec<PathBuf>, String> {
+    dirs.iter()
+        .map(|entry| {
+            let path = std::path::Path::new(entry);
+            let resolved = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                python_dir.join(path)
+            };
+            if resolved.exists() {
+                Ok(resolved)
+            } else {
+                Err(format!(
+                    "dirs entry `{entry}` not found: {} does not exist",
+                    resolved.display()
+                ))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_resets() {
+        let mut b = Backoff::default();
+        let first = b.next_delay();
+        assert!(
+            first >= Duration::from_secs(1) && first <= Duration::from_millis(1250),
+            "{first:?}"
+        );
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let capped = b.next_delay();
+        assert!(
+            capped >= Duration::from_secs(45) && capped <= Duration::from_secs(60),
+            "{capped:?}"
+        );
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(1250));
+    }
+
+    #[test]
+    fn missing_dirs_entry_names_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("ok")).expect("mkdir");
+        assert_eq!(
+            resolve_dirs(dir.path(), &["ok".to_string()]).expect("resolves"),
+            vec![dir.path().join("ok")]
+        );
+        let error =
+            resolve_dirs(dir.path(), &["ok".to_string(), "nope".to_string()]).expect_err("missing");
+        assert!(
+            error.contains("`nope`")
+                && error.contains(&dir.path().join("nope").display().to_string()),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Python worker processes: the embedded runtime, spawning and killing, the protocol
+//! frames, and the session that listens to a running worker.
+
+pub mod lines;
+pub mod process;
+pub mod protocol;
+pub mod runtime;
+pub mod session;
+
+pub use process::{SpawnError, WorkerSpec};
+pub use runtime::Runtime;
+pub use session::{Event, Session, SessionContext};

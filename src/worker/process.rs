@@ -1,0 +1,186 @@
+//! Starting, signalling and reaping one Python worker process.
+//!
+//! Every worker is started so that nothing it does can outlive or corrupt the agent:
+//! - its own process group, so a timeout kill takes its subprocesses too;
+//! - `PR_SET_PDEATHSIG` = SIGTERM, on which the runner kills its own group, so an
+//!   agent killed with SIGKILL leaves no orphans behind;
+//! - the report channel is a private socket (`PYTHOND_CHANNEL_FD`), separate from
+//!   fd 1 and 2, which are pipes the agent drains into its log.
+//!
+//! PDEATHSIG fires when the *thread* that forked the child exits. Workers must
+//! therefore be spawned from tokio's long-lived runtime threads, never from
+//! `spawn_blocking`, whose threads are retired when idle.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::net::UnixStream;
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+
+use super::protocol::PROTOCOL_VERSION;
+
+/// Everything needed to start a worker.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    /// Input name, for the environment and for messages.
+    pub input: String,
+    /// The interpreter, absolute or looked up on `PATH`.
+    pub cmd: String,
+    /// Arguments after the interpreter: the runner script and its options.
+    pub args: Vec<OsString>,
+    /// Added to the agent's own environment (DataKit replaced it, losing PATH and HOME).
+    pub envs: Vec<(String, String)>,
+    /// Largest frame the worker may send.
+    pub max_frame: usize,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("interpreter `{0}` not found (not an existing file and not on PATH)")]
+    InterpreterNotFound(String),
+    #[error("interpreter `{0}` is not executable: permission denied")]
+    InterpreterNotExecutable(String),
+    #[error("cannot start `{cmd}`: {source}")]
+    Io { cmd: String, source: std::io::Error },
+}
+
+/// A running worker process.
+pub struct WorkerProcess {
+    pub pid: u32,
+    child: Child,
+}
+
+/// A just-started worker with the agent's ends of its channel and output pipes.
+pub struct Spawned {
+    pub process: WorkerProcess,
+    pub channel: UnixStream,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+}
+
+impl WorkerProcess {
+    /// Starts the worker. Must be called from a runtime thread (see module docs).
+    pub fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
+        let io_err = |source| SpawnError::Io {
+            cmd: spec.cmd.clone(),
+            source,
+        };
+        let (agent_end, worker_end) = StdUnixStream::pair().map_err(io_err)?;
+        let worker_fd: RawFd = worker_end.as_raw_fd();
+        // SAFETY: getpid has no preconditions.
+        let agent_pid = unsafe { libc::getpid() };
+
+        let mut command = Command::new(&spec.cmd);
+        command
+            .args(&spec.args)
+            .envs(spec.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PYTHOND_CHANNEL_FD", worker_fd.to_string())
+            .env("PYTHOND_PROTOCOL", PROTOCOL_VERSION.to_string())
+            .env("PYTHOND_INPUT", &spec.input)
+            .env("PYTHOND_MAX_FRAME", spec.max_frame.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe calls (fcntl, prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(move || {
+                // Keep the worker's end of the channel open across exec.
+                if libc::fcntl(worker_fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGTERM as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) == -1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The agent may have died between fork and prctl: then nobody would
+                // ever send the death signal, so do not start at all.
+                if libc::getppid() != agent_pid {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SpawnError::InterpreterNotFound(spec.cmd.clone()),
+            std::io::ErrorKind::PermissionDenied => {
+                SpawnError::InterpreterNotExecutable(spec.cmd.clone())
+            }
+            _ => io_err(source),
+        })?;
+        drop(worker_end);
+        let pid = child.id().unwrap_or_default();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        agent_end.set_nonblocking(true).map_err(io_err)?;
+        let channel = UnixStream::from_std(agent_end).map_err(io_err)?;
+        Ok(Spawned {
+            process: WorkerProcess { pid, child },
+            channel,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Kills the worker's whole process group: the runner and anything it started.
+    pub fn kill_group(&self) {
+        kill_group(self.pid);
+    }
+
+    /// Waits for the worker to exit and reaps it.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// The exit status if the worker has already exited (reaping it), else `None`.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+/// SIGKILL to process group `pgid` (the worker's pid, as it leads its own group).
+/// A group that is already gone is not an error.
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions; ESRCH is fine.
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+}
+
+/// Describes an exit status the way an operator wants to read it.
+pub fn describe_exit(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}{}", signal_name(sig)),
+        _ => "exited".to_string(),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGTERM => " (SIGTERM)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGINT => " (SIGINT)",
+        _ => "",
+    }
+}

@@ -1,0 +1,266 @@
+//! The frames of the agent ⇄ worker protocol (docs/PROTOCOL.md) as Rust types.
+//!
+//! Decoding is lenient where the protocol says so (unknown keys ignored, unknown frame
+//! types surfaced as [`WorkerFrame::Unknown`]) and strict about what the agent relies
+//! on (ids, run numbers), so a malformed frame is one logged error, never a crash.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this agent speaks; the worker announces its own in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A frame sent by the worker.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum WorkerFrame {
+    Hello(Hello),
+    Report(Report),
+    Done(Done),
+    Log(LogLine),
+    Lasterror(LastError),
+    #[serde(other)]
+    Unknown,
+}
+
+/// First frame of every worker: what it loaded and what it could not.
+#[derive(Debug, Deserialize)]
+pub struct Hello {
+    pub v: u32,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub python: String,
+    #[serde(default)]
+    pub plugins: Vec<PluginInfo>,
+    #[serde(default)]
+    pub errors: Vec<LoadError>,
+}
+
+/// One collector class the worker instantiated.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct PluginInfo {
+    /// `<module>.<ClassName>`: the key of every later frame about this plugin.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub file: String,
+    /// The class attribute, in seconds (the worker already applied the 10 s default).
+    pub interval: f64,
+    #[serde(default)]
+    pub long_running: bool,
+}
+
+/// A module that failed to load, with where it failed.
+#[derive(Debug, Deserialize)]
+pub struct LoadError {
+    #[serde(default)]
+    pub module: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub line: Option<u64>,
+    pub message: String,
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: {}", self.message),
+            (Some(file), None) => write!(f, "{file}: {}", self.message),
+            _ => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// One `report()` (or `feed_*`) call's points, as the script gave them.
+#[derive(Debug, Deserialize)]
+pub struct Report {
+    #[serde(default)]
+    pub plugin: Option<String>,
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub precision: Option<String>,
+    #[serde(default)]
+    pub ignore_global_tags: serde_json::Value,
+    /// Category code (`M`, `L`, `O`, `CO`, `E`, `R`) to points.
+    #[serde(default)]
+    pub data: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Points the worker could not serialize (NaN, bytes, ...).
+    #[serde(default)]
+    pub rejected: Vec<ShimRejection>,
+}
+
+impl Report {
+    /// DataKit accepts `ignore_global_tags` as a bool or a string such as "true".
+    pub fn ignores_global_tags(&self) -> bool {
+        match &self.ignore_global_tags {
+            serde_json::Value::Bool(b) => *b,
+            serde_json::Value::String(s) => {
+                matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+            }
+            serde_json::Value::Number(n) => n.as_f64().is_some_and(|v| v != 0.0),
+            _ => false,
+        }
+    }
+}
+
+/// A point the worker refused to serialize, with the reason.
+#[derive(Debug, Deserialize)]
+pub struct ShimRejection {
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub index: Option<u64>,
+    #[serde(default)]
+    pub measurement: Option<String>,
+    pub reason: String,
+}
+
+/// The end of one run.
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    pub plugin: String,
+    pub run: u64,
+    pub ok: bool,
+    #[serde(default)]
+    pub seconds: f64,
+    #[serde(default)]
+    pub error: Option<RunError>,
+}
+
+/// Why a run failed.
+#[derive(Debug, Deserialize)]
+pub struct RunError {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub line: Option<u64>,
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, " (at {file}:{line})"),
+            (Some(file), None) => write!(f, " (in {file})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A line a plugin printed through Python's `sys.stdout` / `sys.stderr`.
+#[derive(Debug, Deserialize)]
+pub struct LogLine {
+    #[serde(default)]
+    pub plugin: Option<String>,
+    #[serde(default)]
+    pub stream: String,
+    pub line: String,
+}
+
+/// `set_lasterror(input_name, err_msg)`.
+#[derive(Debug, Deserialize)]
+pub struct LastError {
+    #[serde(default)]
+    pub plugin: Option<String>,
+    #[serde(default)]
+    pub input: Option<String>,
+    pub message: String,
+}
+
+/// A command sent to the worker.
+#[derive(Debug, Serialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+pub enum Command<'a> {
+    Run { plugin: &'a str, run: u64 },
+    Shutdown { grace: f64 },
+}
+
+impl Command<'_> {
+    /// The command as one protocol line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("commands contain only strings and numbers");
+        line.push(b'\n');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_each_frame_kind() {
+        let hello: WorkerFrame = serde_json::from_str(
+            r#"{"t":"hello","v":1,"pid":7,"python":"3.11","plugins":[{"id":"demo.Demo","name":"demo","class":"Demo","module":"demo","file":"/x/demo.py","interval":10.0,"long_running":false}],"errors":[{"module":"bad","file":"/x/bad.py","line":3,"message":"SyntaxError: invalid syntax"}]}"#,
+        )
+        .expect("hello decodes");
+        match hello {
+            WorkerFrame::Hello(h) => {
+                assert_eq!(h.plugins[0].id, "demo.Demo");
+                assert_eq!(
+                    h.errors[0].to_string(),
+                    "/x/bad.py:3: SyntaxError: invalid syntax"
+                );
+            }
+            other => panic!("expected hello, got {other:?}"),
+        }
+        let done: WorkerFrame = serde_json::from_str(
+            r#"{"t":"done","plugin":"p","run":3,"ok":false,"seconds":0.5,"error":{"type":"ValueError","message":"boom","file":"/x.py","line":9}}"#,
+        )
+        .expect("done decodes");
+        match done {
+            WorkerFrame::Done(d) => {
+                assert_eq!(d.run, 3);
+                assert_eq!(
+                    d.error.expect("error").to_string(),
+                    "ValueError: boom (at /x.py:9)"
+                );
+            }
+            other => panic!("expected done, got {other:?}"),
+        }
+        let unknown: WorkerFrame =
+            serde_json::from_str(r#"{"t":"future","x":1}"#).expect("unknown decodes");
+        assert!(matches!(unknown, WorkerFrame::Unknown));
+    }
+
+    #[test]
+    fn ignore_global_tags_accepts_datakit_spellings() {
+        for (raw, expected) in [
+            ("true", true),
+            ("\"true\"", true),
+            ("false", false),
+            ("null", false),
+            ("1", true),
+        ] {
+            let report: Report =
+                serde_json::from_str(&format!(r#"{{"ignore_global_tags":{raw}}}"#))
+                    .expect("report decodes");
+            assert_eq!(report.ignores_global_tags(), expected, "{raw}");
+        }
+    }
+
+    #[test]
+    fn commands_are_single_lines() {
+        assert_eq!(
+            Command::Run {
+                plugin: "a.B",
+                run: 4
+            }
+            .to_line(),
+            b"{\"t\":\"run\",\"plugin\":\"a.B\",\"run\":4}\n".to_vec()
+        );
+    }
+}
