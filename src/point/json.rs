@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::outcome::{FixReason, RejectReason};
 use super::precision::{float_time_to_ns, int_time_to_ns, TimeError};
-use super::rules::{self, preview};
+use super::rules::{self, preview, Preview};
 use super::{Accepted, DecodeContext, FieldValue, Fix, Point, Rejection};
 
 /// Decodes and validates one JSON point. See POINTS.md for every rule.
@@ -44,11 +44,11 @@ pub fn from_json(value: &Value, ctx: &DecodeContext<'_>) -> Result<Accepted, Rej
             ))
         }
     };
-    let who = preview(&measurement);
+    let who = Preview(&measurement);
     let mut fixes = Vec::new();
-    let tags = decode_tags(obj.get("tags"), &who, &mut fixes)?;
-    let fields = decode_fields(obj.get("fields"), &who, &mut fixes)?;
-    let time_ns = decode_time(obj.get("time"), ctx, &who)?;
+    let tags = decode_tags(obj.get("tags"), who, &mut fixes)?;
+    let fields = decode_fields(obj.get("fields"), who, &mut fixes)?;
+    let time_ns = decode_time(obj.get("time"), ctx, who)?;
     let point = Point {
         category: ctx.category,
         measurement,
@@ -77,7 +77,7 @@ fn object_or_empty<'v>(
     v: Option<&'v Value>,
     what: &str,
     reason: RejectReason,
-    who: &str,
+    who: Preview<'_>,
 ) -> Result<Option<&'v Map<String, Value>>, Rejection> {
     match v {
         None | Some(Value::Null) => Ok(None),
@@ -94,7 +94,7 @@ fn object_or_empty<'v>(
 
 fn decode_tags(
     v: Option<&Value>,
-    who: &str,
+    who: Preview<'_>,
     fixes: &mut Vec<Fix>,
 ) -> Result<BTreeMap<String, String>, Rejection> {
     let mut tags = BTreeMap::new();
@@ -128,7 +128,7 @@ fn decode_tags(
 
 fn decode_fields(
     v: Option<&Value>,
-    who: &str,
+    who: Preview<'_>,
     fixes: &mut Vec<Fix>,
 ) -> Result<BTreeMap<String, FieldValue>, Rejection> {
     let mut fields = BTreeMap::new();
@@ -177,7 +177,7 @@ fn decode_fields(
     Ok(fields)
 }
 
-fn invalid_field(who: &str, key: &str, what: &str) -> Rejection {
+fn invalid_field(who: Preview<'_>, key: &str, what: &str) -> Rejection {
     Rejection::new(
         RejectReason::InvalidFieldValue,
         format!(
@@ -187,7 +187,11 @@ fn invalid_field(who: &str, key: &str, what: &str) -> Rejection {
     )
 }
 
-fn decode_time(v: Option<&Value>, ctx: &DecodeContext<'_>, who: &str) -> Result<i64, Rejection> {
+fn decode_time(
+    v: Option<&Value>,
+    ctx: &DecodeContext<'_>,
+    who: Preview<'_>,
+) -> Result<i64, Rejection> {
     let n = match v {
         None | Some(Value::Null) => return Ok(ctx.now_ns),
         Some(Value::Number(n)) => n,

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use super::lp_encode::ESCAPABLE;
 use super::outcome::{FixReason, RejectReason};
 use super::precision::int_time_to_ns;
-use super::rules::{self, preview};
+use super::rules::{self, preview, Preview};
 use super::{Accepted, DecodeContext, FieldValue, Fix, Point, Precision, Rejection};
 
 /// Parses every point in `body`. Each item is (1-based line number where the point
@@ -156,7 +156,7 @@ fn parse_point(line: &str, line_no: usize, ctx: &DecodeContext<'_>) -> Result<Ac
     let parsed = Parser::new(line)
         .parse(&mut fixes)
         .map_err(|e| syntax_rejection(line, line_no, e))?;
-    let who = preview(&parsed.measurement);
+    let who = Preview(&parsed.measurement);
     let time_ns = match parsed.timestamp {
         None => ctx.now_ns,
         Some(t) => {
@@ -233,7 +233,7 @@ impl<'a> Parser<'a> {
             return Err(syntax(self.i, "expected a measurement name"));
         }
         let measurement = measurement.into_owned();
-        let who = preview(&measurement);
+        let who = Preview(&measurement);
 
         let mut tags = BTreeMap::new();
         while self.peek() == Some(b',') {
@@ -290,7 +290,7 @@ impl<'a> Parser<'a> {
                 ));
             }
             self.i += 1;
-            let value = match self.field_value(&who, &key)? {
+            let value = match self.field_value(who, &key)? {
                 RawValue::Value(v) => v,
                 RawValue::BigUnsigned(u) => {
                     fixes.push(Fix::new(
@@ -380,7 +380,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn field_value(&mut self, who: &str, key: &str) -> Result<RawValue, LineError> {
+    fn field_value(&mut self, who: Preview<'_>, key: &str) -> Result<RawValue, LineError> {
         if self.peek() == Some(b'"') {
             return self.quoted().map(|s| RawValue::Value(FieldValue::Str(s)));
         }

@@ -148,6 +148,17 @@ pub(crate) fn name_of(point: &Point) -> String {
     preview(&point.measurement)
 }
 
+/// A name shown in messages as [`preview`] shows it, but formatted only when a message
+/// is actually built: every point has a name, few points need a message.
+#[derive(Clone, Copy)]
+pub(crate) struct Preview<'a>(pub &'a str);
+
+impl std::fmt::Display for Preview<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&preview(self.0))
+    }
+}
+
 /// A string quoted for a message and cut to 64 bytes, so a 30 MiB value cannot flood
 /// the logs.
 pub(crate) fn preview(s: &str) -> String {

@@ -24,6 +24,27 @@ pub enum WorkerFrame {
     Unknown,
 }
 
+impl WorkerFrame {
+    /// Decodes one frame.
+    ///
+    /// `#[serde(tag = "t")]` buffers the whole frame into an intermediate tree before
+    /// building the variant, which doubles the agent's cost per point. The worker always
+    /// writes `"t"` first, so the frequent frames that start with it are decoded straight
+    /// into their variant (the `"t"` key is then ignored as an unknown key); anything
+    /// else takes the general path.
+    pub fn parse(frame: &[u8]) -> serde_json::Result<Self> {
+        if frame.starts_with(br#"{"t":"report","#) {
+            serde_json::from_slice(frame).map(WorkerFrame::Report)
+        } else if frame.starts_with(br#"{"t":"done","#) {
+            serde_json::from_slice(frame).map(WorkerFrame::Done)
+        } else if frame.starts_with(br#"{"t":"log","#) {
+            serde_json::from_slice(frame).map(WorkerFrame::Log)
+        } else {
+            serde_json::from_slice(frame)
+        }
+    }
+}
+
 /// First frame of every worker: what it loaded and what it could not.
 #[derive(Debug, Deserialize)]
 pub struct Hello {
@@ -234,6 +255,25 @@ mod tests {
         let unknown: WorkerFrame =
             serde_json::from_str(r#"{"t":"future","x":1}"#).expect("unknown decodes");
         assert!(matches!(unknown, WorkerFrame::Unknown));
+    }
+
+    #[test]
+    fn the_fast_path_decodes_frames_as_the_general_path_does() {
+        for frame in [
+            r#"{"t":"report","plugin":"a.B","input":null,"precision":"s","data":{"M":[{"measurement":"m","fields":{"v":1}}]},"rejected":[]}"#,
+            r#"{"t":"done","plugin":"a.B","run":3,"ok":true,"seconds":0.5}"#,
+            r#"{"t":"log","plugin":null,"stream":"stderr","line":"hi"}"#,
+            // Not `"t"` first, or spaced: the general path.
+            r#"{"plugin":"a.B","t":"done","run":3,"ok":false,"seconds":0.5}"#,
+            r#"{"t": "report", "data": {}}"#,
+        ] {
+            let fast = WorkerFrame::parse(frame.as_bytes()).expect("fast path decodes");
+            let general: WorkerFrame = serde_json::from_str(frame).expect("general path decodes");
+            assert_eq!(format!("{fast:?}"), format!("{general:?}"), "{frame}");
+        }
+        // A broken frame is an error on either path, never a panic.
+        assert!(WorkerFrame::parse(br#"{"t":"report","data":{"M":[}"#).is_err());
+        assert!(WorkerFrame::parse(br#"{"t":"done","run":"x"}"#).is_err());
     }
 
     #[test]
