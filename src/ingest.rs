@@ -82,6 +82,22 @@ impl Ingest {
 
     /// Validates a worker's report and forwards what is valid.
     pub async fn report(&self, origin: &Origin<'_>, report: Report) -> Outcome {
+        let mut accepted = Vec::new();
+        let outcome = self.validate(origin, report, &mut accepted);
+        self.forward(accepted).await;
+        outcome
+    }
+
+    /// Validates a worker's report, appending what is valid to `accepted` (counted and
+    /// logged like [`Ingest::report`], but not yet forwarded). Callers that receive
+    /// reports in bursts validate several and [`forward`](Ingest::forward) them as one
+    /// batch, so the sinks are woken once per burst rather than once per report.
+    pub fn validate(
+        &self,
+        origin: &Origin<'_>,
+        report: Report,
+        accepted: &mut Vec<Point>,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         for shim_rejection in &report.rejected {
             let category =
@@ -111,7 +127,6 @@ impl Ingest {
             Some(Err(e)) => Err(e.to_string()),
         };
         let now_ns = now_ns();
-        let mut accepted = Vec::new();
         for (code, points) in &report.data {
             let Some(category) = Category::from_code(code) else {
                 for _ in points {
@@ -143,9 +158,8 @@ impl Ingest {
                 now_ns,
                 extra_tags,
             };
-            self.decode_into(origin, &ctx, points, &mut accepted, &mut outcome);
+            self.decode_into(origin, &ctx, points, accepted, &mut outcome);
         }
-        self.forward(accepted).await;
         outcome
     }
 

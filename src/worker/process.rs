@@ -16,7 +16,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::process::{ExitStatus, Stdio};
 
-use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use super::protocol::PROTOCOL_VERSION;
@@ -56,7 +55,9 @@ pub struct WorkerProcess {
 /// A just-started worker with the agent's ends of its channel and output pipes.
 pub struct Spawned {
     pub process: WorkerProcess,
-    pub channel: UnixStream,
+    /// The agent's end of the channel, in blocking mode: it is served by threads of its
+    /// own, not by the async reactor (see `session`).
+    pub channel: StdUnixStream,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
 }
@@ -123,11 +124,9 @@ impl WorkerProcess {
         let pid = child.id().unwrap_or_default();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        agent_end.set_nonblocking(true).map_err(io_err)?;
-        let channel = UnixStream::from_std(agent_end).map_err(io_err)?;
         Ok(Spawned {
             process: WorkerProcess { pid, child },
-            channel,
+            channel: agent_end,
             stdout,
             stderr,
         })

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use std::io::Write;
+use std::os::unix::net::UnixStream as StdUnixStream;
+
+use tokio::io::{AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -19,12 +21,21 @@ use super::lines::{Line, LineReader};
 use super::process::{SpawnError, WorkerProcess, WorkerSpec};
 use super::protocol::{Command, Done, Hello, WorkerFrame};
 use crate::ingest::{Ingest, InputTags, Origin};
+use crate::point::Point;
 use crate::stats::InputStats;
 
 /// Longest line of raw worker output (fd 1 and 2) logged as one line.
 const MAX_OUTPUT_LINE: usize = 16 * 1024;
 /// Lines of worker output logged per second per stream; the rest are counted.
 const OUTPUT_LINES_PER_SECOND: u32 = 200;
+/// How long a command write may block before the worker counts as gone.
+const COMMAND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a finished worker's readers get to hand on what it wrote last.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the channel reader waits after a burst of reports before reading again.
+/// A reporting loop then costs the agent one wake-up per millisecond instead of one
+/// per report (see docs/BENCHMARKS.md); a lone report is forwarded at once.
+const COALESCE: Duration = Duration::from_millis(1);
 
 /// What the owner of a session must decide about.
 #[derive(Debug)]
@@ -44,9 +55,12 @@ pub struct SessionContext {
 /// A started worker.
 pub struct Session {
     process: WorkerProcess,
-    writer: OwnedWriteHalf,
+    /// The agent's end of the channel: commands are written to it here, frames are
+    /// read from it by the reader thread.
+    channel: Arc<StdUnixStream>,
     events: mpsc::Receiver<Event>,
-    tasks: Vec<JoinHandle<()>>,
+    reader: JoinHandle<()>,
+    drains: Vec<JoinHandle<()>>,
 }
 
 impl Session {
@@ -55,33 +69,41 @@ impl Session {
         let spawned = WorkerProcess::spawn(spec)?;
         let process = spawned.process;
         let (events_tx, events) = mpsc::channel(64);
-        let mut tasks = Vec::new();
+        let mut drains = Vec::new();
         if let Some(stdout) = spawned.stdout {
-            tasks.push(tokio::spawn(drain_output(
+            drains.push(tokio::spawn(drain_output(
                 stdout,
                 ctx.input.clone(),
                 "stdout",
             )));
         }
         if let Some(stderr) = spawned.stderr {
-            tasks.push(tokio::spawn(drain_output(
+            drains.push(tokio::spawn(drain_output(
                 stderr,
                 ctx.input.clone(),
                 "stderr",
             )));
         }
-        let (reader, writer) = spawned.channel.into_split();
-        tasks.push(tokio::spawn(read_channel(
-            reader,
-            spec.max_frame,
-            ctx,
-            events_tx,
-        )));
+        let io_err = |source| SpawnError::Io {
+            cmd: spec.cmd.clone(),
+            source,
+        };
+        let channel = spawned.channel;
+        channel
+            .set_write_timeout(Some(COMMAND_WRITE_TIMEOUT))
+            .map_err(io_err)?;
+        let reader_end = channel.try_clone().map_err(io_err)?;
+        let max_frame = spec.max_frame;
+        let runtime = tokio::runtime::Handle::current();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_channel(reader_end, max_frame, ctx, events_tx, runtime)
+        });
         Ok(Self {
             process,
-            writer,
+            channel: Arc::new(channel),
             events,
-            tasks,
+            reader,
+            drains,
         })
     }
 
@@ -106,9 +128,16 @@ impl Session {
         }
     }
 
-    /// Sends a command. An error means the worker is gone.
+    /// Sends a command. An error means the worker is gone, or stopped reading its
+    /// commands for [`COMMAND_WRITE_TIMEOUT`].
     pub async fn send(&mut self, command: &Command<'_>) -> std::io::Result<()> {
-        self.writer.write_all(&command.to_line()).await
+        let line = command.to_line();
+        let channel = self.channel.clone();
+        // Commands are a few bytes, a few per run: a blocking write off the reactor
+        // keeps the socket unregistered (see `read_channel`) at no real cost.
+        tokio::task::spawn_blocking(move || (&*channel).write_all(&line))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// SIGKILL to the worker's process group.
@@ -129,13 +158,21 @@ impl Session {
         };
         // Subprocesses a collector left behind share the group: take them down too.
         self.process.kill_group();
-        for task in self.tasks {
+        // The reader ends at end of stream, once it has handed on every frame the worker
+        // wrote. Should something still hold the worker's end open, shutting ours down
+        // ends the read all the same (frames already queued are still read first).
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut self.reader)
+            .await
+            .is_err()
+        {
+            tracing::debug!("worker channel still open after the worker exited; closing it");
+            let _ = self.channel.shutdown(std::net::Shutdown::Both);
+            let _ = self.reader.await;
+        }
+        for task in self.drains {
             // The drains end when the pipes close; do not let a grandchild that still
             // holds a pipe open keep us here.
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err() {
                 tracing::debug!("worker output drain did not end in time");
             }
         }
@@ -152,16 +189,36 @@ impl Session {
 }
 
 /// Reads frames from the worker; handles data frames, forwards lifecycle events.
-async fn read_channel(
-    reader: tokio::net::unix::OwnedReadHalf,
+///
+/// Runs on a thread of its own, blocked in `read(2)`, rather than as an async task:
+/// a socket registered with the reactor wakes it for every frame that arrives, even
+/// while the reader deliberately waits for a burst to pile up, and that wake-up per
+/// report was most of the agent's CPU under a reporting loop (docs/BENCHMARKS.md).
+fn read_channel(
+    reader: StdUnixStream,
     max_frame: usize,
     ctx: Arc<SessionContext>,
     events: mpsc::Sender<Event>,
+    runtime: tokio::runtime::Handle,
 ) {
-    let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, reader), max_frame);
+    let forward = |points: Vec<Point>| runtime.block_on(ctx.ingest.forward(points));
+    let mut lines = LineReader::new(
+        std::io::BufReader::with_capacity(64 * 1024, reader),
+        max_frame,
+    );
     let mut plugin_log = RateLimit::new(&ctx.input, "plugin output");
+    // Points validated since the last hand-off to the sinks. Every frame already read
+    // is handled before they go (one batch per burst, not one per report); they always
+    // go before a `done` or `hello` is passed on, and before this task ends.
+    let mut pending: Vec<Point> = Vec::new();
     loop {
-        let line = match lines.next_line().await {
+        if !lines.line_ready() && !pending.is_empty() {
+            forward(std::mem::take(&mut pending));
+            // The worker is reporting in a burst: let its next frames pile up in the
+            // socket for a moment, so one wake-up and one read carry many of them.
+            std::thread::sleep(COALESCE);
+        }
+        let line = match lines.next_line_blocking() {
             Ok(Some(Line::Complete(line))) => line,
             Ok(Some(Line::TooLong(n))) => {
                 tracing::error!(input = %ctx.input, bytes = n, limit = max_frame, "frame from worker exceeds the frame limit; dropped");
@@ -170,13 +227,13 @@ async fn read_channel(
                 ));
                 continue;
             }
-            Ok(None) => return,
+            Ok(None) => break,
             Err(error) => {
                 tracing::error!(input = %ctx.input, %error, "reading the worker channel failed");
-                return;
+                break;
             }
         };
-        let frame: WorkerFrame = match serde_json::from_slice(&line) {
+        let frame = match WorkerFrame::parse(&line) {
             Ok(frame) => frame,
             Err(error) => {
                 let preview = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
@@ -196,7 +253,7 @@ async fn read_channel(
                     tags: &ctx.tags,
                     plugin_stats: plugin_stats.as_deref(),
                 };
-                ctx.ingest.report(&origin, report).await;
+                ctx.ingest.validate(&origin, report, &mut pending);
             }
             WorkerFrame::Log(log) => {
                 if plugin_log.allow() {
@@ -217,13 +274,15 @@ async fn read_channel(
                 }
             }
             WorkerFrame::Hello(hello) => {
-                if events.send(Event::Hello(hello)).await.is_err() {
-                    return;
+                forward(std::mem::take(&mut pending));
+                if events.blocking_send(Event::Hello(hello)).is_err() {
+                    break;
                 }
             }
             WorkerFrame::Done(done) => {
-                if events.send(Event::Done(done)).await.is_err() {
-                    return;
+                forward(std::mem::take(&mut pending));
+                if events.blocking_send(Event::Done(done)).is_err() {
+                    break;
                 }
             }
             WorkerFrame::Unknown => {
@@ -231,6 +290,7 @@ async fn read_channel(
             }
         }
     }
+    forward(pending);
 }
 
 /// Logs what the worker writes to fd 1 or 2 (C extensions, subprocesses, raw writes).
