@@ -183,6 +183,10 @@ fn maintainer_scripts_are_executable_valid_sh_and_do_their_jobs() {
         "postinst creates the system user with adduser or useradd"
     );
     assert!(postinst.contains("chown \"$USER:$USER\" \"$STATE\""));
+    assert!(
+        postinst.contains("install -d -o root -g root -m 0755 \"$STATE/python.d\""),
+        "collectors' directory belongs to root, readable by the service"
+    );
     // systemd is touched only when it runs: safe in a chroot or an image build.
     assert!(postinst.contains("[ -d /run/systemd/system ]"));
     let postrm = std::fs::read_to_string(dir.path().join("postrm")).expect("postrm");
