@@ -353,6 +353,30 @@ fn log_tail_resumes_from_its_offset_across_runs_truncation_and_rotation() {
 }
 
 #[test]
+fn log_tail_with_a_damaged_state_file_starts_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    append(&log, "one\n");
+    assert_eq!(tail(&log, &state, true), ["one"]);
+    std::fs::write(
+        state.join("offsets.json"),
+        format!(
+            "{{{:?}: {{\"offset\": \"lots\"}}}}",
+            log.display().to_string()
+        ),
+    )
+    .expect("damage the state");
+    assert_eq!(tail(&log, &state, true), ["one"], "read again, no crash");
+    std::fs::write(state.join("offsets.json"), "not json").expect("damage the state");
+    assert_eq!(tail(&log, &state, true), ["one"]);
+    assert!(
+        tail(&log, &state, true).is_empty(),
+        "and the state is good again"
+    );
+}
+
+#[test]
 fn log_tail_starts_at_the_end_of_a_file_it_has_never_seen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("old.log");
@@ -440,4 +464,16 @@ fn tcp_check_reports_a_target_down_from_the_start_and_a_malformed_one() {
 
     let (up, _) = tcp_check("no-port-here", &dir.path().join("state"));
     assert_eq!(up, 0, "a malformed target is reported down, not a crash");
+
+    // A malformed setting falls back to its default, with a message; the run still works.
+    let mut command = pythond();
+    command
+        .arg("check")
+        .arg(collector("tcp_check"))
+        .env("TCP_CHECK_TARGETS", &target)
+        .env("TCP_CHECK_STATE_DIR", dir.path().join("state"))
+        .env("TCP_CHECK_TIMEOUT", "soon");
+    let (code, stdout, stderr) = run_to_end(command);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(of(&parse_points(&stdout), "metric", "tcp_check").len(), 1);
 }

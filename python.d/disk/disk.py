@@ -13,8 +13,10 @@ are skipped, as are file systems with no blocks and mount points listed twice):
                  used_percent    used / (used + free_bytes) * 100, as `df` computes it
                  inodes_total, inodes_free, inodes_used
 
-A mount point that cannot be read (permissions, a hung NFS server) is skipped with a
-message in the agent's log; the others are still reported.
+A mount point that cannot be read (permissions) is skipped with a message in the
+agent's log; the others are still reported. A hung network file system blocks statvfs
+until the input's timeout: list such types (nfs, nfs4, cifs) in ignore_fs if that is
+a risk on the host.
 
 Settings (from the input's options, else the environment set with the input's `envs`):
 

@@ -61,6 +61,18 @@ def _as_list(value):
     return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
+def _number(value, default, what):
+    """`value` as a positive float; `default` (with a message) if it is not one."""
+    try:
+        number = float(value)
+        if number > 0:
+            return number
+    except (TypeError, ValueError):
+        pass
+    print("%s is %r, not a positive number; using %s" % (what, value, default))
+    return default
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # A redirect is an answer: report its status instead of following it.
     def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -76,7 +88,8 @@ class HttpProbe(DataKitFramework):
         if not urls:
             print("http_probe: no URLs configured (set HTTP_PROBE_URLS); nothing to do")
             return
-        timeout = float(_setting(self, "timeout", "HTTP_PROBE_TIMEOUT", 5))
+        timeout = _number(_setting(self, "timeout", "HTTP_PROBE_TIMEOUT", 5), 5.0,
+                          "http_probe: timeout")
         ca_file = _setting(self, "ca_file", "HTTP_PROBE_CA_FILE", None)
         context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
         points = [self.probe(url, timeout, context) for url in urls]

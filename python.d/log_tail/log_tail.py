@@ -74,6 +74,18 @@ def _truthy(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def _number(value, default, what):
+    """`value` as a positive float; `default` (with a message) if it is not one."""
+    try:
+        number = float(value)
+        if number > 0:
+            return number
+    except (TypeError, ValueError):
+        pass
+    print("%s is %r, not a positive number; using %s" % (what, value, default))
+    return default
+
+
 def state_dir(configured, name):
     if configured:
         return str(configured)
@@ -132,7 +144,8 @@ class LogTail(DataKitFramework):
             return
         source = str(_setting(self, "source", "LOG_TAIL_SOURCE", "log_tail"))
         from_beginning = _truthy(_setting(self, "from_beginning", "LOG_TAIL_FROM_BEGINNING", "0"))
-        limit = max(1, int(_setting(self, "max_lines", "LOG_TAIL_MAX_LINES", 10000)))
+        limit = max(1, int(_number(_setting(self, "max_lines", "LOG_TAIL_MAX_LINES", 10000),
+                                   10000, "log_tail: max_lines")))
         state_file = os.path.join(
             state_dir(_setting(self, "state_dir", "LOG_TAIL_STATE_DIR", ""), "log_tail"),
             "offsets.json")
@@ -163,7 +176,11 @@ class LogTail(DataKitFramework):
             return [], None
         identity = [st.st_dev, st.st_ino]
         lines = []
-        if not isinstance(saved, dict) or "offset" not in saved:
+        try:
+            saved_offset = int(saved["offset"])
+        except (TypeError, KeyError, ValueError):
+            saved = None  # never seen, or an entry we cannot use: start afresh
+        if saved is None:
             offset = 0 if from_beginning else st.st_size
         elif saved.get("file") != identity:
             # Rotated: finish the old file if logrotate left it next door.
@@ -171,15 +188,15 @@ class LogTail(DataKitFramework):
             try:
                 ost = os.stat(old)
                 if [ost.st_dev, ost.st_ino] == saved.get("file"):
-                    lines, _ = _read_lines(old, int(saved["offset"]), limit)
+                    lines, _ = _read_lines(old, saved_offset, limit)
             except OSError:
                 pass
             offset = 0
-        elif st.st_size < int(saved["offset"]):
+        elif st.st_size < saved_offset:
             print("log_tail: %s was truncated; reading it from the start" % path)
             offset = 0
         else:
-            offset = int(saved["offset"])
+            offset = saved_offset
         try:
             more, offset = _read_lines(path, offset, limit - len(lines))
         except OSError as e:

@@ -58,6 +58,18 @@ def _as_list(value):
     return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
+def _number(value, default, what):
+    """`value` as a positive float; `default` (with a message) if it is not one."""
+    try:
+        number = float(value)
+        if number > 0:
+            return number
+    except (TypeError, ValueError):
+        pass
+    print("%s is %r, not a positive number; using %s" % (what, value, default))
+    return default
+
+
 def state_dir(configured, name):
     if configured:
         return str(configured)
@@ -122,7 +134,8 @@ class TcpCheck(DataKitFramework):
         if not targets:
             print("tcp_check: no targets configured (set TCP_CHECK_TARGETS); nothing to do")
             return
-        timeout = float(_setting(self, "timeout", "TCP_CHECK_TIMEOUT", 3))
+        timeout = _number(_setting(self, "timeout", "TCP_CHECK_TIMEOUT", 3), 3.0,
+                          "tcp_check: timeout")
         state_file = os.path.join(
             state_dir(_setting(self, "state_dir", "TCP_CHECK_STATE_DIR", ""), "tcp_check"),
             "states.json")
