@@ -111,12 +111,7 @@ fn deb_metadata_names_version_arch_and_python3_dependency() {
 #[test]
 fn every_file_under_etc_is_a_conffile() {
     let built = built();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (code, _, stderr) = run(Command::new("dpkg-deb")
-        .arg("-e")
-        .arg(&built.deb)
-        .arg(dir.path()));
-    assert_eq!(code, 0, "dpkg-deb -e: {stderr}");
+    let dir = control_dir();
     let conffiles = std::fs::read_to_string(dir.path().join("conffiles")).expect("conffiles");
     let listed: Vec<&str> = conffiles.lines().collect();
     assert!(listed.contains(&"/etc/pythond/pythond.toml"), "{listed:?}");
@@ -159,17 +154,22 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn maintainer_scripts_are_executable_valid_sh_and_do_their_jobs() {
-    let built = built();
+/// The control archive (control, conffiles, maintainer scripts) unpacked in a temp dir.
+fn control_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let (code, _, stderr) = run(Command::new("dpkg-deb")
         .arg("-e")
-        .arg(&built.deb)
+        .arg(&built().deb)
         .arg(dir.path()));
     assert_eq!(code, 0, "dpkg-deb -e: {stderr}");
+    dir
+}
+
+#[test]
+fn maintainer_scripts_are_executable_and_valid_sh() {
+    let control = control_dir();
     for script in ["postinst", "prerm", "postrm"] {
-        let path = dir.path().join(script);
+        let path = control.path().join(script);
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path).expect("script").permissions(),
         );
@@ -177,33 +177,172 @@ fn maintainer_scripts_are_executable_valid_sh_and_do_their_jobs() {
         let (code, _, stderr) = run(Command::new("sh").arg("-n").arg(&path));
         assert_eq!(code, 0, "sh -n {script}: {stderr}");
     }
-    let postinst = std::fs::read_to_string(dir.path().join("postinst")).expect("postinst");
-    assert!(
-        postinst.contains("adduser --quiet --system") && postinst.contains("useradd --system"),
-        "postinst creates the system user with adduser or useradd"
+}
+
+/// Runs a maintainer script with a PATH of nothing but stubs that record their command
+/// line: what it would do to a host, without doing it. A command the script needs and
+/// the stubs lack fails the script (and the test) instead of reaching the real system.
+/// `user_exists` is what the `getent` stub answers; `tools` are the stubs provided.
+fn dry_run(script: &Path, args: &[&str], user_exists: bool, tools: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let log = dir.path().join("calls");
+    let stub = dir.path().join("stub");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\nprintf '%s\\n' \"${0##*/} $*\" >> \"$STUB_LOG\"\n\
+         if [ \"${0##*/}\" = getent ]; then exit \"$GETENT_STATUS\"; fi\nexit 0\n",
+    )
+    .expect("stub");
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod stub");
+    for tool in tools {
+        std::os::unix::fs::symlink(&stub, bin.join(tool)).expect("stub link");
+    }
+    let (code, stdout, stderr) = run(Command::new("/bin/sh")
+        .arg(script)
+        .args(args)
+        .env_clear()
+        .env("PATH", &bin)
+        .env("STUB_LOG", &log)
+        .env("GETENT_STATUS", if user_exists { "0" } else { "2" }));
+    assert_eq!(
+        code,
+        0,
+        "{} {args:?} failed:\n{stdout}\n{stderr}",
+        script.display()
     );
-    assert!(postinst.contains("chown \"$USER:$USER\" \"$STATE\""));
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every command a maintainer script may call.
+const TOOLS: &[&str] = &[
+    "getent",
+    "addgroup",
+    "adduser",
+    "groupadd",
+    "useradd",
+    "delgroup",
+    "deluser",
+    "groupdel",
+    "userdel",
+    "mkdir",
+    "chown",
+    "chmod",
+    "install",
+    "rm",
+    "systemctl",
+    "deb-systemd-helper",
+    "deb-systemd-invoke",
+];
+
+fn called(calls: &[String], prefix: &str) -> bool {
+    calls.iter().any(|c| c.starts_with(prefix))
+}
+
+#[test]
+fn postinst_creates_the_system_user_and_the_state_directories() {
+    let control = control_dir();
+    let postinst = control.path().join("postinst");
+
+    let calls = dry_run(&postinst, &["configure"], false, TOOLS);
     assert!(
-        postinst.contains("install -d -o root -g root -m 0755 \"$STATE/python.d\""),
-        "collectors' directory belongs to root, readable by the service"
+        called(&calls, "addgroup --quiet --system pythond"),
+        "{calls:#?}"
     );
-    // systemd is touched only when it runs: safe in a chroot or an image build.
-    assert!(postinst.contains("[ -d /run/systemd/system ]"));
-    let postrm = std::fs::read_to_string(dir.path().join("postrm")).expect("postrm");
-    let purge = postrm.split("purge)").nth(1).expect("postrm handles purge");
     assert!(
-        purge.contains("rm -rf \"$STATE\""),
-        "purge deletes the data"
+        called(
+            &calls,
+            "adduser --quiet --system --ingroup pythond --home /var/lib/pythond"
+        ),
+        "{calls:#?}"
     );
-    let remove = postrm
-        .split("remove)")
-        .nth(1)
-        .and_then(|rest| rest.split(";;").next())
-        .expect("postrm handles remove");
     assert!(
-        !remove.contains("rm "),
-        "remove must keep the data: {remove}"
+        called(&calls, "chown pythond:pythond /var/lib/pythond"),
+        "{calls:#?}"
     );
+    assert!(called(&calls, "chmod 0750 /var/lib/pythond"), "{calls:#?}");
+    if !Path::new("/var/lib/pythond/python.d").exists() {
+        assert!(
+            called(
+                &calls,
+                "install -d -o root -g root -m 0755 /var/lib/pythond/python.d"
+            ),
+            "collectors' directory: root's, readable by the service: {calls:#?}"
+        );
+    }
+    assert!(
+        called(&calls, "deb-systemd-helper enable pythond.service"),
+        "{calls:#?}"
+    );
+
+    // Without adduser (a minimal host): useradd.
+    let no_adduser: Vec<&str> = TOOLS
+        .iter()
+        .copied()
+        .filter(|t| !["adduser", "addgroup"].contains(t))
+        .collect();
+    let calls = dry_run(&postinst, &["configure"], false, &no_adduser);
+    assert!(called(&calls, "groupadd --system pythond"), "{calls:#?}");
+    assert!(
+        called(&calls, "useradd --system --gid pythond"),
+        "{calls:#?}"
+    );
+
+    // Upgrade: the user exists already and is left alone.
+    let calls = dry_run(&postinst, &["configure", "0.0.9"], true, TOOLS);
+    assert!(
+        !called(&calls, "adduser") && !called(&calls, "useradd"),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("python.d") && c.starts_with("chown")),
+        "the operator's collectors keep their owner: {calls:#?}"
+    );
+}
+
+#[test]
+fn postrm_keeps_data_on_remove_and_deletes_it_and_the_user_on_purge() {
+    let control = control_dir();
+    let postrm = control.path().join("postrm");
+
+    let calls = dry_run(&postrm, &["remove"], true, TOOLS);
+    assert!(!called(&calls, "rm "), "remove keeps the data: {calls:#?}");
+    assert!(
+        !called(&calls, "deluser") && !called(&calls, "userdel"),
+        "{calls:#?}"
+    );
+
+    let calls = dry_run(&postrm, &["purge"], true, TOOLS);
+    assert!(called(&calls, "rm -rf /var/lib/pythond"), "{calls:#?}");
+    assert!(
+        called(&calls, "deluser --quiet --system pythond"),
+        "{calls:#?}"
+    );
+    assert!(
+        called(&calls, "delgroup --quiet --system pythond"),
+        "{calls:#?}"
+    );
+    assert!(
+        called(&calls, "deb-systemd-helper purge pythond.service"),
+        "{calls:#?}"
+    );
+
+    // Upgrades run postrm with `upgrade`: nothing is deleted.
+    let calls = dry_run(&postrm, &["upgrade", "0.2.0"], true, TOOLS);
+    assert!(!called(&calls, "rm "), "{calls:#?}");
+
+    // prerm stops nothing on upgrade and never deletes.
+    let prerm = control.path().join("prerm");
+    let calls = dry_run(&prerm, &["upgrade", "0.2.0"], true, TOOLS);
+    assert!(!called(&calls, "rm "), "{calls:#?}");
 }
 
 #[test]
