@@ -206,6 +206,17 @@ fn http_probe_with_an_untrusted_certificate_reports_tls_error() {
     let p = with_tag(&of(&points, "metric", "http_probe"), "url", &url);
     assert_eq!(p["tags"]["result"], "tls_error", "{p}");
     assert_eq!(p["fields"]["up"], 0);
+
+    // A CA file that does not exist: reported, the system CAs are used, the probe runs.
+    let points = check(
+        "http_probe",
+        &[
+            ("HTTP_PROBE_URLS", &url),
+            ("HTTP_PROBE_CA_FILE", "/nonexistent/ca.pem"),
+        ],
+    );
+    let p = with_tag(&of(&points, "metric", "http_probe"), "url", &url);
+    assert_eq!(p["tags"]["result"], "tls_error", "{p}");
 }
 
 #[test]

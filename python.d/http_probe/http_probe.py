@@ -21,7 +21,9 @@ Settings (from the input's options, else the environment set with the input's `e
     urls      HTTP_PROBE_URLS     comma-separated URLs (required; none = nothing reported)
     timeout   HTTP_PROBE_TIMEOUT  seconds per request, default 5
     ca_file   HTTP_PROBE_CA_FILE  PEM bundle to verify TLS with (default: system CAs),
-                                  e.g. for an internal CA or a self-signed endpoint
+                                  e.g. for an internal CA or a self-signed endpoint;
+                                  one that cannot be read is reported and the
+                                  system CAs are used
 
 Example input (conf.d/http_probe.conf):
 
@@ -91,7 +93,7 @@ class HttpProbe(DataKitFramework):
         timeout = _number(_setting(self, "timeout", "HTTP_PROBE_TIMEOUT", 5), 5.0,
                           "http_probe: timeout")
         ca_file = _setting(self, "ca_file", "HTTP_PROBE_CA_FILE", None)
-        context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        context = _tls_context(ca_file)
         points = [self.probe(url, timeout, context) for url in urls]
         self.report({"M": points})
 
@@ -126,6 +128,16 @@ class HttpProbe(DataKitFramework):
                 fields["tls_days_left"] = days
         return {"measurement": "http_probe", "tags": {"url": url, "result": result},
                 "fields": fields}
+
+
+def _tls_context(ca_file):
+    """Verifying TLS context: with `ca_file`, else (or if it cannot be read) system CAs."""
+    if ca_file:
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as e:
+            print("http_probe: ca_file %s: %s; verifying with the system CAs" % (ca_file, e))
+    return ssl.create_default_context()
 
 
 def _failure(error):
