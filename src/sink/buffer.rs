@@ -93,6 +93,8 @@ pub struct Pos {
 #[derive(Debug, Default)]
 pub struct ReadBatch {
     pub records: Vec<Record>,
+    /// The segment each record was read from.
+    segments: Vec<u64>,
     /// Points per segment, to settle the counts on ack.
     per_segment: Vec<(u64, u64)>,
     /// Position after the last record.
@@ -461,14 +463,43 @@ impl DiskBuffer {
                     .push((pos.segment, u64::from(record.points))),
             }
             batch.records.push(record);
+            batch.segments.push(pos.segment);
             batch.end = reader.pos;
         }
+    }
+
+    /// Removes from `batch` the records of segments dropped (buffer full) since they
+    /// were read: they were counted as dropped and must not be delivered after all.
+    /// Returns how many points were removed.
+    pub fn prune_dropped(&self, batch: &mut ReadBatch) -> u64 {
+        let first = match lock(&self.shared.state).segments.front() {
+            Some(first) => first.id,
+            None => return 0,
+        };
+        if batch.segments.first().is_none_or(|s| *s >= first) {
+            return 0;
+        }
+        let mut removed = 0;
+        let mut kept_records = Vec::new();
+        let mut kept_segments = Vec::new();
+        for (record, segment) in batch.records.drain(..).zip(batch.segments.drain(..)) {
+            if segment < first {
+                removed += u64::from(record.points);
+            } else {
+                kept_records.push(record);
+                kept_segments.push(segment);
+            }
+        }
+        batch.records = kept_records;
+        batch.segments = kept_segments;
+        batch.per_segment.retain(|(id, _)| *id >= first);
+        removed
     }
 
     /// The backend has what `batch` holds: move the ack position past it, delete the
     /// segments wholly delivered, and persist the position.
     pub fn ack(&self, batch: &ReadBatch) -> Result<(), BufferError> {
-        if batch.is_empty() {
+        if batch.end == Pos::default() {
             return Ok(());
         }
         let mut state = lock(&self.shared.state);

@@ -233,7 +233,7 @@ impl Delivery {
                     _ = stop.cancelled(), if !stopping => stopping = true,
                 }
             }
-            if !self.send(&client, &batch, &stop, &mut failing).await {
+            if !self.send(&client, &mut batch, &stop, &mut failing).await {
                 return;
             }
             let buffer = self.buffer.clone();
@@ -280,11 +280,15 @@ impl Delivery {
     async fn send(
         &self,
         client: &reqwest::Client,
-        batch: &ReadBatch,
+        batch: &mut ReadBatch,
         stop: &CancellationToken,
         failing: &mut bool,
     ) -> bool {
-        for request in self.endpoint.requests(&batch.records) {
+        let mut requests = self.endpoint.requests(&batch.records);
+        let mut next = 0;
+        'requests: while next < requests.len() {
+            let request = &requests[next];
+            next += 1;
             let body = match gzip(&request.body) {
                 Ok(body) => body,
                 Err(error) => {
@@ -322,6 +326,13 @@ impl Delivery {
                             _ = stop.cancelled() => return false,
                         }
                         delay = (delay * 2).min(self.net.retry_max_interval);
+                        // While we waited, a full buffer may have dropped (and counted)
+                        // the oldest of these points: do not deliver them after all.
+                        if self.buffer.prune_dropped(batch) > 0 {
+                            requests = self.endpoint.requests(&batch.records);
+                            next = 0;
+                            continue 'requests;
+                        }
                     }
                     Err(Failure::Reject { status, message }) => {
                         tracing::error!(sink = %self.name, status, points = request.points, backend_message = %message,
@@ -329,7 +340,7 @@ impl Delivery {
                             "backend refused the points for good; written to the dead-letter file");
                         self.stats
                             .set_last_error(format!("HTTP {status}: {message}"));
-                        self.dead_letter(&request, status, &message);
+                        self.dead_letter(request, status, &message);
                         break;
                     }
                 }
