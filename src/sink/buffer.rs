@@ -162,7 +162,7 @@ struct Segment {
     bytes: u64,
     /// Points in this segment not yet acknowledged.
     unacked_points: u64,
-    /// Enqueue time of each unacked record start, oldest first, as (offset, ms).
+    /// Enqueue time (Unix ms) of the oldest unacknowledged record in this segment.
     oldest_ms: Option<u64>,
 }
 
@@ -511,8 +511,6 @@ impl DiskBuffer {
         if batch.end > state.ack {
             state.ack = batch.end;
         }
-        // The reader is at or beyond `batch.end`; oldest unacked record time is only
-        // tracked per segment, so refresh it for the ack segment from the next record.
         let ack = state.ack;
         while state.segments.len() > 1 && state.segments.front().is_some_and(|s| s.id < ack.segment)
         {
@@ -520,6 +518,8 @@ impl DiskBuffer {
                 let _ = fs::remove_file(segment_path(&self.shared.dir, done.id));
             }
         }
+        // The oldest queued time is kept per segment: refresh it for the segment the
+        // ack position is in from the record at that position.
         if let Some(first) = state.segments.front_mut() {
             if first.id == ack.segment {
                 first.oldest_ms = if first.unacked_points == 0 {

@@ -362,3 +362,152 @@ pub(crate) fn encode(format: OutputFormat, points: &[&Point], out: &mut Vec<u8>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InfluxApi, NetworkSinkConfig};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback HTTP server answering every request with `status`.
+    async fn answering(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + length {
+                            continue;
+                        }
+                        let body = "{\"error\":\"nope\"}";
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = conn.write_all(answer.as_bytes()).await;
+                        buf.drain(..end + 4 + length);
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn influx(url: String) -> SinkConfig {
+        SinkConfig {
+            kind: SinkKind::Influxdb {
+                net: NetworkSinkConfig {
+                    name: "t".into(),
+                    url,
+                    max_bytes: 1 << 20,
+                    batch_points: 100,
+                    flush_interval: Duration::from_millis(20),
+                    timeout: Duration::from_secs(5),
+                    retry_max_interval: Duration::from_millis(200),
+                },
+                api: InfluxApi::V1 { db: "d".into() },
+            },
+            categories: None,
+        }
+    }
+
+    fn points(n: i64) -> Batch {
+        Arc::new(
+            (0..n)
+                .map(|i| Point {
+                    category: Category::Metric,
+                    measurement: "m".into(),
+                    tags: BTreeMap::new(),
+                    fields: [("v".to_string(), crate::point::FieldValue::Int(i))]
+                        .into_iter()
+                        .collect(),
+                    time_ns: 1_700_000_000_000_000_000 + i,
+                })
+                .collect(),
+        )
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) -> bool {
+        for _ in 0..600 {
+            if f() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_snapshot_shows_what_a_sink_sent_and_what_it_dead_lettered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        let ok = Sinks::open(&[influx(answering(204).await)], dir.path(), &stats).expect("open");
+        ok.send(points(250)).await;
+        let sent = until(|| {
+            let s = &stats.snapshot().sinks[0];
+            s.sent_points == 250 && s.queued_points == 0
+        })
+        .await;
+        assert!(sent, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!((snap.buffered_points, snap.dropped_points), (250, 0));
+        assert_eq!(snap.oldest_queued_age_ms, None);
+        ok.shutdown().await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        let refusing =
+            Sinks::open(&[influx(answering(400).await)], dir.path(), &stats).expect("open");
+        refusing.send(points(10)).await;
+        let dead = until(|| stats.snapshot().sinks[0].dead_lettered_points == 10).await;
+        assert!(dead, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!(snap.sent_points, 0);
+        assert_eq!(
+            snap.last_error.as_deref(),
+            Some("HTTP 400: {\"error\":\"nope\"}")
+        );
+        assert!(deadletter_path(dir.path(), "t").exists());
+        refusing.shutdown().await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        let failing =
+            Sinks::open(&[influx(answering(503).await)], dir.path(), &stats).expect("open");
+        failing.send(points(5)).await;
+        let retried = until(|| stats.snapshot().sinks[0].retries >= 2).await;
+        assert!(retried, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!(snap.queued_points, 5);
+        assert!(snap.oldest_queued_age_ms.is_some());
+        assert!(snap
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("HTTP 503"));
+        failing.shutdown().await;
+    }
+}
