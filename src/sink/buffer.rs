@@ -476,7 +476,7 @@ impl DiskBuffer {
             Some(first) => first.id,
             None => return 0,
         };
-        if batch.segments.first().is_none_or(|s| *s >= first) {
+        if batch.segments.first().map_or(true, |s| *s >= first) {
             return 0;
         }
         let mut removed = 0;
@@ -695,17 +695,12 @@ fn scan_segment(path: &Path, from: u64) -> io::Result<Scan> {
     let mut offset = 0u64;
     let mut points_after = 0;
     let mut oldest_ms_after = None;
-    loop {
-        match read_frame(&mut file)? {
-            Some((record, len)) => {
-                if offset >= from {
-                    points_after += u64::from(record.points);
-                    oldest_ms_after.get_or_insert(record.enqueued_ms);
-                }
-                offset += len;
-            }
-            None => break,
+    while let Some((record, len)) = read_frame(&mut file)? {
+        if offset >= from {
+            points_after += u64::from(record.points);
+            oldest_ms_after.get_or_insert(record.enqueued_ms);
         }
+        offset += len;
     }
     Ok(Scan {
         valid_bytes: offset,

@@ -298,7 +298,7 @@ impl Delivery {
             };
             let mut delay = FIRST_RETRY;
             loop {
-                match self.post(client, &request, &body).await {
+                match self.post(client, request, &body).await {
                     Ok(()) => {
                         self.stats.add_sent(request.points);
                         if *failing {
