@@ -7,11 +7,14 @@ PER_REPORT points. Runs it twice:
 
   file  - a file sink (no disk buffer, no network): what one worker can produce;
   vm    - an influxdb sink to VictoriaMetrics: disk buffer (fdatasync'ed group
-          commits) + gzip + HTTP delivery.
+          commits) + gzip + HTTP delivery;
+  vm-fsync-100ms - the same with fsync = "100ms" (acknowledged once written, synced
+          in the background).
 
 For each it prints the points/s from the first to the last point accepted by the sink
-(file: lines written; vm: rows VictoriaMetrics reports as inserted), and the agent's
-CPU (user+sys seconds, and % of one core over the run) and peak RSS.
+(file: lines written; vm: rows VictoriaMetrics reports as inserted), the agent's CPU
+(user+sys seconds, and % of one core over the run) and peak RSS, and the Python
+worker's CPU (when it is near 100 %, the collector, not the agent, is the limit).
 
 Usage: cargo build --release && bench/buffer_to_vm.py [TOTAL] [PER_REPORT]
 """
@@ -74,6 +77,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def children(pid):
+    """Direct children of every thread of `pid` (the worker processes)."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
 def peak_rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -101,10 +120,10 @@ def run(mode, work):
         f.write('[[inputs.pythond]]\nname = "flood"\ncmd = "python3"\ndirs = ["flood"]\n'
                 f'envs = ["TOTAL={TOTAL}", "PER_REPORT={PER_REPORT}"]\n')
     vm = None
-    if mode == "vm":
+    if mode.startswith("vm"):
         port = free_port()
         vm = subprocess.Popen(["victoria-metrics", f"-httpListenAddr=127.0.0.1:{port}",
-                               f"-storageDataPath={os.path.join(work, 'vm-data')}",
+                               f"-storageDataPath={os.path.join(work, mode + '-vm-data')}",
                                "-loggerLevel=ERROR"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
@@ -115,17 +134,25 @@ def run(mode, work):
                 time.sleep(0.1)
         sink = (f'[[sinks]]\ntype = "influxdb"\nurl = "http://127.0.0.1:{port}"\n'
                 'db = "bench"\n')
+        if mode == "vm-fsync-100ms":
+            sink += 'fsync = "100ms"\n'
         # Each point has two fields, which VictoriaMetrics stores as two rows.
         done = lambda: vm_inserted(port) // 2  # noqa: E731
     else:
         sink = '[[sinks]]\ntype = "file"\npath = "points.ndjson"\n'
         points = os.path.join(home, "points.ndjson")
+        seen = {"offset": 0, "lines": 0}
 
         def done():
+            # Count only the new bytes: rereading the whole file would load the machine.
             if not os.path.exists(points):
                 return 0
             with open(points, "rb") as f:
-                return sum(1 for _ in f)
+                f.seek(seen["offset"])
+                chunk = f.read()
+            seen["offset"] += len(chunk)
+            seen["lines"] += chunk.count(b"\n")
+            return seen["lines"]
     with open(os.path.join(home, "pythond.toml"), "w") as f:
         f.write(sink)
     agent = subprocess.Popen([BIN, "run", "--config", os.path.join(home, "pythond.toml")],
@@ -138,12 +165,15 @@ def run(mode, work):
         while time.time() < deadline:
             count = done()
             if count > 0 and first is None:
-                first = (time.time(), count, cpu_seconds(agent.pid))
+                first = (time.time(), count, cpu_seconds(agent.pid),
+                         sum(cpu_seconds(w) for w in children(agent.pid)))
             if count >= TOTAL:
                 break
             time.sleep(0.05)
         end = time.time()
         cpu = cpu_seconds(agent.pid)
+        workers = children(agent.pid)
+        worker_cpu = sum(cpu_seconds(w) for w in workers)
         rss = peak_rss_mib(agent.pid)
         buffer_dir = os.path.join(home, "data", "buffers")
         buffer_bytes = sum(os.path.getsize(os.path.join(d, f))
@@ -156,7 +186,7 @@ def run(mode, work):
             vm.wait(60)
     if first is None or count < TOTAL:
         return {"mode": mode, "error": f"only {count} of {TOTAL} points arrived"}
-    t0, c0, cpu0 = first
+    t0, c0, cpu0, wcpu0 = first
     seconds = end - t0
     return {
         "mode": mode,
@@ -166,6 +196,7 @@ def run(mode, work):
         "agent_cpu_s": round(cpu - cpu0, 2),
         "agent_cpu_pct_of_one_core": round(100 * (cpu - cpu0) / seconds),
         "agent_peak_rss_mib": round(rss, 1),
+        "worker_cpu_pct_of_one_core": round(100 * (worker_cpu - wcpu0) / seconds),
         "buffer_bytes_left": buffer_bytes,
     }
 
@@ -177,7 +208,7 @@ def main():
         sys.exit("victoria-metrics missing: apt-get install victoria-metrics")
     work = tempfile.mkdtemp(prefix="pythond-bench-")
     try:
-        for mode in ("file", "vm"):
+        for mode in ("file", "vm", "vm-fsync-100ms"):
             print(json.dumps(run(mode, work)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

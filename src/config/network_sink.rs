@@ -23,6 +23,7 @@ pub(crate) const NETWORK_KEYS: &[&str] = &[
     "flush_interval",
     "timeout",
     "retry_max_interval",
+    "fsync",
 ];
 pub(crate) const DATAKIT_SINK_KEYS: &[&str] = NETWORK_KEYS;
 pub(crate) const INFLUXDB_SINK_KEYS: &[&str] = &[
@@ -35,6 +36,7 @@ pub(crate) const INFLUXDB_SINK_KEYS: &[&str] = &[
     "flush_interval",
     "timeout",
     "retry_max_interval",
+    "fsync",
     "db",
     "org",
     "bucket",
@@ -86,6 +88,13 @@ pub struct NetworkSinkConfig {
     ///
     /// Key `retry_max_interval`, duration, default `"30s"`.
     pub retry_max_interval: Duration,
+    /// When buffered points are synced to disk: `None` before each append is
+    /// acknowledged (group commit); `Some(d)` in the background at most `d` after it
+    /// (acknowledged appends then survive an agent crash or SIGKILL, but a power loss
+    /// may lose the last `d`).
+    ///
+    /// Key `fsync`, `"always"` (default) or a duration such as `"100ms"`.
+    pub fsync_every: Option<Duration>,
 }
 
 impl fmt::Debug for NetworkSinkConfig {
@@ -98,6 +107,7 @@ impl fmt::Debug for NetworkSinkConfig {
             .field("flush_interval", &self.flush_interval)
             .field("timeout", &self.timeout)
             .field("retry_max_interval", &self.retry_max_interval)
+            .field("fsync_every", &self.fsync_every)
             .finish()
     }
 }
@@ -189,6 +199,18 @@ pub(crate) fn read_network(
     let retry_max_interval = section
         .get("retry_max_interval", values::duration)
         .unwrap_or(DEFAULT_RETRY_MAX_INTERVAL);
+    let fsync_every = section
+        .get("fsync", |node| {
+            let text = tree::string(node)?;
+            if text == "always" {
+                Ok(None)
+            } else {
+                values::parse_duration(&text)
+                    .map(Some)
+                    .map_err(|e| Problem::from(format!("{e} (expected \"always\" or a duration)")))
+            }
+        })
+        .flatten();
     let name = name.unwrap_or_else(|| default_name(kind, &url, destination));
     Some(NetworkSinkConfig {
         name,
@@ -198,6 +220,7 @@ pub(crate) fn read_network(
         flush_interval,
         timeout,
         retry_max_interval,
+        fsync_every,
     })
 }
 

@@ -17,7 +17,9 @@
 //! Durability: an append is acknowledged to the caller only after its frames are
 //! written and `fdatasync`ed (and, for a new segment, the directory too). Appends that
 //! wait at the same time share one sync (group commit), so throughput does not
-//! collapse to one sync per report. The `ack` file is replaced atomically (write,
+//! collapse to one sync per report. With `fsync = "<duration>"` an append is
+//! acknowledged once written (the page cache survives a crash or SIGKILL of the agent)
+//! and synced in the background at most that long later. The `ack` file is replaced atomically (write,
 //! rename) without a sync: after a power loss it can only lag, which means some points
 //! are sent twice, never that one is lost (at-least-once).
 //!
@@ -34,8 +36,10 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -119,11 +123,16 @@ impl ReadBatch {
     }
 }
 
-/// How large the buffer may grow.
+/// How large the buffer may grow, and when it syncs.
 #[derive(Clone, Copy, Debug)]
 pub struct BufferLimits {
     /// Total size of the segments; over it the oldest segments are dropped.
     pub max_bytes: u64,
+    /// `None`: every append is synced before it is acknowledged (group commit).
+    /// `Some(d)`: appends are acknowledged once written (they survive a crash or
+    /// SIGKILL of the agent, which leaves the page cache intact) and a background
+    /// thread syncs at most `d` later, so a power loss can lose up to `d` of points.
+    pub sync_every: Option<Duration>,
 }
 
 impl BufferLimits {
@@ -295,6 +304,13 @@ impl DiskBuffer {
 
         let (tx, rx) = mpsc::channel(APPEND_QUEUE);
         let (committed_tx, committed_rx) = watch::channel(0u64);
+        let lazy = match limits.sync_every {
+            Some(every) => Some(
+                LazySync::start(&current, every, sink)
+                    .map_err(err("cannot start the sync thread"))?,
+            ),
+            None => None,
+        };
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name(format!("buffer-{sink}"))
@@ -305,6 +321,7 @@ impl DiskBuffer {
                     file: current,
                     bytes: 0,
                     committed: committed_tx,
+                    lazy,
                 }
                 .run(rx)
             })
@@ -565,6 +582,68 @@ struct SegmentWriter {
     file: File,
     bytes: u64,
     committed: watch::Sender<u64>,
+    /// The background sync of `sync_every`; `None` when every append is synced.
+    lazy: Option<LazySync>,
+}
+
+/// Syncs the current segment in the background at most every `every`.
+struct LazySync {
+    shared: Arc<LazyShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct LazyShared {
+    file: Mutex<File>,
+    dirty: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl LazySync {
+    fn start(file: &File, every: Duration, sink: &str) -> io::Result<Self> {
+        let shared = Arc::new(LazyShared {
+            file: Mutex::new(file.try_clone()?),
+            dirty: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let worker = shared.clone();
+        let name = sink.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("bufsync-{sink}"))
+            .spawn(move || loop {
+                std::thread::park_timeout(every);
+                if worker.dirty.swap(false, Ordering::AcqRel) {
+                    if let Err(error) = lock(&worker.file).sync_data() {
+                        tracing::error!(sink = %name, %error, "disk buffer: background sync failed");
+                    }
+                }
+                if worker.stop.load(Ordering::Acquire) {
+                    return;
+                }
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn mark_dirty(&self) {
+        self.shared.dirty.store(true, Ordering::Release);
+    }
+
+    fn switch_to(&self, file: &File) -> io::Result<()> {
+        *lock(&self.shared.file) = file.try_clone()?;
+        Ok(())
+    }
+}
+
+impl Drop for LazySync {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
 }
 
 impl SegmentWriter {
@@ -624,7 +703,10 @@ impl SegmentWriter {
     /// `max_bytes`.
     fn flush(&mut self, frames: &mut Vec<u8>, points: u64, oldest: Option<u64>) -> io::Result<()> {
         self.file.write_all(frames)?;
-        self.file.sync_data()?;
+        match &self.lazy {
+            None => self.file.sync_data()?,
+            Some(lazy) => lazy.mark_dirty(),
+        }
         self.bytes += frames.len() as u64;
         frames.clear();
         let mut state = lock(&self.shared.state);
@@ -644,7 +726,14 @@ impl SegmentWriter {
     /// Starts the next segment.
     fn roll(&mut self) -> io::Result<()> {
         let id = self.id + 1;
+        if self.lazy.is_some() {
+            // A finished segment is always on disk.
+            self.file.sync_data()?;
+        }
         self.file = create_segment(&self.shared.dir, id)?;
+        if let Some(lazy) = &self.lazy {
+            lazy.switch_to(&self.file)?;
+        }
         self.id = id;
         self.bytes = 0;
         lock(&self.shared.state).segments.push_back(Segment {
@@ -866,8 +955,16 @@ mod tests {
 
     fn open(dir: &Path, max_bytes: u64) -> (DiskBuffer, Arc<SinkStats>) {
         let stats = Arc::new(SinkStats::new("t", "test"));
-        let buffer =
-            DiskBuffer::open(dir, "t", BufferLimits { max_bytes }, stats.clone()).expect("open");
+        let buffer = DiskBuffer::open(
+            dir,
+            "t",
+            BufferLimits {
+                max_bytes,
+                sync_every: None,
+            },
+            stats.clone(),
+        )
+        .expect("open");
         (buffer, stats)
     }
 
@@ -1011,6 +1108,30 @@ mod tests {
         let first = n - kept.len() as u32;
         assert_eq!(kept, (first..n).map(record).collect::<Vec<_>>());
         assert_eq!(snap.dropped_points + kept.len() as u64, u64::from(n));
+    }
+
+    #[test]
+    fn with_background_sync_appends_are_acknowledged_and_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let limits = BufferLimits {
+            max_bytes: 64 << 10,
+            sync_every: Some(Duration::from_millis(20)),
+        };
+        let stats = Arc::new(SinkStats::new("t", "test"));
+        {
+            let buffer = DiskBuffer::open(dir.path(), "t", limits, stats.clone()).expect("open");
+            // Enough to roll several segments (each is synced when it is finished).
+            for i in 0..2000 {
+                rt.block_on(buffer.append(vec![record(i)])).expect("append");
+            }
+            buffer.close();
+        }
+        let buffer = DiskBuffer::open(dir.path(), "t", limits, stats.clone()).expect("open");
+        let batch = read_all(&buffer);
+        let dropped = stats.snapshot().dropped_points;
+        assert_eq!(batch.records.len() as u64 + dropped, 2000);
+        assert_eq!(batch.records.last(), Some(&record(1999)));
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl Sinks {
                     &net.name,
                     BufferLimits {
                         max_bytes: net.max_bytes,
+                        sync_every: net.fsync_every,
                     },
                     sink_stats.clone(),
                 )
@@ -431,6 +432,7 @@ mod tests {
                     flush_interval: Duration::from_millis(20),
                     timeout: Duration::from_secs(5),
                     retry_max_interval: Duration::from_millis(200),
+                    fsync_every: None,
                 },
                 api: InfluxApi::V1 { db: "d".into() },
             },
