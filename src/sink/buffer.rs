@@ -72,6 +72,10 @@ pub enum BufferError {
     },
     #[error("disk buffer {0} is closed")]
     Closed(PathBuf),
+    #[error(
+        "disk buffer {0} is in use by another process (another pythond with the same data_dir?)"
+    )]
+    Locked(PathBuf),
 }
 
 /// One batch of points of one category, as stored and as sent.
@@ -144,6 +148,8 @@ impl BufferLimits {
 /// A durable FIFO of records. One writer thread appends (with group commit); one
 /// reader (the sink's delivery task) reads and acknowledges.
 pub struct DiskBuffer {
+    /// Holds an exclusive `flock` on `<dir>/lock` while the buffer is open.
+    _lock: File,
     shared: Arc<Shared>,
     appends: Mutex<Option<mpsc::Sender<Append>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -229,6 +235,14 @@ impl DiskBuffer {
             }
         };
         fs::create_dir_all(dir).map_err(err("cannot create the directory"))?;
+        let lock_file = lock_dir(dir).map_err(|source| match source.kind() {
+            io::ErrorKind::WouldBlock => BufferError::Locked(dir.to_path_buf()),
+            _ => BufferError::Io {
+                dir: dir.to_path_buf(),
+                context: "cannot lock the directory".to_string(),
+                source,
+            },
+        })?;
         let ack = read_ack(dir).map_err(err("cannot read the ack file"))?;
         let mut ids = list_segments(dir).map_err(err("cannot list segments"))?;
         ids.sort_unstable();
@@ -327,6 +341,7 @@ impl DiskBuffer {
             })
             .map_err(err("cannot start the writer thread"))?;
         Ok(Self {
+            _lock: lock_file,
             shared,
             appends: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -910,6 +925,24 @@ fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
     Ok(file)
 }
 
+/// Takes an exclusive, non-blocking `flock` on `<dir>/lock`: two agents must never
+/// write one buffer. The lock goes with the returned file (and with the process).
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        Ok(file)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn read_ack(dir: &Path) -> io::Result<Pos> {
     let text = match fs::read_to_string(dir.join("ack")) {
         Ok(text) => text,
@@ -1132,6 +1165,22 @@ mod tests {
         let dropped = stats.snapshot().dropped_points;
         assert_eq!(batch.records.len() as u64 + dropped, 2000);
         assert_eq!(batch.records.last(), Some(&record(1999)));
+    }
+
+    #[test]
+    fn a_buffer_cannot_be_opened_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_first, _) = open(dir.path(), 1 << 20);
+        let second = DiskBuffer::open(
+            dir.path(),
+            "t",
+            BufferLimits {
+                max_bytes: 1 << 20,
+                sync_every: None,
+            },
+            Arc::new(SinkStats::new("t", "test")),
+        );
+        assert!(matches!(second, Err(BufferError::Locked(_))));
     }
 
     #[test]
