@@ -29,7 +29,8 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let stats = Stats::new();
-    let sinks = Sinks::start(&config.sinks).context("cannot open sinks")?;
+    let sinks =
+        Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
     let runtime_dir = config.agent.data_dir.join("runtime");
     let runtime = Arc::new(Runtime::install(&runtime_dir).with_context(|| {

@@ -13,12 +13,14 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::point::Category;
+use crate::sink::{SinkSnapshot, SinkStats};
 
 /// Every counter of the agent.
 #[derive(Default)]
 pub struct Stats {
     inputs: Mutex<BTreeMap<String, Arc<InputStats>>>,
     points: PointStats,
+    sinks: Mutex<BTreeMap<String, Arc<SinkStats>>>,
 }
 
 impl Stats {
@@ -43,11 +45,20 @@ impl Stats {
         &self.points
     }
 
+    /// The state of network sink `name` (of type `kind`), created on first use.
+    pub fn sink(&self, name: &str, kind: &str) -> Arc<SinkStats> {
+        lock(&self.sinks)
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(SinkStats::new(name, kind)))
+            .clone()
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let inputs = lock(&self.inputs).values().map(|i| i.snapshot()).collect();
         StatsSnapshot {
             inputs,
             points: self.points.snapshot(),
+            sinks: lock(&self.sinks).values().map(|s| s.snapshot()).collect(),
         }
     }
 }
@@ -356,6 +367,8 @@ impl PluginStats {
 pub struct StatsSnapshot {
     pub inputs: Vec<InputSnapshot>,
     pub points: PointsSnapshot,
+    /// Network sinks (datakit, influxdb): queue depth and delivery counters.
+    pub sinks: Vec<SinkSnapshot>,
 }
 
 #[derive(Debug, Serialize)]

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::point::Category;
 
 use super::error::ConfigError;
+use super::network_sink::{self, InfluxApi, NetworkSinkConfig};
 use super::tree::{self, Doc, Node, Problem, Section, Value};
 use super::values;
 
@@ -42,7 +43,7 @@ const AGENT_KEYS: &[&str] = &[
     "log_format",
 ];
 const HTTP_KEYS: &[&str] = &["listen", "token", "max_body"];
-const SINK_TYPES: &[&str] = &["stdout", "file"];
+const SINK_TYPES: &[&str] = &["stdout", "file", "datakit", "influxdb"];
 const SINK_COMMON_KEYS: &[&str] = &["type", "categories"];
 const STDOUT_SINK_KEYS: &[&str] = &["type", "categories", "format"];
 const FILE_SINK_KEYS: &[&str] = &["type", "categories", "path"];
@@ -239,6 +240,15 @@ pub enum SinkKind {
         /// Key `path`, required; relative to the configuration file's directory.
         path: PathBuf,
     },
+    /// `type = "datakit"`: line protocol POSTed to `<url>/v1/write/<category>`, behind
+    /// a disk buffer.
+    Datakit { net: NetworkSinkConfig },
+    /// `type = "influxdb"`: line protocol to InfluxDB's (or VictoriaMetrics') v1 or v2
+    /// write API, behind a disk buffer.
+    Influxdb {
+        net: NetworkSinkConfig,
+        api: InfluxApi,
+    },
 }
 
 impl SinkKind {
@@ -247,6 +257,16 @@ impl SinkKind {
         match self {
             SinkKind::Stdout { .. } => "stdout",
             SinkKind::File { .. } => "file",
+            SinkKind::Datakit { .. } => "datakit",
+            SinkKind::Influxdb { .. } => "influxdb",
+        }
+    }
+
+    /// The network settings of a buffered sink; `None` for stdout and file.
+    pub fn network(&self) -> Option<&NetworkSinkConfig> {
+        match self {
+            SinkKind::Datakit { net } | SinkKind::Influxdb { net, .. } => Some(net),
+            SinkKind::Stdout { .. } | SinkKind::File { .. } => None,
         }
     }
 }
@@ -519,6 +539,7 @@ fn read_http(section: &mut Section<'_, '_>, http: &mut HttpConfig) {
 fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
     let mut sinks = Vec::new();
     let mut file_paths: Vec<(PathBuf, usize)> = Vec::new();
+    let mut names: Vec<(String, usize)> = Vec::new();
     for mut section in sections {
         // Without a valid `type` the accepted keys are unknown: skip the key check.
         let Some(kind) = section.require("type", sink_type) else {
@@ -535,6 +556,19 @@ fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
                     })
                     .unwrap_or_default();
                 Some(SinkKind::Stdout { format })
+            }
+            "datakit" => {
+                section.set_expected(network_sink::DATAKIT_SINK_KEYS);
+                network_sink::read_network(&mut section, kind, "")
+                    .map(|net| SinkKind::Datakit { net })
+            }
+            "influxdb" => {
+                section.set_expected(network_sink::INFLUXDB_SINK_KEYS);
+                let api = network_sink::read_influx_api(&mut section);
+                let destination = api.as_ref().map_or("", InfluxApi::destination).to_owned();
+                let net = network_sink::read_network(&mut section, kind, &destination);
+                api.zip(net)
+                    .map(|(api, net)| SinkKind::Influxdb { net, api })
             }
             _ => {
                 section.set_expected(FILE_SINK_KEYS);
@@ -558,6 +592,23 @@ fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
                 path.map(|(path, _)| SinkKind::File { path })
             }
         };
+        if let Some(net) = kind.as_ref().and_then(SinkKind::network) {
+            let line = section.doc().line(section.span());
+            match names.iter().find(|(n, _)| *n == net.name) {
+                Some((_, first)) => {
+                    let span = section.span().clone();
+                    section.invalid(
+                        &span,
+                        "name",
+                        &format!(
+                            "sink name {:?} is already used by the sink at line {first} (set `name` to tell them apart)",
+                            net.name
+                        ),
+                    );
+                }
+                None => names.push((net.name.clone(), line)),
+            }
+        }
         section.finish();
         if let Some(kind) = kind {
             sinks.push(SinkConfig { kind, categories });

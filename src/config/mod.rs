@@ -16,6 +16,7 @@
 mod error;
 mod inputs;
 mod main_config;
+mod network_sink;
 mod tree;
 mod values;
 
@@ -32,3 +33,4 @@ pub use main_config::{
     HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL,
 };
+pub use network_sink::{redact_query, InfluxApi, NetworkSinkConfig};

@@ -506,7 +506,7 @@ fn bad_values_in_the_main_file() {
             "[[sinks]]\ntype = \"kafka\"\n",
             2,
             "type",
-            "invalid value for key `type` in [[sinks]]: unknown sink type \"kafka\" (expected one of: stdout, file)",
+            "invalid value for key `type` in [[sinks]]: unknown sink type \"kafka\" (expected one of: stdout, file, datakit, influxdb)",
         ),
         (
             "[[sinks]]\nformat = \"lp\"\n",

@@ -1,19 +1,35 @@
-//! Where accepted points go: one task per configured sink, fed by a bounded queue.
+//! Where accepted points go: one task per configured sink, fed by a bounded queue
+//! (stdout, file) or by a disk buffer (the network sinks, datakit and influxdb).
 //!
 //! The ingest path hands every accepted batch to [`Sinks::send`], which waits for room
-//! in each sink's queue. That wait is the backpressure: a slow sink slows the workers'
-//! readers (and so the workers) instead of growing memory or dropping points.
+//! in each local sink's queue and until every network sink's disk buffer has durably
+//! appended the batch. Those waits are the backpressure: a slow sink or disk slows the
+//! workers' readers (and so the workers) instead of growing memory or dropping points;
+//! and when `send` returns, the points are on disk (this is what "acknowledged" means
+//! for the HTTP write API). A network sink's delivery task then drains its buffer to
+//! the backend ([`network`]).
 
+pub mod buffer;
 mod file;
+pub mod network;
+pub mod state;
 mod stdout;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{OutputFormat, SinkConfig, SinkKind};
 use crate::point::{Category, Point};
+use crate::stats::Stats;
+
+use buffer::{BufferLimits, DiskBuffer, Record};
+use network::{Delivery, Endpoint};
+pub use state::{SinkSnapshot, SinkStats};
 
 /// Points accepted together, shared by every sink.
 pub type Batch = Arc<Vec<Point>>;
@@ -29,6 +45,25 @@ pub enum SinkError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("sink {name}: {source}")]
+    Buffer {
+        name: String,
+        source: buffer::BufferError,
+    },
+    #[error("sink {0} needs a data directory for its disk buffer")]
+    NoDataDir(String),
+}
+
+/// How long shutdown lets network sinks deliver what is queued before leaving the rest
+/// in their buffers for the next start.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// A network sink as the send path sees it.
+struct Buffered {
+    name: String,
+    categories: Option<Vec<Category>>,
+    buffer: Arc<DiskBuffer>,
+    stats: Arc<SinkStats>,
 }
 
 /// The running sinks.
@@ -37,14 +72,77 @@ pub struct Sinks {
     // shared reference (a worker's channel reader may outlive its session briefly).
     outlets: RwLock<Vec<mpsc::Sender<Batch>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    buffered: Vec<Buffered>,
+    deliveries: Mutex<Vec<JoinHandle<()>>>,
+    stop: CancellationToken,
 }
 
 impl Sinks {
-    /// Opens every configured sink and starts its task.
+    /// Opens every configured sink and starts its task. Network sinks are refused:
+    /// they need [`Sinks::open`] with a data directory.
     pub fn start(configs: &[SinkConfig]) -> Result<Self, SinkError> {
+        Self::start_in(configs, None, None)
+    }
+
+    /// Opens every configured sink, network sinks with their disk buffer under
+    /// `data_dir/buffers/<name>/` and their state registered in `stats`.
+    pub fn open(configs: &[SinkConfig], data_dir: &Path, stats: &Stats) -> Result<Self, SinkError> {
+        Self::start_in(configs, Some(data_dir), Some(stats))
+    }
+
+    fn start_in(
+        configs: &[SinkConfig],
+        data_dir: Option<&Path>,
+        stats: Option<&Stats>,
+    ) -> Result<Self, SinkError> {
         let mut outlets = Vec::new();
         let mut tasks = Vec::new();
+        let mut buffered = Vec::new();
+        let mut deliveries = Vec::new();
+        let stop = CancellationToken::new();
         for config in configs {
+            if let Some(net) = config.kind.network() {
+                let data_dir = data_dir.ok_or_else(|| SinkError::NoDataDir(net.name.clone()))?;
+                let sink_stats = match stats {
+                    Some(stats) => stats.sink(&net.name, config.kind.type_name()),
+                    None => Arc::new(SinkStats::new(&net.name, config.kind.type_name())),
+                };
+                let endpoint = match &config.kind {
+                    SinkKind::Influxdb { api, .. } => Endpoint::influx(&net.url, api),
+                    _ => Endpoint::datakit(&net.url),
+                };
+                let buffer = DiskBuffer::open(
+                    &data_dir.join("buffers").join(&net.name),
+                    &net.name,
+                    BufferLimits {
+                        max_bytes: net.max_bytes,
+                        sync_every: net.fsync_every,
+                    },
+                    sink_stats.clone(),
+                )
+                .map_err(|source| SinkError::Buffer {
+                    name: net.name.clone(),
+                    source,
+                })?;
+                let buffer = Arc::new(buffer);
+                let delivery = Arc::new(Delivery {
+                    name: net.name.clone(),
+                    endpoint,
+                    net: net.clone(),
+                    buffer: buffer.clone(),
+                    stats: sink_stats.clone(),
+                    deadletter: deadletter_path(data_dir, &net.name),
+                });
+                tracing::info!(sink = %net.name, r#type = config.kind.type_name(), url = %crate::config::redact_query(&net.url), "network sink started");
+                deliveries.push(tokio::spawn(delivery.run(stop.clone())));
+                buffered.push(Buffered {
+                    name: net.name.clone(),
+                    categories: config.categories.clone(),
+                    buffer,
+                    stats: sink_stats,
+                });
+                continue;
+            }
             let writer = match &config.kind {
                 SinkKind::Stdout { format } => Writer::Stdout(stdout::StdoutSink::new(*format)),
                 SinkKind::File { path } => Writer::File(file::FileSink::open(path).map_err(
@@ -53,6 +151,7 @@ impl Sinks {
                         source,
                     },
                 )?),
+                SinkKind::Datakit { .. } | SinkKind::Influxdb { .. } => continue,
             };
             let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
             tasks.push(tokio::spawn(drive(writer, config.categories.clone(), rx)));
@@ -61,11 +160,32 @@ impl Sinks {
         Ok(Self {
             outlets: RwLock::new(outlets),
             tasks: Mutex::new(tasks),
+            buffered,
+            deliveries: Mutex::new(deliveries),
+            stop,
         })
     }
 
-    /// Hands a batch to every sink, waiting while a sink's queue is full.
+    /// Hands a batch to every sink, waiting while a sink's queue is full; returns once
+    /// every network sink's disk buffer has durably appended its share.
     pub async fn send(&self, batch: Batch) {
+        let mut pending = Vec::new();
+        for sink in &self.buffered {
+            let records = records_for(&batch, sink.categories.as_deref());
+            if records.is_empty() {
+                continue;
+            }
+            let points: u64 = records.iter().map(|r| u64::from(r.points)).sum();
+            match sink.buffer.start_append(records).await {
+                Ok(done) => pending.push((sink, done, points)),
+                Err(error) => sink.lost(points, &error),
+            }
+        }
+        for (sink, done, points) in pending {
+            if let Err(error) = sink.buffer.finish_append(done).await {
+                sink.lost(points, &error);
+            }
+        }
         let outlets = self
             .outlets
             .read()
@@ -88,7 +208,77 @@ impl Sinks {
         for task in tasks {
             let _ = task.await;
         }
+        // Everything accepted is on disk once the writers have stopped; then the
+        // deliveries get a short grace to send what is queued.
+        for sink in &self.buffered {
+            let buffer = sink.buffer.clone();
+            let _ = tokio::task::spawn_blocking(move || buffer.close()).await;
+        }
+        self.stop.cancel();
+        let deliveries =
+            std::mem::take(&mut *self.deliveries.lock().unwrap_or_else(|p| p.into_inner()));
+        for mut delivery in deliveries {
+            if tokio::time::timeout(DRAIN_GRACE, &mut delivery)
+                .await
+                .is_err()
+            {
+                delivery.abort();
+            }
+        }
+        for sink in &self.buffered {
+            let queued = sink.buffer.queued_points();
+            if queued > 0 {
+                tracing::info!(sink = %sink.name, points = queued, "points stay in the disk buffer until the next start");
+            }
+        }
     }
+}
+
+impl Buffered {
+    /// Logs and counts points this sink could not buffer.
+    fn lost(&self, points: u64, error: &buffer::BufferError) {
+        self.stats.add_dropped(points);
+        self.stats.set_last_error(error.to_string());
+        tracing::error!(sink = %self.name, points, %error, "cannot buffer points for this sink; they are dropped");
+    }
+}
+
+/// The records a network sink stores for `batch`: its categories only, one record of
+/// line protocol per category, stamped now.
+fn records_for(batch: &[Point], categories: Option<&[Category]>) -> Vec<Record> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut records: Vec<(Category, String, u32)> = Vec::new();
+    for point in batch {
+        if categories.is_some_and(|c| !c.contains(&point.category)) {
+            continue;
+        }
+        let slot = match records.iter().position(|(c, _, _)| *c == point.category) {
+            Some(i) => i,
+            None => {
+                records.push((point.category, String::new(), 0));
+                records.len() - 1
+            }
+        };
+        let (_, text, n) = &mut records[slot];
+        point.write_line_protocol(text);
+        *n += 1;
+    }
+    records
+        .into_iter()
+        .map(|(category, text, points)| Record {
+            category,
+            points,
+            enqueued_ms: now_ms,
+            body: text.into_bytes(),
+        })
+        .collect()
+}
+
+/// `data_dir/deadletter/<sink>.ndjson`: requests a backend refused for good.
+pub fn deadletter_path(data_dir: &Path, sink: &str) -> PathBuf {
+    data_dir.join("deadletter").join(format!("{sink}.ndjson"))
 }
 
 /// One sink's way of writing points.
@@ -175,5 +365,155 @@ pub(crate) fn encode(format: OutputFormat, points: &[&Point], out: &mut Vec<u8>)
                 point.write_json(out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InfluxApi, NetworkSinkConfig};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback HTTP server answering every request with `status`.
+    async fn answering(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + length {
+                            continue;
+                        }
+                        let body = "{\"error\":\"nope\"}";
+                        let answer = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = conn.write_all(answer.as_bytes()).await;
+                        buf.drain(..end + 4 + length);
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn influx(url: String) -> SinkConfig {
+        SinkConfig {
+            kind: SinkKind::Influxdb {
+                net: NetworkSinkConfig {
+                    name: "t".into(),
+                    url,
+                    max_bytes: 1 << 20,
+                    batch_points: 100,
+                    flush_interval: Duration::from_millis(20),
+                    timeout: Duration::from_secs(5),
+                    retry_max_interval: Duration::from_millis(200),
+                    fsync_every: None,
+                },
+                api: InfluxApi::V1 { db: "d".into() },
+            },
+            categories: None,
+        }
+    }
+
+    fn points(n: i64) -> Batch {
+        Arc::new(
+            (0..n)
+                .map(|i| Point {
+                    category: Category::Metric,
+                    measurement: "m".into(),
+                    tags: BTreeMap::new(),
+                    fields: [("v".to_string(), crate::point::FieldValue::Int(i))]
+                        .into_iter()
+                        .collect(),
+                    time_ns: 1_700_000_000_000_000_000 + i,
+                })
+                .collect(),
+        )
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) -> bool {
+        for _ in 0..600 {
+            if f() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_snapshot_shows_what_a_sink_sent_and_what_it_dead_lettered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        let ok = Sinks::open(&[influx(answering(204).await)], dir.path(), &stats).expect("open");
+        ok.send(points(250)).await;
+        let sent = until(|| {
+            let s = &stats.snapshot().sinks[0];
+            s.sent_points == 250 && s.queued_points == 0
+        })
+        .await;
+        assert!(sent, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!((snap.buffered_points, snap.dropped_points), (250, 0));
+        assert_eq!(snap.oldest_queued_age_ms, None);
+        ok.shutdown().await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        let refusing =
+            Sinks::open(&[influx(answering(400).await)], dir.path(), &stats).expect("open");
+        refusing.send(points(10)).await;
+        let dead = until(|| stats.snapshot().sinks[0].dead_lettered_points == 10).await;
+        assert!(dead, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!(snap.sent_points, 0);
+        assert_eq!(
+            snap.last_error.as_deref(),
+            Some("HTTP 400: {\"error\":\"nope\"}")
+        );
+        assert!(deadletter_path(dir.path(), "t").exists());
+        refusing.shutdown().await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        let failing =
+            Sinks::open(&[influx(answering(503).await)], dir.path(), &stats).expect("open");
+        failing.send(points(5)).await;
+        let retried = until(|| stats.snapshot().sinks[0].retries >= 2).await;
+        assert!(retried, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!(snap.queued_points, 5);
+        assert!(snap.oldest_queued_age_ms.is_some());
+        assert!(snap
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("HTTP 503"));
+        failing.shutdown().await;
     }
 }

@@ -1,0 +1,288 @@
+//! `[[sinks]]` of the network types, `datakit` and `influxdb`: their model and the
+//! reader that validates one table into it.
+//!
+//! Network sinks sit behind a disk buffer, so each needs a stable `name` (the buffer
+//! lives in `data_dir/buffers/<name>/`): when `name` is not set it is derived from the
+//! type and the destination (URL plus database or bucket), so reordering `[[sinks]]`
+//! keeps every buffer with its sink, while pointing a sink elsewhere starts a new one.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::tree::{self, Node, Problem, Section, Value};
+use super::values;
+
+/// Keys every network sink accepts (beside `type` and `categories`).
+pub(crate) const NETWORK_KEYS: &[&str] = &[
+    "type",
+    "categories",
+    "name",
+    "url",
+    "max_bytes",
+    "batch_points",
+    "flush_interval",
+    "timeout",
+    "retry_max_interval",
+    "fsync",
+];
+pub(crate) const DATAKIT_SINK_KEYS: &[&str] = NETWORK_KEYS;
+pub(crate) const INFLUXDB_SINK_KEYS: &[&str] = &[
+    "type",
+    "categories",
+    "name",
+    "url",
+    "max_bytes",
+    "batch_points",
+    "flush_interval",
+    "timeout",
+    "retry_max_interval",
+    "fsync",
+    "db",
+    "org",
+    "bucket",
+    "token",
+];
+
+/// Default `max_bytes`: 512 MiB of disk buffer per sink.
+pub const DEFAULT_BUFFER_MAX_BYTES: u64 = 512 << 20;
+/// Default `batch_points`.
+pub const DEFAULT_BATCH_POINTS: u64 = 5000;
+/// Default `flush_interval`.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `timeout`.
+pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `retry_max_interval`.
+pub const DEFAULT_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Settings shared by the network sinks. `Debug` hides the URL's query (which may
+/// hold a Dataway token).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NetworkSinkConfig {
+    /// Identity of the sink and of its buffer directory `data_dir/buffers/<name>/`.
+    ///
+    /// Key `name`, optional: letters, digits, `.`, `_`, `-`; unique among sinks.
+    /// Default `<type>-<8 hex digits>`, a hash of the URL and the database/bucket.
+    pub name: String,
+    /// Base URL of the backend, `http://HOST:PORT` (a path prefix and, for DataKit or
+    /// Dataway, a `?token=...` query may follow).
+    ///
+    /// Key `url`, required.
+    pub url: String,
+    /// Largest size of the disk buffer; beyond it the oldest points are dropped.
+    ///
+    /// Key `max_bytes`, size, default 512 MiB.
+    pub max_bytes: u64,
+    /// Largest number of points per request.
+    ///
+    /// Key `batch_points`, positive integer, default 5000.
+    pub batch_points: u64,
+    /// How long a partly filled batch may wait for more points before it is sent.
+    ///
+    /// Key `flush_interval`, duration, default `"1s"`.
+    pub flush_interval: Duration,
+    /// Time limit of one request (connect, send, answer).
+    ///
+    /// Key `timeout`, duration, default `"30s"`.
+    pub timeout: Duration,
+    /// Cap of the exponential backoff between retries of a failed request.
+    ///
+    /// Key `retry_max_interval`, duration, default `"30s"`.
+    pub retry_max_interval: Duration,
+    /// When buffered points are synced to disk: `None` before each append is
+    /// acknowledged (group commit); `Some(d)` in the background at most `d` after it
+    /// (acknowledged appends then survive an agent crash or SIGKILL, but a power loss
+    /// may lose the last `d`).
+    ///
+    /// Key `fsync`, `"always"` (default) or a duration such as `"100ms"`.
+    pub fsync_every: Option<Duration>,
+}
+
+impl fmt::Debug for NetworkSinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkSinkConfig")
+            .field("name", &self.name)
+            .field("url", &redact_query(&self.url))
+            .field("max_bytes", &self.max_bytes)
+            .field("batch_points", &self.batch_points)
+            .field("flush_interval", &self.flush_interval)
+            .field("timeout", &self.timeout)
+            .field("retry_max_interval", &self.retry_max_interval)
+            .field("fsync_every", &self.fsync_every)
+            .finish()
+    }
+}
+
+/// The URL without its query string (where tokens live), for logs and debug output.
+pub fn redact_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_string(),
+    }
+}
+
+/// Which InfluxDB write API an `influxdb` sink uses. `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum InfluxApi {
+    /// v1: `POST <url>/write?db=<db>&precision=ns` (key `db`).
+    V1 { db: String },
+    /// v2: `POST <url>/api/v2/write?org=<org>&bucket=<bucket>&precision=ns` with
+    /// `Authorization: Token <token>` (keys `bucket`, required; `org`, `token`,
+    /// optional — VictoriaMetrics needs neither).
+    V2 {
+        org: Option<String>,
+        bucket: String,
+        token: Option<String>,
+    },
+}
+
+impl fmt::Debug for InfluxApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InfluxApi::V1 { db } => f.debug_struct("V1").field("db", db).finish(),
+            InfluxApi::V2 { org, bucket, token } => f
+                .debug_struct("V2")
+                .field("org", org)
+                .field("bucket", bucket)
+                .field("token", &token.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
+}
+
+/// Reads the keys every network sink has. `destination` (database or bucket) goes into
+/// the default name.
+pub(crate) fn read_network(
+    section: &mut Section<'_, '_>,
+    kind: &str,
+    destination: &str,
+) -> Option<NetworkSinkConfig> {
+    let name = section.get("name", |node| {
+        let name = tree::non_empty_string(node)?;
+        if name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !name.starts_with('.')
+        {
+            Ok(name)
+        } else {
+            Err(Problem::from(format!(
+                "{name:?} is not a valid sink name (letters, digits, '.', '_' and '-'; not starting with '.')"
+            )))
+        }
+    });
+    let url = section.require("url", |node| {
+        let url = tree::non_empty_string(node)?;
+        if url.starts_with("http://") {
+            Ok(url)
+        } else if url.starts_with("https://") {
+            Err(Problem::from(format!(
+                "{url:?}: https is not supported by this build; use http:// (for example through a local DataKit or a TLS proxy)"
+            )))
+        } else {
+            Err(Problem::from(format!(
+                "{url:?} is not an http:// URL"
+            )))
+        }
+    })?;
+    let max_bytes = section
+        .get("max_bytes", values::byte_size)
+        .unwrap_or(DEFAULT_BUFFER_MAX_BYTES);
+    let batch_points = section
+        .get("batch_points", positive_integer)
+        .unwrap_or(DEFAULT_BATCH_POINTS);
+    let flush_interval = section
+        .get("flush_interval", values::duration)
+        .unwrap_or(DEFAULT_FLUSH_INTERVAL);
+    let timeout = section
+        .get("timeout", values::duration)
+        .unwrap_or(DEFAULT_SINK_TIMEOUT);
+    let retry_max_interval = section
+        .get("retry_max_interval", values::duration)
+        .unwrap_or(DEFAULT_RETRY_MAX_INTERVAL);
+    let fsync_every = section
+        .get("fsync", |node| {
+            let text = tree::string(node)?;
+            if text == "always" {
+                Ok(None)
+            } else {
+                values::parse_duration(&text)
+                    .map(Some)
+                    .map_err(|e| Problem::from(format!("{e} (expected \"always\" or a duration)")))
+            }
+        })
+        .flatten();
+    let name = name.unwrap_or_else(|| default_name(kind, &url, destination));
+    Some(NetworkSinkConfig {
+        name,
+        url,
+        max_bytes,
+        batch_points,
+        flush_interval,
+        timeout,
+        retry_max_interval,
+        fsync_every,
+    })
+}
+
+/// Reads an `influxdb` sink's API keys: `db` for v1, or `bucket` (with optional `org`
+/// and `token`) for v2.
+pub(crate) fn read_influx_api(section: &mut Section<'_, '_>) -> Option<InfluxApi> {
+    let db = section.get_located("db", tree::non_empty_string);
+    let org = section.get("org", tree::non_empty_string);
+    let bucket = section.get("bucket", tree::non_empty_string);
+    let token = section.get("token", tree::non_empty_string);
+    match (db, bucket) {
+        (Some((db, span)), bucket) => {
+            if bucket.is_some() || org.is_some() || token.is_some() {
+                section.invalid(
+                    &span,
+                    "db",
+                    "`db` selects the v1 API; `org`, `bucket` and `token` belong to the v2 API: set one or the other",
+                );
+                return None;
+            }
+            Some(InfluxApi::V1 { db })
+        }
+        (None, Some(bucket)) => Some(InfluxApi::V2 { org, bucket, token }),
+        (None, None) => {
+            let span = section.span().clone();
+            section.invalid(
+                &span,
+                "db",
+                "missing `db` (v1 API) or `bucket` (v2 API) in [[sinks]] with type = \"influxdb\"",
+            );
+            None
+        }
+    }
+}
+
+impl InfluxApi {
+    /// The database or bucket, for the default sink name.
+    pub(crate) fn destination(&self) -> &str {
+        match self {
+            InfluxApi::V1 { db } => db,
+            InfluxApi::V2 { bucket, .. } => bucket,
+        }
+    }
+}
+
+fn positive_integer(node: &Node) -> Result<u64, Problem> {
+    match node.value {
+        Value::Integer(n) if n > 0 => Ok(n.unsigned_abs()),
+        _ => Err(Problem::expected("a positive integer", node)),
+    }
+}
+
+/// `<kind>-<fnv1a32(url + " " + destination) in hex>`: stable across versions.
+pub(crate) fn default_name(kind: &str, url: &str, destination: &str) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in url
+        .bytes()
+        .chain(std::iter::once(b' '))
+        .chain(destination.bytes())
+    {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("{kind}-{hash:08x}")
+}

@@ -1,0 +1,142 @@
+//! What one sink is doing, for status and metrics: queue depth (points, bytes, age of
+//! the oldest queued point) and delivery counters (sent, retried, dropped,
+//! dead-lettered, last error).
+//!
+//! The buffer and the delivery task write here; [`crate::stats::Stats`] holds one per
+//! sink and copies them into its snapshot. Counters are atomics; the last error sits
+//! behind a short mutex never held across an await.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// Live counters of one sink.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    name: String,
+    kind: String,
+    queued_points: AtomicU64,
+    queued_bytes: AtomicU64,
+    /// Enqueue time (Unix ms) of the oldest undelivered point; 0 when none.
+    oldest_queued_ms: AtomicU64,
+    buffered_points: AtomicU64,
+    sent_points: AtomicU64,
+    sent_batches: AtomicU64,
+    retries: AtomicU64,
+    dropped_points: AtomicU64,
+    dead_lettered_points: AtomicU64,
+    corrupt_bytes: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl SinkStats {
+    /// Counters for sink `name` of type `kind` (`"influxdb"`, `"datakit"`, ...).
+    pub fn new(name: &str, kind: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            ..Self::default()
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn set_queue(&self, points: u64, bytes: u64, oldest_ms: Option<u64>) {
+        self.queued_points.store(points, Ordering::Relaxed);
+        self.queued_bytes.store(bytes, Ordering::Relaxed);
+        self.oldest_queued_ms
+            .store(oldest_ms.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_buffered(&self, points: u64) {
+        self.buffered_points.fetch_add(points, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_sent(&self, points: u64) {
+        self.sent_points.fetch_add(points, Ordering::Relaxed);
+        self.sent_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_dropped(&self, points: u64) {
+        self.dropped_points.fetch_add(points, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_dead_lettered(&self, points: u64) {
+        self.dead_lettered_points
+            .fetch_add(points, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_corrupt_bytes(&self, bytes: u64) {
+        self.corrupt_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_last_error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    pub fn snapshot(&self) -> SinkSnapshot {
+        let oldest = self.oldest_queued_ms.load(Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        SinkSnapshot {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            queued_points: self.queued_points.load(Ordering::Relaxed),
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            oldest_queued_age_ms: (oldest > 0).then(|| now_ms.saturating_sub(oldest)),
+            buffered_points: self.buffered_points.load(Ordering::Relaxed),
+            sent_points: self.sent_points.load(Ordering::Relaxed),
+            sent_batches: self.sent_batches.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            dropped_points: self.dropped_points.load(Ordering::Relaxed),
+            dead_lettered_points: self.dead_lettered_points.load(Ordering::Relaxed),
+            corrupt_bytes: self.corrupt_bytes.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// A serializable copy of one sink's state (in `StatsSnapshot::sinks`).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SinkSnapshot {
+    /// The sink's `name` (also its buffer directory under `data_dir/buffers/`).
+    pub name: String,
+    /// Its `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Points in the disk buffer not yet accepted by the backend.
+    pub queued_points: u64,
+    /// Bytes those points take in the buffer.
+    pub queued_bytes: u64,
+    /// How long the oldest queued point has waited; absent when the queue is empty.
+    pub oldest_queued_age_ms: Option<u64>,
+    /// Points durably appended to the buffer since start.
+    pub buffered_points: u64,
+    /// Points the backend accepted since start.
+    pub sent_points: u64,
+    /// Requests the backend accepted since start.
+    pub sent_batches: u64,
+    /// Failed attempts that will be (or were) retried.
+    pub retries: u64,
+    /// Points dropped because the buffer was full (oldest first).
+    pub dropped_points: u64,
+    /// Points the backend refused for good, written to the dead-letter file.
+    pub dead_lettered_points: u64,
+    /// Bytes of torn or corrupt buffer data discarded when the buffer was opened.
+    pub corrupt_bytes: u64,
+    /// The last delivery or buffer error, if any.
+    pub last_error: Option<String>,
+}
