@@ -45,6 +45,10 @@ _transport = None
 # below) from ``--http-url``; DataKit itself only ever speaks plain http.
 _http_scheme = "http"
 
+# Bearer token sent with every HTTP request, set by the runner when the agent's API
+# requires one. DataKit's framework has no such thing (its API is loopback-only).
+_http_token = None
+
 # Seconds before an HTTP post gives up. DataKit had none, so one dead endpoint could
 # hang a collector forever.
 HTTP_TIMEOUT = 10.0
@@ -365,6 +369,8 @@ def _http_request(url, body, headers, method):
     exception into the collector. Unlike it, the failure is written to stderr instead
     of a log file in the home directory.
     """
+    if _http_token:
+        headers = dict(headers, Authorization="Bearer " + _http_token)
     req = urllib.request.Request(url=url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as response:

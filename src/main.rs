@@ -1,4 +1,4 @@
-//! The `pythond` command line: `run`, `check`, `config check`.
+//! The `pythond` command line: `run`, `check`, `status`, `config check`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,18 @@ enum Commands {
         /// Output format of the points.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+    },
+    /// Show what a running agent's inputs and plugins are doing (GET /v1/status).
+    Status {
+        /// The agent's HTTP API address ([http] listen).
+        #[arg(long, default_value = pythond::config::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+        addr: String,
+        /// The agent's [http] token, if it has one.
+        #[arg(long, env = "PYTHOND_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the raw JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration commands.
     Config {
@@ -102,6 +114,22 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(error) => {
                     eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Commands::Status { addr, token, json } => {
+            match pythond::status::fetch(&addr, token.as_deref()) {
+                Ok(status) if json => {
+                    println!("{status:#}");
+                    ExitCode::SUCCESS
+                }
+                Ok(status) => {
+                    print!("{}", pythond::status::render(&status));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
                     ExitCode::FAILURE
                 }
             }

@@ -52,7 +52,7 @@ impl Home {
         std::fs::create_dir_all(home.path().join("python.d")).expect("python.d");
         home.write(
             "pythond.toml",
-            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
         );
         home
     }
