@@ -567,3 +567,71 @@ fn the_http_transport_posts_reports_to_the_write_api() {
         "the worker sent the token:\n{metrics}"
     );
 }
+
+/// Opens a request whose body never completes (a slow or stalled client).
+fn stalled_request(addr: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .write_all(
+            b"POST /v1/write/metric HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nstalled v=1",
+        )
+        .expect("send a partial request");
+    stream
+}
+
+/// Reads whatever the server answers on `stream` until it closes (or 60 s pass).
+fn read_answer(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&answer).contains("\"message\"") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn stalled_and_excess_requests_are_refused_and_the_agent_recovers() {
+    let home = home_with(
+        "listen = \"127.0.0.1:0\"\nrequest_timeout = \"2s\"\nmax_concurrent_requests = 1",
+    );
+    let agent = home.start();
+    let addr = api_addr(&agent);
+    let base = format!("http://{addr}");
+
+    let mut stalled = stalled_request(&addr);
+    // While the stalled request holds the only slot, others get 503 at once.
+    let mut refused = None;
+    common::wait_until(common::DEADLINE, || {
+        let answer = get(&format!("{base}/health"), &[]);
+        let busy = answer.status == 503;
+        refused = Some(answer);
+        busy
+    });
+    let refused = refused.expect("an answer");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.json()["error_code"], "datakit.tooManyRequests");
+
+    // The stalled request itself ends with 408 once request_timeout passes.
+    let answer = read_answer(&mut stalled);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("datakit.requestTimeout"), "{answer}");
+
+    // The slot is free again.
+    assert!(common::wait_until(common::DEADLINE, || {
+        post(&format!("{base}/v1/write/metric"), &[], b"recovered v=1i\n").status == 200
+    }));
+    agent.expect_points("the point after recovery", |points| {
+        points.iter().any(|p| p["measurement"] == "recovered")
+    });
+}
