@@ -157,7 +157,11 @@ fn main() {
     for format in ["json", "lp"] {
         for batch in [1, 1000] {
             let (pps, rps) = run(&base, format, batch, clients, seconds);
-            let name = if format == "json" { "JSON" } else { "line protocol" };
+            let name = if format == "json" {
+                "JSON"
+            } else {
+                "line protocol"
+            };
             println!("| {name} | {batch} | {pps:.0} | {rps:.0} |");
         }
     }

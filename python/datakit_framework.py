@@ -49,6 +49,12 @@ _http_scheme = "http"
 # requires one. DataKit's framework has no such thing (its API is loopback-only).
 _http_token = None
 
+# Name of the agent input this worker runs, set by the runner for the HTTP transport:
+# report() then tells the agent which input and plugin the points come from
+# (X-Pythond-Input / X-Pythond-Plugin headers), so it adds the input's tags and counts
+# them per plugin as it does for the pipe.
+_http_input = None
+
 # Seconds before an HTTP post gives up. DataKit had none, so one dead endpoint could
 # hang a collector forever.
 HTTP_TIMEOUT = 10.0
@@ -288,11 +294,18 @@ class DataKitFramework(object):
                 query.append(key + "=" + urllib.parse.quote(str(value), safe=""))
         suffix = ("?" + "&".join(query)) if query else ""
         paths = dict(_CATEGORIES)
+        headers = {"Content-Type": "application/json"}
+        if _http_input:
+            # Percent-encoded: header values must be ASCII, names need not be.
+            headers["X-Pythond-Input"] = urllib.parse.quote(str(_http_input), safe="")
+            plugin = json.loads(self._pythond_id_json)
+            if plugin:
+                headers["X-Pythond-Plugin"] = urllib.parse.quote(str(plugin), safe="")
         response = ""
         for code, points, _indices, _source in categories:
             url = self.construct_url("v1/write/" + paths[code]) + suffix
             body = ("[" + ", ".join(points) + "]").encode("ascii")
-            response = _http_post(url, body, {"Content-Type": "application/json"})
+            response = _http_post(url, body, headers)
         return response
 
     def pretty_json(self, obj):

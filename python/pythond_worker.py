@@ -1001,6 +1001,7 @@ def main(argv=None):
     if args.transport == "http":
         try:
             _configure_http(shim, args.http_url)
+            shim._http_input = args.input or None
         except ValueError as e:
             sys.stderr.write("pythond_worker: %s\n" % e)
             sys.stderr.flush()

@@ -67,11 +67,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         let mut spec = worker_spec(&runtime, &input, &paths);
         if input.transport == Transport::Http {
+            let tags = ingest.input_tags(&input.tags);
             use_http_transport(
                 &mut spec,
                 &input,
                 http.as_ref(),
                 config.http.token.as_deref(),
+                tags,
             );
         }
         let ctx = Arc::new(SessionContext {
@@ -147,17 +149,20 @@ async fn start_http(
 }
 
 /// Makes the worker's `report()` post to the agent's write API (`transport = "http"`),
-/// passing the URL as `--http-url` and the token, if any, as `PYTHOND_HTTP_TOKEN`.
+/// passing the URL as `--http-url` and the token, if any, as `PYTHOND_HTTP_TOKEN`, and
+/// tells the API the input's tags.
 fn use_http_transport(
     spec: &mut WorkerSpec,
     input: &InputConfig,
     http: Option<&HttpServer>,
     token: Option<&str>,
+    tags: crate::ingest::InputTags,
 ) {
     let Some(http) = http else {
         tracing::error!(input = %input.name, "transport = \"http\" but the HTTP API is not running; this input's reports will fail");
         return;
     };
+    http.register_input(&input.name, tags);
     let url = http.local_url();
     spec.args.splice(
         1..1,

@@ -34,6 +34,12 @@ impl Stats {
             .clone()
     }
 
+    /// The stats of input `name` if it exists (never creates one: for lookups driven by
+    /// what a peer claims).
+    pub fn existing_input(&self, name: &str) -> Option<Arc<InputStats>> {
+        lock(&self.inputs).get(name).cloned()
+    }
+
     /// Forgets an input that is no longer configured.
     pub fn remove_input(&self, name: &str) {
         lock(&self.inputs).remove(name);
@@ -187,6 +193,11 @@ impl InputStats {
             .entry(id.to_string())
             .or_insert_with(|| Arc::new(PluginStats::default()))
             .clone()
+    }
+
+    /// The stats of plugin `id` if it exists (never creates one).
+    pub fn existing_plugin(&self, id: &str) -> Option<Arc<PluginStats>> {
+        lock(&self.plugins).get(id).cloned()
     }
 
     /// Drops plugins that a new worker no longer has.

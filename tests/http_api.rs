@@ -531,13 +531,15 @@ fn status_without_an_agent_says_so() {
 }
 
 const OVER_HTTP: &str = r#"
+import os
 from datakit_framework import DataKitFramework
 
 class OverHttp(DataKitFramework):
     name = "over_http"
     interval = 0.5
     def run(self):
-        self.feed_logging(source="via_http", message="posted", tags={"k": "v"})
+        seen = "present" if "PYTHOND_HTTP_TOKEN" in os.environ else "absent"
+        self.feed_logging(source="via_http", message="posted", tags={"k": "v", "token_env": seen})
         self.report({"M": [{"measurement": "via_http_metric", "fields": {"v": 2}}], "input": "over"})
 "#;
 
@@ -545,13 +547,42 @@ class OverHttp(DataKitFramework):
 fn the_http_transport_posts_reports_to_the_write_api() {
     let home = home_with("listen = \"127.0.0.1:0\"\ntoken = \"t0ken\"");
     home.write("python.d/over/over.py", OVER_HTTP);
-    home.input("over", &["over"], "transport = \"http\"");
+    home.input(
+        "over",
+        &["over"],
+        "transport = \"http\"\ntags = { team = \"web\" }",
+    );
     let agent = home.start();
     let base = api_base(&agent);
     agent.expect_points("both points over HTTP", |points| {
         points.iter().any(|p| p["measurement"] == "via_http")
             && points.iter().any(|p| p["measurement"] == "via_http_metric")
     });
+    // The input's own tags are added, as over the pipe.
+    let logged = agent.points_of("via_http");
+    assert_eq!(logged[0]["tags"]["team"], "web", "{}", logged[0]);
+    assert_eq!(logged[0]["tags"]["k"], "v");
+    assert_eq!(
+        logged[0]["tags"]["token_env"], "absent",
+        "collectors do not inherit the token"
+    );
+    assert_eq!(logged[0]["tags"]["host"], hostname());
+    // And the points are counted for the plugin that reported them.
+    let status = get(
+        &format!("{base}/v1/status"),
+        &[("Authorization", "Bearer t0ken")],
+    )
+    .json();
+    let plugin = &status["inputs"][0]["plugins"][0];
+    assert_eq!(plugin["id"], "over.OverHttp", "{status:#}");
+    assert!(
+        plugin["points"]["logging"].as_u64().unwrap_or(0) >= 1,
+        "{status:#}"
+    );
+    assert!(
+        plugin["points"]["metric"].as_u64().unwrap_or(0) >= 1,
+        "{status:#}"
+    );
     let metrics = get(
         &format!("{base}/metrics"),
         &[("Authorization", "Bearer t0ken")],

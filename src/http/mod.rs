@@ -60,6 +60,8 @@ pub struct AppState {
     listen: SocketAddr,
     hostname: String,
     started: Instant,
+    /// Inputs with `transport = "http"`: their tags, by input name.
+    http_inputs: std::sync::Mutex<std::collections::HashMap<String, InputTags>>,
 }
 
 /// A running HTTP API.
@@ -67,6 +69,7 @@ pub struct HttpServer {
     addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    state: Arc<AppState>,
 }
 
 impl HttpServer {
@@ -104,8 +107,9 @@ impl HttpServer {
             listen: addr,
             hostname,
             started: Instant::now(),
+            http_inputs: Default::default(),
         });
-        let app = router(state);
+        let app = router(state.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
@@ -120,7 +124,23 @@ impl HttpServer {
             auth = config.token.is_some(),
             "HTTP API listening on http://{addr}"
         );
-        Ok(HttpServer { addr, stop, task })
+        Ok(HttpServer {
+            addr,
+            stop,
+            task,
+            state,
+        })
+    }
+
+    /// Declares an input whose workers post their reports here (`transport = "http"`):
+    /// writes that name it in `X-Pythond-Input` get its tags (instead of only the
+    /// global ones) and are counted for the plugin in `X-Pythond-Plugin`.
+    pub fn register_input(&self, name: &str, tags: InputTags) {
+        self.state
+            .http_inputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), tags);
     }
 
     /// The address actually bound.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::body::read_body;
 use super::error::ApiError;
 use super::AppState;
-use crate::ingest::{Origin, WriteBody, WriteRequest};
+use crate::ingest::{InputTags, Origin, WriteBody, WriteRequest};
 use crate::point::{Category, Precision};
 
 /// How many rejection messages a 400 answer lists (the rest are counted).
@@ -84,16 +84,30 @@ pub async fn write(
         WriteBody::LineProtocol(text)
     };
 
-    let input = query
-        .input
-        .as_deref()
-        .filter(|i| !i.is_empty())
-        .unwrap_or("http");
+    let claimed = worker_identity(&state, &headers);
+    let (input, plugin, tags, plugin_stats) = match &claimed {
+        Some((input, plugin, tags, stats)) => (
+            input.as_str(),
+            plugin.as_deref().unwrap_or("-"),
+            tags,
+            stats.as_deref(),
+        ),
+        None => (
+            query
+                .input
+                .as_deref()
+                .filter(|i| !i.is_empty())
+                .unwrap_or("http"),
+            "-",
+            &state.tags,
+            None,
+        ),
+    };
     let origin = Origin {
         input,
-        plugin: "-",
-        tags: &state.tags,
-        plugin_stats: None,
+        plugin,
+        tags,
+        plugin_stats,
     };
     let result = state
         .ingest
@@ -128,6 +142,60 @@ pub async fn write(
         ));
     }
     Err(ApiError::bad_request("datakit.invalidPoint", message))
+}
+
+/// A worker of a `transport = "http"` input names its input and plugin in
+/// `X-Pythond-Input` / `X-Pythond-Plugin` (percent-encoded). For a registered input,
+/// its name, plugin, tags and (existing) plugin stats; otherwise `None`.
+type Identity = (
+    String,
+    Option<String>,
+    InputTags,
+    Option<Arc<crate::stats::PluginStats>>,
+);
+
+fn worker_identity(state: &AppState, headers: &HeaderMap) -> Option<Identity> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(percent_decode)
+    };
+    let input = header("x-pythond-input")?;
+    let tags = state
+        .http_inputs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&input)?
+        .clone();
+    let plugin = header("x-pythond-plugin");
+    let stats = plugin.as_deref().and_then(|id| {
+        state
+            .stats
+            .existing_input(&input)
+            .and_then(|i| i.existing_plugin(id))
+    });
+    Some((input, plugin, tags, stats))
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A JSON body as a list of points: an array, or a single object as a list of one.
@@ -217,4 +285,18 @@ pub async fn lasterror(
         tracing::warn!("too many inputs reported a last error; this one is not kept for status");
     }
     Ok(Json(serde_json::json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("my%20input"), "my input");
+        assert_eq!(percent_decode("caf%C3%A9.Caf%C3%A9"), "café.Café");
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%41"), "A");
+    }
 }
