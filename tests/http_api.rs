@@ -174,6 +174,17 @@ fn bad_requests_get_datakit_errors_naming_the_problem() {
         "{message}"
     );
 
+    let untyped = post(
+        &format!("{base}/v1/write/metric"),
+        &[],
+        br#"[{"measurement": "m", "fields": {"v": 1}}]"#,
+    );
+    assert_eq!(untyped.status, 400, "{untyped:?}");
+    assert!(
+        untyped.body.contains("Content-Type: application/json"),
+        "{untyped:?}"
+    );
+
     let category = post_json(&format!("{base}/v1/write/tracing"), "[]");
     assert_eq!(category.status, 400, "{category:?}");
     assert_eq!(category.json()["error_code"], "datakit.invalidCategory");

@@ -141,7 +141,19 @@ pub async fn write(
             result.rejections.len() - REJECTIONS_SHOWN
         ));
     }
+    if !is_json && looks_like_json(&bytes) {
+        message.push_str(
+            " (the body looks like JSON: send it with `Content-Type: application/json`, or it is read as line protocol)",
+        );
+    }
     Err(ApiError::bad_request("datakit.invalidPoint", message))
+}
+
+fn looks_like_json(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'[' | b'{')
+    )
 }
 
 /// A worker of a `transport = "http"` input names its input and plugin in
