@@ -669,6 +669,36 @@ fn stalled_and_excess_requests_are_refused_and_the_agent_recovers() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("datakit.requestTimeout"), "{answer}");
 
+    // A client that never finishes its headers is disconnected (header read timeout).
+    let mut slow_headers = std::net::TcpStream::connect(&addr).expect("connect");
+    {
+        use std::io::Write;
+        slow_headers
+            .write_all(b"POST /v1/write/metric HTTP/1.1\r\nHost: x\r\n")
+            .expect("send partial headers");
+    }
+    slow_headers
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    let mut received = Vec::new();
+    let closed = loop {
+        use std::io::Read;
+        let mut buf = [0u8; 1024];
+        match slow_headers.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "the agent closed a connection whose headers never completed"
+    );
+    assert!(
+        !String::from_utf8_lossy(&received).contains("200 OK"),
+        "a half-sent request is never served"
+    );
+
     // The slot is free again.
     assert!(common::wait_until(common::DEADLINE, || {
         post(&format!("{base}/v1/write/metric"), &[], b"recovered v=1i\n").status == 200

@@ -8,7 +8,7 @@
 //! bound as `HTTP API listening on http://ADDR` (with `listen = "127.0.0.1:0"` that is
 //! how to learn the port).
 //!
-//! Files: `auth.rs` token check, `body.rs` size limits and gzip, `error.rs` DataKit's
+//! Files: `serve.rs` the accept loop (header timeout, connection cap), `auth.rs` token check, `body.rs` size limits and gzip, `error.rs` DataKit's
 //! error shape, `write.rs` write/lasterror, `status.rs` status/ping/health,
 //! `metrics.rs` Prometheus rendering.
 
@@ -16,6 +16,7 @@ mod auth;
 mod body;
 mod error;
 mod metrics;
+mod serve;
 mod status;
 mod write;
 
@@ -112,13 +113,7 @@ impl HttpServer {
         let app = router(state.clone());
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async move { stopped.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::error!("HTTP API stopped: {error}");
-            }
-        });
+        let task = tokio::spawn(serve::serve(listener, app, stopped));
         tracing::info!(
             addr = %addr,
             auth = config.token.is_some(),
