@@ -35,10 +35,17 @@ pub async fn require_token(
             next.run(request).await
         }
         Some(_) => {
-            tracing::warn!(
-                path = request.uri().path(),
-                "HTTP request with a wrong token refused"
-            );
+            if state.log_throttle.allow("wrong_token") {
+                tracing::warn!(
+                    path = request.uri().path(),
+                    "HTTP request with a wrong token refused (repeats within 10 s are logged at debug level)"
+                );
+            } else {
+                tracing::debug!(
+                    path = request.uri().path(),
+                    "HTTP request with a wrong token refused"
+                );
+            }
             unauthorized("wrong token")
         }
         None => {

@@ -46,6 +46,31 @@ use write::LastErrors;
 /// How long a graceful stop waits for requests in flight.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Lets a kind of refusal be logged at warn level at most once per [`LOG_EVERY`]; the
+/// repeats go to debug (every refusal is still counted in `/metrics`). A flood of bad
+/// requests must not become a flood of log lines.
+#[derive(Default)]
+pub(crate) struct LogThrottle {
+    last: std::sync::Mutex<std::collections::HashMap<&'static str, Instant>>,
+}
+
+/// See [`LogThrottle`].
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl LogThrottle {
+    pub(crate) fn allow(&self, what: &'static str) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match last.get(what) {
+            Some(at) if now.duration_since(*at) < LOG_EVERY => false,
+            _ => {
+                last.insert(what, now);
+                true
+            }
+        }
+    }
+}
+
 /// What every handler shares.
 pub struct AppState {
     ingest: Arc<Ingest>,
@@ -61,6 +86,7 @@ pub struct AppState {
     listen: SocketAddr,
     hostname: String,
     started: Instant,
+    log_throttle: LogThrottle,
     /// Inputs with `transport = "http"`: their tags, by input name.
     http_inputs: std::sync::Mutex<std::collections::HashMap<String, InputTags>>,
 }
@@ -109,6 +135,7 @@ impl HttpServer {
             hostname,
             started: Instant::now(),
             http_inputs: Default::default(),
+            log_throttle: LogThrottle::default(),
         });
         let app = router(state.clone());
         let stop = CancellationToken::new();
@@ -245,10 +272,17 @@ async fn concurrency_limit(
     next: Next,
 ) -> Response {
     let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
-        tracing::warn!(
-            path = request.uri().path(),
-            "HTTP request refused: too many requests in flight"
-        );
+        if state.log_throttle.allow("busy") {
+            tracing::warn!(
+                path = request.uri().path(),
+                "HTTP request refused: too many requests in flight (repeats within 10 s are logged at debug level)"
+            );
+        } else {
+            tracing::debug!(
+                path = request.uri().path(),
+                "HTTP request refused: too many requests in flight"
+            );
+        }
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "datakit.tooManyRequests",
@@ -264,7 +298,11 @@ async fn time_limit(State(state): State<Arc<AppState>>, request: Request, next: 
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(path = %path, timeout = ?state.request_timeout, "HTTP request timed out");
+            if state.log_throttle.allow("timeout") {
+                tracing::warn!(path = %path, timeout = ?state.request_timeout, "HTTP request timed out (repeats within 10 s are logged at debug level)");
+            } else {
+                tracing::debug!(path = %path, timeout = ?state.request_timeout, "HTTP request timed out");
+            }
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "datakit.requestTimeout",

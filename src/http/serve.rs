@@ -30,6 +30,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// finish its request in flight.
 pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let throttle = super::LogThrottle::default();
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -42,13 +43,21 @@ pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToke
             Ok(conn) => conn,
             Err(error) => {
                 // EMFILE and friends: back off a little instead of spinning.
-                tracing::warn!("HTTP API: accept failed: {error}");
+                if throttle.allow("accept") {
+                    tracing::warn!("HTTP API: accept failed: {error}");
+                } else {
+                    tracing::debug!("HTTP API: accept failed: {error}");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "HTTP API: {MAX_CONNECTIONS} connections open; closing a new one");
+            if throttle.allow("connections") {
+                tracing::warn!(%peer, "HTTP API: {MAX_CONNECTIONS} connections open; closing new ones (repeats within 10 s are logged at debug level)");
+            } else {
+                tracing::debug!(%peer, "HTTP API: {MAX_CONNECTIONS} connections open; closing a new one");
+            }
             drop(stream);
             continue;
         };
