@@ -707,3 +707,32 @@ fn stalled_and_excess_requests_are_refused_and_the_agent_recovers() {
         points.iter().any(|p| p["measurement"] == "recovered")
     });
 }
+
+#[test]
+fn logs_are_plain_when_piped_and_json_when_configured() {
+    let home = Home::new();
+    let agent = home.start();
+    api_base(&agent);
+    assert!(
+        !agent.stderr().contains('\u{1b}'),
+        "no colour codes in a piped log:\n{}",
+        agent.stderr()
+    );
+
+    let home = home_with("listen = \"127.0.0.1:0\"\n\n[agent]\nlog_format = \"json\"");
+    let agent = home.start();
+    let base = api_base(&agent);
+    assert_eq!(
+        post(&format!("{base}/v1/write/metric"), &[], b"bad line\n").status,
+        400
+    );
+    agent.expect_log("point rejected");
+    for line in agent.stderr().lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(parsed["level"].is_string(), "{line}");
+    }
+    let rejected = agent.expect_log_line(&["point rejected"]);
+    let rejected: serde_json::Value = serde_json::from_str(&rejected).expect("JSON");
+    assert_eq!(rejected["fields"]["input"], "http", "{rejected}");
+}

@@ -11,7 +11,7 @@ pub fn api_base(agent: &Agent) -> String {
     let line = agent.expect_log_line(&["HTTP API listening on http://"]);
     let start = line.find("http://").expect("URL in the log line");
     line[start..]
-        .split(|c: char| c.is_whitespace() || c == '\u{1b}')
+        .split(|c: char| c.is_whitespace() || c == '\u{1b}' || c == '"')
         .next()
         .expect("URL")
         .to_string()
