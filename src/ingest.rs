@@ -51,14 +51,20 @@ pub struct WriteRequest<'a> {
     pub body: WriteBody<'a>,
 }
 
-/// A write request's points: a JSON array (what the shim sends) or line protocol.
+/// A write request's points: a JSON array (what the shim sends, already checked to be
+/// valid JSON; visited one point at a time) or line protocol.
 pub enum WriteBody<'a> {
-    Json(&'a [serde_json::Value]),
+    Json(&'a [u8]),
     LineProtocol(&'a str),
 }
 
-/// What became of a write request's points, with a message per rejected point
-/// ("point 2: ..." for JSON, "line 3: ..." for line protocol).
+/// How many rejection messages a [`WriteOutcome`] keeps (the rest are only counted, so a
+/// body of a million bad points does not become a million strings).
+pub const WRITE_REJECTIONS_KEPT: usize = 10;
+
+/// What became of a write request's points, with a message for each of the first
+/// [`WRITE_REJECTIONS_KEPT`] rejected points ("point 2: ..." for JSON, "line 3: ..."
+/// for line protocol); `outcome.rejected` counts them all.
 #[derive(Debug, Default)]
 pub struct WriteOutcome {
     pub outcome: Outcome,
@@ -202,13 +208,24 @@ impl Ingest {
                     let message = format!("{what}: {rejection}");
                     self.reject(origin, ctx.category, rejection.reason.as_str(), &message);
                     result.outcome.rejected += 1;
-                    result.rejections.push(message);
+                    if result.rejections.len() < WRITE_REJECTIONS_KEPT {
+                        result.rejections.push(message);
+                    }
                 }
             };
         match request.body {
-            WriteBody::Json(points) => {
-                for (i, value) in points.iter().enumerate() {
-                    take(format!("point {}", i + 1), point::from_json(value, &ctx));
+            WriteBody::Json(body) => {
+                let mut index = 0;
+                let walked = point::for_each_json_point(body, |value| {
+                    index += 1;
+                    take(format!("point {index}"), point::from_json(&value, &ctx));
+                });
+                if let Err(error) = walked {
+                    // The caller validated the body; this is a bug, not bad input.
+                    tracing::error!(
+                        input = origin.input,
+                        "JSON body failed after validation: {error}"
+                    );
                 }
             }
             WriteBody::LineProtocol(text) => {

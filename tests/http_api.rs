@@ -299,6 +299,28 @@ fn oversized_bodies_and_gzip_bombs_get_413_with_memory_bounded() {
     assert_eq!(answer.status, 413, "{answer:?}");
     assert!(answer.body.contains("inflates"), "{answer:?}");
 
+    // Many tiny bad points within the limit: decoded one at a time, counted, and the
+    // answer names the first few only.
+    let mut tiny = Vec::with_capacity(4 << 20);
+    tiny.push(b'[');
+    for i in 0..1_000_000 {
+        if i > 0 {
+            tiny.push(b',');
+        }
+        tiny.push(b'0');
+    }
+    tiny.push(b']');
+    let answer = post(&url, &[("Content-Type", "application/json")], &tiny);
+    assert_eq!(answer.status, 400, "{answer:?}");
+    let message = answer.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.starts_with("1000000 of 1000000") && message.contains("and 999995 more"),
+        "{message}"
+    );
+
     let peak = peak_rss_bytes(agent.pid());
     assert!(
         peak < 200 << 20,

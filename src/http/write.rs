@@ -69,11 +69,10 @@ pub async fn write(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-    let json_points;
     let text;
     let body = if is_json {
-        json_points = json_array(&bytes)?;
-        WriteBody::Json(&json_points)
+        check_json(&bytes)?;
+        WriteBody::Json(&bytes)
     } else {
         text = std::str::from_utf8(&bytes).map_err(|e| {
             ApiError::bad_request(
@@ -135,11 +134,9 @@ pub async fn write(
         result.outcome.accepted,
         result.rejections[..result.rejections.len().min(REJECTIONS_SHOWN)].join("; ")
     );
-    if result.rejections.len() > REJECTIONS_SHOWN {
-        message.push_str(&format!(
-            "; and {} more",
-            result.rejections.len() - REJECTIONS_SHOWN
-        ));
+    let shown = result.rejections.len().min(REJECTIONS_SHOWN) as u64;
+    if result.outcome.rejected > shown {
+        message.push_str(&format!("; and {} more", result.outcome.rejected - shown));
     }
     if !is_json && looks_like_json(&bytes) {
         message.push_str(
@@ -210,24 +207,27 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A JSON body as a list of points: an array, or a single object as a list of one.
-fn json_array(bytes: &[u8]) -> Result<Vec<serde_json::Value>, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+/// Checks that a JSON body is well-formed and is an array (or a single object) without
+/// building it in memory; the points are then decoded one at a time.
+fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
         ApiError::bad_request(
             "datakit.badBody",
             format!("body is not valid JSON ({e}); expected an array of points like [{{\"measurement\": \"m\", \"tags\": {{}}, \"fields\": {{\"f\": 1}}, \"time\": null}}]"),
         )
     })?;
-    match value {
-        serde_json::Value::Array(points) => Ok(points),
-        object @ serde_json::Value::Object(_) => Ok(vec![object]),
-        other => Err(ApiError::bad_request(
-            "datakit.badBody",
-            format!(
-                "expected a JSON array of points, found {}",
-                json_kind(&other)
-            ),
-        )),
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[' | b'{') => Ok(()),
+        _ => {
+            let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+            Err(ApiError::bad_request(
+                "datakit.badBody",
+                format!(
+                    "expected a JSON array of points, found {}",
+                    json_kind(&value)
+                ),
+            ))
+        }
     }
 }
 
