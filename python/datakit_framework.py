@@ -45,6 +45,16 @@ _transport = None
 # below) from ``--http-url``; DataKit itself only ever speaks plain http.
 _http_scheme = "http"
 
+# Bearer token sent with every HTTP request, set by the runner when the agent's API
+# requires one. DataKit's framework has no such thing (its API is loopback-only).
+_http_token = None
+
+# Name of the agent input this worker runs, set by the runner for the HTTP transport:
+# report() then tells the agent which input and plugin the points come from
+# (X-Pythond-Input / X-Pythond-Plugin headers), so it adds the input's tags and counts
+# them per plugin as it does for the pipe.
+_http_input = None
+
 # Seconds before an HTTP post gives up. DataKit had none, so one dead endpoint could
 # hang a collector forever.
 HTTP_TIMEOUT = 10.0
@@ -284,11 +294,18 @@ class DataKitFramework(object):
                 query.append(key + "=" + urllib.parse.quote(str(value), safe=""))
         suffix = ("?" + "&".join(query)) if query else ""
         paths = dict(_CATEGORIES)
+        headers = {"Content-Type": "application/json"}
+        if _http_input:
+            # Percent-encoded: header values must be ASCII, names need not be.
+            headers["X-Pythond-Input"] = urllib.parse.quote(str(_http_input), safe="")
+            plugin = json.loads(self._pythond_id_json)
+            if plugin:
+                headers["X-Pythond-Plugin"] = urllib.parse.quote(str(plugin), safe="")
         response = ""
         for code, points, _indices, _source in categories:
             url = self.construct_url("v1/write/" + paths[code]) + suffix
             body = ("[" + ", ".join(points) + "]").encode("ascii")
-            response = _http_post(url, body, {"Content-Type": "application/json"})
+            response = _http_post(url, body, headers)
         return response
 
     def pretty_json(self, obj):
@@ -365,6 +382,8 @@ def _http_request(url, body, headers, method):
     exception into the collector. Unlike it, the failure is written to stderr instead
     of a log file in the home directory.
     """
+    if _http_token:
+        headers = dict(headers, Authorization="Bearer " + _http_token)
     req = urllib.request.Request(url=url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as response:

@@ -959,6 +959,11 @@ def _configure_http(shim, url):
     # constructor still overrides them, as it would override DataKit's 127.0.0.1:9529.
     shim.DataKitFramework._DataKitFramework__dk_host = parsed.hostname
     shim.DataKitFramework._DataKitFramework__dk_port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    # The agent's [http] token, if it has one. Taken out of the environment so the
+    # processes collectors start do not inherit the secret.
+    token = os.environ.pop("PYTHOND_HTTP_TOKEN", None)
+    if token:
+        shim._http_token = token
 
 
 def main(argv=None):
@@ -996,6 +1001,7 @@ def main(argv=None):
     if args.transport == "http":
         try:
             _configure_http(shim, args.http_url)
+            shim._http_input = args.input or None
         except ValueError as e:
             sys.stderr.write("pythond_worker: %s\n" % e)
             sys.stderr.flush()

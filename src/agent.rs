@@ -14,7 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, InputConfig};
+use crate::config::{self, Config, InputConfig, Transport};
+use crate::http::HttpServer;
 use crate::ingest::Ingest;
 use crate::sink::Sinks;
 use crate::stats::{InputState, Stats};
@@ -40,6 +41,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )
     })?);
 
+    let http = start_http(&config, &ingest, &stats).await?;
+
     let loaded = config::load_inputs(&config.agent.conf_dir);
     for error in &loaded.errors {
         tracing::error!("config: {error}");
@@ -63,7 +66,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let spec = worker_spec(&runtime, &input, &paths);
+        let mut spec = worker_spec(&runtime, &input, &paths);
+        if input.transport == Transport::Http {
+            let tags = ingest.input_tags(&input.tags);
+            use_http_transport(
+                &mut spec,
+                &input,
+                http.as_ref(),
+                config.http.token.as_deref(),
+                tags,
+            );
+        }
         let ctx = Arc::new(SessionContext {
             input: input.name.clone(),
             tags: ingest.input_tags(&input.tags),
@@ -102,9 +115,68 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             all_stopped.await;
         }
     }
+    if let Some(http) = http {
+        http.stop().await;
+    }
     ingest.shutdown().await;
     tracing::info!("pythond stopped");
     Ok(())
+}
+
+/// Starts the HTTP API. An address that cannot be bound (in use, say) is logged and the
+/// agent runs without the API, so collectors on the pipe keep working; a non-loopback
+/// address without a token stops the agent.
+async fn start_http(
+    config: &Config,
+    ingest: &Arc<Ingest>,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Option<HttpServer>> {
+    let is_bind_error = |e: &anyhow::Error| e.chain().any(|c| c.is::<std::io::Error>());
+    match HttpServer::start(
+        &config.http,
+        ingest.clone(),
+        stats.clone(),
+        config.agent.hostname.clone(),
+    )
+    .await
+    {
+        Ok(server) => Ok(Some(server)),
+        Err(error) if is_bind_error(&error) => {
+            tracing::error!("{error:#}; running without the HTTP API");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Makes the worker's `report()` post to the agent's write API (`transport = "http"`),
+/// passing the URL as `--http-url` and the token, if any, as `PYTHOND_HTTP_TOKEN`, and
+/// tells the API the input's tags.
+fn use_http_transport(
+    spec: &mut WorkerSpec,
+    input: &InputConfig,
+    http: Option<&HttpServer>,
+    token: Option<&str>,
+    tags: crate::ingest::InputTags,
+) {
+    let Some(http) = http else {
+        tracing::error!(input = %input.name, "transport = \"http\" but the HTTP API is not running; this input's reports will fail");
+        return;
+    };
+    http.register_input(&input.name, tags);
+    let url = http.local_url();
+    spec.args.splice(
+        1..1,
+        [
+            "--transport".into(),
+            "http".into(),
+            "--http-url".into(),
+            url.into(),
+        ],
+    );
+    if let Some(token) = token {
+        spec.envs.push(("PYTHOND_HTTP_TOKEN".into(), token.into()));
+    }
 }
 
 /// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds them.

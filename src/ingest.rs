@@ -1,6 +1,6 @@
 //! From reports to accepted points: validation, tags, counting, and hand-off to sinks.
 //!
-//! Points from every source (worker pipes now, the HTTP write API later) pass through
+//! Points from every source (worker pipes, the HTTP write API) pass through
 //! [`Ingest`], so they get the same rules, the same counters and the same sinks. A bad
 //! point is counted, logged with its input, plugin and reason, and dropped on its own;
 //! its neighbours go on.
@@ -40,6 +40,35 @@ pub struct Outcome {
     pub accepted: u64,
     pub fixed: u64,
     pub rejected: u64,
+}
+
+/// One write request of the HTTP API, its body already read and decompressed.
+pub struct WriteRequest<'a> {
+    pub category: Category,
+    /// The `precision` query parameter; `None` auto-detects the time unit.
+    pub precision: Option<Precision>,
+    pub ignore_global_tags: bool,
+    pub body: WriteBody<'a>,
+}
+
+/// A write request's points: a JSON array (what the shim sends, already checked to be
+/// valid JSON; visited one point at a time) or line protocol.
+pub enum WriteBody<'a> {
+    Json(&'a [u8]),
+    LineProtocol(&'a str),
+}
+
+/// How many rejection messages a [`WriteOutcome`] keeps (the rest are only counted, so a
+/// body of a million bad points does not become a million strings).
+pub const WRITE_REJECTIONS_KEPT: usize = 10;
+
+/// What became of a write request's points, with a message for each of the first
+/// [`WRITE_REJECTIONS_KEPT`] rejected points ("point 2: ..." for JSON, "line 3: ..."
+/// for line protocol); `outcome.rejected` counts them all.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub outcome: Outcome,
+    pub rejections: Vec<String>,
 }
 
 /// The single path every point takes into the sinks.
@@ -161,6 +190,72 @@ impl Ingest {
             self.decode_into(origin, &ctx, points, accepted, &mut outcome);
         }
         outcome
+    }
+
+    /// Validates the points of one HTTP write request and forwards what is valid. Each
+    /// rejection is counted and logged like a worker's, and its message (which point,
+    /// why) is returned so the caller can answer with it.
+    pub async fn write(&self, origin: &Origin<'_>, request: WriteRequest<'_>) -> WriteOutcome {
+        let extra_tags = if request.ignore_global_tags {
+            &origin.tags.without_global
+        } else {
+            &origin.tags.with_global
+        };
+        let ctx = DecodeContext {
+            category: request.category,
+            precision: request.precision,
+            now_ns: now_ns(),
+            extra_tags,
+        };
+        let mut result = WriteOutcome::default();
+        let mut accepted = Vec::new();
+        let mut take =
+            |what: String, decoded: Result<point::Accepted, point::Rejection>| match decoded {
+                Ok(ok) => {
+                    for fix in &ok.fixes {
+                        self.fix(origin, ctx.category, fix.reason.as_str(), &fix.to_string());
+                        result.outcome.fixed += 1;
+                    }
+                    accepted.push(ok.point);
+                }
+                Err(rejection) => {
+                    let message = format!("{what}: {rejection}");
+                    self.reject(origin, ctx.category, rejection.reason.as_str(), &message);
+                    result.outcome.rejected += 1;
+                    if result.rejections.len() < WRITE_REJECTIONS_KEPT {
+                        result.rejections.push(message);
+                    }
+                }
+            };
+        match request.body {
+            WriteBody::Json(body) => {
+                let mut index = 0;
+                let walked = point::for_each_json_point(body, |value| {
+                    index += 1;
+                    take(format!("point {index}"), point::from_json(&value, &ctx));
+                });
+                if let Err(error) = walked {
+                    // The caller validated the body; this is a bug, not bad input.
+                    tracing::error!(
+                        input = origin.input,
+                        "JSON body failed after validation: {error}"
+                    );
+                }
+            }
+            WriteBody::LineProtocol(text) => {
+                for (line, decoded) in point::parse_line_protocol(text, &ctx) {
+                    take(format!("line {line}"), decoded);
+                }
+            }
+        }
+        let n = accepted.len() as u64;
+        result.outcome.accepted = n;
+        self.stats.points().add_accepted(ctx.category, n);
+        if let Some(plugin) = origin.plugin_stats {
+            plugin.add_points(ctx.category, n);
+        }
+        self.forward(accepted).await;
+        result
     }
 
     fn decode_into(

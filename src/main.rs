@@ -1,4 +1,4 @@
-//! The `pythond` command line: `run`, `check`, `config check`.
+//! The `pythond` command line: `run`, `check`, `status`, `config check`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +46,18 @@ enum Commands {
         /// Output format of the points.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+    },
+    /// Show what a running agent's inputs and plugins are doing (GET /v1/status).
+    Status {
+        /// The agent's HTTP API address ([http] listen).
+        #[arg(long, default_value = pythond::config::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+        addr: String,
+        /// The agent's [http] token, if it has one.
+        #[arg(long, env = "PYTHOND_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the raw JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration commands.
     Config {
@@ -106,6 +118,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Commands::Status { addr, token, json } => {
+            match pythond::status::fetch(&addr, token.as_deref()) {
+                Ok(status) if json => {
+                    println!("{status:#}");
+                    ExitCode::SUCCESS
+                }
+                Ok(status) => {
+                    print!("{}", pythond::status::render(&status));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Commands::Config {
             command: ConfigCommands::Check { config },
         } => pythond::config_check::report(config.as_deref()),
@@ -147,8 +175,11 @@ fn init_logging(default: &str, configured: Option<&str>, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(configured.unwrap_or(default)))
         .unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal: journald, files and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -34,6 +34,12 @@ impl Stats {
             .entry(name.to_string())
             .or_insert_with(|| Arc::new(InputStats::new(name)))
             .clone()
+    }
+
+    /// The stats of input `name` if it exists (never creates one: for lookups driven by
+    /// what a peer claims).
+    pub fn existing_input(&self, name: &str) -> Option<Arc<InputStats>> {
+        lock(&self.inputs).get(name).cloned()
     }
 
     /// Forgets an input that is no longer configured.
@@ -200,6 +206,11 @@ impl InputStats {
             .clone()
     }
 
+    /// The stats of plugin `id` if it exists (never creates one).
+    pub fn existing_plugin(&self, id: &str) -> Option<Arc<PluginStats>> {
+        lock(&self.plugins).get(id).cloned()
+    }
+
     /// Drops plugins that a new worker no longer has.
     pub fn retain_plugins(&self, keep: &[&str]) {
         lock(&self.plugins).retain(|id, _| keep.contains(&id.as_str()));
@@ -258,26 +269,40 @@ pub struct PluginStats {
     state: Mutex<PluginState>,
     last_success: Mutex<Option<SystemTime>>,
     last_error: Mutex<Option<String>>,
+    /// When the run in flight started; its end feeds `durations`.
+    run_start: Mutex<Option<Instant>>,
+    durations: Histogram,
 }
 
 impl PluginStats {
     pub fn run_started(&self) {
         self.runs.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.run_start) = Some(Instant::now());
         self.set_state(PluginState::Running);
     }
 
+    /// Records how long the run in flight took (once per run).
+    fn run_ended(&self) {
+        if let Some(started) = lock(&self.run_start).take() {
+            self.durations.observe(started.elapsed());
+        }
+    }
+
     pub fn run_succeeded(&self) {
+        self.run_ended();
         *lock(&self.last_success) = Some(SystemTime::now());
         self.set_state(PluginState::Idle);
     }
 
     pub fn run_failed(&self, error: String) {
+        self.run_ended();
         self.failures.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
     }
 
     pub fn timed_out(&self, error: String) {
+        self.run_ended();
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
@@ -358,8 +383,58 @@ impl PluginStats {
                 .collect(),
             fixed: self.fixed.load(Ordering::Relaxed),
             rejected: self.rejected(),
+            run_seconds: self.durations.snapshot(),
         }
     }
+}
+
+/// Upper bounds (seconds) of the run-duration histogram buckets.
+pub const RUN_SECONDS_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// A fixed-bucket histogram of durations (Prometheus style, lock-free).
+#[derive(Default)]
+struct Histogram {
+    /// Per-bucket counts (not cumulative); the last slot is above every bound.
+    buckets: [AtomicU64; RUN_SECONDS_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let slot = RUN_SECONDS_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(RUN_SECONDS_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(RUN_SECONDS_BUCKETS.len());
+        for (bound, count) in RUN_SECONDS_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            buckets.push((*bound, cumulative));
+        }
+        let count = cumulative + self.buckets[RUN_SECONDS_BUCKETS.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// A histogram's cumulative buckets `(upper bound, count <= bound)`, total count and sum.
+#[derive(Debug, Serialize)]
+pub struct HistogramSnapshot {
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum: f64,
 }
 
 /// A serializable copy of every counter, for status output.
@@ -396,6 +471,8 @@ pub struct PluginSnapshot {
     pub points: BTreeMap<&'static str, u64>,
     pub fixed: u64,
     pub rejected: u64,
+    /// How long finished runs took (successes, failures and timeouts).
+    pub run_seconds: HistogramSnapshot,
 }
 
 #[derive(Debug, Serialize)]

@@ -330,7 +330,8 @@ class RecordingHTTPServer(object):
                 path, _, query = self.path.partition("?")
                 with recorder.cond:
                     recorder.requests.append({"path": path, "query": query, "body": body,
-                                              "content_type": self.headers.get("Content-Type")})
+                                              "content_type": self.headers.get("Content-Type"),
+                                              "headers": dict(self.headers)})
                     recorder.cond.notify_all()
                 self.send_response(recorder.status)
                 self.send_header("Content-Type", "application/json")

@@ -127,6 +127,27 @@ class HttpPayloadTest(unittest.TestCase):
             self.assertEqual(collector.feed_metric(measurement="m", fields={"v": 1}), "")
         self.assertIn("failed", err.getvalue())
 
+    def test_standalone_posts_carry_no_pythond_headers(self):
+        self.collector.feed_metric(measurement="m", fields={"v": 1})
+        headers = self.server.wait_requests(1)[0]["headers"]
+        for name in ("Authorization", "X-Pythond-Input", "X-Pythond-Plugin"):
+            self.assertNotIn(name, headers)
+
+    def test_http_transport_sends_token_input_and_plugin(self):
+        # What the runner sets for transport = "http" (token from PYTHOND_HTTP_TOKEN).
+        self.addCleanup(setattr, dkf, "_http_token", dkf._http_token)
+        self.addCleanup(setattr, dkf, "_http_input", dkf._http_input)
+        dkf._http_token = "t0ken"
+        dkf._http_input = "my input"
+        self.collector._pythond_id_json = json.dumps("mod.Café")
+        self.collector.feed_metric(measurement="m", fields={"v": 1})
+        self.collector.set_lasterror("my input", "boom")
+        report, lasterror = self.server.wait_requests(2)
+        self.assertEqual(report["headers"]["Authorization"], "Bearer t0ken")
+        self.assertEqual(report["headers"]["X-Pythond-Input"], "my%20input")
+        self.assertEqual(report["headers"]["X-Pythond-Plugin"], "mod.Caf%C3%A9")
+        self.assertEqual(lasterror["headers"]["Authorization"], "Bearer t0ken")
+
     def test_empty_report_sends_nothing(self):
         self.assertEqual(self.collector.report({}), "")
         self.assertEqual(self.collector.report({"M": []}), "")

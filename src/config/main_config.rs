@@ -30,6 +30,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "pythond.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9529";
 /// Default `[http] max_body`: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+/// Default `[http] request_timeout`: 30 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `[http] max_concurrent_requests`.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
 /// Default `[git_repos] pull_interval`: one minute.
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -42,7 +46,13 @@ const AGENT_KEYS: &[&str] = &[
     "log_level",
     "log_format",
 ];
-const HTTP_KEYS: &[&str] = &["listen", "token", "max_body"];
+const HTTP_KEYS: &[&str] = &[
+    "listen",
+    "token",
+    "max_body",
+    "request_timeout",
+    "max_concurrent_requests",
+];
 const SINK_TYPES: &[&str] = &["stdout", "file", "datakit", "influxdb"];
 const SINK_COMMON_KEYS: &[&str] = &["type", "categories"];
 const STDOUT_SINK_KEYS: &[&str] = &["type", "categories", "format"];
@@ -160,6 +170,14 @@ pub struct HttpConfig {
     /// Key `max_body`: bytes as an integer, or a string with a unit (`"32MiB"`,
     /// `"512KB"`). Default 32 MiB.
     pub max_body_bytes: u64,
+    /// Longest a request may take, body upload included; slower ones get 408.
+    ///
+    /// Key `request_timeout`, a duration. Default `"30s"`.
+    pub request_timeout: Duration,
+    /// Requests served at the same time; more get 503 at once instead of queueing.
+    ///
+    /// Key `max_concurrent_requests`, a positive integer. Default 64.
+    pub max_concurrent_requests: usize,
 }
 
 impl HttpConfig {
@@ -176,6 +194,8 @@ impl Default for HttpConfig {
             listen: DEFAULT_LISTEN.to_owned(),
             token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 }
@@ -186,6 +206,8 @@ impl fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| REDACTED))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()
     }
 }
@@ -521,6 +543,12 @@ fn read_http(section: &mut Section<'_, '_>, http: &mut HttpConfig) {
     if let Some(bytes) = section.get("max_body", values::byte_size) {
         http.max_body_bytes = bytes;
     }
+    if let Some(timeout) = section.get("request_timeout", values::duration) {
+        http.request_timeout = timeout;
+    }
+    if let Some(n) = section.get("max_concurrent_requests", positive_count) {
+        http.max_concurrent_requests = n;
+    }
     if let Some((listen, span)) = listen {
         http.listen = listen;
         if !http.is_loopback() && http.token.is_none() {
@@ -533,6 +561,15 @@ fn read_http(section: &mut Section<'_, '_>, http: &mut HttpConfig) {
                 ),
             );
         }
+    }
+}
+
+/// A positive integer that fits a `usize` (a count of things).
+fn positive_count(node: &Node) -> Result<usize, Problem> {
+    match &node.value {
+        Value::Integer(n) if *n > 0 => usize::try_from(*n).map_err(|_| "is too large".into()),
+        Value::Integer(_) => Err("must be greater than zero".into()),
+        _ => Err(Problem::expected("a positive integer", node)),
     }
 }
 

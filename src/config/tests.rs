@@ -84,6 +84,8 @@ fn defaults_with_no_file() {
     assert_eq!(config.http.listen, "127.0.0.1:9529");
     assert_eq!(config.http.token, None);
     assert_eq!(config.http.max_body_bytes, 32 * 1024 * 1024);
+    assert_eq!(config.http.request_timeout, Duration::from_secs(30));
+    assert_eq!(config.http.max_concurrent_requests, 64);
     assert!(config.http.is_loopback());
     assert_eq!(
         config.sinks,
@@ -208,6 +210,8 @@ region = "eu"
 listen = "0.0.0.0:9529"
 token = "s3cret"
 max_body = "8MiB"
+request_timeout = "5s"
+max_concurrent_requests = 8
 
 [[sinks]]
 type = "stdout"
@@ -254,6 +258,8 @@ ssh_private_key_password = "hunter2"
     assert_eq!(config.http.listen, "0.0.0.0:9529");
     assert_eq!(config.http.token.as_deref(), Some("s3cret"));
     assert_eq!(config.http.max_body_bytes, 8 * 1024 * 1024);
+    assert_eq!(config.http.request_timeout, Duration::from_secs(5));
+    assert_eq!(config.http.max_concurrent_requests, 8);
     assert!(!config.http.is_loopback());
     assert_eq!(
         config.sinks,
@@ -358,7 +364,7 @@ fn unknown_keys_in_every_main_section() {
             "\n[http]\nlisten = \"127.0.0.1:1\"\ntokne = \"t\"\n",
             4,
             "tokne",
-            "unknown key `tokne` in [http] (expected one of: listen, token, max_body)",
+            "unknown key `tokne` in [http] (expected one of: listen, token, max_body, request_timeout, max_concurrent_requests)",
         ),
         (
             "[[sinks]]\ntype = \"stdout\"\npath = \"x\"\n",

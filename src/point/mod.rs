@@ -17,11 +17,13 @@
 //! - `outcome.rs` — [`Accepted`], [`Fix`], [`Rejection`] and their reason labels
 //! - `rules.rs` — the checks and fixes, shared by both decoders
 //! - `json.rs` — JSON decoding and [`Point::write_json`]
+//! - `json_stream.rs` — visiting a JSON body's points one at a time
 //! - `lp_encode.rs` / `lp_parse.rs` — line protocol out and in
 
 mod category;
 mod context;
 mod json;
+mod json_stream;
 mod lp_encode;
 mod lp_parse;
 mod model;
@@ -33,6 +35,7 @@ mod value;
 pub use category::Category;
 pub use context::{now_ns, DecodeContext};
 pub use json::from_json;
+pub use json_stream::for_each_json_point;
 pub use lp_parse::parse_line_protocol;
 pub use model::Point;
 pub use outcome::{Accepted, Fix, FixReason, RejectReason, Rejection};

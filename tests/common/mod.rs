@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod http;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ impl Home {
         std::fs::create_dir_all(home.path().join("python.d")).expect("python.d");
         home.write(
             "pythond.toml",
-            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
         );
         home
     }

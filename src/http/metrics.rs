@@ -1,0 +1,313 @@
+//! `GET /metrics`: every counter of the agent in Prometheus text format (0.0.4).
+//!
+//! [`PromWriter`] is a small writer with `counter`/`gauge`/`histogram` helpers so new
+//! families (sinks, git sync, ...) are one call each; [`render`] lays out the families
+//! of inputs, plugins, points and the HTTP API itself. Worker RSS is read from /proc at
+//! scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::stats::{HistogramSnapshot, InputState, StatsSnapshot};
+
+/// HTTP requests served, by route and status (the API's own health).
+#[derive(Default)]
+pub struct HttpStats {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl HttpStats {
+    pub fn add(&self, route: &'static str, status: u16) {
+        let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((route, status)).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> Vec<(&'static str, u16, u64)> {
+        let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|((r, s), n)| (*r, *s, *n)).collect()
+    }
+}
+
+/// Writes Prometheus text exposition: one `# HELP`/`# TYPE` per family, then samples.
+#[derive(Default)]
+pub struct PromWriter {
+    out: String,
+}
+
+impl PromWriter {
+    /// Starts a family; follow with its samples.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\n', " "));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample line.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", escape_label(value));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", format_value(value));
+    }
+
+    /// A whole counter family from `(labels, value)` rows.
+    pub fn counter<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, u64)>,
+    ) {
+        self.family(name, "counter", help);
+        for (labels, value) in rows {
+            self.sample(name, &labels, value as f64);
+        }
+    }
+
+    /// A whole gauge family from `(labels, value)` rows.
+    pub fn gauge<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, f64)>,
+    ) {
+        self.family(name, "gauge", help);
+        for (labels, value) in rows {
+            self.sample(name, &labels, value);
+        }
+    }
+
+    /// A whole histogram family from `(labels, histogram)` rows.
+    pub fn histogram<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, &'a HistogramSnapshot)>,
+    ) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for (labels, h) in rows {
+            for (bound, count) in &h.buckets {
+                let le = format_value(*bound);
+                let mut with_le = labels.clone();
+                with_le.push(("le", &le));
+                self.sample(&bucket, &with_le, *count as f64);
+            }
+            let mut with_le = labels.clone();
+            with_le.push(("le", "+Inf"));
+            self.sample(&bucket, &with_le, h.count as f64);
+            self.sample(&format!("{name}_sum"), &labels, h.sum);
+            self.sample(&format!("{name}_count"), &labels, h.count as f64);
+        }
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Resident set size of `pid` in bytes, from /proc (None if it is gone).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The whole exposition.
+pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
+    let mut w = PromWriter::default();
+
+    let inputs = &stats.inputs;
+    w.gauge(
+        "pythond_input_up",
+        "1 while the input's worker is running, else 0.",
+        inputs.iter().map(|i| {
+            let up = matches!(i.state, InputState::Running);
+            (vec![("input", i.name.as_str())], if up { 1.0 } else { 0.0 })
+        }),
+    );
+    w.counter(
+        "pythond_input_restarts_total",
+        "Times the input's worker was restarted.",
+        inputs
+            .iter()
+            .map(|i| (vec![("input", i.name.as_str())], i.restarts)),
+    );
+    let rss: Vec<(&str, u64)> = inputs
+        .iter()
+        .filter_map(|i| Some((i.name.as_str(), rss_bytes(i.worker_pid?)?)))
+        .collect();
+    w.gauge(
+        "pythond_worker_rss_bytes",
+        "Resident memory of the input's worker process.",
+        rss.iter()
+            .map(|(input, bytes)| (vec![("input", *input)], *bytes as f64)),
+    );
+
+    let plugins: Vec<(&str, &crate::stats::PluginSnapshot)> = inputs
+        .iter()
+        .flat_map(|i| i.plugins.iter().map(move |p| (i.name.as_str(), p)))
+        .collect();
+    let per_plugin = |f: fn(&crate::stats::PluginSnapshot) -> u64| {
+        plugins
+            .iter()
+            .map(move |(input, p)| (vec![("input", *input), ("plugin", p.id.as_str())], f(p)))
+    };
+    w.counter(
+        "pythond_plugin_runs_total",
+        "Runs started.",
+        per_plugin(|p| p.runs),
+    );
+    w.counter(
+        "pythond_plugin_failures_total",
+        "Runs that raised an exception.",
+        per_plugin(|p| p.failures),
+    );
+    w.counter(
+        "pythond_plugin_timeouts_total",
+        "Runs that did not finish within the timeout.",
+        per_plugin(|p| p.timeouts),
+    );
+    w.counter(
+        "pythond_plugin_skipped_runs_total",
+        "Runs skipped because the previous one was still going.",
+        per_plugin(|p| p.skipped),
+    );
+    w.counter(
+        "pythond_plugin_quarantines_total",
+        "Times the plugin was quarantined after hanging repeatedly.",
+        per_plugin(|p| p.quarantines),
+    );
+    w.gauge(
+        "pythond_plugin_quarantined",
+        "1 while the plugin is quarantined, else 0.",
+        plugins.iter().map(|(input, p)| {
+            let q = matches!(p.state, crate::stats::PluginState::Quarantined);
+            (
+                vec![("input", *input), ("plugin", p.id.as_str())],
+                if q { 1.0 } else { 0.0 },
+            )
+        }),
+    );
+    w.gauge(
+        "pythond_plugin_last_success_timestamp_seconds",
+        "When the plugin last finished a run without error (Unix time).",
+        plugins.iter().filter_map(|(input, p)| {
+            let ms = p.last_success_unix_ms?;
+            Some((
+                vec![("input", *input), ("plugin", p.id.as_str())],
+                ms as f64 / 1000.0,
+            ))
+        }),
+    );
+    w.histogram(
+        "pythond_plugin_run_duration_seconds",
+        "How long finished runs took.",
+        plugins.iter().map(|(input, p)| {
+            (
+                vec![("input", *input), ("plugin", p.id.as_str())],
+                &p.run_seconds,
+            )
+        }),
+    );
+    w.counter(
+        "pythond_plugin_points_total",
+        "Points the plugin reported that were accepted, by category.",
+        plugins.iter().flat_map(|(input, p)| {
+            p.points.iter().map(move |(category, n)| {
+                (
+                    vec![
+                        ("input", *input),
+                        ("plugin", p.id.as_str()),
+                        ("category", *category),
+                    ],
+                    *n,
+                )
+            })
+        }),
+    );
+
+    w.counter(
+        "pythond_points_accepted_total",
+        "Points accepted (from workers and the HTTP API), by category.",
+        stats
+            .points
+            .accepted
+            .iter()
+            .map(|(category, n)| (vec![("category", *category)], *n)),
+    );
+    w.counter(
+        "pythond_points_fixed_total",
+        "Points accepted after an automatic fix, by category and reason.",
+        stats.points.fixed.iter().map(|r| {
+            (
+                vec![("category", r.category), ("reason", r.reason)],
+                r.count,
+            )
+        }),
+    );
+    w.counter(
+        "pythond_points_rejected_total",
+        "Points rejected, by category and reason.",
+        stats.points.rejected.iter().map(|r| {
+            (
+                vec![("category", r.category), ("reason", r.reason)],
+                r.count,
+            )
+        }),
+    );
+
+    let requests = http.snapshot();
+    let statuses: Vec<String> = requests.iter().map(|(_, s, _)| s.to_string()).collect();
+    w.counter(
+        "pythond_http_requests_total",
+        "HTTP API requests answered, by route and status.",
+        requests
+            .iter()
+            .zip(&statuses)
+            .map(|((route, _, n), status)| {
+                (vec![("route", *route), ("status", status.as_str())], *n)
+            }),
+    );
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PromWriter;
+
+    #[test]
+    fn escapes_label_values() {
+        let mut w = PromWriter::default();
+        w.counter("x_total", "help", [(vec![("a", "q\"b\\s\nn")], 3u64)]);
+        assert_eq!(
+            w.finish(),
+            "# HELP x_total help\n# TYPE x_total counter\nx_total{a=\"q\\\"b\\\\s\\nn\"} 3\n"
+        );
+    }
+}

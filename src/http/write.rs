@@ -1,0 +1,314 @@
+//! `POST /v1/write/<category>` and `POST /v1/lasterror`: DataKit's write API.
+//!
+//! A JSON body (Content-Type `application/json`, what DataKit's shim sends with
+//! `requests.post(url, json=points)`) is an array of `{measurement, tags, fields,
+//! time}`; anything else is line protocol. Points go through [`Ingest::write`] like
+//! points from workers: same rules, counters, logs and sinks. A rejected point gets
+//! the request a 400 naming it and saying why, but never drops its valid neighbours.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use serde::Deserialize;
+
+use super::body::read_body;
+use super::error::ApiError;
+use super::AppState;
+use crate::ingest::{InputTags, Origin, WriteBody, WriteRequest};
+use crate::point::{Category, Precision};
+
+/// How many rejection messages a 400 answer lists (the rest are counted).
+const REJECTIONS_SHOWN: usize = 5;
+
+/// The query parameters DataKit's write API takes (others, like `version`, are ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct WriteQuery {
+    input: Option<String>,
+    precision: Option<String>,
+    ignore_global_tags: Option<String>,
+}
+
+pub async fn write(
+    State(state): State<Arc<AppState>>,
+    Path(category): Path<String>,
+    query: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::bad_request("datakit.badQuery", format!("bad query string: {e}")))?;
+    let category = Category::from_name(&category).ok_or_else(|| {
+        let names: Vec<&str> = Category::ALL.iter().map(|c| c.name()).collect();
+        ApiError::bad_request(
+            "datakit.invalidCategory",
+            format!(
+                "unknown category {category:?} in /v1/write/{category} (expected one of: {})",
+                names.join(", ")
+            ),
+        )
+    })?;
+    let precision = match query.precision.as_deref().filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(
+            p.parse::<Precision>()
+                .map_err(|e| ApiError::bad_request("datakit.invalidPrecision", e.to_string()))?,
+        ),
+    };
+    let ignore_global_tags = query
+        .ignore_global_tags
+        .as_deref()
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+    let bytes = read_body(&headers, body, state.max_body).await?;
+
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    let text;
+    let body = if is_json {
+        check_json(&bytes)?;
+        WriteBody::Json(&bytes)
+    } else {
+        text = std::str::from_utf8(&bytes).map_err(|e| {
+            ApiError::bad_request(
+                "datakit.badBody",
+                format!("line protocol body is not UTF-8: {e}"),
+            )
+        })?;
+        WriteBody::LineProtocol(text)
+    };
+
+    let claimed = worker_identity(&state, &headers);
+    let (input, plugin, tags, plugin_stats) = match &claimed {
+        Some((input, plugin, tags, stats)) => (
+            input.as_str(),
+            plugin.as_deref().unwrap_or("-"),
+            tags,
+            stats.as_deref(),
+        ),
+        None => (
+            query
+                .input
+                .as_deref()
+                .filter(|i| !i.is_empty())
+                .unwrap_or("http"),
+            "-",
+            &state.tags,
+            None,
+        ),
+    };
+    let origin = Origin {
+        input,
+        plugin,
+        tags,
+        plugin_stats,
+    };
+    let result = state
+        .ingest
+        .write(
+            &origin,
+            WriteRequest {
+                category,
+                precision,
+                ignore_global_tags,
+                body,
+            },
+        )
+        .await;
+    if result.rejections.is_empty() {
+        return Ok(Json(serde_json::json!({
+            "accepted": result.outcome.accepted,
+            "fixed": result.outcome.fixed,
+        })));
+    }
+    let total = result.outcome.accepted + result.outcome.rejected;
+    let mut message = format!(
+        "{} of {total} {} point(s) rejected ({} accepted): {}",
+        result.outcome.rejected,
+        category.name(),
+        result.outcome.accepted,
+        result.rejections[..result.rejections.len().min(REJECTIONS_SHOWN)].join("; ")
+    );
+    let shown = result.rejections.len().min(REJECTIONS_SHOWN) as u64;
+    if result.outcome.rejected > shown {
+        message.push_str(&format!("; and {} more", result.outcome.rejected - shown));
+    }
+    if !is_json && looks_like_json(&bytes) {
+        message.push_str(
+            " (the body looks like JSON: send it with `Content-Type: application/json`, or it is read as line protocol)",
+        );
+    }
+    Err(ApiError::bad_request("datakit.invalidPoint", message))
+}
+
+fn looks_like_json(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'[' | b'{')
+    )
+}
+
+/// A worker of a `transport = "http"` input names its input and plugin in
+/// `X-Pythond-Input` / `X-Pythond-Plugin` (percent-encoded). For a registered input,
+/// its name, plugin, tags and (existing) plugin stats; otherwise `None`.
+type Identity = (
+    String,
+    Option<String>,
+    InputTags,
+    Option<Arc<crate::stats::PluginStats>>,
+);
+
+fn worker_identity(state: &AppState, headers: &HeaderMap) -> Option<Identity> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(percent_decode)
+    };
+    let input = header("x-pythond-input")?;
+    let tags = state
+        .http_inputs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&input)?
+        .clone();
+    let plugin = header("x-pythond-plugin");
+    let stats = plugin.as_deref().and_then(|id| {
+        state
+            .stats
+            .existing_input(&input)
+            .and_then(|i| i.existing_plugin(id))
+    });
+    Some((input, plugin, tags, stats))
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks that a JSON body is well-formed and is an array (or a single object) without
+/// building it in memory; the points are then decoded one at a time.
+fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "datakit.badBody",
+            format!("body is not valid JSON ({e}); expected an array of points like [{{\"measurement\": \"m\", \"tags\": {{}}, \"fields\": {{\"f\": 1}}, \"time\": null}}]"),
+        )
+    })?;
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[' | b'{') => Ok(()),
+        _ => {
+            let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+            Err(ApiError::bad_request(
+                "datakit.badBody",
+                format!(
+                    "expected a JSON array of points, found {}",
+                    json_kind(&value)
+                ),
+            ))
+        }
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// `POST /v1/lasterror` body, as DataKit's `set_lasterror` sends it.
+#[derive(Debug, Deserialize)]
+pub struct LastErrorBody {
+    input: String,
+    #[serde(default)]
+    err_content: String,
+}
+
+/// The last error each input reported through `/v1/lasterror`, shown by status.
+#[derive(Default)]
+pub struct LastErrors {
+    by_input: std::sync::Mutex<BTreeMap<String, (String, u64)>>,
+}
+
+/// At most this many inputs are remembered; later new names are logged, not kept.
+const MAX_LASTERROR_INPUTS: usize = 1000;
+
+impl LastErrors {
+    fn set(&self, input: String, message: String) -> bool {
+        let mut map = self.by_input.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_LASTERROR_INPUTS && !map.contains_key(&input) {
+            return false;
+        }
+        map.insert(input, (message, crate::ingest::now_ns() as u64 / 1_000_000));
+        true
+    }
+
+    /// `[{input, message, unix_ms}]`, by input name.
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        let map = self.by_input.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(input, (message, unix_ms))| {
+                serde_json::json!({"input": input, "message": message, "unix_ms": unix_ms})
+            })
+            .collect()
+    }
+}
+
+pub async fn lasterror(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bytes = read_body(&headers, body, state.max_body).await?;
+    let parsed: LastErrorBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "datakit.badBody",
+            format!("expected {{\"input\": \"...\", \"err_content\": \"...\"}}: {e}"),
+        )
+    })?;
+    tracing::warn!(input = %parsed.input, "last error reported: {}", parsed.err_content);
+    if !state.lasterrors.set(parsed.input, parsed.err_content) {
+        tracing::warn!("too many inputs reported a last error; this one is not kept for status");
+    }
+    Ok(Json(serde_json::json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("my%20input"), "my input");
+        assert_eq!(percent_decode("caf%C3%A9.Caf%C3%A9"), "café.Café");
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%41"), "A");
+    }
+}
