@@ -136,7 +136,11 @@ async fn drive(
         let points: Vec<&Point> = pending
             .iter()
             .flat_map(|b| b.iter())
-            .filter(|p| categories.as_ref().map_or(true, |c| c.contains(&p.category)))
+            .filter(|p| {
+                categories
+                    .as_ref()
+                    .map_or(true, |c| c.contains(&p.category))
+            })
             .collect();
         let result = match writer.write(&points).await {
             Ok(()) => writer.flush().await,
