@@ -3,6 +3,8 @@
 //! deadlines, and /proc inspection to prove that no worker process outlives the agent.
 #![allow(dead_code)]
 
+pub mod git;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

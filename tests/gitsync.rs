@@ -1,0 +1,240 @@
+//! Git-synced script repositories with real git: a `file://` repository and one
+//! served by `git daemon` on loopback. Pushed collectors and inputs start without an
+//! agent restart while other inputs keep their worker; bad pushes are contained; a
+//! force-push, a removed input, an unreachable remote and a damaged checkout are
+//! handled; credentials never reach the log.
+
+mod common;
+
+use common::git::{Daemon, Remote};
+use common::{alive, wait_until, Agent, Home, DEADLINE};
+
+/// A plugin reporting `measurement` every second with the worker's pid and `version`.
+fn reporter(measurement: &str, version: u32) -> String {
+    format!(
+        r#"
+import os
+from datakit_framework import DataKitFramework
+
+class Reporter(DataKitFramework):
+    name = "reporter"
+    interval = 1
+
+    def run(self):
+        self.report({{"M": [{{"measurement": {measurement:?}, "tags": {{}}, "fields": {{"pid": os.getpid(), "version": {version}}}}}]}})
+"#
+    )
+}
+
+/// An input conf for a repository: `dirs` relative (resolved in the repo's python.d).
+fn repo_input(home: &Home, name: &str, dir: &str) -> String {
+    format!(
+        "[[inputs.pythond]]\nname = {name:?}\ncmd = \"python3\"\ndirs = [{dir:?}]\nenvs = [\"PYTHOND_TEST_MARKER={}\"]\n",
+        home.marker
+    )
+}
+
+/// Points `pythond.toml` at `url`, pulling every second.
+fn use_repo(home: &Home, url: &str) {
+    home.write(
+        "pythond.toml",
+        &format!(
+            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[git_repos]\npull_interval = \"1s\"\n\n[[git_repos.repo]]\nurl = {url:?}\nbranch = \"main\"\n"
+        ),
+    );
+}
+
+/// Waits for a point of `measurement` with `version`; returns its worker pid.
+fn wait_version(agent: &Agent, measurement: &str, version: i64) -> i64 {
+    let mut pid = None;
+    let seen = wait_until(DEADLINE, || {
+        pid = agent
+            .points_of(measurement)
+            .iter()
+            .rev()
+            .find(|p| p["fields"]["version"].as_i64() == Some(version))
+            .and_then(|p| p["fields"]["pid"].as_i64());
+        pid.is_some()
+    });
+    assert!(
+        seen,
+        "no {measurement} point with version {version}; log:\n{}",
+        agent.stderr()
+    );
+    pid.unwrap_or_default()
+}
+
+/// Waits for a new point of `measurement`; returns the pid it carries.
+fn next_pid(agent: &Agent, measurement: &str) -> i64 {
+    let before = agent.points_of(measurement).len();
+    assert!(
+        wait_until(DEADLINE, || agent.points_of(measurement).len() > before),
+        "{measurement} stopped reporting; log:\n{}",
+        agent.stderr()
+    );
+    agent
+        .points_of(measurement)
+        .last()
+        .and_then(|p| p["fields"]["pid"].as_i64())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_pushed_collector_runs_without_a_restart_and_others_keep_their_worker() {
+    let home = Home::new();
+    let remote = Remote::new(home.path(), "scripts");
+    remote.write("python.d/first/p.py", &reporter("first", 1));
+    remote.write("conf.d/first.conf", &repo_input(&home, "first", "first"));
+    remote.commit_and_push("first collector");
+    home.write("python.d/local/p.py", &reporter("local", 1));
+    home.input("local", &["local"], "");
+    use_repo(&home, &remote.file_url());
+
+    let mut agent = home.start();
+    let first = wait_version(&agent, "first", 1);
+    let local = wait_version(&agent, "local", 1);
+    assert!(home
+        .path()
+        .join("data/gitrepos/scripts/conf.d/first.conf")
+        .exists());
+
+    remote.write("python.d/second/p.py", &reporter("second", 1));
+    remote.write("conf.d/second.conf", &repo_input(&home, "second", "second"));
+    remote.commit_and_push("second collector");
+    wait_version(&agent, "second", 1);
+    assert_eq!(
+        next_pid(&agent, "first"),
+        first,
+        "unchanged repo input kept"
+    );
+    assert_eq!(next_pid(&agent, "local"), local, "local input kept");
+
+    // A changed collector restarts its input only.
+    remote.write("python.d/first/p.py", &reporter("first", 2));
+    remote.commit_and_push("first v2");
+    let first2 = wait_version(&agent, "first", 2);
+    assert_ne!(first2, first);
+    assert_eq!(next_pid(&agent, "local"), local);
+
+    // A removed input is stopped.
+    let second = next_pid(&agent, "second");
+    remote.remove("conf.d/second.conf");
+    remote.commit_and_push("drop second");
+    assert!(
+        wait_until(DEADLINE, || !alive(second as i32)),
+        "removed input's worker stopped; log:\n{}",
+        agent.stderr()
+    );
+    assert_eq!(next_pid(&agent, "first"), first2);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn over_git_daemon_bad_pushes_are_contained_and_force_pushes_followed() {
+    let home = Home::new();
+    let base = home.path().join("served");
+    let remote = Remote::new(&base, "collectors");
+    remote.write("python.d/svc/p.py", &reporter("svc", 1));
+    remote.write("conf.d/svc.conf", &repo_input(&home, "svc", "svc"));
+    let good = remote.commit_and_push("svc");
+    let daemon = Daemon::start(&base);
+    use_repo(&home, &daemon.url("collectors"));
+
+    let mut agent = home.start();
+    let svc = wait_version(&agent, "svc", 1);
+
+    // A broken config: the running input stays, the error names file and line.
+    remote.write(
+        "conf.d/svc.conf",
+        "[[inputs.pythond]]\nname = \"svc\"\ncmd = \n",
+    );
+    remote.write("python.d/svc/p.py", &reporter("svc", 2));
+    remote.commit_and_push("broken");
+    let line = agent.expect_log_line(&["svc.conf:3", "TOML syntax error"]);
+    assert!(
+        line.contains("gitrepos/collectors/conf.d/svc.conf"),
+        "{line}"
+    );
+    assert_eq!(
+        next_pid(&agent, "svc"),
+        svc,
+        "the running input keeps running"
+    );
+    assert!(agent
+        .points_of("svc")
+        .iter()
+        .all(|p| p["fields"]["version"] == 1));
+
+    // A force-push that rewrites the broken commit away is followed.
+    remote.write("conf.d/svc.conf", &repo_input(&home, "svc", "svc"));
+    remote.write("python.d/svc/p.py", &reporter("svc", 3));
+    remote.force_push_from(&good, "svc v3, history rewritten");
+    let svc3 = wait_version(&agent, "svc", 3);
+    assert_ne!(svc3, svc);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn an_unreachable_remote_and_a_damaged_checkout_keep_the_last_good_one_running() {
+    let home = Home::new();
+    let base = home.path().join("served");
+    let remote = Remote::new(&base, "ops");
+    remote.write("python.d/ops/p.py", &reporter("ops", 1));
+    remote.write("conf.d/ops.conf", &repo_input(&home, "ops", "ops"));
+    remote.commit_and_push("ops");
+    let mut daemon = Daemon::start(&base);
+    use_repo(&home, &daemon.url("ops"));
+
+    let mut agent = home.start();
+    let ops = wait_version(&agent, "ops", 1);
+    let checkout = home.path().join("data/gitrepos/ops");
+
+    // A local edit in the checkout is reset by the next pull.
+    let plugin = checkout.join("python.d/ops/p.py");
+    std::fs::write(&plugin, "broken on purpose").expect("edit checkout");
+    assert!(
+        wait_until(DEADLINE, || std::fs::read_to_string(&plugin)
+            .map(|t| t.contains("Reporter"))
+            .unwrap_or(false)),
+        "checkout reset; log:\n{}",
+        agent.stderr()
+    );
+
+    // The remote goes away: reported, the input keeps running.
+    daemon.stop();
+    agent.expect_log_line(&["git pull failed", "ops", "last good checkout keeps running"]);
+    assert_eq!(next_pid(&agent, "ops"), ops);
+
+    // A damaged checkout (no usable .git) is cloned again once the remote is back.
+    std::fs::remove_dir_all(checkout.join(".git/refs")).expect("damage checkout");
+    std::fs::write(checkout.join(".git/HEAD"), "garbage").expect("damage checkout");
+    let daemon = Daemon::start_on(&base, daemon.port);
+    remote.write("python.d/ops/p.py", &reporter("ops", 2));
+    remote.commit_and_push("ops v2");
+    agent.expect_log_line(&["checkout unusable", "cloning again"]);
+    wait_version(&agent, "ops", 2);
+    drop(daemon);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn credentials_in_the_url_never_reach_the_log() {
+    let home = Home::new();
+    // Nothing listens there: every pull fails, and the error is logged.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    use_repo(
+        &home,
+        &format!("http://alice:hunter2secret@127.0.0.1:{port}/scripts.git"),
+    );
+    home.write("python.d/local/p.py", &reporter("local", 1));
+    home.input("local", &["local"], "");
+    let mut agent = home.start();
+    agent.expect_log_line(&["git pull failed", "alice:***@127.0.0.1"]);
+    wait_version(&agent, "local", 1);
+    assert!(agent.stop().success());
+    let log = agent.stderr();
+    assert!(!log.contains("hunter2secret"), "secret leaked:\n{log}");
+}
