@@ -568,7 +568,12 @@ async fn pull_once(
         }
         Err(error) => {
             let error = repo.scrub(&error.to_string());
-            tracing::error!(repo = %repo.name, url = %repo.shown_url, "git pull failed: {error}; the last good checkout keeps running");
+            let keeps = if status.commit.is_some() {
+                "the last good checkout keeps running"
+            } else {
+                "no checkout yet; will retry"
+            };
+            tracing::error!(repo = %repo.name, url = %repo.shown_url, "git pull failed: {error}; {keeps}");
             status.last_error = Some(error);
         }
     }
@@ -609,6 +614,83 @@ mod tests {
         assert_eq!(repo_name("git@example.com:team/scripts.git"), "scripts");
         assert_eq!(repo_name("file:///tmp/a b/"), "a_b");
         assert_eq!(repo_name("/"), "repo");
+    }
+
+    fn one_repo(url: &str, data: &Path) -> GitRepo {
+        let config = GitReposConfig {
+            repos: vec![GitRepoConfig {
+                enable: true,
+                url: url.into(),
+                branch: None,
+                ssh_private_key_path: None,
+                ssh_private_key_password: None,
+                token_env: None,
+            }],
+            ..GitReposConfig::default()
+        };
+        repos(&config, data).remove(0)
+    }
+
+    /// A repository with one commit holding `conf.d/x.conf`; returns the commit id.
+    fn commit(dir: &Path, content: &str) -> String {
+        let git = Repository::open(dir)
+            .or_else(|_| Repository::init(dir))
+            .expect("init");
+        std::fs::create_dir_all(dir.join("conf.d")).expect("mkdir");
+        std::fs::write(dir.join("conf.d/x.conf"), content).expect("write");
+        let mut index = git.index().expect("index");
+        index.add_path(Path::new("conf.d/x.conf")).expect("add");
+        index.write().expect("write index");
+        let tree = git
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let who = git2::Signature::now("t", "t@example.com").expect("signature");
+        let parent = git.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        git.commit(Some("HEAD"), &who, &who, "c", &tree, &parents)
+            .expect("commit")
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn status_follows_pulls_and_failures() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let origin = root.path().join("origin");
+        let first = commit(&origin, "one");
+        let repo = Arc::new(one_repo(
+            &format!("file://{}", origin.display()),
+            &root.path().join("data"),
+        ));
+        let busy = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut status = repo.status();
+
+        pull_once(&repo, &busy, MIN_PULL_TIMEOUT, &mut status, &tx).await;
+        assert_eq!(status.commit.as_deref(), Some(first.as_str()));
+        assert!(status.last_pull_unix_ms.is_some() && status.last_error.is_none());
+        assert!(matches!(rx.try_recv(), Ok(Trigger::Git { .. })));
+        assert!(repo.dir.join("conf.d/x.conf").exists());
+
+        // Same commit: no reload asked for.
+        pull_once(&repo, &busy, MIN_PULL_TIMEOUT, &mut status, &tx).await;
+        assert!(rx.try_recv().is_err());
+
+        // A new commit moves the checkout and asks for a reload.
+        let second = commit(&origin, "two");
+        pull_once(&repo, &busy, MIN_PULL_TIMEOUT, &mut status, &tx).await;
+        assert_eq!(status.commit.as_deref(), Some(second.as_str()));
+        assert_eq!(
+            std::fs::read_to_string(repo.dir.join("conf.d/x.conf")).expect("read"),
+            "two"
+        );
+        assert!(rx.try_recv().is_ok());
+
+        // The remote disappears: the error is recorded, the checkout stays.
+        std::fs::remove_dir_all(&origin).expect("remove origin");
+        pull_once(&repo, &busy, MIN_PULL_TIMEOUT, &mut status, &tx).await;
+        assert!(status.last_error.is_some(), "{status:?}");
+        assert_eq!(status.commit.as_deref(), Some(second.as_str()));
+        assert!(repo.dir.join("conf.d/x.conf").exists());
     }
 
     #[test]

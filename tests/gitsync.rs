@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+
 use common::git::{Daemon, Remote};
 use common::{alive, wait_until, Agent, Home, DEADLINE};
 
@@ -34,14 +36,51 @@ fn repo_input(home: &Home, name: &str, dir: &str) -> String {
     )
 }
 
-/// Points `pythond.toml` at `url`, pulling every second.
+/// Points `pythond.toml` at `url` (branch `main`), pulling every second.
 fn use_repo(home: &Home, url: &str) {
+    use_repo_with(home, url, "branch = \"main\"\n");
+}
+
+/// Points `pythond.toml` at `url` with `extra` keys in `[[git_repos.repo]]`.
+fn use_repo_with(home: &Home, url: &str, extra: &str) {
     home.write(
         "pythond.toml",
         &format!(
-            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[git_repos]\npull_interval = \"1s\"\n\n[[git_repos.repo]]\nurl = {url:?}\nbranch = \"main\"\n"
+            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[git_repos]\npull_interval = \"1s\"\n\n[[git_repos.repo]]\nurl = {url:?}\n{extra}"
         ),
     );
+}
+
+/// A loopback HTTP server that answers every request with `status_line` (and asks
+/// for Basic credentials), or, with `None`, accepts connections and never answers.
+/// Returns its port and the requests it received.
+fn fake_http(status_line: Option<&'static str>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            match status_line {
+                Some(status) => {
+                    let mut buf = [0u8; 4096];
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if let Ok(mut seen) = seen.lock() {
+                        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    }
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    (port, requests)
 }
 
 /// Waits for a point of `measurement` with `version`; returns its worker pid.
@@ -88,7 +127,8 @@ fn a_pushed_collector_runs_without_a_restart_and_others_keep_their_worker() {
     remote.commit_and_push("first collector");
     home.write("python.d/local/p.py", &reporter("local", 1));
     home.input("local", &["local"], "");
-    use_repo(&home, &remote.file_url());
+    // No branch: the remote's default branch is followed.
+    use_repo_with(&home, &remote.file_url(), "");
 
     let mut agent = home.start();
     let first = wait_version(&agent, "first", 1);
@@ -218,23 +258,67 @@ fn an_unreachable_remote_and_a_damaged_checkout_keep_the_last_good_one_running()
 }
 
 #[test]
-fn credentials_in_the_url_never_reach_the_log() {
+fn rejected_credentials_are_reported_without_showing_them() {
     let home = Home::new();
-    // Nothing listens there: every pull fails, and the error is logged.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    use_repo(
+    let (port, _) = fake_http(Some("401 Unauthorized"));
+    use_repo_with(
         &home,
         &format!("http://alice:hunter2secret@127.0.0.1:{port}/scripts.git"),
+        "branch = \"main\"\n",
     );
     home.write("python.d/local/p.py", &reporter("local", 1));
     home.input("local", &["local"], "");
     let mut agent = home.start();
-    agent.expect_log_line(&["git pull failed", "alice:***@127.0.0.1"]);
+    let line = agent.expect_log_line(&["git pull failed", "alice:***@127.0.0.1"]);
+    assert!(line.to_lowercase().contains("auth"), "says why: {line}");
     wait_version(&agent, "local", 1);
     assert!(agent.stop().success());
     let log = agent.stderr();
     assert!(!log.contains("hunter2secret"), "secret leaked:\n{log}");
+}
+
+#[test]
+fn a_token_from_the_environment_is_used_and_never_shown() {
+    let home = Home::new();
+    let (port, requests) = fake_http(Some("401 Unauthorized"));
+    use_repo_with(
+        &home,
+        &format!("http://127.0.0.1:{port}/scripts.git"),
+        "token_env = \"PYTHOND_TEST_GIT_TOKEN\"\n",
+    );
+    let mut command = common::pythond();
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(home.path().join("pythond.toml"))
+        .current_dir(home.path())
+        .env("PYTHOND_TEST_GIT_TOKEN", "tok3n-from-env");
+    let mut agent = Agent::spawn(command, home.path().join("points.ndjson"), &home.marker);
+    agent.expect_log_line(&["git pull failed", "127.0.0.1"]);
+    // "git:tok3n-from-env", as HTTP Basic credentials.
+    let sent = requests.lock().map(|r| r.join("\n")).unwrap_or_default();
+    assert!(
+        sent.contains("Basic Z2l0OnRvazNuLWZyb20tZW52"),
+        "the token was offered: {sent}"
+    );
+    assert!(agent.stop().success());
+    let log = agent.stderr();
+    assert!(!log.contains("tok3n-from-env"), "token leaked:\n{log}");
+    assert!(
+        !log.contains("token_env names an unset"),
+        "token not found:\n{log}"
+    );
+}
+
+#[test]
+fn a_pull_that_hangs_times_out_and_is_reported() {
+    let home = Home::new();
+    let (port, _) = fake_http(None);
+    use_repo(&home, &format!("http://127.0.0.1:{port}/slow.git"));
+    home.write("python.d/local/p.py", &reporter("local", 1));
+    home.input("local", &["local"], "");
+    let mut agent = home.start();
+    agent.expect_log_line(&["git pull failed", "timed out"]);
+    wait_version(&agent, "local", 1);
+    assert!(agent.stop().success());
 }
