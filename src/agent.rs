@@ -56,7 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let checkouts: Vec<_> = repos.iter().map(|r| r.dir.clone()).collect();
     let layout = Layout::new(&config.agent.conf_dir, &config.agent.python_dir, &checkouts);
     reload(&mut inputs, &layout, &stats, None).await;
-    if inputs.is_empty() {
+    if inputs.is_empty() && checkouts.is_empty() {
         tracing::warn!(conf_dir = %config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
     }
     tracing::info!(inputs = inputs.len(), "pythond running");

@@ -53,6 +53,10 @@ pub struct GitRepoStatus {
     pub last_pull_unix_ms: Option<u64>,
     /// Why the last pull failed; `None` after a successful pull.
     pub last_error: Option<String>,
+    /// Pulls that succeeded since the agent started.
+    pub pulls: u64,
+    /// Pulls that failed since the agent started.
+    pub failures: u64,
 }
 
 /// One enabled repository and where it is checked out.
@@ -523,6 +527,7 @@ async fn pull_once(
         let error = "the previous pull is still running".to_string();
         tracing::warn!(repo = %repo.name, url = %repo.shown_url, "{error}; skipping this pull");
         status.last_error = Some(error);
+        status.failures += 1;
         return;
     }
     let task = {
@@ -559,6 +564,7 @@ async fn pull_once(
             status.commit = Some(synced.commit.clone());
             status.last_pull_unix_ms = Some(unix_ms_now());
             status.last_error = None;
+            status.pulls += 1;
             if changed {
                 let _ = triggers.send(Trigger::Git {
                     repo: repo.name.clone(),
@@ -575,6 +581,7 @@ async fn pull_once(
             };
             tracing::error!(repo = %repo.name, url = %repo.shown_url, "git pull failed: {error}; {keeps}");
             status.last_error = Some(error);
+            status.failures += 1;
         }
     }
 }
@@ -689,6 +696,7 @@ mod tests {
         std::fs::remove_dir_all(&origin).expect("remove origin");
         pull_once(&repo, &busy, MIN_PULL_TIMEOUT, &mut status, &tx).await;
         assert!(status.last_error.is_some(), "{status:?}");
+        assert_eq!((status.pulls, status.failures), (3, 1));
         assert_eq!(status.commit.as_deref(), Some(second.as_str()));
         assert!(repo.dir.join("conf.d/x.conf").exists());
     }
