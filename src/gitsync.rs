@@ -481,7 +481,10 @@ fn unix_ms_now() -> u64 {
 
 /// Pulls every repository every `interval` until `shutdown`, updating the status in
 /// `stats` and sending a [`Trigger::Git`] when a checkout moves to another commit.
-/// The first pull of each repository happens at once.
+///
+/// The first pulls happen at once, all together, and their triggers are sent only
+/// when every one has finished: the first reload then sees every checkout, so the
+/// precedence between repositories holds from the start.
 pub fn spawn(
     repos: Vec<GitRepo>,
     interval: Duration,
@@ -495,25 +498,44 @@ pub fn spawn(
     let timeout = pull_timeout(interval);
     set_network_timeouts(timeout);
     stats.set_git_repos(repos.iter().map(GitRepo::status).collect());
-    for (index, repo) in repos.into_iter().enumerate() {
-        let stats = stats.clone();
-        let triggers = triggers.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let repo = Arc::new(repo);
-            let busy = Arc::new(AtomicBool::new(false));
-            let mut status = repo.status();
-            status.commit = current_commit(&repo.dir);
-            loop {
-                pull_once(&repo, &busy, timeout, &mut status, &triggers).await;
-                stats.update_git_repo(index, status.clone());
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(interval) => {}
-                }
-            }
+    tokio::spawn(async move {
+        let mut states: Vec<(Arc<GitRepo>, Arc<AtomicBool>, GitRepoStatus)> = repos
+            .into_iter()
+            .map(|repo| {
+                let mut status = repo.status();
+                status.commit = current_commit(&repo.dir);
+                (Arc::new(repo), Arc::new(AtomicBool::new(false)), status)
+            })
+            .collect();
+        let (first_tx, mut first_rx) = mpsc::unbounded_channel();
+        let first_round = states.iter_mut().map(|(repo, busy, status)| {
+            let first_tx = first_tx.clone();
+            async move { pull_once(repo, busy, timeout, status, &first_tx).await }
         });
-    }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = futures_util::future::join_all(first_round) => {}
+        }
+        while let Ok(trigger) = first_rx.try_recv() {
+            let _ = triggers.send(trigger);
+        }
+        for (index, (repo, busy, mut status)) in states.into_iter().enumerate() {
+            stats.update_git_repo(index, status.clone());
+            let stats = stats.clone();
+            let triggers = triggers.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                    pull_once(&repo, &busy, timeout, &mut status, &triggers).await;
+                    stats.update_git_repo(index, status.clone());
+                }
+            });
+        }
+    });
 }
 
 async fn pull_once(

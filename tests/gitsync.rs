@@ -322,3 +322,36 @@ fn a_pull_that_hangs_times_out_and_is_reported() {
     wait_version(&agent, "local", 1);
     assert!(agent.stop().success());
 }
+
+#[test]
+fn several_repos_run_side_by_side_and_the_first_declaration_wins() {
+    let home = Home::new();
+    let one = Remote::new(home.path(), "one");
+    one.write("python.d/shared/p.py", &reporter("from_one", 1));
+    one.write("conf.d/shared.conf", &repo_input(&home, "shared", "shared"));
+    one.commit_and_push("one");
+    let two = Remote::new(home.path(), "two");
+    two.write("python.d/shared/p.py", &reporter("from_two", 1));
+    two.write("python.d/own/p.py", &reporter("own", 1));
+    // Same name as in `one`: ignored, with an error naming both places.
+    two.write("conf.d/shared.conf", &repo_input(&home, "shared", "shared"));
+    two.write("conf.d/own.conf", &repo_input(&home, "own", "own"));
+    two.commit_and_push("two");
+    home.write(
+        "pythond.toml",
+        &format!(
+            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[git_repos]\npull_interval = \"1s\"\n\n[[git_repos.repo]]\nurl = {:?}\n\n[[git_repos.repo]]\nurl = {:?}\n",
+            one.file_url(),
+            two.file_url()
+        ),
+    );
+    let mut agent = home.start();
+    wait_version(&agent, "from_one", 1);
+    wait_version(&agent, "own", 1);
+    agent.expect_log_line(&["two/conf.d/shared.conf", "already declared"]);
+    assert!(
+        agent.points_of("from_two").is_empty(),
+        "the first repo's input wins"
+    );
+    assert!(agent.stop().success());
+}
