@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::git::{Daemon, Remote};
+use common::git::{Daemon, Remote, Sshd};
 use common::{alive, wait_until, Agent, Home, DEADLINE};
 
 /// A plugin reporting `measurement` every second with the worker's pid and `version`.
@@ -354,4 +354,60 @@ fn several_repos_run_side_by_side_and_the_first_declaration_wins() {
         "the first repo's input wins"
     );
     assert!(agent.stop().success());
+}
+
+/// Starts `pythond run` on `home` with `HOME` set to `user_home` (for known_hosts).
+fn start_with_home(home: &Home, user_home: &std::path::Path) -> Agent {
+    let mut command = common::pythond();
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(home.path().join("pythond.toml"))
+        .current_dir(home.path())
+        .env("HOME", user_home);
+    Agent::spawn(command, home.path().join("points.ndjson"), &home.marker)
+}
+
+#[test]
+fn ssh_with_an_encrypted_key_works_and_a_wrong_passphrase_is_reported() {
+    let home = Home::new();
+    let remote = Remote::new(home.path(), "viassh");
+    remote.write("python.d/viassh/p.py", &reporter("viassh", 1));
+    remote.write("conf.d/viassh.conf", &repo_input(&home, "viassh", "viassh"));
+    remote.commit_and_push("over ssh");
+    let sshd = Sshd::start(&home.path().join("sshd"));
+    let key = sshd.client_key.display().to_string();
+
+    use_repo_with(
+        &home,
+        &sshd.url(&remote.bare),
+        &format!(
+            "branch = \"main\"\nssh_private_key_path = {key:?}\nssh_private_key_password = \"wrong-passphrase-77\"\n"
+        ),
+    );
+    let mut agent = start_with_home(&home, &sshd.home);
+    agent.expect_log_line(&["git pull failed", "ssh://"]);
+    assert!(agent.stop().success());
+    assert!(
+        !agent.stderr().contains("wrong-passphrase-77"),
+        "{}",
+        agent.stderr()
+    );
+
+    use_repo_with(
+        &home,
+        &sshd.url(&remote.bare),
+        &format!(
+            "branch = \"main\"\nssh_private_key_path = {key:?}\nssh_private_key_password = {:?}\n",
+            Sshd::PASSPHRASE
+        ),
+    );
+    let mut agent = start_with_home(&home, &sshd.home);
+    wait_version(&agent, "viassh", 1);
+    assert!(agent.stop().success());
+    assert!(
+        !agent.stderr().contains(Sshd::PASSPHRASE),
+        "{}",
+        agent.stderr()
+    );
 }

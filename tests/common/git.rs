@@ -173,3 +173,125 @@ impl Drop for Daemon {
         self.stop();
     }
 }
+
+/// A throw-away `sshd` on a loopback port that lets the current user in with one
+/// client key (encrypted with a passphrase), and a `HOME` whose `known_hosts`
+/// knows its host key. Killed on drop.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    /// The private key to use (passphrase [`Sshd::PASSPHRASE`]).
+    pub client_key: PathBuf,
+    /// A home directory with `.ssh/known_hosts`, for the agent's `HOME`.
+    pub home: PathBuf,
+    pub user: String,
+}
+
+impl Sshd {
+    pub const PASSPHRASE: &'static str = "key-passphrase-42";
+
+    /// Starts sshd with its keys and config under `dir`.
+    pub fn start(dir: &Path) -> Sshd {
+        std::fs::create_dir_all(dir).expect("sshd dir");
+        let keygen = |file: &str, passphrase: &str| {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", passphrase, "-f"])
+                .arg(dir.join(file))
+                .status()
+                .expect("run ssh-keygen");
+            assert!(status.success(), "ssh-keygen failed");
+        };
+        keygen("host_key", "");
+        keygen("client_key", Self::PASSPHRASE);
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
+            .expect("authorized_keys");
+        // sshd insists on its privilege separation directory, even for one test.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let user = String::from_utf8_lossy(
+            &Command::new("id")
+                .arg("-un")
+                .output()
+                .expect("run id")
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let host_key = std::fs::read_to_string(dir.join("host_key.pub")).expect("host key");
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("sshd");
+        for _ in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let config = dir.join("sshd_config");
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin yes\n",
+                    dir.join("host_key").display(),
+                    dir.join("authorized_keys").display(),
+                    dir.join("sshd.pid").display(),
+                ),
+            )
+            .expect("sshd_config");
+            let mut child = Command::new(sshd)
+                .arg("-D")
+                .arg("-f")
+                .arg(&config)
+                .arg("-E")
+                .arg(dir.join("sshd.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start sshd (openssh-server)");
+            let up = wait_until(Duration::from_secs(10), || {
+                matches!(child.try_wait(), Ok(None))
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            if up {
+                let home = dir.join("home");
+                std::fs::create_dir_all(home.join(".ssh")).expect("home");
+                std::fs::write(
+                    home.join(".ssh/known_hosts"),
+                    format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")),
+                )
+                .expect("known_hosts");
+                return Sshd {
+                    child,
+                    port,
+                    client_key: dir.join("client_key"),
+                    home,
+                    user,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "sshd did not start; its log:\n{}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// `ssh://` URL of a repository at an absolute path on this machine.
+    pub fn url(&self, path: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            path.display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
