@@ -2,7 +2,10 @@
 //!
 //! Wires config to supervisors to sinks, then waits for signals. SIGINT/SIGTERM stop
 //! scheduling and give runs in flight a grace period before their workers are killed;
-//! a second SIGINT/SIGTERM kills every worker at once.
+//! a second SIGINT/SIGTERM kills every worker at once. SIGHUP, a change under the
+//! local conf/python directories, or a pulled git commit reload the configuration
+//! ([`crate::reload`]): only inputs whose config or files changed are restarted
+//! ([`crate::inputs`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -11,16 +14,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, InputConfig, Transport};
+use crate::config::{Config, InputConfig};
+use crate::gitsync;
 use crate::http::HttpServer;
 use crate::ingest::Ingest;
+use crate::inputs::InputSet;
+use crate::reload::{self, Layout, Trigger};
 use crate::sink::Sinks;
-use crate::stats::{InputState, Stats};
-use crate::supervisor::{resolve_dirs, InputSupervisor};
-use crate::worker::{Runtime, SessionContext, WorkerSpec};
+use crate::stats::Stats;
+use crate::worker::{Runtime, WorkerSpec};
 
 /// How long runs in flight may take to finish after SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -42,66 +47,58 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?);
 
     let http = start_http(&config, &ingest, &stats).await?;
-
-    let loaded = config::load_inputs(&config.agent.conf_dir);
-    for error in &loaded.errors {
-        tracing::error!("config: {error}");
-    }
-    for skipped in &loaded.skipped {
-        tracing::info!("config: {skipped}; not a pythond input, ignored");
-    }
-    if loaded.inputs.is_empty() {
-        tracing::warn!(conf_dir = %config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
-    }
+    let http_transport = http
+        .as_ref()
+        .map(|server| server.transport(config.http.token.clone()));
 
     let shutdown = CancellationToken::new();
-    let mut supervisors = JoinSet::new();
-    for input in loaded.inputs {
-        let input_stats = stats.input(&input.name);
-        let paths = match resolve_dirs(&config.agent.python_dir, &input.dirs) {
-            Ok(paths) => paths,
-            Err(reason) => {
-                tracing::error!(input = %input.name, origin = %input.origin, "{reason}; this input will not run");
-                input_stats.set_state(InputState::Failed { reason });
-                continue;
-            }
-        };
-        let mut spec = worker_spec(&runtime, &input, &paths);
-        if input.transport == Transport::Http {
-            let tags = ingest.input_tags(&input.tags);
-            use_http_transport(
-                &mut spec,
-                &input,
-                http.as_ref(),
-                config.http.token.as_deref(),
-                tags,
-            );
-        }
-        let ctx = Arc::new(SessionContext {
-            input: input.name.clone(),
-            tags: ingest.input_tags(&input.tags),
-            ingest: ingest.clone(),
-            stats: input_stats,
-        });
-        let supervisor =
-            InputSupervisor::new(input, spec, ctx, shutdown.child_token(), SHUTDOWN_GRACE);
-        supervisors.spawn(supervisor.run());
+    let mut inputs = InputSet::new(
+        runtime.clone(),
+        ingest.clone(),
+        stats.clone(),
+        http_transport,
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+    );
+    let repos = gitsync::repos(&config.git_repos, &config.agent.data_dir);
+    let checkouts: Vec<_> = repos.iter().map(|r| r.dir.clone()).collect();
+    let layout = Layout::new(&config.agent.conf_dir, &config.agent.python_dir, &checkouts);
+    reload(&mut inputs, &layout, &stats, None).await;
+    if inputs.is_empty() && checkouts.is_empty() {
+        tracing::warn!(conf_dir = %config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
     }
-    tracing::info!(inputs = supervisors.len(), "pythond running");
+    tracing::info!(inputs = inputs.len(), "pythond running");
+
+    let (triggers, mut triggered) = mpsc::unbounded_channel();
+    let _watcher = reload::watch(
+        &[config.agent.conf_dir.clone(), config.agent.python_dir.clone()],
+        triggers.clone(),
+    )
+    .map_err(|error| tracing::error!(%error, "cannot watch conf.d/python.d for changes; reload with SIGHUP"))
+    .ok();
+    gitsync::spawn(
+        repos,
+        config.git_repos.pull_interval,
+        stats.clone(),
+        triggers,
+        shutdown.clone(),
+    );
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     loop {
-        tokio::select! {
+        let trigger = tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => tracing::warn!("SIGHUP received, but configuration reload is not available yet; restart pythond to apply changes"),
-        }
+            _ = hangup.recv() => Trigger::Signal,
+            Some(trigger) = triggered.recv() => trigger,
+        };
+        reload(&mut inputs, &layout, &stats, Some(trigger)).await;
     }
     tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down: no new runs; waiting for runs in flight");
     shutdown.cancel();
-    let all_stopped = async { while supervisors.join_next().await.is_some() {} };
+    let all_stopped = inputs.join_all();
     tokio::pin!(all_stopped);
     tokio::select! {
         _ = &mut all_stopped => {}
@@ -149,33 +146,45 @@ async fn start_http(
     }
 }
 
-/// Makes the worker's `report()` post to the agent's write API (`transport = "http"`),
-/// passing the URL as `--http-url` and the token, if any, as `PYTHOND_HTTP_TOKEN`, and
-/// tells the API the input's tags.
-fn use_http_transport(
-    spec: &mut WorkerSpec,
-    input: &InputConfig,
-    http: Option<&HttpServer>,
-    token: Option<&str>,
-    tags: crate::ingest::InputTags,
-) {
-    let Some(http) = http else {
-        tracing::error!(input = %input.name, "transport = \"http\" but the HTTP API is not running; this input's reports will fail");
-        return;
+/// Computes the inputs `layout` asks for and applies them to `inputs` (restarting
+/// only what changed); logs and records configuration errors. `trigger` is `None` for
+/// the first load.
+async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: Option<Trigger>) {
+    if let Some(trigger) = &trigger {
+        tracing::info!("reloading configuration after {trigger}");
+    }
+    let computed = {
+        let layout = layout.clone();
+        tokio::task::spawn_blocking(move || reload::desired(&layout)).await
     };
-    http.register_input(&input.name, tags);
-    let url = http.local_url();
-    spec.args.splice(
-        1..1,
-        [
-            "--transport".into(),
-            "http".into(),
-            "--http-url".into(),
-            url.into(),
-        ],
-    );
-    if let Some(token) = token {
-        spec.envs.push(("PYTHOND_HTTP_TOKEN".into(), token.into()));
+    let desired = match computed {
+        Ok(desired) => desired,
+        Err(error) => {
+            tracing::error!(%error, "configuration reload failed; running inputs left as they are");
+            stats.set_reload_error(Some(format!("reload failed: {error}")));
+            return;
+        }
+    };
+    for error in &desired.errors {
+        tracing::error!("config: {error}");
+    }
+    for skipped in &desired.skipped {
+        tracing::info!("config: {skipped}; not a pythond input, ignored");
+    }
+    stats.set_reload_error(if desired.errors.is_empty() {
+        None
+    } else {
+        Some(desired.errors.join("; "))
+    });
+    let applied = inputs.apply(desired).await;
+    if trigger.is_some() {
+        tracing::info!(
+            started = ?applied.started,
+            restarted = ?applied.restarted,
+            stopped = ?applied.stopped,
+            unchanged = applied.unchanged,
+            "configuration reloaded"
+        );
     }
 }
 

@@ -21,6 +21,10 @@ pub struct Stats {
     inputs: Mutex<BTreeMap<String, Arc<InputStats>>>,
     points: PointStats,
     sinks: Mutex<BTreeMap<String, Arc<SinkStats>>>,
+    /// One entry per enabled git repository, in precedence order.
+    git_repos: Mutex<Vec<crate::gitsync::GitRepoStatus>>,
+    /// Why the last configuration reload found errors; `None` when it found none.
+    reload_error: Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -59,12 +63,31 @@ impl Stats {
             .clone()
     }
 
+    /// Sets the list of git repositories shown in status.
+    pub fn set_git_repos(&self, repos: Vec<crate::gitsync::GitRepoStatus>) {
+        *lock(&self.git_repos) = repos;
+    }
+
+    /// Replaces the status of the `index`-th git repository.
+    pub fn update_git_repo(&self, index: usize, status: crate::gitsync::GitRepoStatus) {
+        if let Some(slot) = lock(&self.git_repos).get_mut(index) {
+            *slot = status;
+        }
+    }
+
+    /// Records the errors of the last configuration reload (`None`: it had none).
+    pub fn set_reload_error(&self, error: Option<String>) {
+        *lock(&self.reload_error) = error;
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let inputs = lock(&self.inputs).values().map(|i| i.snapshot()).collect();
         StatsSnapshot {
             inputs,
             points: self.points.snapshot(),
             sinks: lock(&self.sinks).values().map(|s| s.snapshot()).collect(),
+            git_repos: lock(&self.git_repos).clone(),
+            last_reload_error: lock(&self.reload_error).clone(),
         }
     }
 }
@@ -444,6 +467,10 @@ pub struct StatsSnapshot {
     pub points: PointsSnapshot,
     /// Network sinks (datakit, influxdb): queue depth and delivery counters.
     pub sinks: Vec<SinkSnapshot>,
+    /// Each git repository: URL (redacted), branch, commit, last pull, last error.
+    pub git_repos: Vec<crate::gitsync::GitRepoStatus>,
+    /// The configuration errors found by the last reload (file:line each), if any.
+    pub last_reload_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -64,6 +64,7 @@ const GIT_REPO_KEYS: &[&str] = &[
     "branch",
     "ssh_private_key_path",
     "ssh_private_key_password",
+    "token_env",
 ];
 
 /// The whole main configuration, validated, with defaults applied and every path
@@ -346,7 +347,8 @@ impl Default for GitReposConfig {
     }
 }
 
-/// One `[[git_repos.repo]]`. `Debug` never shows the key password.
+/// One `[[git_repos.repo]]`. `Debug` never shows the key password, nor a password
+/// in the URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GitRepoConfig {
     /// Whether to sync this repository.
@@ -369,19 +371,26 @@ pub struct GitRepoConfig {
     ///
     /// Key `ssh_private_key_password`, optional; needs `ssh_private_key_path`.
     pub ssh_private_key_password: Option<String>,
+    /// Name of an environment variable holding the password or access token for an
+    /// `http(s)://` URL (user: the URL's user name, else `git`). Keeps the secret out
+    /// of the file. Not a DataKit key.
+    ///
+    /// Key `token_env`, optional.
+    pub token_env: Option<String>,
 }
 
 impl fmt::Debug for GitRepoConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitRepoConfig")
             .field("enable", &self.enable)
-            .field("url", &self.url)
+            .field("url", &crate::gitsync::redact_url(&self.url))
             .field("branch", &self.branch)
             .field("ssh_private_key_path", &self.ssh_private_key_path)
             .field(
                 "ssh_private_key_password",
                 &self.ssh_private_key_password.as_ref().map(|_| REDACTED),
             )
+            .field("token_env", &self.token_env)
             .finish()
     }
 }
@@ -703,6 +712,7 @@ fn read_git_repos(section: &mut Section<'_, '_>, base: &Path, git: &mut GitRepos
             tree::non_empty_string(node).map(|p| values::resolve(base, &p))
         });
         let password = repo.get_located("ssh_private_key_password", tree::string);
+        let token_env = repo.get("token_env", tree::non_empty_string);
         if let (Some((_, span)), None) = (&password, &key_path) {
             repo.invalid(
                 span,
@@ -718,6 +728,7 @@ fn read_git_repos(section: &mut Section<'_, '_>, base: &Path, git: &mut GitRepos
                 branch,
                 ssh_private_key_path: key_path,
                 ssh_private_key_password: password.map(|(p, _)| p),
+                token_env,
             });
         }
     }

@@ -292,6 +292,7 @@ ssh_private_key_password = "hunter2"
                 branch: Some("main".into()),
                 ssh_private_key_path: None,
                 ssh_private_key_password: None,
+                token_env: None,
             },
             GitRepoConfig {
                 enable: true,
@@ -299,6 +300,7 @@ ssh_private_key_password = "hunter2"
                 branch: None,
                 ssh_private_key_path: Some("/root/.ssh/id_rsa".into()),
                 ssh_private_key_password: Some("hunter2".into()),
+                token_env: None,
             },
         ]
     );
@@ -388,7 +390,7 @@ fn unknown_keys_in_every_main_section() {
             "[[git_repos.repo]]\nurl = \"u\"\n\nbranche = \"main\"\n",
             4,
             "branche",
-            "unknown key `branche` in [[git_repos.repo]] (expected one of: enable, url, branch, ssh_private_key_path, ssh_private_key_password)",
+            "unknown key `branche` in [[git_repos.repo]] (expected one of: enable, url, branch, ssh_private_key_path, ssh_private_key_password, token_env)",
         ),
         (
             "# top\nlisten = \"x\"\n",

@@ -92,6 +92,40 @@ pub struct AppState {
 }
 
 /// A running HTTP API.
+/// Points inputs with `transport = "http"` at the running API. Cheap to clone: the
+/// input set keeps one to configure every worker it starts, on every reload.
+#[derive(Clone)]
+pub struct HttpTransport {
+    url: String,
+    token: Option<String>,
+    state: Arc<AppState>,
+}
+
+impl HttpTransport {
+    /// Makes the worker's `report()` post to the write API: the URL goes as
+    /// `--http-url`, the token (if any) as `PYTHOND_HTTP_TOKEN`, and the API learns the
+    /// tags the input's points get.
+    pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
+        self.state
+            .http_inputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.input.clone(), tags);
+        spec.args.splice(
+            1..1,
+            [
+                "--transport".into(),
+                "http".into(),
+                "--http-url".into(),
+                self.url.clone().into(),
+            ],
+        );
+        if let Some(token) = &self.token {
+            spec.envs.push(("PYTHOND_HTTP_TOKEN".into(), token.clone()));
+        }
+    }
+}
+
 pub struct HttpServer {
     addr: SocketAddr,
     stop: CancellationToken,
@@ -154,15 +188,14 @@ impl HttpServer {
         })
     }
 
-    /// Declares an input whose workers post their reports here (`transport = "http"`):
-    /// writes that name it in `X-Pythond-Input` get its tags (instead of only the
-    /// global ones) and are counted for the plugin in `X-Pythond-Plugin`.
-    pub fn register_input(&self, name: &str, tags: InputTags) {
-        self.state
-            .http_inputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), tags);
+    /// What inputs with `transport = "http"` need from this server; `token` is the
+    /// API's token, which their workers must send.
+    pub fn transport(&self, token: Option<String>) -> HttpTransport {
+        HttpTransport {
+            url: self.local_url(),
+            token,
+            state: self.state.clone(),
+        }
     }
 
     /// The address actually bound.

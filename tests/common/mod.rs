@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod git;
 pub mod http;
 
 use std::io::{BufRead, BufReader, Read};

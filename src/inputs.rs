@@ -1,0 +1,217 @@
+//! The running inputs, and how a new desired state is applied to them.
+//!
+//! An [`InputSet`] maps each input name to its running [`InputSupervisor`] (its own
+//! cancellation token, task and [`Fingerprint`]). [`InputSet::apply`] compares a
+//! [`Desired`] state with what runs: removed inputs are stopped (the same graceful
+//! path as shutdown, for that input alone) and forgotten by the stats; inputs whose
+//! fingerprint changed are stopped and started again; added ones are started; the
+//! others are not touched at all — same worker process, no gap. Inputs declared in a
+//! file that no longer parses are left as they run. Sinks and their buffers are never
+//! involved.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Transport;
+use crate::http::HttpTransport;
+use crate::ingest::Ingest;
+use crate::reload::{Desired, DesiredInput, Fingerprint};
+use crate::stats::{InputState, Stats};
+use crate::supervisor::InputSupervisor;
+use crate::worker::{Runtime, SessionContext};
+
+/// One input as it runs.
+struct Running {
+    fingerprint: Fingerprint,
+    /// The conf file that declares it.
+    file: PathBuf,
+    cancel: CancellationToken,
+    /// `None` when the input could not start (bad `dirs`): nothing to stop.
+    task: Option<JoinHandle<()>>,
+}
+
+/// What [`InputSet::apply`] did, for the log and the tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub stopped: Vec<String>,
+    pub unchanged: usize,
+}
+
+/// Every running input of the agent.
+pub struct InputSet {
+    running: BTreeMap<String, Running>,
+    runtime: Arc<Runtime>,
+    ingest: Arc<Ingest>,
+    stats: Arc<Stats>,
+    /// How `transport = "http"` inputs reach the write API; `None` when it is not
+    /// running (such inputs then start on the pipe, with an error logged).
+    http: Option<HttpTransport>,
+    /// Parent of every input's token: cancelling it stops them all.
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+impl InputSet {
+    /// An empty set; inputs start with the first [`InputSet::apply`].
+    pub fn new(
+        runtime: Arc<Runtime>,
+        ingest: Arc<Ingest>,
+        stats: Arc<Stats>,
+        http: Option<HttpTransport>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Self {
+        InputSet {
+            running: BTreeMap::new(),
+            runtime,
+            ingest,
+            stats,
+            http,
+            shutdown,
+            grace,
+        }
+    }
+
+    /// Number of inputs (running or failed to start).
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Brings the running inputs to `desired`, restarting only what changed.
+    pub async fn apply(&mut self, desired: Desired) -> Applied {
+        let mut applied = Applied::default();
+        let wanted: HashSet<&str> = desired
+            .inputs
+            .iter()
+            .map(|i| i.config.name.as_str())
+            .collect();
+
+        // Which running inputs go: removed (unless their file is broken) or changed.
+        let mut to_stop = Vec::new();
+        for (name, running) in &self.running {
+            if !wanted.contains(name.as_str()) {
+                if desired.broken_files.contains(&running.file) {
+                    tracing::warn!(input = %name, file = %running.file.display(), "config file has errors; input kept as it runs");
+                    continue;
+                }
+                to_stop.push((name.clone(), true));
+            }
+        }
+        for input in &desired.inputs {
+            if let Some(running) = self.running.get(&input.config.name) {
+                if running.fingerprint != input.fingerprint {
+                    to_stop.push((input.config.name.clone(), false));
+                } else {
+                    applied.unchanged += 1;
+                }
+            }
+        }
+
+        // Stop them all at once: each gets the shutdown grace, in parallel.
+        let mut stopping = Vec::new();
+        for (name, removed) in &to_stop {
+            if let Some(running) = self.running.remove(name) {
+                tracing::info!(input = %name, "{}", if *removed { "input removed from config; stopping it" } else { "input config or files changed; restarting it" });
+                running.cancel.cancel();
+                if let Some(task) = running.task {
+                    stopping.push((name.clone(), task));
+                }
+            }
+        }
+        for (name, task) in stopping {
+            if let Err(error) = task.await {
+                tracing::error!(input = %name, %error, "input supervisor ended abnormally");
+            }
+        }
+        for (name, removed) in to_stop {
+            if removed {
+                self.stats.remove_input(&name);
+                applied.stopped.push(name);
+            } else {
+                applied.restarted.push(name);
+            }
+        }
+
+        for input in desired.inputs {
+            if self.running.contains_key(&input.config.name) {
+                continue;
+            }
+            let name = input.config.name.clone();
+            if !applied.restarted.contains(&name) {
+                applied.started.push(name.clone());
+            }
+            let running = self.start(input);
+            self.running.insert(name, running);
+        }
+        applied
+    }
+
+    fn start(&self, input: DesiredInput) -> Running {
+        let DesiredInput {
+            config,
+            paths,
+            fingerprint,
+        } = input;
+        let input_stats = self.stats.input(&config.name);
+        let cancel = self.shutdown.child_token();
+        let file = config.origin.file.clone();
+        let paths = match paths {
+            Ok(paths) => paths,
+            Err(reason) => {
+                tracing::error!(input = %config.name, origin = %config.origin, "{reason}; this input will not run");
+                input_stats.set_state(InputState::Failed { reason });
+                return Running {
+                    fingerprint,
+                    file,
+                    cancel,
+                    task: None,
+                };
+            }
+        };
+        let mut spec = crate::agent::worker_spec(&self.runtime, &config, &paths);
+        if config.transport == Transport::Http {
+            match &self.http {
+                Some(http) => http.configure(&mut spec, self.ingest.input_tags(&config.tags)),
+                None => {
+                    tracing::error!(input = %config.name, "transport = \"http\" but the HTTP API is not running; this input reports over the pipe")
+                }
+            }
+        }
+        let ctx = Arc::new(SessionContext {
+            input: config.name.clone(),
+            tags: self.ingest.input_tags(&config.tags),
+            ingest: self.ingest.clone(),
+            stats: input_stats,
+        });
+        tracing::info!(input = %config.name, origin = %config.origin, "starting input");
+        let supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace);
+        Running {
+            fingerprint,
+            file,
+            cancel,
+            task: Some(tokio::spawn(supervisor.run())),
+        }
+    }
+
+    /// Waits until every supervisor has ended (after the shutdown token was cancelled).
+    pub async fn join_all(&mut self) {
+        for (name, running) in std::mem::take(&mut self.running) {
+            if let Some(task) = running.task {
+                if let Err(error) = task.await {
+                    tracing::error!(input = %name, %error, "input supervisor ended abnormally");
+                }
+            }
+        }
+    }
+}
