@@ -180,6 +180,77 @@ pub fn render(status: &Value) -> String {
         out.push_str(&table(&rows));
     }
 
+    let sinks = status["sinks"].as_array().unwrap_or(&empty);
+    if !sinks.is_empty() {
+        let mut rows = vec![vec![
+            "SINK".to_string(),
+            "TYPE".into(),
+            "QUEUED".into(),
+            "QUEUED BYTES".into(),
+            "OLDEST".into(),
+            "SENT".into(),
+            "RETRIES".into(),
+            "DROPPED".into(),
+            "DEAD-LETTERED".into(),
+            "LAST ERROR".into(),
+        ]];
+        for sink in sinks {
+            rows.push(vec![
+                text(&sink["name"]),
+                text(&sink["type"]),
+                text(&sink["queued_points"]),
+                text(&sink["queued_bytes"]),
+                sink["oldest_queued_age_ms"]
+                    .as_u64()
+                    .map(human_age)
+                    .unwrap_or_else(|| "-".into()),
+                text(&sink["sent_points"]),
+                text(&sink["retries"]),
+                text(&sink["dropped_points"]),
+                text(&sink["dead_lettered_points"]),
+                one_line(sink["last_error"].as_str().unwrap_or("")),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
+
+    let repos = status["git_repos"].as_array().unwrap_or(&empty);
+    if !repos.is_empty() {
+        let mut rows = vec![vec![
+            "GIT REPO".to_string(),
+            "URL".into(),
+            "BRANCH".into(),
+            "COMMIT".into(),
+            "LAST PULL".into(),
+            "LAST ERROR".into(),
+        ]];
+        for repo in repos {
+            let commit = repo["commit"]
+                .as_str()
+                .map(|c| c.chars().take(12).collect());
+            rows.push(vec![
+                text(&repo["name"]),
+                text(&repo["url"]),
+                text(&repo["branch"]),
+                commit.unwrap_or_else(|| "-".into()),
+                repo["last_pull_unix_ms"]
+                    .as_u64()
+                    .map(|ms| format!("{} ago", human_age(now_ms.saturating_sub(ms))))
+                    .unwrap_or_else(|| "never".into()),
+                one_line(repo["last_error"].as_str().unwrap_or("")),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
+    if let Some(error) = status["last_reload_error"].as_str() {
+        let _ = writeln!(
+            out,
+            "\nconfiguration errors (running inputs left as they were): {error}"
+        );
+    }
+
     let points = &status["points"];
     let _ = writeln!(
         out,
@@ -315,5 +386,64 @@ mod tests {
         assert!(text.contains("metric=6"), "{text}");
         assert!(text.contains("never"), "{text}");
         assert!(text.contains("shop: db down"), "{text}");
+    }
+
+    #[test]
+    fn renders_sinks_git_repos_and_reload_errors() {
+        let status = serde_json::json!({
+            "inputs": [], "points": {"accepted": {}, "fixed": [], "rejected": []},
+            "sinks": [{"name": "vm", "type": "influxdb", "queued_points": 120,
+                       "queued_bytes": 4096, "oldest_queued_age_ms": 65000, "sent_points": 900,
+                       "retries": 3, "dropped_points": 0, "dead_lettered_points": 2,
+                       "last_error": "connection refused"}],
+            "git_repos": [{"name": "collectors", "url": "https://***@git.example/c.git",
+                           "branch": "main", "commit": "0123456789abcdef0123",
+                           "last_pull_unix_ms": null, "last_error": "timed out"}],
+            "last_reload_error": "conf.d/x.conf:3: unknown key `intervl`"
+        });
+        let text = render(&status);
+        let sink_row = text
+            .lines()
+            .find(|l| l.starts_with("vm "))
+            .unwrap_or_default();
+        for cell in [
+            "influxdb",
+            "120",
+            "4096",
+            "65s",
+            "900",
+            "3",
+            "2",
+            "connection refused",
+        ] {
+            assert!(
+                sink_row.contains(cell),
+                "{cell:?} missing from {sink_row:?}\n{text}"
+            );
+        }
+        let repo_row = text
+            .lines()
+            .find(|l| l.starts_with("collectors "))
+            .unwrap_or_default();
+        for cell in [
+            "https://***@git.example/c.git",
+            "main",
+            "0123456789ab",
+            "never",
+            "timed out",
+        ] {
+            assert!(
+                repo_row.contains(cell),
+                "{cell:?} missing from {repo_row:?}\n{text}"
+            );
+        }
+        assert!(
+            !repo_row.contains("0123456789abc"),
+            "commit not shortened: {repo_row}"
+        );
+        assert!(
+            text.contains("conf.d/x.conf:3: unknown key `intervl`"),
+            "{text}"
+        );
     }
 }

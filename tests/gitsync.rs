@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::git::{Daemon, Remote, Sshd};
 use common::{alive, wait_until, Agent, Home, DEADLINE};
@@ -189,8 +190,23 @@ fn over_git_daemon_bad_pushes_are_contained_and_force_pushes_followed() {
         "[[inputs.pythond]]\nname = \"svc\"\ncmd = \n",
     );
     remote.write("python.d/svc/p.py", &reporter("svc", 2));
-    remote.commit_and_push("broken");
+    let broken = remote.commit_and_push("broken");
     let line = agent.expect_log_line(&["svc.conf:3", "TOML syntax error"]);
+    // `pythond status` shows the pulled commit and the configuration error.
+    let mut status = String::new();
+    let shown = wait_until(Duration::from_secs(30), || {
+        let mut command = common::pythond();
+        command.args(["status", "--addr", &common::http::api_addr(&agent)]);
+        status = common::run_to_end(command).1;
+        status.contains(&broken[..12])
+            && status
+                .lines()
+                .any(|l| l.starts_with("configuration errors") && l.contains("svc.conf:3"))
+    });
+    assert!(
+        shown,
+        "status does not show commit {broken} and the error:\n{status}"
+    );
     assert!(
         line.contains("gitrepos/collectors/conf.d/svc.conf"),
         "{line}"

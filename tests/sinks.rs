@@ -433,6 +433,28 @@ fn points_a_backend_refuses_go_to_the_dead_letter_file() {
         &agent,
         &["sink=refusing", "field type conflict", "dead-letter"],
     );
+    // Operators see it in /metrics and in `pythond status`.
+    let addr = common::http::api_addr(&agent);
+    let metrics = common::http::get(&format!("http://{addr}/metrics"), &[]).body;
+    let line = format!(
+        "pythond_sink_dead_lettered_points_total{{sink=\"refusing\",type=\"influxdb\"}} {n}"
+    );
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "no {line:?} in:\n{metrics}"
+    );
+    let mut status = common::pythond();
+    status.args(["status", "--addr", &addr]);
+    let (code, out, err) = common::run_to_end(status);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("refusing "))
+        .unwrap_or_default();
+    assert!(
+        row.contains(&format!(" {n} ")) && row.contains("field type conflict"),
+        "no dead-lettered count and error in the sink row {row:?}:\n{out}"
+    );
     // Refused batches are not retried: each number was posted once.
     let posted: usize = refusing
         .requests()

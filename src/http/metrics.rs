@@ -282,6 +282,9 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
         }),
     );
 
+    sink_families(&mut w, stats);
+    git_families(&mut w, stats);
+
     let requests = http.snapshot();
     let statuses: Vec<String> = requests.iter().map(|(_, s, _)| s.to_string()).collect();
     w.counter(
@@ -295,6 +298,97 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             }),
     );
     w.finish()
+}
+
+/// Per network sink: what waits in its disk buffer and what became of what it held.
+fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
+    use crate::sink::SinkSnapshot;
+    let sinks = &stats.sinks;
+    fn label(s: &SinkSnapshot) -> Vec<(&str, &str)> {
+        vec![("sink", s.name.as_str()), ("type", s.kind.as_str())]
+    }
+    w.gauge(
+        "pythond_sink_queued_points",
+        "Points in the sink's disk buffer that the backend has not accepted yet.",
+        sinks.iter().map(|s| (label(s), s.queued_points as f64)),
+    );
+    w.gauge(
+        "pythond_sink_queued_bytes",
+        "Bytes those queued points take in the disk buffer.",
+        sinks.iter().map(|s| (label(s), s.queued_bytes as f64)),
+    );
+    w.gauge(
+        "pythond_sink_oldest_queued_age_seconds",
+        "How long the oldest queued point has waited (0 when the queue is empty).",
+        sinks.iter().map(|s| {
+            let age = s.oldest_queued_age_ms.unwrap_or(0) as f64 / 1000.0;
+            (label(s), age)
+        }),
+    );
+    for (name, help, value) in [
+        (
+            "pythond_sink_sent_points_total",
+            "Points the backend accepted.",
+            (|s: &SinkSnapshot| s.sent_points) as fn(&SinkSnapshot) -> u64,
+        ),
+        (
+            "pythond_sink_retries_total",
+            "Failed delivery attempts that were retried.",
+            |s| s.retries,
+        ),
+        (
+            "pythond_sink_dropped_points_total",
+            "Points dropped, oldest first, because the disk buffer was full.",
+            |s| s.dropped_points,
+        ),
+        (
+            "pythond_sink_dead_lettered_points_total",
+            "Points the backend refused for good, written to the dead-letter file.",
+            |s| s.dead_lettered_points,
+        ),
+    ] {
+        w.counter(name, help, sinks.iter().map(|s| (label(s), value(s))));
+    }
+}
+
+/// Per git repository: pulls and failures, when the last pull succeeded, and whether
+/// the last configuration reload found errors.
+fn git_families(w: &mut PromWriter, stats: &StatsSnapshot) {
+    let repos = &stats.git_repos;
+    w.counter(
+        "pythond_git_pulls_total",
+        "Successful pulls of the repository.",
+        repos
+            .iter()
+            .map(|r| (vec![("repo", r.name.as_str())], r.pulls)),
+    );
+    w.counter(
+        "pythond_git_pull_failures_total",
+        "Failed pulls of the repository (the last good checkout keeps running).",
+        repos
+            .iter()
+            .map(|r| (vec![("repo", r.name.as_str())], r.failures)),
+    );
+    w.gauge(
+        "pythond_git_last_pull_timestamp_seconds",
+        "When the last pull succeeded, in Unix seconds.",
+        repos.iter().filter_map(|r| {
+            let at = r.last_pull_unix_ms? as f64 / 1000.0;
+            Some((vec![("repo", r.name.as_str())], at))
+        }),
+    );
+    w.gauge(
+        "pythond_config_reload_errors",
+        "1 while the last configuration reload found errors (see pythond status), else 0.",
+        [(
+            vec![],
+            if stats.last_reload_error.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        )],
+    );
 }
 
 #[cfg(test)]
