@@ -669,6 +669,14 @@ fn network_sink_settings_are_checked() {
             "[[sinks]]\ntype = \"datakit\"\nurl = \"http://a\"\nname = \"../x\"\n",
             "pythond.toml:4: invalid value for key `name`",
         ),
+        (
+            "[[sinks]]\ntype = \"datakit\"\nurl = \"https://a\"\nca_file = \"no-such-ca.pem\"\n",
+            "pythond.toml:4: invalid value for key `ca_file`",
+        ),
+        (
+            "[[sinks]]\ntype = \"datakit\"\nurl = \"https://a\"\nca_file = \"pythond.toml\"\n",
+            "holds no PEM certificate",
+        ),
     ];
     for (config, error) in cases {
         home.write("pythond.toml", config);
@@ -685,4 +693,65 @@ fn network_sink_settings_are_checked() {
     );
     let (code, stdout, stderr) = home.config_check();
     assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn an_https_backend_is_reached_with_its_ca_file_and_refused_without_it() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let cert = common::backends::self_signed_cert(scratch.path());
+    let trusted = Recorder::start_tls(scratch.path(), "trusted", 200, &cert);
+    let untrusted = Recorder::start_tls(scratch.path(), "untrusted", 200, &cert);
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        &format!(
+            "[agent]\nhostname = \"web-1\"\n\n\
+             [[sinks]]\ntype = \"datakit\"\nname = \"trusted\"\nurl = \"{}?token=tkn_tls\"\nca_file = \"{}\"\nflush_interval = \"100ms\"\n\n\
+             [[sinks]]\ntype = \"datakit\"\nname = \"untrusted\"\nurl = \"{}?token=tkn_secret_42\"\nflush_interval = \"100ms\"\nretry_max_interval = \"1s\"\n",
+            trusted.https_url(),
+            cert.cert.display(),
+            untrusted.https_url(),
+        ),
+    );
+    home.write("python.d/mixed/mixed.py", CATEGORIES);
+    home.input("mixed", &["mixed"], "");
+    let agent = home.start();
+
+    // With the CA file, the points arrive over TLS exactly as over plain HTTP.
+    let metric = "/v1/write/metric?token=tkn_tls&precision=n";
+    let arrived = wait_until(DEADLINE, || {
+        trusted.requests().iter().any(|r| r["path"] == metric)
+    });
+    assert!(arrived, "nothing over https; log:\n{}", agent.stderr());
+    let body: String = trusted
+        .requests()
+        .iter()
+        .filter(|r| r["path"] == metric)
+        .map(|r| r["body"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        body,
+        "cpu,core=0,host=web-1 idle=97.5,n=3i 1700000000000000000\n"
+    );
+
+    // Without it the certificate is refused: reported with the reason, retried, never
+    // dead-lettered, and the URL's token never shown.
+    let line = expect_log_line(&agent, &["sink=untrusted", "retry"]);
+    assert!(line.contains("certificate verify failed"), "{line}");
+    assert!(
+        !agent.stderr().contains("tkn_secret_42"),
+        "the sink's token was logged:\n{}",
+        agent.stderr()
+    );
+    assert!(
+        untrusted.requests().is_empty(),
+        "a request got through an untrusted certificate"
+    );
+    assert!(
+        !home
+            .path()
+            .join("data/deadletter/untrusted.ndjson")
+            .exists(),
+        "a TLS failure was dead-lettered instead of retried: {line}"
+    );
 }

@@ -605,14 +605,14 @@ fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
             }
             "datakit" => {
                 section.set_expected(network_sink::DATAKIT_SINK_KEYS);
-                network_sink::read_network(&mut section, kind, "")
+                network_sink::read_network(&mut section, kind, "", base)
                     .map(|net| SinkKind::Datakit { net })
             }
             "influxdb" => {
                 section.set_expected(network_sink::INFLUXDB_SINK_KEYS);
                 let api = network_sink::read_influx_api(&mut section);
                 let destination = api.as_ref().map_or("", InfluxApi::destination).to_owned();
-                let net = network_sink::read_network(&mut section, kind, &destination);
+                let net = network_sink::read_network(&mut section, kind, &destination, base);
                 api.zip(net)
                     .map(|(api, net)| SinkKind::Influxdb { net, api })
             }

@@ -7,6 +7,7 @@
 //! keeps every buffer with its sink, while pointing a sink elsewhere starts a new one.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::tree::{self, Node, Problem, Section, Value};
@@ -24,6 +25,7 @@ pub(crate) const NETWORK_KEYS: &[&str] = &[
     "timeout",
     "retry_max_interval",
     "fsync",
+    "ca_file",
 ];
 pub(crate) const DATAKIT_SINK_KEYS: &[&str] = NETWORK_KEYS;
 pub(crate) const INFLUXDB_SINK_KEYS: &[&str] = &[
@@ -37,6 +39,7 @@ pub(crate) const INFLUXDB_SINK_KEYS: &[&str] = &[
     "timeout",
     "retry_max_interval",
     "fsync",
+    "ca_file",
     "db",
     "org",
     "bucket",
@@ -63,8 +66,8 @@ pub struct NetworkSinkConfig {
     /// Key `name`, optional: letters, digits, `.`, `_`, `-`; unique among sinks.
     /// Default `<type>-<8 hex digits>`, a hash of the URL and the database/bucket.
     pub name: String,
-    /// Base URL of the backend, `http://HOST:PORT` (a path prefix and, for DataKit or
-    /// Dataway, a `?token=...` query may follow).
+    /// Base URL of the backend, `http://HOST:PORT` or `https://HOST:PORT` (a path
+    /// prefix and, for DataKit or Dataway, a `?token=...` query may follow).
     ///
     /// Key `url`, required.
     pub url: String,
@@ -95,6 +98,11 @@ pub struct NetworkSinkConfig {
     ///
     /// Key `fsync`, `"always"` (default) or a duration such as `"100ms"`.
     pub fsync_every: Option<Duration>,
+    /// Extra certificate authorities (PEM) trusted for `https://` URLs, beside the
+    /// system's: for a backend with a private or self-signed certificate.
+    ///
+    /// Key `ca_file`, optional path, relative to the configuration file's directory.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for NetworkSinkConfig {
@@ -108,6 +116,7 @@ impl fmt::Debug for NetworkSinkConfig {
             .field("timeout", &self.timeout)
             .field("retry_max_interval", &self.retry_max_interval)
             .field("fsync_every", &self.fsync_every)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -155,6 +164,7 @@ pub(crate) fn read_network(
     section: &mut Section<'_, '_>,
     kind: &str,
     destination: &str,
+    base: &Path,
 ) -> Option<NetworkSinkConfig> {
     let name = section.get("name", |node| {
         let name = tree::non_empty_string(node)?;
@@ -172,15 +182,11 @@ pub(crate) fn read_network(
     });
     let url = section.require("url", |node| {
         let url = tree::non_empty_string(node)?;
-        if url.starts_with("http://") {
+        if url.starts_with("http://") || url.starts_with("https://") {
             Ok(url)
-        } else if url.starts_with("https://") {
-            Err(Problem::from(format!(
-                "{url:?}: https is not supported by this build; use http:// (for example through a local DataKit or a TLS proxy)"
-            )))
         } else {
             Err(Problem::from(format!(
-                "{url:?} is not an http:// URL"
+                "{url:?} is not an http:// or https:// URL"
             )))
         }
     })?;
@@ -211,6 +217,18 @@ pub(crate) fn read_network(
             }
         })
         .flatten();
+    let ca_file = section.get("ca_file", |node| {
+        let path = values::resolve(base, tree::non_empty_string(node)?);
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| Problem::from(format!("cannot read {}: {e}", path.display())))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Problem::from(format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        Ok(path)
+    });
     let name = name.unwrap_or_else(|| default_name(kind, &url, destination));
     Some(NetworkSinkConfig {
         name,
@@ -221,6 +239,7 @@ pub(crate) fn read_network(
         timeout,
         retry_max_interval,
         fsync_every,
+        ca_file,
     })
 }
 

@@ -433,6 +433,7 @@ mod tests {
                     timeout: Duration::from_secs(5),
                     retry_max_interval: Duration::from_millis(200),
                     fsync_every: None,
+                    ca_file: None,
                 },
                 api: InfluxApi::V1 { db: "d".into() },
             },

@@ -193,7 +193,7 @@ impl Delivery {
     /// Delivers until `stop` is cancelled; then sends what is queued and returns once
     /// the buffer is empty or the backend fails (the rest waits for the next start).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let client = match reqwest::Client::builder().timeout(self.net.timeout).build() {
+        let client = match http_client(&self.net) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(sink = %self.name, %error, "cannot create the HTTP client; this sink delivers nothing");
@@ -369,10 +369,11 @@ impl Delivery {
             builder = builder.header(reqwest::header::AUTHORIZATION, auth);
         }
         let response = builder.send().await.map_err(|e| {
+            // reqwest's message repeats the whole URL, query (a Dataway token) included.
             Failure::Retry(format!(
                 "POST {}: {}",
                 redact_query(&request.url),
-                error_chain(&e)
+                error_chain(&e.without_url())
             ))
         })?;
         let status = response.status();
@@ -442,6 +443,21 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     );
     encoder.write_all(body)?;
     encoder.finish()
+}
+
+/// The sink's HTTP client: its request timeout, and the extra certificate authorities
+/// of `ca_file` trusted beside the system's (TLS is the platform's, OpenSSL on Linux).
+fn http_client(net: &NetworkSinkConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().timeout(net.timeout);
+    if let Some(path) = &net.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let authorities = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
+        for authority in authorities {
+            builder = builder.add_root_certificate(authority);
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// An error and its sources, joined (reqwest's top-level message is terse).

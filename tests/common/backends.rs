@@ -367,6 +367,11 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+if len(sys.argv) > 5:  # certificate and key: serve https
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
@@ -374,14 +379,34 @@ server.serve_forever()
 impl Recorder {
     /// Starts a recorder writing `dir/<name>.ndjson`.
     pub fn start(dir: &Path, name: &str, status: u16, message: &str) -> Self {
+        Self::start_with(dir, name, status, message, None)
+    }
+
+    /// The same over https, with a certificate made by [`self_signed_cert`].
+    pub fn start_tls(dir: &Path, name: &str, status: u16, cert: &SelfSigned) -> Self {
+        Self::start_with(dir, name, status, "{}", Some(cert))
+    }
+
+    fn start_with(
+        dir: &Path,
+        name: &str,
+        status: u16,
+        message: &str,
+        tls: Option<&SelfSigned>,
+    ) -> Self {
         let script = dir.join("recorder.py");
         std::fs::write(&script, RECORDER).expect("recorder script");
         let requests = dir.join(format!("{name}.ndjson"));
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(&script)
             .arg(&requests)
             .arg(status.to_string())
-            .arg(message)
+            .arg(message);
+        if let Some(tls) = tls {
+            command.arg(&tls.cert).arg(&tls.key);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -402,6 +427,10 @@ impl Recorder {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         super::read_points(&self.requests)
@@ -413,4 +442,32 @@ impl Drop for Recorder {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A certificate for 127.0.0.1 that signs itself, and its key (PEM files).
+pub struct SelfSigned {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Makes a self-signed certificate for 127.0.0.1 with `openssl` (apt: openssl).
+pub fn self_signed_cert(dir: &Path) -> SelfSigned {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(status.success(), "openssl could not make a certificate");
+    SelfSigned { cert, key }
 }
