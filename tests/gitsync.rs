@@ -10,24 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::git::{Daemon, Remote, Sshd};
+use common::versioned::{next_pid, reporter, wait_version};
 use common::{alive, wait_until, Agent, Home, DEADLINE};
-
-/// A plugin reporting `measurement` every second with the worker's pid and `version`.
-fn reporter(measurement: &str, version: u32) -> String {
-    format!(
-        r#"
-import os
-from datakit_framework import DataKitFramework
-
-class Reporter(DataKitFramework):
-    name = "reporter"
-    interval = 1
-
-    def run(self):
-        self.report({{"M": [{{"measurement": {measurement:?}, "tags": {{}}, "fields": {{"pid": os.getpid(), "version": {version}}}}}]}})
-"#
-    )
-}
 
 /// An input conf for a repository: `dirs` relative (resolved in the repo's python.d).
 fn repo_input(home: &Home, name: &str, dir: &str) -> String {
@@ -82,41 +66,6 @@ fn fake_http(status_line: Option<&'static str>) -> (u16, Arc<Mutex<Vec<String>>>
         }
     });
     (port, requests)
-}
-
-/// Waits for a point of `measurement` with `version`; returns its worker pid.
-fn wait_version(agent: &Agent, measurement: &str, version: i64) -> i64 {
-    let mut pid = None;
-    let seen = wait_until(DEADLINE, || {
-        pid = agent
-            .points_of(measurement)
-            .iter()
-            .rev()
-            .find(|p| p["fields"]["version"].as_i64() == Some(version))
-            .and_then(|p| p["fields"]["pid"].as_i64());
-        pid.is_some()
-    });
-    assert!(
-        seen,
-        "no {measurement} point with version {version}; log:\n{}",
-        agent.stderr()
-    );
-    pid.unwrap_or_default()
-}
-
-/// Waits for a new point of `measurement`; returns the pid it carries.
-fn next_pid(agent: &Agent, measurement: &str) -> i64 {
-    let before = agent.points_of(measurement).len();
-    assert!(
-        wait_until(DEADLINE, || agent.points_of(measurement).len() > before),
-        "{measurement} stopped reporting; log:\n{}",
-        agent.stderr()
-    );
-    agent
-        .points_of(measurement)
-        .last()
-        .and_then(|p| p["fields"]["pid"].as_i64())
-        .unwrap_or_default()
 }
 
 #[test]
