@@ -196,6 +196,26 @@ fn global_tags(config: &Config) -> BTreeMap<String, String> {
     tags
 }
 
+/// Environment variable carrying [`worker_options`] to the worker (not its command
+/// line, where `ps` would show them; the runner removes it from its environment).
+pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
+
+/// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
+/// `{"options": {...}, "plugins": {"<name>": {"enabled": bool, "options": {...}}}}`.
+pub fn worker_options(input: &InputConfig) -> serde_json::Value {
+    let plugins: serde_json::Map<String, serde_json::Value> = input
+        .plugins
+        .iter()
+        .map(|(name, plugin)| {
+            (
+                name.clone(),
+                serde_json::json!({"enabled": plugin.enabled, "options": plugin.options}),
+            )
+        })
+        .collect();
+    serde_json::json!({"options": input.options, "plugins": plugins})
+}
+
 /// How to start the worker of `input` on the resolved plugin `paths`.
 pub fn worker_spec(
     runtime: &Runtime,
@@ -210,11 +230,13 @@ pub fn worker_spec(
         MAX_FRAME.to_string().into(),
     ];
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
+    let mut envs = input.envs.clone();
+    envs.push((OPTIONS_ENV.to_string(), worker_options(input).to_string()));
     WorkerSpec {
         input: input.name.clone(),
         cmd: input.cmd.clone(),
         args,
-        envs: input.envs.clone(),
+        envs,
         max_frame: MAX_FRAME,
     }
 }

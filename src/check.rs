@@ -75,6 +75,8 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         timeout: Some(options.timeout),
         tags: BTreeMap::new(),
         transport: Transport::Pipe,
+        options: Default::default(),
+        plugins: Default::default(),
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

@@ -276,6 +276,8 @@ pub enum PluginState {
     Running,
     /// Hung too often in a row; not run until the cool-off ends.
     Quarantined,
+    /// Turned off by `enabled = false` in its `[inputs.pythond.plugins.<name>]`.
+    Disabled,
 }
 
 /// Counters and state of one plugin (one collector class).

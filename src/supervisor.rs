@@ -202,7 +202,22 @@ impl InputSupervisor {
         let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
         schedules.retain(|id, _| ids.contains(&id.as_str()));
         self.stats().retain_plugins(&ids);
+        for key in self.config.plugins.keys() {
+            if !hello.plugins.iter().any(|p| p.id == *key || p.name == *key) {
+                tracing::warn!(input = %input, plugin = %key, plugins = ?ids, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
+            }
+        }
         for plugin in &hello.plugins {
+            let enabled = self
+                .config
+                .plugin_override(&plugin.id, &plugin.name)
+                .map_or(true, |o| o.enabled);
+            if !enabled {
+                schedules.remove(&plugin.id);
+                self.stats().plugin(&plugin.id).set_state(PluginState::Disabled);
+                tracing::info!(input = %input, plugin = %plugin.id, "plugin disabled by configuration; not run");
+                continue;
+            }
             let timing = plugin_timing(&self.config, plugin);
             let schedule = schedules.entry(plugin.id.clone()).or_insert_with(|| {
                 PluginSchedule::new(timing, now + first_run_jitter(timing.interval))
@@ -338,17 +353,23 @@ async fn wait_for_hello(session: &mut Session) -> Result<Hello, String> {
     }
 }
 
-/// The input's `interval`/`timeout` override the class attributes; the default timeout
-/// is three intervals; `long_running` plugins have none.
+/// The plugin's `[inputs.pythond.plugins.<name>]` `interval`/`timeout` override the
+/// input's, which override the class attribute; the default timeout is three
+/// intervals; `long_running` plugins have none.
 pub fn plugin_timing(config: &InputConfig, plugin: &PluginInfo) -> Timing {
     let class_interval = Duration::try_from_secs_f64(plugin.interval)
         .ok()
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_INTERVAL);
-    let interval = config.interval.unwrap_or(class_interval);
+    let own = config.plugin_override(&plugin.id, &plugin.name);
+    let interval = own
+        .and_then(|o| o.interval)
+        .or(config.interval)
+        .unwrap_or(class_interval);
+    let timeout = own.and_then(|o| o.timeout).or(config.timeout);
     Timing {
         interval,
-        timeout: (!plugin.long_running).then(|| config.timeout.unwrap_or(interval * 3)),
+        timeout: (!plugin.long_running).then(|| timeout.unwrap_or(interval * 3)),
     }
 }
 

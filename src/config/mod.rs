@@ -25,7 +25,7 @@ mod tests;
 
 pub use error::{ConfigError, Origin};
 pub use inputs::{
-    load_inputs, parse_inputs, InputConfig, Inputs, SkippedTable, Transport, CONF_SUFFIX,
+    load_inputs, parse_inputs, InputConfig, Inputs, PluginOverride, SkippedTable, Transport, CONF_SUFFIX,
     INPUT_KIND,
 };
 pub use main_config::{
