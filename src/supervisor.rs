@@ -214,7 +214,9 @@ impl InputSupervisor {
                 .map_or(true, |o| o.enabled);
             if !enabled {
                 schedules.remove(&plugin.id);
-                self.stats().plugin(&plugin.id).set_state(PluginState::Disabled);
+                self.stats()
+                    .plugin(&plugin.id)
+                    .set_state(PluginState::Disabled);
                 tracing::info!(input = %input, plugin = %plugin.id, "plugin disabled by configuration; not run");
                 continue;
             }

@@ -65,11 +65,15 @@ fn options_and_per_plugin_overrides_reach_the_plugins() {
     let points = agent.points_of("opts");
     assert_eq!(
         options_of(&points, "first"),
-        Some(serde_json::json!({"target": "db-1", "port": 5432, "weights": [1.5, 2], "nested": {"deep": true}}))
+        Some(
+            serde_json::json!({"target": "db-1", "port": 5432, "weights": [1.5, 2], "nested": {"deep": true}})
+        )
     );
     assert_eq!(
         options_of(&points, "second"),
-        Some(serde_json::json!({"target": "db-2", "port": 5432, "weights": [1.5, 2], "nested": {"deep": true}})),
+        Some(
+            serde_json::json!({"target": "db-2", "port": 5432, "weights": [1.5, 2], "nested": {"deep": true}})
+        ),
         "the plugin's own options are merged over the input's"
     );
     agent.expect_log_line(&["opts.Third", "disabled by configuration"]);

@@ -170,7 +170,9 @@ impl Hash for InputConfig {
             origin: _,
         } = self;
         // JSON values have no `Hash`; their canonical text (maps are sorted) does.
-        serde_json::to_string(options).unwrap_or_default().hash(state);
+        serde_json::to_string(options)
+            .unwrap_or_default()
+            .hash(state);
         plugins.hash(state);
         name.hash(state);
         cmd.hash(state);

@@ -816,12 +816,46 @@ fn envs_parsing() {
 }
 
 #[test]
+fn options_and_plugin_overrides() {
+    let (inputs, _) = inputs_ok(&input_with(
+        "[inputs.pythond.options]\nhost = \"db\"\nport = 5432\nratio = 0.5\nlist = [1, \"a\"]\nwhen = 1979-05-27\n\
+         [inputs.pythond.plugins.locks]\ninterval = \"1m\"\ntimeout = \"20s\"\noptions = { host = \"replica\" }\n\
+         [inputs.pythond.plugins.\"pg.Vacuum\"]\nenabled = false\n",
+    ));
+    let input = &inputs[0];
+    assert_eq!(
+        serde_json::Value::Object(input.options.clone()),
+        serde_json::json!({"host": "db", "port": 5432, "ratio": 0.5, "list": [1, "a"], "when": "1979-05-27"})
+    );
+    let locks = input.plugin_override("x.Locks", "locks").expect("by name");
+    assert_eq!(locks.interval, Some(Duration::from_secs(60)));
+    assert_eq!(locks.timeout, Some(Duration::from_secs(20)));
+    assert!(locks.enabled);
+    assert_eq!(locks.options["host"], "replica");
+    let vacuum = input.plugin_override("pg.Vacuum", "vacuum").expect("by id");
+    assert!(!vacuum.enabled);
+
+    // Options are part of the settings: a change restarts the input on reload.
+    let (other, _) = inputs_ok(&input_with("[inputs.pythond.options]\nhost = \"db2\"\n"));
+    assert_ne!(inputs[0], other[0]);
+
+    let err = inputs_err(&input_with(
+        "[inputs.pythond.plugins.locks]\nintreval = \"1s\"\n",
+    ));
+    assert_error(&err, CONF, 6, "intreval", "unknown key `intreval` in [inputs.pythond.plugins.locks] (expected one of: interval, timeout, enabled, options)");
+    let err = inputs_err(&input_with("options = 3\n"));
+    assert_error(&err, CONF, 5, "options", "expected a table");
+    let err = inputs_err(&input_with("[inputs.pythond.options]\nx = nan\n"));
+    assert_error(&err, CONF, 6, "options", "not a finite number");
+}
+
+#[test]
 fn unknown_keys_in_inputs() {
     let err = inputs_err(&input_with("\nintreval = \"1s\"\n"));
     assert_eq!(
         err.to_string(),
         "conf.d/x.conf:6: unknown key `intreval` in [[inputs.pythond]] (expected one of: \
-         name, cmd, dirs, envs, interval, timeout, tags, transport)"
+         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins)"
     );
     assert_error(&err, CONF, 6, "intreval", "unknown key");
 
