@@ -17,6 +17,7 @@ pub mod point;
 pub mod reload;
 pub mod schedule;
 pub mod sink;
+pub mod state_dump;
 pub mod stats;
 pub mod status;
 pub mod supervisor;

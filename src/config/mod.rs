@@ -31,6 +31,6 @@ pub use inputs::{
 pub use main_config::{
     load, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig, GitReposConfig,
     HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use network_sink::{redact_query, InfluxApi, NetworkSinkConfig};
