@@ -77,6 +77,7 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         transport: Transport::Pipe,
         options: Default::default(),
         plugins: Default::default(),
+        emit_events: false,
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod check;
 pub mod config;
 pub mod config_check;
+pub mod events;
 pub mod gitsync;
 pub mod http;
 pub mod ingest;

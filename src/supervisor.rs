@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::InputConfig;
+use crate::events::{self, FailureEvents, FailureKind};
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
 use crate::stats::{InputState, InputStats, PluginState};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
@@ -36,6 +37,8 @@ pub struct InputSupervisor {
     ctx: Arc<SessionContext>,
     shutdown: CancellationToken,
     grace: Duration,
+    /// Open failures per plugin, for `emit_events` (kept across worker restarts).
+    events: Mutex<FailureEvents>,
 }
 
 /// Why a worker's session ended.
@@ -63,6 +66,7 @@ impl InputSupervisor {
             ctx,
             shutdown,
             grace,
+            events: Mutex::new(FailureEvents::default()),
         }
     }
 
@@ -174,7 +178,7 @@ impl InputSupervisor {
                     return SessionEnd::Shutdown;
                 }
                 event = session.next_event() => match event {
-                    Some(Event::Done(done)) => self.on_done(done, schedules),
+                    Some(Event::Done(done)) => self.on_done(done, schedules).await,
                     Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
                     None => return SessionEnd::Died("it closed its channel".to_string()),
                 },
@@ -241,7 +245,7 @@ impl InputSupervisor {
         );
     }
 
-    fn on_done(&self, done: Done, schedules: &mut HashMap<String, PluginSchedule>) {
+    async fn on_done(&self, done: Done, schedules: &mut HashMap<String, PluginSchedule>) {
         let input = &self.config.name;
         let Some(schedule) = schedules.get_mut(&done.plugin) else {
             tracing::warn!(input = %input, plugin = %done.plugin, "`done` for an unknown plugin; ignored");
@@ -256,6 +260,11 @@ impl InputSupervisor {
             (true, _) => {
                 stats.run_succeeded();
                 tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, seconds = done.seconds, "run finished");
+                let recovered = self.failure_events().succeeded(&done.plugin);
+                for kind in recovered {
+                    self.emit(&done.plugin, kind, true, "a run finished successfully")
+                        .await;
+                }
             }
             (false, error) => {
                 let message = error
@@ -264,6 +273,18 @@ impl InputSupervisor {
                     .unwrap_or_else(|| "failed".to_string());
                 let traceback = error.and_then(|e| e.traceback).unwrap_or_default();
                 tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed: {message}");
+                if self
+                    .failure_events()
+                    .failed(&done.plugin, FailureKind::Exception)
+                {
+                    let text = if traceback.is_empty() {
+                        message.clone()
+                    } else {
+                        format!("{message}\n{traceback}")
+                    };
+                    self.emit(&done.plugin, FailureKind::Exception, false, &text)
+                        .await;
+                }
                 stats.run_failed(message);
             }
         }
@@ -292,14 +313,28 @@ impl InputSupervisor {
                     "run {run} did not finish within its timeout of {timeout:?} (ran {ran:?})"
                 );
                 stats.timed_out(message.clone());
+                let mut news = Vec::new();
+                if self.failure_events().failed(id, FailureKind::Timeout) {
+                    news.push((FailureKind::Timeout, message.clone()));
+                }
                 match schedule.hung(now) {
                     HangVerdict::Retry { hangs_in_a_row } => {
                         tracing::error!(input = %input, plugin = %id, hangs_in_a_row, "{message}; killing the worker's process group and restarting it");
                     }
                     HangVerdict::Quarantine { until } => {
                         stats.quarantined();
-                        tracing::error!(input = %input, plugin = %id, cooloff = ?(until - now), "{message}; it hung {} times in a row and is quarantined", crate::schedule::HANGS_BEFORE_QUARANTINE);
+                        let cooloff = until - now;
+                        tracing::error!(input = %input, plugin = %id, cooloff = ?cooloff, "{message}; it hung {} times in a row and is quarantined", crate::schedule::HANGS_BEFORE_QUARANTINE);
+                        if self.failure_events().failed(id, FailureKind::Quarantine) {
+                            news.push((
+                                FailureKind::Quarantine,
+                                format!("{message}; it hung {} times in a row and is not run for {cooloff:?}", crate::schedule::HANGS_BEFORE_QUARANTINE),
+                            ));
+                        }
                     }
+                }
+                for (kind, text) in news {
+                    self.emit(id, kind, false, &text).await;
                 }
             }
             session.kill();
@@ -341,6 +376,44 @@ impl InputSupervisor {
             }
         }
         None
+    }
+}
+
+impl InputSupervisor {
+    fn failure_events(&self) -> std::sync::MutexGuard<'_, FailureEvents> {
+        // The tracker holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reports a failure or recovery of `plugin` as a keyevent when the input has
+    /// `emit_events = true`; through [`crate::ingest::Ingest`], like the plugin's points.
+    async fn emit(&self, plugin: &str, kind: FailureKind, recovered: bool, message: &str) {
+        if !self.config.emit_events {
+            return;
+        }
+        let input = &self.config.name;
+        let point = events::keyevent(input, plugin, kind, recovered, message);
+        let origin = crate::ingest::Origin {
+            input,
+            plugin,
+            tags: &self.ctx.tags,
+            plugin_stats: None,
+        };
+        let outcome = self
+            .ctx
+            .ingest
+            .report(&origin, events::report(plugin, vec![point]))
+            .await;
+        tracing::info!(
+            input = %input,
+            plugin = %plugin,
+            kind = ?kind,
+            recovered,
+            accepted = outcome.accepted,
+            "collector event emitted"
+        );
     }
 }
 

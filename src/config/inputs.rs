@@ -35,6 +35,7 @@ const INPUT_KEYS: &[&str] = &[
     "transport",
     "options",
     "plugins",
+    "emit_events",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -98,6 +99,11 @@ pub struct InputConfig {
     /// Key `plugins`, optional table of tables
     /// (`[inputs.pythond.plugins.<plugin name>]`), see [`PluginOverride`].
     pub plugins: BTreeMap<String, PluginOverride>,
+    /// Whether the agent reports this input's collector failures (exception, timeout,
+    /// quarantine) and recoveries as keyevent points ([`crate::events`]).
+    ///
+    /// Key `emit_events`, boolean, default `false`.
+    pub emit_events: bool,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -137,9 +143,11 @@ impl PartialEq for InputConfig {
             transport,
             options,
             plugins,
+            emit_events,
             origin: _,
         } = self;
-        *options == other.options
+        *emit_events == other.emit_events
+            && *options == other.options
             && *plugins == other.plugins
             && *name == other.name
             && *cmd == other.cmd
@@ -167,8 +175,10 @@ impl Hash for InputConfig {
             transport,
             options,
             plugins,
+            emit_events,
             origin: _,
         } = self;
+        emit_events.hash(state);
         // JSON values have no `Hash`; their canonical text (maps are sorted) does.
         serde_json::to_string(options)
             .unwrap_or_default()
@@ -203,6 +213,7 @@ impl fmt::Debug for InputConfig {
             .field("transport", &self.transport)
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
+            .field("emit_events", &self.emit_events)
             .field("origin", &self.origin)
             .finish()
     }
@@ -472,6 +483,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let tags = section.get("tags", tree::string_map).unwrap_or_default();
     let transport = section.get("transport", transport).unwrap_or_default();
     let options = section.get("options", json_table).unwrap_or_default();
+    let emit_events = section.get("emit_events", tree::boolean).unwrap_or(false);
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -498,6 +510,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         transport,
         options,
         plugins,
+        emit_events,
         origin,
     })
 }
