@@ -1059,6 +1059,10 @@ def _parse_args(argv):
                         help="how report() sends points: frames on the channel, or DataKit's HTTP API")
     parser.add_argument("--http-url", default="http://127.0.0.1:9529",
                         help="base URL of the HTTP write API for --transport http")
+    parser.add_argument("--only", default=None, metavar="ID",
+                        help="serve only the plugin with this id (isolation = \"plugin\")")
+    parser.add_argument("--discover", action="store_true",
+                        help="import and list the plugins in hello, without calling init()")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="plugin directories or .py files")
     return parser.parse_args(argv)
 
@@ -1143,8 +1147,13 @@ def main(argv=None):
     user = UserCode()
     options, overrides = _load_options()
     plugins, errors = discover(args.paths, shim, user)
-    plugins, init_errors = configure(plugins, options, overrides, user, plugin_of_thread)
-    errors.extend(init_errors)
+    if args.only is not None:
+        # Ids are assigned in discovery order, so they are the same as in the
+        # discovery worker that named this one.
+        plugins = [p for p in plugins if p.id == args.only]
+    if not args.discover:
+        plugins, init_errors = configure(plugins, options, overrides, user, plugin_of_thread)
+        errors.extend(init_errors)
     _install_signal_handlers()  # a collector may have installed its own at import
 
     hello = {"t": "hello", "v": PROTOCOL_VERSION, "pid": os.getpid(), "python": platform.python_version(),

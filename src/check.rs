@@ -78,6 +78,7 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         options: Default::default(),
         plugins: Default::default(),
         emit_events: false,
+        isolation: Default::default(),
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

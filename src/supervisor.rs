@@ -14,10 +14,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InputConfig;
+use crate::config::{InputConfig, Isolation};
 use crate::events::{self, FailureEvents, FailureKind};
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
-use crate::stats::{InputState, InputStats, PluginState};
+use crate::stats::{InputState, InputStats, PluginState, Stats};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
 use crate::worker::{Event, Session, SessionContext, WorkerSpec};
 
@@ -39,6 +39,9 @@ pub struct InputSupervisor {
     grace: Duration,
     /// Open failures per plugin, for `emit_events` (kept across worker restarts).
     events: Mutex<FailureEvents>,
+    /// The agent's stats, where each plugin's worker gets an entry `<input>/<plugin>`
+    /// under `isolation = "plugin"` (see [`InputSupervisor::isolated`]).
+    isolated: Option<Arc<Stats>>,
 }
 
 /// Why a worker's session ended.
@@ -67,7 +70,16 @@ impl InputSupervisor {
             shutdown,
             grace,
             events: Mutex::new(FailureEvents::default()),
+            isolated: None,
         }
+    }
+
+    /// Honours the input's `isolation = "plugin"`: a discovery worker lists the
+    /// plugins, then each runs in a worker of its own under its own supervisor, shown
+    /// in status as input `<input>/<plugin id>`. No effect with `isolation = "input"`.
+    pub fn isolated(mut self, stats: Arc<Stats>) -> Self {
+        self.isolated = Some(stats);
+        self
     }
 
     fn stats(&self) -> &InputStats {
@@ -76,6 +88,114 @@ impl InputSupervisor {
 
     /// Runs until shutdown.
     pub async fn run(self) {
+        match self.isolated.clone() {
+            Some(stats) if self.config.isolation == Isolation::Plugin => {
+                self.run_isolated(stats).await
+            }
+            _ => self.run_single().await,
+        }
+    }
+
+    /// `isolation = "plugin"`: discovers the plugins, then supervises one worker per
+    /// plugin (`--only <id>`) until shutdown. A hang or crash restarts only its worker.
+    async fn run_isolated(self, stats: Arc<Stats>) {
+        let input = self.config.name.clone();
+        let mut backoff = Backoff::default();
+        let hello = loop {
+            self.stats().set_state(InputState::Starting);
+            match self.discover().await {
+                Ok(Some(hello)) => break hello,
+                Ok(None) => {
+                    self.stats().set_state(InputState::Stopped);
+                    return;
+                }
+                Err(why) => {
+                    let delay = backoff.next_delay();
+                    self.stats().add_restart();
+                    self.stats()
+                        .set_last_error(format!("discovery worker: {why}"));
+                    tracing::error!(input = %input, retry_in = ?delay, "discovery worker: {why}; retrying");
+                    if !self.wait_before_restart(delay).await {
+                        self.stats().set_state(InputState::Stopped);
+                        return;
+                    }
+                }
+            }
+        };
+        let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
+        for error in &hello.errors {
+            tracing::error!(input = %input, module = error.module.as_deref().unwrap_or("-"), "cannot load collector: {error}");
+        }
+        self.stats().set_load_errors(load_errors);
+        self.stats().retain_plugins(&[]);
+        let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
+        for key in self.config.plugins.keys() {
+            if !hello.plugins.iter().any(|p| p.id == *key || p.name == *key) {
+                tracing::warn!(input = %input, plugin = %key, plugins = ?ids, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
+            }
+        }
+        if hello.plugins.is_empty() {
+            tracing::warn!(input = %input, dirs = ?self.config.dirs, "no DataKitFramework subclasses found");
+        }
+        let mut children = Vec::new();
+        for plugin in &hello.plugins {
+            let name = format!("{input}/{}", plugin.id);
+            let mut spec = self.spec.clone();
+            spec.input = name.clone();
+            // After the runner's path: `--only ID` (an id is no secret; options are not
+            // on the command line).
+            let at = 1.min(spec.args.len());
+            spec.args
+                .splice(at..at, ["--only".into(), plugin.id.clone().into()]);
+            let ctx = Arc::new(SessionContext {
+                input: self.ctx.input.clone(),
+                tags: self.ctx.tags.clone(),
+                ingest: self.ctx.ingest.clone(),
+                stats: stats.input(&name),
+            });
+            // Logs and status name the worker `<input>/<plugin id>`; points and events
+            // still belong to the input (`ctx.input`).
+            let mut config = self.config.clone();
+            config.name = name.clone();
+            let child = InputSupervisor::new(config, spec, ctx, self.shutdown.clone(), self.grace);
+            children.push((name, tokio::spawn(child.run_single())));
+        }
+        self.stats().set_state(InputState::Running);
+        tracing::info!(input = %input, workers = children.len(), "one worker per plugin (isolation = \"plugin\")");
+        for (name, task) in children {
+            if let Err(error) = task.await {
+                tracing::error!(input = %name, %error, "plugin supervisor ended abnormally");
+            }
+            stats.remove_input(&name);
+        }
+        self.stats().set_state(InputState::Stopped);
+    }
+
+    /// Starts a worker with `--discover` (imports, no `init`), returns its `hello`
+    /// and stops it. `Ok(None)`: shutdown came first.
+    async fn discover(&self) -> Result<Option<Hello>, String> {
+        let mut spec = self.spec.clone();
+        let at = 1.min(spec.args.len());
+        spec.args.insert(at, "--discover".into());
+        let mut session = Session::start(&spec, self.ctx.clone()).map_err(|e| e.to_string())?;
+        let hello = tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            hello = wait_for_hello(&mut session) => Some(hello),
+        };
+        let _ = session.send(&Command::Shutdown { grace: 0.0 }).await;
+        session.finish(Duration::from_secs(1)).await;
+        match hello {
+            None => Ok(None),
+            Some(Ok(hello)) if hello.v != PROTOCOL_VERSION => Err(format!(
+                "worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            )),
+            Some(hello) => hello.map(Some),
+        }
+    }
+
+    /// One worker for the whole input, restarted until shutdown.
+    async fn run_single(self) {
         let input = self.config.name.clone();
         let mut backoff = Backoff::default();
         let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
@@ -206,7 +326,10 @@ impl InputSupervisor {
         let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
         schedules.retain(|id, _| ids.contains(&id.as_str()));
         self.stats().retain_plugins(&ids);
-        for key in self.config.plugins.keys() {
+        // A plugin's own worker (isolation = "plugin") sees only its plugin; the
+        // discovery worker already had all of them.
+        let whole_input = self.config.name == self.ctx.input;
+        for key in self.config.plugins.keys().filter(|_| whole_input) {
             if !hello.plugins.iter().any(|p| p.id == *key || p.name == *key) {
                 tracing::warn!(input = %input, plugin = %key, plugins = ?ids, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
             }
@@ -393,7 +516,7 @@ impl InputSupervisor {
         if !self.config.emit_events {
             return;
         }
-        let input = &self.config.name;
+        let input = &self.ctx.input;
         let point = events::keyevent(input, plugin, kind, recovered, message);
         let origin = crate::ingest::Origin {
             input,

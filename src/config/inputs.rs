@@ -36,6 +36,7 @@ const INPUT_KEYS: &[&str] = &[
     "options",
     "plugins",
     "emit_events",
+    "isolation",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -104,6 +105,11 @@ pub struct InputConfig {
     ///
     /// Key `emit_events`, boolean, default `false`.
     pub emit_events: bool,
+    /// How many workers the input's plugins share.
+    ///
+    /// Key `isolation`, `"input"` (default: one worker for all) or `"plugin"` (one
+    /// worker per plugin class).
+    pub isolation: Isolation,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -144,9 +150,11 @@ impl PartialEq for InputConfig {
             options,
             plugins,
             emit_events,
+            isolation,
             origin: _,
         } = self;
-        *emit_events == other.emit_events
+        *isolation == other.isolation
+            && *emit_events == other.emit_events
             && *options == other.options
             && *plugins == other.plugins
             && *name == other.name
@@ -176,8 +184,10 @@ impl Hash for InputConfig {
             options,
             plugins,
             emit_events,
+            isolation,
             origin: _,
         } = self;
+        isolation.hash(state);
         emit_events.hash(state);
         // JSON values have no `Hash`; their canonical text (maps are sorted) does.
         serde_json::to_string(options)
@@ -214,6 +224,7 @@ impl fmt::Debug for InputConfig {
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
             .field("emit_events", &self.emit_events)
+            .field("isolation", &self.isolation)
             .field("origin", &self.origin)
             .finish()
     }
@@ -257,6 +268,17 @@ impl Hash for PluginOverride {
             .unwrap_or_default()
             .hash(state);
     }
+}
+
+/// How an input's plugins are spread over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// `"input"`: one worker runs every plugin of the input (default, as DataKit).
+    #[default]
+    Input,
+    /// `"plugin"`: each plugin class gets a worker of its own, so a hang or a crash
+    /// restarts only that plugin.
+    Plugin,
 }
 
 /// How a worker delivers reports.
@@ -484,6 +506,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let transport = section.get("transport", transport).unwrap_or_default();
     let options = section.get("options", json_table).unwrap_or_default();
     let emit_events = section.get("emit_events", tree::boolean).unwrap_or(false);
+    let isolation = section.get("isolation", isolation).unwrap_or_default();
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -511,6 +534,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         options,
         plugins,
         emit_events,
+        isolation,
         origin,
     })
 }
@@ -586,6 +610,16 @@ fn envs(node: &Node) -> Result<Vec<(String, String)>, Problem> {
         envs.push((key.to_owned(), value.to_owned()));
     }
     Ok(envs)
+}
+
+fn isolation(node: &Node) -> Result<Isolation, Problem> {
+    match tree::string(node)?.as_str() {
+        "input" => Ok(Isolation::Input),
+        "plugin" => Ok(Isolation::Plugin),
+        other => {
+            Err(format!("unknown isolation {other:?} (expected one of: input, plugin)").into())
+        }
+    }
 }
 
 fn transport(node: &Node) -> Result<Transport, Problem> {

@@ -25,8 +25,8 @@ mod tests;
 
 pub use error::{ConfigError, Origin};
 pub use inputs::{
-    load_inputs, parse_inputs, InputConfig, Inputs, PluginOverride, SkippedTable, Transport,
-    CONF_SUFFIX, INPUT_KIND,
+    load_inputs, parse_inputs, InputConfig, Inputs, Isolation, PluginOverride, SkippedTable,
+    Transport, CONF_SUFFIX, INPUT_KIND,
 };
 pub use main_config::{
     load, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig, GitReposConfig,
