@@ -79,6 +79,9 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         plugins: Default::default(),
         emit_events: false,
         isolation: Default::default(),
+        max_rss: None,
+        max_age: None,
+        start_delay: None,
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

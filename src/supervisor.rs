@@ -52,6 +52,8 @@ enum SessionEnd {
     Hung,
     /// The worker exited or broke the protocol on its own.
     Died(String),
+    /// `max_rss` or `max_age` was reached between runs; the worker was told to stop.
+    Recycled(String),
 }
 
 impl InputSupervisor {
@@ -88,6 +90,16 @@ impl InputSupervisor {
 
     /// Runs until shutdown.
     pub async fn run(self) {
+        if let Some(delay) = self.config.start_delay {
+            tracing::info!(input = %self.config.name, ?delay, "waiting start_delay before starting the worker");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    self.stats().set_state(InputState::Stopped);
+                    return;
+                }
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
         match self.isolated.clone() {
             Some(stats) if self.config.isolation == Isolation::Plugin => {
                 self.run_isolated(stats).await
@@ -216,9 +228,11 @@ impl InputSupervisor {
             let started = Instant::now();
             self.stats().set_worker_pid(session.pid());
             tracing::debug!(input = %input, pid = session.pid(), "worker started");
-            let end = self.drive(&mut session, &mut schedules).await;
+            let end = self.drive(&mut session, &mut schedules, started).await;
             let grace = match end {
-                SessionEnd::Shutdown => self.grace + Duration::from_secs(1),
+                SessionEnd::Shutdown | SessionEnd::Recycled(_) => {
+                    self.grace + Duration::from_secs(1)
+                }
                 _ => Duration::ZERO,
             };
             let how = session.finish(grace).await;
@@ -227,6 +241,10 @@ impl InputSupervisor {
                 SessionEnd::Shutdown => {
                     tracing::info!(input = %input, "worker stopped ({how})");
                     break;
+                }
+                SessionEnd::Recycled(why) => {
+                    self.stats().add_recycle();
+                    tracing::info!(input = %input, "worker recycled ({how}): {why}; starting a fresh one");
                 }
                 SessionEnd::Hung => {
                     self.stats().add_restart();
@@ -265,6 +283,7 @@ impl InputSupervisor {
         &self,
         session: &mut Session,
         schedules: &mut HashMap<String, PluginSchedule>,
+        started: Instant,
     ) -> SessionEnd {
         let hello = tokio::select! {
             _ = self.shutdown.cancelled() => {
@@ -285,6 +304,15 @@ impl InputSupervisor {
         self.adopt_plugins(&hello, schedules);
 
         loop {
+            if let Some(why) = self.recycle_reason(session, started, schedules) {
+                self.stats().set_state(InputState::Stopping);
+                let _ = session
+                    .send(&Command::Shutdown {
+                        grace: self.grace.as_secs_f64(),
+                    })
+                    .await;
+                return SessionEnd::Recycled(why);
+            }
             let wake = schedules
                 .values()
                 .map(PluginSchedule::next_wakeup)
@@ -503,6 +531,42 @@ impl InputSupervisor {
 }
 
 impl InputSupervisor {
+    /// Why the worker should be recycled now, if `max_age` or `max_rss` is reached
+    /// and no timed run is in flight (`long_running` plugins are always "running";
+    /// they get `request_exit` from the worker's graceful shutdown).
+    fn recycle_reason(
+        &self,
+        session: &Session,
+        started: Instant,
+        schedules: &HashMap<String, PluginSchedule>,
+    ) -> Option<String> {
+        if self.config.max_rss.is_none() && self.config.max_age.is_none() {
+            return None;
+        }
+        let busy = schedules.values().any(|s| {
+            matches!(s.phase(), crate::schedule::Phase::Running { .. })
+                && s.timing().timeout.is_some()
+        });
+        if busy {
+            return None;
+        }
+        if let Some(max) = self.config.max_age {
+            if started.elapsed() >= max {
+                return Some(format!("it ran longer than max_age ({max:?})"));
+            }
+        }
+        if let Some(max) = self.config.max_rss {
+            if let Some(rss) = crate::worker::process::rss_bytes(session.pid()) {
+                if rss > max {
+                    return Some(format!(
+                        "its resident memory, {rss} bytes, exceeds max_rss ({max} bytes)"
+                    ));
+                }
+            }
+        }
+        None
+    }
+
     fn failure_events(&self) -> std::sync::MutexGuard<'_, FailureEvents> {
         // The tracker holds plain data; a panic elsewhere cannot leave it inconsistent.
         self.events

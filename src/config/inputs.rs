@@ -37,6 +37,9 @@ const INPUT_KEYS: &[&str] = &[
     "plugins",
     "emit_events",
     "isolation",
+    "max_rss",
+    "max_age",
+    "start_delay",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -110,6 +113,20 @@ pub struct InputConfig {
     /// Key `isolation`, `"input"` (default: one worker for all) or `"plugin"` (one
     /// worker per plugin class).
     pub isolation: Isolation,
+    /// Recycle a worker whose resident memory exceeds this many bytes: stopped
+    /// gracefully between runs and started again (to contain leaky libraries).
+    ///
+    /// Key `max_rss`, optional byte size (`"200MiB"`, `"1GB"`, or bytes).
+    pub max_rss: Option<u64>,
+    /// Recycle a worker that has run this long, gracefully, between runs.
+    ///
+    /// Key `max_age`, optional duration (`"6h"`).
+    pub max_age: Option<Duration>,
+    /// Wait this long after the agent (or a reload) starts the input before starting
+    /// its worker, so a host's collectors do not all start at once.
+    ///
+    /// Key `start_delay`, optional duration.
+    pub start_delay: Option<Duration>,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -151,9 +168,15 @@ impl PartialEq for InputConfig {
             plugins,
             emit_events,
             isolation,
+            max_rss,
+            max_age,
+            start_delay,
             origin: _,
         } = self;
-        *isolation == other.isolation
+        *max_rss == other.max_rss
+            && *max_age == other.max_age
+            && *start_delay == other.start_delay
+            && *isolation == other.isolation
             && *emit_events == other.emit_events
             && *options == other.options
             && *plugins == other.plugins
@@ -185,8 +208,14 @@ impl Hash for InputConfig {
             plugins,
             emit_events,
             isolation,
+            max_rss,
+            max_age,
+            start_delay,
             origin: _,
         } = self;
+        max_rss.hash(state);
+        max_age.hash(state);
+        start_delay.hash(state);
         isolation.hash(state);
         emit_events.hash(state);
         // JSON values have no `Hash`; their canonical text (maps are sorted) does.
@@ -225,6 +254,9 @@ impl fmt::Debug for InputConfig {
             .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
             .field("emit_events", &self.emit_events)
             .field("isolation", &self.isolation)
+            .field("max_rss", &self.max_rss)
+            .field("max_age", &self.max_age)
+            .field("start_delay", &self.start_delay)
             .field("origin", &self.origin)
             .finish()
     }
@@ -507,6 +539,9 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let options = section.get("options", json_table).unwrap_or_default();
     let emit_events = section.get("emit_events", tree::boolean).unwrap_or(false);
     let isolation = section.get("isolation", isolation).unwrap_or_default();
+    let max_rss = section.get("max_rss", values::byte_size);
+    let max_age = section.get("max_age", values::duration);
+    let start_delay = section.get("start_delay", values::duration);
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -535,6 +570,9 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         plugins,
         emit_events,
         isolation,
+        max_rss,
+        max_age,
+        start_delay,
         origin,
     })
 }
