@@ -251,3 +251,39 @@ fn on_error_sees_the_exception_and_may_report() {
     agent.expect_log_line(&["failing.Failing", "backend unreachable"]);
     agent.stop();
 }
+
+/// A DataKit script with methods that happen to share the hooks' names but not their
+/// shape, and a class attribute `options` of its own.
+const DATAKIT_STYLE: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Legacy(DataKitFramework):
+    name = "legacy"
+    interval = 1
+    options = "mine"
+
+    def init(self):
+        self.called_init = True
+
+    def run(self):
+        self.report({"L": [{"measurement": "legacy", "fields": {
+            "message": "init called: %s, options: %s" % (getattr(self, "called_init", False), self.options)}}]})
+"#;
+
+#[test]
+fn datakit_scripts_with_look_alike_methods_behave_as_before() {
+    let home = Home::new();
+    home.write("python.d/legacy/legacy.py", DATAKIT_STYLE);
+    home.input("legacy", &["legacy"], "");
+    let mut agent = home.start();
+    assert!(
+        wait_until(DEADLINE, || !agent.points_of("legacy").is_empty()),
+        "log:\n{}",
+        agent.stderr()
+    );
+    assert_eq!(
+        agent.points_of("legacy")[0]["fields"]["message"],
+        "init called: False, options: mine"
+    );
+    agent.stop();
+}
