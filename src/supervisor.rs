@@ -152,8 +152,8 @@ impl InputSupervisor {
         let mut children = Vec::new();
         for plugin in &hello.plugins {
             let name = format!("{input}/{}", plugin.id);
+            // `$PYTHOND_INPUT` stays the input's name: collectors may read it.
             let mut spec = self.spec.clone();
-            spec.input = name.clone();
             // After the runner's path: `--only ID` (an id is no secret; options are not
             // on the command line).
             let at = 1.min(spec.args.len());
