@@ -9,6 +9,7 @@ import unittest
 from harness import TempPlugins, WorkerProcess
 
 PLUGINS = """
+import os
 from datakit_framework import DataKitFramework
 
 class Good(DataKitFramework):
