@@ -1,6 +1,7 @@
 //! Worker recycling: `max_rss` restarts a worker whose memory grew past the limit,
 //! `max_age` one that ran too long — gracefully, between runs (the plugin's `deinit`
-//! runs, nothing is counted as a failure).
+//! runs, nothing is counted as a failure); `start_delay` holds an input's worker back
+//! while the others start.
 
 mod common;
 
@@ -96,5 +97,34 @@ fn a_worker_older_than_max_age_is_recycled() {
         agent.stderr()
     );
     agent.expect_log_line(&["worker recycled", "max_age"]);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn start_delay_holds_an_input_back_while_others_start() {
+    let home = leaky_home("");
+    home.write(
+        "python.d/late/late.py",
+        &LEAKY.replace("\"leaky\"", "\"late\""),
+    );
+    home.input(
+        "late",
+        &["late"],
+        "start_delay = \"1h\"\n[inputs.pythond.options]\njournal = \"/dev/null\"\n",
+    );
+    let mut agent = home.start();
+    assert!(
+        wait_until(DEADLINE, || agent.points_of("leaky").len() >= 3),
+        "log:\n{}",
+        agent.stderr()
+    );
+    agent.expect_log_line(&["input=late", "waiting start_delay"]);
+    assert!(agent.points_of("late").is_empty());
+    assert_eq!(
+        agent.workers().len(),
+        1,
+        "only the undelayed input has a worker"
+    );
+    // The wait is cut short by shutdown.
     assert!(agent.stop().success());
 }
