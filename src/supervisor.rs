@@ -712,6 +712,34 @@ mod tests {
     }
 
     #[test]
+    fn plugin_overrides_win_over_the_input_and_the_class() {
+        let (inputs, _) = crate::config::parse_inputs(
+            "[[inputs.pythond]]\nname = \"a\"\ncmd = \"python3\"\ndirs = [\"d\"]\n\
+             interval = \"5s\"\ntimeout = \"7s\"\n\
+             [inputs.pythond.plugins.fast]\ninterval = \"1s\"\n\
+             [inputs.pythond.plugins.\"m.Slow\"]\ntimeout = \"1m\"\n",
+            std::path::Path::new("x.conf"),
+        )
+        .expect("parses");
+        let config = &inputs[0];
+        let plugin = |id: &str, name: &str| PluginInfo {
+            id: id.to_string(),
+            name: name.to_string(),
+            file: String::new(),
+            interval: 30.0,
+            long_running: false,
+        };
+        let fast = plugin_timing(config, &plugin("m.Fast", "fast"));
+        assert_eq!(fast.interval, Duration::from_secs(1));
+        assert_eq!(fast.timeout, Some(Duration::from_secs(7)));
+        let slow = plugin_timing(config, &plugin("m.Slow", "slow"));
+        assert_eq!(slow.interval, Duration::from_secs(5));
+        assert_eq!(slow.timeout, Some(Duration::from_secs(60)));
+        let other = plugin_timing(config, &plugin("m.Other", "other"));
+        assert_eq!(other.interval, Duration::from_secs(5));
+    }
+
+    #[test]
     fn missing_dirs_entry_names_the_path() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("ok")).expect("mkdir");
