@@ -28,6 +28,14 @@ What this file owns, and why it is arranged the way it is:
 * **Lifecycle**: SIGTERM, SIGINT and EOF on the channel kill the whole process group
   (nothing a collector started may outlive the agent); ``shutdown`` lets runs in flight
   finish within the grace period and exits 0.
+* **Options and hooks** (all optional, so DataKit scripts are untouched): the input's
+  ``options`` (``$PYTHOND_OPTIONS``, removed from the environment) become
+  ``self.options``; ``init(self, options)`` runs before ``hello`` (returning False or
+  raising keeps the plugin out, reported in ``hello.errors``); ``on_error(self, exc)``
+  runs when ``run()`` raises; at ``shutdown``, ``request_exit(self)`` is called from
+  the command thread for plugins whose ``run()`` is in flight, then ``deinit(self)``
+  for every started plugin. The hook names come from Zenoss zenpython and
+  syslog-ng's Python fetchers (``init``/``deinit``/``request_exit``).
 
 The shim (``datakit_framework.py``) lives next to this file and is loaded from there
 explicitly, so the module collectors import is always the one this runner patches.
@@ -517,6 +525,7 @@ class Plugin(object):
         self.long_running = long_running
         self.queue = queue.Queue()
         self.running = False  # a run was dispatched and its done is not sent yet
+        self.enabled = True  # false: [inputs.pythond.plugins.<name>] enabled = false
 
     def hello_entry(self):
         return {"id": self.id, "name": _clean(_plugin_name(self.cls)), "class": self.cls.__name__,
@@ -771,6 +780,107 @@ def _instantiate(cls, file, user, plugins):
     return plugin, error
 
 
+# ---------------------------------------------------------------------- options and hooks
+
+OPTIONS_ENV = "PYTHOND_OPTIONS"
+
+
+def _load_options():
+    """The agent's ``{"options": {...}, "plugins": {name: {"enabled", "options"}}}``.
+
+    Taken out of the environment: collectors' subprocesses need not see it."""
+    text = os.environ.pop(OPTIONS_ENV, None)
+    if not text:
+        return {}, {}
+    try:
+        value = json.loads(text)
+        options = value.get("options") or {}
+        plugins = value.get("plugins") or {}
+        if isinstance(options, dict) and isinstance(plugins, dict):
+            return options, plugins
+    except (ValueError, AttributeError):
+        pass
+    _stderr("ignoring $%s: not the JSON object the agent writes" % OPTIONS_ENV)
+    return {}, {}
+
+
+def _hook(instance, name):
+    """The plugin's own ``name`` method, or None (the shim defines none of the hooks)."""
+    hook = getattr(instance, name, None)
+    return hook if callable(hook) else None
+
+
+def _takes_args(hook, count):
+    """Whether ``hook`` can be called with ``count`` positional arguments: a
+    same-named method of another shape is the script's own business, not a hook."""
+    try:
+        inspect.signature(hook).bind(*([None] * count))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def configure(plugins, options, overrides, user, plugin_of_thread):
+    """Give each plugin its options and run its ``init``; returns (started, errors).
+
+    A plugin keyed in ``overrides`` by its id, else by its name, gets that entry's
+    options merged over the input's. Disabled plugins stay listed (their ids are
+    stable) but are neither initialised nor run."""
+    started, errors = [], []
+    ident = threading.get_ident()
+    for plugin in plugins:
+        own = overrides.get(plugin.id)
+        if not isinstance(own, dict):
+            own = overrides.get(_clean(_plugin_name(plugin.cls)))
+        if not isinstance(own, dict):
+            own = {}
+        merged = dict(options)
+        if isinstance(own.get("options"), dict):
+            merged.update(own["options"])
+        if merged or not hasattr(plugin.instance, "options"):
+            try:
+                plugin.instance.options = merged
+            except Exception as e:  # a read-only property of the script's own
+                _stderr("%s: cannot set self.options: %s" % (plugin.id, _exception_text(e)))
+        if own.get("enabled") is False:
+            plugin.enabled = False
+            started.append(plugin)
+            continue
+        init = _hook(plugin.instance, "init")
+        if init is not None and _takes_args(init, 1):
+            plugin_of_thread[ident] = plugin.id
+            try:
+                result = init(dict(merged))
+                reason = "%s.init() returned False; the plugin is not started" % plugin.cls.__name__ \
+                    if result is False else None
+            except BaseException as e:
+                where_file, line = _where(e, user, plugin.file)
+                errors.append({"module": plugin.cls.__module__, "file": _clean(where_file or plugin.file),
+                               "line": line, "traceback": _format_traceback(e),
+                               "message": _cut(_clean("%s.init() failed: %s; the plugin is not started"
+                                                      % (plugin.cls.__name__, _exception_text(e))), MESSAGE_LIMIT)})
+                continue
+            finally:
+                plugin_of_thread.pop(ident, None)
+            if reason is not None:
+                errors.append({"module": plugin.cls.__module__, "file": _clean(plugin.file) if plugin.file else None,
+                               "line": _attribute_line(plugin.cls, "init"), "message": reason})
+                continue
+        started.append(plugin)
+    return started, errors
+
+
+def _call_hook(plugin, name, *args):
+    """Call an optional hook; its failure is written to stderr, never raised."""
+    hook = _hook(plugin.instance, name)
+    if hook is None or not _takes_args(hook, len(args)):
+        return
+    try:
+        hook(*args)
+    except BaseException as e:
+        _stderr("%s.%s() failed: %s" % (plugin.id, name, _exception_text(e)))
+
+
 # ---------------------------------------------------------------------- the worker
 
 class Worker(object):
@@ -802,6 +912,8 @@ class Worker(object):
                 plugin.instance.run()
             except BaseException as e:  # SystemExit and KeyboardInterrupt included
                 error = self._run_error(e, plugin)
+                # Before `done`, so what on_error reports is counted for this run.
+                _call_hook(plugin, "on_error", e)
             seconds = time.perf_counter() - started
             for writer in self.writers:
                 writer.flush_thread(ident)
@@ -848,6 +960,8 @@ class Worker(object):
             refusal = ("UnknownPlugin", "no plugin %r in this worker" % (plugin_id,))
         elif self._stopping:
             refusal = ("ShuttingDown", "the worker is shutting down")
+        elif not plugin.enabled:
+            refusal = ("Disabled", "%s is disabled by configuration" % plugin_id)
         elif plugin.running:
             refusal = ("Busy", "the previous run of %s has not finished" % plugin_id)
         if refusal is not None:
@@ -863,12 +977,21 @@ class Worker(object):
     def shutdown(self, grace):
         self._stopping = True
         deadline = time.monotonic() + grace
+        # A run() blocked in a long_running loop is told to stop, from this thread.
+        for plugin in self.plugins.values():
+            if plugin.running:
+                _call_hook(plugin, "request_exit")
         with self._cond:
             while self._in_flight > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
+        for plugin in self.plugins.values():
+            if plugin.enabled and not plugin.running:
+                _call_hook(plugin, "deinit")
+            elif plugin.enabled:
+                _stderr("%s: run() still in flight after the grace period; deinit() skipped" % plugin.id)
         # Partial lines still buffered; never wait on a channel the agent stopped reading.
         if self.channel.try_lock(1.0):
             self.channel.unlock()
@@ -936,6 +1059,10 @@ def _parse_args(argv):
                         help="how report() sends points: frames on the channel, or DataKit's HTTP API")
     parser.add_argument("--http-url", default="http://127.0.0.1:9529",
                         help="base URL of the HTTP write API for --transport http")
+    parser.add_argument("--only", default=None, metavar="ID",
+                        help="serve only the plugin with this id (isolation = \"plugin\")")
+    parser.add_argument("--discover", action="store_true",
+                        help="import and list the plugins in hello, without calling init()")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="plugin directories or .py files")
     return parser.parse_args(argv)
 
@@ -1018,7 +1145,15 @@ def main(argv=None):
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(channel, (stdout, stderr)))
 
     user = UserCode()
+    options, overrides = _load_options()
     plugins, errors = discover(args.paths, shim, user)
+    if args.only is not None:
+        # Ids are assigned in discovery order, so they are the same as in the
+        # discovery worker that named this one.
+        plugins = [p for p in plugins if p.id == args.only]
+    if not args.discover:
+        plugins, init_errors = configure(plugins, options, overrides, user, plugin_of_thread)
+        errors.extend(init_errors)
     _install_signal_handlers()  # a collector may have installed its own at import
 
     hello = {"t": "hello", "v": PROTOCOL_VERSION, "pid": os.getpid(), "python": platform.python_version(),

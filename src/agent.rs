@@ -1,8 +1,11 @@
 //! `pythond run`: the long-lived agent.
 //!
-//! Wires config to supervisors to sinks, then waits for signals. SIGINT/SIGTERM stop
-//! scheduling and give runs in flight a grace period before their workers are killed;
-//! a second SIGINT/SIGTERM kills every worker at once. SIGHUP, a change under the
+//! Wires config to supervisors to sinks, then waits for signals, as pyzenkit's daemon
+//! does: SIGINT/SIGTERM stop scheduling and give runs in flight `[agent]
+//! shutdown_timeout` (30 s) before their workers are killed; a second SIGINT/SIGTERM
+//! kills every worker at once (points already received are still flushed); a third
+//! exits the process immediately. SIGUSR1 writes the run log and SIGUSR2 a full state
+//! dump under `<data_dir>/state/` ([`crate::state_dump`]). SIGHUP, a change under the
 //! local conf/python directories, or a pulled git commit reload the configuration
 //! ([`crate::reload`]): only inputs whose config or files changed are restarted
 //! ([`crate::inputs`]).
@@ -10,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
@@ -24,16 +26,19 @@ use crate::ingest::Ingest;
 use crate::inputs::InputSet;
 use crate::reload::{self, Layout, Trigger};
 use crate::sink::Sinks;
+use crate::state_dump::{self, Dump};
 use crate::stats::Stats;
 use crate::worker::{Runtime, WorkerSpec};
 
-/// How long runs in flight may take to finish after SIGINT/SIGTERM.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Exit status after a third SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
+const FORCED_EXIT_STATUS: i32 = 130;
 /// Largest frame a worker may send on its channel.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let grace = config.agent.shutdown_timeout;
     let stats = Stats::new();
     let sinks =
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
@@ -58,7 +63,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stats.clone(),
         http_transport,
         shutdown.clone(),
-        SHUTDOWN_GRACE,
+        grace,
     );
     let repos = gitsync::repos(&config.git_repos, &config.agent.data_dir);
     let checkouts: Vec<_> = repos.iter().map(|r| r.dir.clone()).collect();
@@ -87,37 +92,77 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut user1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
+    let mut user2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
     loop {
         let trigger = tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => Trigger::Signal,
+            _ = user1.recv() => { dump(Dump::RunLog, &config, &stats, started); continue }
+            _ = user2.recv() => { dump(Dump::State, &config, &stats, started); continue }
             Some(trigger) = triggered.recv() => trigger,
         };
         reload(&mut inputs, &layout, &stats, Some(trigger)).await;
     }
-    tracing::info!(grace = ?SHUTDOWN_GRACE, "shutting down: no new runs; waiting for runs in flight");
+    tracing::info!(grace = ?grace, "shutting down: no new runs; waiting for runs in flight (signal again to kill the workers now)");
     shutdown.cancel();
-    let all_stopped = inputs.join_all();
-    tokio::pin!(all_stopped);
-    tokio::select! {
-        _ = &mut all_stopped => {}
-        _ = async { tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} } } => {
-            tracing::warn!("second signal: killing every worker now");
-            for input in stats.snapshot().inputs {
-                if let Some(pid) = input.worker_pid {
-                    crate::worker::process::kill_group(pid);
-                }
-            }
-            all_stopped.await;
-        }
-    }
+    // Later signals are watched for the whole shutdown, flushing included.
+    let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone()));
+    inputs.join_all().await;
     if let Some(http) = http {
         http.stop().await;
     }
     ingest.shutdown().await;
+    escalation.abort();
     tracing::info!("pythond stopped");
     Ok(())
+}
+
+/// After the first SIGINT/SIGTERM: a second kills every worker now, a third exits the
+/// process at once.
+async fn escalate(
+    mut terminate: tokio::signal::unix::Signal,
+    mut interrupt: tokio::signal::unix::Signal,
+    stats: Arc<Stats>,
+) {
+    next_signal(&mut terminate, &mut interrupt).await;
+    tracing::warn!(
+        "second signal: killing every worker now (signal a third time to exit without flushing)"
+    );
+    kill_all_workers(&stats);
+    next_signal(&mut terminate, &mut interrupt).await;
+    tracing::error!(
+        "third signal: exiting now; points not yet handed to a sink or its disk buffer are lost"
+    );
+    kill_all_workers(&stats);
+    std::process::exit(FORCED_EXIT_STATUS);
+}
+
+async fn next_signal(
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) {
+    tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+}
+
+/// Kills the process group of every live worker.
+fn kill_all_workers(stats: &Stats) {
+    for input in stats.snapshot().inputs {
+        if let Some(pid) = input.worker_pid {
+            crate::worker::process::kill_group(pid);
+        }
+    }
+}
+
+/// Writes a SIGUSR1/SIGUSR2 file and logs where it went (or why it could not).
+fn dump(kind: Dump, config: &Config, stats: &Stats, started: std::time::Instant) {
+    match state_dump::write(kind, config, stats, started) {
+        Ok(path) => {
+            tracing::info!(path = %path.display(), "{kind:?} written to {}", path.display())
+        }
+        Err(error) => tracing::error!("cannot write the {kind:?}: {error:#}"),
+    }
 }
 
 /// Starts the HTTP API. An address that cannot be bound (in use, say) is logged and the
@@ -196,6 +241,26 @@ fn global_tags(config: &Config) -> BTreeMap<String, String> {
     tags
 }
 
+/// Environment variable carrying [`worker_options`] to the worker (not its command
+/// line, where `ps` would show them; the runner removes it from its environment).
+pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
+
+/// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
+/// `{"options": {...}, "plugins": {"<name>": {"enabled": bool, "options": {...}}}}`.
+pub fn worker_options(input: &InputConfig) -> serde_json::Value {
+    let plugins: serde_json::Map<String, serde_json::Value> = input
+        .plugins
+        .iter()
+        .map(|(name, plugin)| {
+            (
+                name.clone(),
+                serde_json::json!({"enabled": plugin.enabled, "options": plugin.options}),
+            )
+        })
+        .collect();
+    serde_json::json!({"options": input.options, "plugins": plugins})
+}
+
 /// How to start the worker of `input` on the resolved plugin `paths`.
 pub fn worker_spec(
     runtime: &Runtime,
@@ -210,11 +275,13 @@ pub fn worker_spec(
         MAX_FRAME.to_string().into(),
     ];
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
+    let mut envs = input.envs.clone();
+    envs.push((OPTIONS_ENV.to_string(), worker_options(input).to_string()));
     WorkerSpec {
         input: input.name.clone(),
         cmd: input.cmd.clone(),
         args,
-        envs: input.envs.clone(),
+        envs,
         max_frame: MAX_FRAME,
     }
 }

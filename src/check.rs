@@ -75,6 +75,13 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         timeout: Some(options.timeout),
         tags: BTreeMap::new(),
         transport: Transport::Pipe,
+        options: Default::default(),
+        plugins: Default::default(),
+        emit_events: false,
+        isolation: Default::default(),
+        max_rss: None,
+        max_age: None,
+        start_delay: None,
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

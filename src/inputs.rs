@@ -195,7 +195,8 @@ impl InputSet {
             stats: input_stats,
         });
         tracing::info!(input = %config.name, origin = %config.origin, "starting input");
-        let supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace);
+        let supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
+            .isolated(self.stats.clone());
         Running {
             fingerprint,
             file,

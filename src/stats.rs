@@ -170,6 +170,8 @@ pub struct InputStats {
     name: String,
     state: Mutex<InputState>,
     restarts: AtomicU64,
+    /// Graceful restarts for `max_rss`/`max_age` (not counted in `restarts`).
+    recycles: AtomicU64,
     worker_pid: AtomicU32,
     last_error: Mutex<Option<String>>,
     load_errors: Mutex<Vec<String>>,
@@ -182,6 +184,7 @@ impl InputStats {
             name: name.to_string(),
             state: Mutex::new(InputState::Starting),
             restarts: AtomicU64::new(0),
+            recycles: AtomicU64::new(0),
             worker_pid: AtomicU32::new(0),
             last_error: Mutex::new(None),
             load_errors: Mutex::new(Vec::new()),
@@ -203,6 +206,10 @@ impl InputStats {
 
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub fn add_recycle(&self) {
+        self.recycles.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_worker_pid(&self, pid: u32) {
@@ -255,6 +262,7 @@ impl InputStats {
                 pid => Some(pid),
             },
             restarts: self.restarts(),
+            recycles: self.recycles.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
             load_errors: self.load_errors(),
             plugins: self
@@ -276,6 +284,8 @@ pub enum PluginState {
     Running,
     /// Hung too often in a row; not run until the cool-off ends.
     Quarantined,
+    /// Turned off by `enabled = false` in its `[inputs.pythond.plugins.<name>]`.
+    Disabled,
 }
 
 /// Counters and state of one plugin (one collector class).
@@ -479,6 +489,8 @@ pub struct InputSnapshot {
     pub state: InputState,
     pub worker_pid: Option<u32>,
     pub restarts: u64,
+    /// Graceful worker restarts for `max_rss` / `max_age`.
+    pub recycles: u64,
     pub last_error: Option<String>,
     pub load_errors: Vec<String>,
     pub plugins: Vec<PluginSnapshot>,

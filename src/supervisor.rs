@@ -8,15 +8,16 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InputConfig;
+use crate::config::{InputConfig, Isolation};
+use crate::events::{self, FailureEvents, FailureKind};
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
-use crate::stats::{InputState, InputStats, PluginState};
+use crate::stats::{InputState, InputStats, PluginState, Stats};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
 use crate::worker::{Event, Session, SessionContext, WorkerSpec};
 
@@ -36,6 +37,11 @@ pub struct InputSupervisor {
     ctx: Arc<SessionContext>,
     shutdown: CancellationToken,
     grace: Duration,
+    /// Open failures per plugin, for `emit_events` (kept across worker restarts).
+    events: Mutex<FailureEvents>,
+    /// The agent's stats, where each plugin's worker gets an entry `<input>/<plugin>`
+    /// under `isolation = "plugin"` (see [`InputSupervisor::isolated`]).
+    isolated: Option<Arc<Stats>>,
 }
 
 /// Why a worker's session ended.
@@ -46,6 +52,8 @@ enum SessionEnd {
     Hung,
     /// The worker exited or broke the protocol on its own.
     Died(String),
+    /// `max_rss` or `max_age` was reached between runs; the worker was told to stop.
+    Recycled(String),
 }
 
 impl InputSupervisor {
@@ -63,7 +71,17 @@ impl InputSupervisor {
             ctx,
             shutdown,
             grace,
+            events: Mutex::new(FailureEvents::default()),
+            isolated: None,
         }
+    }
+
+    /// Honours the input's `isolation = "plugin"`: a discovery worker lists the
+    /// plugins, then each runs in a worker of its own under its own supervisor, shown
+    /// in status as input `<input>/<plugin id>`. No effect with `isolation = "input"`.
+    pub fn isolated(mut self, stats: Arc<Stats>) -> Self {
+        self.isolated = Some(stats);
+        self
     }
 
     fn stats(&self) -> &InputStats {
@@ -72,6 +90,124 @@ impl InputSupervisor {
 
     /// Runs until shutdown.
     pub async fn run(self) {
+        if let Some(delay) = self.config.start_delay {
+            tracing::info!(input = %self.config.name, ?delay, "waiting start_delay before starting the worker");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    self.stats().set_state(InputState::Stopped);
+                    return;
+                }
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        match self.isolated.clone() {
+            Some(stats) if self.config.isolation == Isolation::Plugin => {
+                self.run_isolated(stats).await
+            }
+            _ => self.run_single().await,
+        }
+    }
+
+    /// `isolation = "plugin"`: discovers the plugins, then supervises one worker per
+    /// plugin (`--only <id>`) until shutdown. A hang or crash restarts only its worker.
+    async fn run_isolated(self, stats: Arc<Stats>) {
+        let input = self.config.name.clone();
+        let mut backoff = Backoff::default();
+        let hello = loop {
+            self.stats().set_state(InputState::Starting);
+            match self.discover().await {
+                Ok(Some(hello)) => break hello,
+                Ok(None) => {
+                    self.stats().set_state(InputState::Stopped);
+                    return;
+                }
+                Err(why) => {
+                    let delay = backoff.next_delay();
+                    self.stats().add_restart();
+                    self.stats()
+                        .set_last_error(format!("discovery worker: {why}"));
+                    tracing::error!(input = %input, retry_in = ?delay, "discovery worker: {why}; retrying");
+                    if !self.wait_before_restart(delay).await {
+                        self.stats().set_state(InputState::Stopped);
+                        return;
+                    }
+                }
+            }
+        };
+        let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
+        for error in &hello.errors {
+            tracing::error!(input = %input, module = error.module.as_deref().unwrap_or("-"), "cannot load collector: {error}");
+        }
+        self.stats().set_load_errors(load_errors);
+        self.stats().retain_plugins(&[]);
+        let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
+        for key in self.config.plugins.keys() {
+            if !hello.plugins.iter().any(|p| p.id == *key || p.name == *key) {
+                tracing::warn!(input = %input, plugin = %key, plugins = ?ids, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
+            }
+        }
+        if hello.plugins.is_empty() {
+            tracing::warn!(input = %input, dirs = ?self.config.dirs, "no DataKitFramework subclasses found");
+        }
+        let mut children = Vec::new();
+        for plugin in &hello.plugins {
+            let name = format!("{input}/{}", plugin.id);
+            // `$PYTHOND_INPUT` stays the input's name: collectors may read it.
+            let mut spec = self.spec.clone();
+            // After the runner's path: `--only ID` (an id is no secret; options are not
+            // on the command line).
+            let at = 1.min(spec.args.len());
+            spec.args
+                .splice(at..at, ["--only".into(), plugin.id.clone().into()]);
+            let ctx = Arc::new(SessionContext {
+                input: self.ctx.input.clone(),
+                tags: self.ctx.tags.clone(),
+                ingest: self.ctx.ingest.clone(),
+                stats: stats.input(&name),
+            });
+            // Logs and status name the worker `<input>/<plugin id>`; points and events
+            // still belong to the input (`ctx.input`).
+            let mut config = self.config.clone();
+            config.name = name.clone();
+            let child = InputSupervisor::new(config, spec, ctx, self.shutdown.clone(), self.grace);
+            children.push((name, tokio::spawn(child.run_single())));
+        }
+        self.stats().set_state(InputState::Running);
+        tracing::info!(input = %input, workers = children.len(), "one worker per plugin (isolation = \"plugin\")");
+        for (name, task) in children {
+            if let Err(error) = task.await {
+                tracing::error!(input = %name, %error, "plugin supervisor ended abnormally");
+            }
+            stats.remove_input(&name);
+        }
+        self.stats().set_state(InputState::Stopped);
+    }
+
+    /// Starts a worker with `--discover` (imports, no `init`), returns its `hello`
+    /// and stops it. `Ok(None)`: shutdown came first.
+    async fn discover(&self) -> Result<Option<Hello>, String> {
+        let mut spec = self.spec.clone();
+        let at = 1.min(spec.args.len());
+        spec.args.insert(at, "--discover".into());
+        let mut session = Session::start(&spec, self.ctx.clone()).map_err(|e| e.to_string())?;
+        let hello = tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            hello = wait_for_hello(&mut session) => Some(hello),
+        };
+        let _ = session.send(&Command::Shutdown { grace: 0.0 }).await;
+        session.finish(Duration::from_secs(1)).await;
+        match hello {
+            None => Ok(None),
+            Some(Ok(hello)) if hello.v != PROTOCOL_VERSION => Err(format!(
+                "worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            )),
+            Some(hello) => hello.map(Some),
+        }
+    }
+
+    /// One worker for the whole input, restarted until shutdown.
+    async fn run_single(self) {
         let input = self.config.name.clone();
         let mut backoff = Backoff::default();
         let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
@@ -92,9 +228,11 @@ impl InputSupervisor {
             let started = Instant::now();
             self.stats().set_worker_pid(session.pid());
             tracing::debug!(input = %input, pid = session.pid(), "worker started");
-            let end = self.drive(&mut session, &mut schedules).await;
+            let end = self.drive(&mut session, &mut schedules, started).await;
             let grace = match end {
-                SessionEnd::Shutdown => self.grace + Duration::from_secs(1),
+                SessionEnd::Shutdown | SessionEnd::Recycled(_) => {
+                    self.grace + Duration::from_secs(1)
+                }
                 _ => Duration::ZERO,
             };
             let how = session.finish(grace).await;
@@ -103,6 +241,10 @@ impl InputSupervisor {
                 SessionEnd::Shutdown => {
                     tracing::info!(input = %input, "worker stopped ({how})");
                     break;
+                }
+                SessionEnd::Recycled(why) => {
+                    self.stats().add_recycle();
+                    tracing::info!(input = %input, "worker recycled ({how}): {why}; starting a fresh one");
                 }
                 SessionEnd::Hung => {
                     self.stats().add_restart();
@@ -141,6 +283,7 @@ impl InputSupervisor {
         &self,
         session: &mut Session,
         schedules: &mut HashMap<String, PluginSchedule>,
+        started: Instant,
     ) -> SessionEnd {
         let hello = tokio::select! {
             _ = self.shutdown.cancelled() => {
@@ -161,6 +304,15 @@ impl InputSupervisor {
         self.adopt_plugins(&hello, schedules);
 
         loop {
+            if let Some(why) = self.recycle_reason(session, started, schedules) {
+                self.stats().set_state(InputState::Stopping);
+                let _ = session
+                    .send(&Command::Shutdown {
+                        grace: self.grace.as_secs_f64(),
+                    })
+                    .await;
+                return SessionEnd::Recycled(why);
+            }
             let wake = schedules
                 .values()
                 .map(PluginSchedule::next_wakeup)
@@ -174,7 +326,7 @@ impl InputSupervisor {
                     return SessionEnd::Shutdown;
                 }
                 event = session.next_event() => match event {
-                    Some(Event::Done(done)) => self.on_done(done, schedules),
+                    Some(Event::Done(done)) => self.on_done(done, schedules).await,
                     Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
                     None => return SessionEnd::Died("it closed its channel".to_string()),
                 },
@@ -202,7 +354,27 @@ impl InputSupervisor {
         let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
         schedules.retain(|id, _| ids.contains(&id.as_str()));
         self.stats().retain_plugins(&ids);
+        // A plugin's own worker (isolation = "plugin") sees only its plugin; the
+        // discovery worker already had all of them.
+        let whole_input = self.config.name == self.ctx.input;
+        for key in self.config.plugins.keys().filter(|_| whole_input) {
+            if !hello.plugins.iter().any(|p| p.id == *key || p.name == *key) {
+                tracing::warn!(input = %input, plugin = %key, plugins = ?ids, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
+            }
+        }
         for plugin in &hello.plugins {
+            let enabled = self
+                .config
+                .plugin_override(&plugin.id, &plugin.name)
+                .map_or(true, |o| o.enabled);
+            if !enabled {
+                schedules.remove(&plugin.id);
+                self.stats()
+                    .plugin(&plugin.id)
+                    .set_state(PluginState::Disabled);
+                tracing::info!(input = %input, plugin = %plugin.id, "plugin disabled by configuration; not run");
+                continue;
+            }
             let timing = plugin_timing(&self.config, plugin);
             let schedule = schedules.entry(plugin.id.clone()).or_insert_with(|| {
                 PluginSchedule::new(timing, now + first_run_jitter(timing.interval))
@@ -224,7 +396,7 @@ impl InputSupervisor {
         );
     }
 
-    fn on_done(&self, done: Done, schedules: &mut HashMap<String, PluginSchedule>) {
+    async fn on_done(&self, done: Done, schedules: &mut HashMap<String, PluginSchedule>) {
         let input = &self.config.name;
         let Some(schedule) = schedules.get_mut(&done.plugin) else {
             tracing::warn!(input = %input, plugin = %done.plugin, "`done` for an unknown plugin; ignored");
@@ -239,6 +411,11 @@ impl InputSupervisor {
             (true, _) => {
                 stats.run_succeeded();
                 tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, seconds = done.seconds, "run finished");
+                let recovered = self.failure_events().succeeded(&done.plugin);
+                for kind in recovered {
+                    self.emit(&done.plugin, kind, true, "a run finished successfully")
+                        .await;
+                }
             }
             (false, error) => {
                 let message = error
@@ -247,6 +424,18 @@ impl InputSupervisor {
                     .unwrap_or_else(|| "failed".to_string());
                 let traceback = error.and_then(|e| e.traceback).unwrap_or_default();
                 tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed: {message}");
+                if self
+                    .failure_events()
+                    .failed(&done.plugin, FailureKind::Exception)
+                {
+                    let text = if traceback.is_empty() {
+                        message.clone()
+                    } else {
+                        format!("{message}\n{traceback}")
+                    };
+                    self.emit(&done.plugin, FailureKind::Exception, false, &text)
+                        .await;
+                }
                 stats.run_failed(message);
             }
         }
@@ -275,14 +464,28 @@ impl InputSupervisor {
                     "run {run} did not finish within its timeout of {timeout:?} (ran {ran:?})"
                 );
                 stats.timed_out(message.clone());
+                let mut news = Vec::new();
+                if self.failure_events().failed(id, FailureKind::Timeout) {
+                    news.push((FailureKind::Timeout, message.clone()));
+                }
                 match schedule.hung(now) {
                     HangVerdict::Retry { hangs_in_a_row } => {
                         tracing::error!(input = %input, plugin = %id, hangs_in_a_row, "{message}; killing the worker's process group and restarting it");
                     }
                     HangVerdict::Quarantine { until } => {
                         stats.quarantined();
-                        tracing::error!(input = %input, plugin = %id, cooloff = ?(until - now), "{message}; it hung {} times in a row and is quarantined", crate::schedule::HANGS_BEFORE_QUARANTINE);
+                        let cooloff = until - now;
+                        tracing::error!(input = %input, plugin = %id, cooloff = ?cooloff, "{message}; it hung {} times in a row and is quarantined", crate::schedule::HANGS_BEFORE_QUARANTINE);
+                        if self.failure_events().failed(id, FailureKind::Quarantine) {
+                            news.push((
+                                FailureKind::Quarantine,
+                                format!("{message}; it hung {} times in a row and is not run for {cooloff:?}", crate::schedule::HANGS_BEFORE_QUARANTINE),
+                            ));
+                        }
                     }
+                }
+                for (kind, text) in news {
+                    self.emit(id, kind, false, &text).await;
                 }
             }
             session.kill();
@@ -327,6 +530,80 @@ impl InputSupervisor {
     }
 }
 
+impl InputSupervisor {
+    /// Why the worker should be recycled now, if `max_age` or `max_rss` is reached
+    /// and no timed run is in flight (`long_running` plugins are always "running";
+    /// they get `request_exit` from the worker's graceful shutdown).
+    fn recycle_reason(
+        &self,
+        session: &Session,
+        started: Instant,
+        schedules: &HashMap<String, PluginSchedule>,
+    ) -> Option<String> {
+        if self.config.max_rss.is_none() && self.config.max_age.is_none() {
+            return None;
+        }
+        let busy = schedules.values().any(|s| {
+            matches!(s.phase(), crate::schedule::Phase::Running { .. })
+                && s.timing().timeout.is_some()
+        });
+        if busy {
+            return None;
+        }
+        if let Some(max) = self.config.max_age {
+            if started.elapsed() >= max {
+                return Some(format!("it ran longer than max_age ({max:?})"));
+            }
+        }
+        if let Some(max) = self.config.max_rss {
+            if let Some(rss) = crate::worker::process::rss_bytes(session.pid()) {
+                if rss > max {
+                    return Some(format!(
+                        "its resident memory, {rss} bytes, exceeds max_rss ({max} bytes)"
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    fn failure_events(&self) -> std::sync::MutexGuard<'_, FailureEvents> {
+        // The tracker holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reports a failure or recovery of `plugin` as a keyevent when the input has
+    /// `emit_events = true`; through [`crate::ingest::Ingest`], like the plugin's points.
+    async fn emit(&self, plugin: &str, kind: FailureKind, recovered: bool, message: &str) {
+        if !self.config.emit_events {
+            return;
+        }
+        let input = &self.ctx.input;
+        let point = events::keyevent(input, plugin, kind, recovered, message);
+        let origin = crate::ingest::Origin {
+            input,
+            plugin,
+            tags: &self.ctx.tags,
+            plugin_stats: None,
+        };
+        let outcome = self
+            .ctx
+            .ingest
+            .report(&origin, events::report(plugin, vec![point]))
+            .await;
+        tracing::info!(
+            input = %input,
+            plugin = %plugin,
+            kind = ?kind,
+            recovered,
+            accepted = outcome.accepted,
+            "collector event emitted"
+        );
+    }
+}
+
 /// Waits for the worker's `hello`, at most [`HELLO_TIMEOUT`].
 async fn wait_for_hello(session: &mut Session) -> Result<Hello, String> {
     match tokio::time::timeout(HELLO_TIMEOUT, session.hello()).await {
@@ -338,17 +615,23 @@ async fn wait_for_hello(session: &mut Session) -> Result<Hello, String> {
     }
 }
 
-/// The input's `interval`/`timeout` override the class attributes; the default timeout
-/// is three intervals; `long_running` plugins have none.
+/// The plugin's `[inputs.pythond.plugins.<name>]` `interval`/`timeout` override the
+/// input's, which override the class attribute; the default timeout is three
+/// intervals; `long_running` plugins have none.
 pub fn plugin_timing(config: &InputConfig, plugin: &PluginInfo) -> Timing {
     let class_interval = Duration::try_from_secs_f64(plugin.interval)
         .ok()
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_INTERVAL);
-    let interval = config.interval.unwrap_or(class_interval);
+    let own = config.plugin_override(&plugin.id, &plugin.name);
+    let interval = own
+        .and_then(|o| o.interval)
+        .or(config.interval)
+        .unwrap_or(class_interval);
+    let timeout = own.and_then(|o| o.timeout).or(config.timeout);
     Timing {
         interval,
-        timeout: (!plugin.long_running).then(|| config.timeout.unwrap_or(interval * 3)),
+        timeout: (!plugin.long_running).then(|| timeout.unwrap_or(interval * 3)),
     }
 }
 
@@ -426,6 +709,34 @@ mod tests {
         );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(1250));
+    }
+
+    #[test]
+    fn plugin_overrides_win_over_the_input_and_the_class() {
+        let (inputs, _) = crate::config::parse_inputs(
+            "[[inputs.pythond]]\nname = \"a\"\ncmd = \"python3\"\ndirs = [\"d\"]\n\
+             interval = \"5s\"\ntimeout = \"7s\"\n\
+             [inputs.pythond.plugins.fast]\ninterval = \"1s\"\n\
+             [inputs.pythond.plugins.\"m.Slow\"]\ntimeout = \"1m\"\n",
+            std::path::Path::new("x.conf"),
+        )
+        .expect("parses");
+        let config = &inputs[0];
+        let plugin = |id: &str, name: &str| PluginInfo {
+            id: id.to_string(),
+            name: name.to_string(),
+            file: String::new(),
+            interval: 30.0,
+            long_running: false,
+        };
+        let fast = plugin_timing(config, &plugin("m.Fast", "fast"));
+        assert_eq!(fast.interval, Duration::from_secs(1));
+        assert_eq!(fast.timeout, Some(Duration::from_secs(7)));
+        let slow = plugin_timing(config, &plugin("m.Slow", "slow"));
+        assert_eq!(slow.interval, Duration::from_secs(5));
+        assert_eq!(slow.timeout, Some(Duration::from_secs(60)));
+        let other = plugin_timing(config, &plugin("m.Other", "other"));
+        assert_eq!(other.interval, Duration::from_secs(5));
     }
 
     #[test]

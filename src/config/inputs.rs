@@ -33,7 +33,17 @@ const INPUT_KEYS: &[&str] = &[
     "timeout",
     "tags",
     "transport",
+    "options",
+    "plugins",
+    "emit_events",
+    "isolation",
+    "max_rss",
+    "max_age",
+    "start_delay",
 ];
+
+/// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
+const PLUGIN_KEYS: &[&str] = &["interval", "timeout", "enabled", "options"];
 
 /// One `[[inputs.pythond]]`: a set of plugin directories run by one worker process.
 ///
@@ -80,6 +90,43 @@ pub struct InputConfig {
     ///
     /// Key `transport`, `"pipe"` (default) or `"http"`.
     pub transport: Transport,
+    /// Parameters handed to every plugin of the input as `self.options` (a dict) and
+    /// to its optional `init(self, options)` hook, before its first run.
+    ///
+    /// Key `options`, optional table of any TOML values (`[inputs.pythond.options]`);
+    /// datetimes arrive as strings. Passed to the worker through its environment, never
+    /// on its command line.
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// Per-plugin overrides, keyed by the plugin's `name` (its `name` class attribute,
+    /// else its class name) or its id (`<module>.<Class>`).
+    ///
+    /// Key `plugins`, optional table of tables
+    /// (`[inputs.pythond.plugins.<plugin name>]`), see [`PluginOverride`].
+    pub plugins: BTreeMap<String, PluginOverride>,
+    /// Whether the agent reports this input's collector failures (exception, timeout,
+    /// quarantine) and recoveries as keyevent points ([`crate::events`]).
+    ///
+    /// Key `emit_events`, boolean, default `false`.
+    pub emit_events: bool,
+    /// How many workers the input's plugins share.
+    ///
+    /// Key `isolation`, `"input"` (default: one worker for all) or `"plugin"` (one
+    /// worker per plugin class).
+    pub isolation: Isolation,
+    /// Recycle a worker whose resident memory exceeds this many bytes: stopped
+    /// gracefully between runs and started again (to contain leaky libraries).
+    ///
+    /// Key `max_rss`, optional byte size (`"200MiB"`, `"1GB"`, or bytes).
+    pub max_rss: Option<u64>,
+    /// Recycle a worker that has run this long, gracefully, between runs.
+    ///
+    /// Key `max_age`, optional duration (`"6h"`).
+    pub max_age: Option<Duration>,
+    /// Wait this long after the agent (or a reload) starts the input before starting
+    /// its worker, so a host's collectors do not all start at once.
+    ///
+    /// Key `start_delay`, optional duration.
+    pub start_delay: Option<Duration>,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -90,6 +137,12 @@ impl InputConfig {
     /// else 3 × `interval`.
     pub fn effective_timeout(&self, interval: Duration) -> Duration {
         self.timeout.unwrap_or_else(|| interval.saturating_mul(3))
+    }
+
+    /// The `[inputs.pythond.plugins.<key>]` for a plugin: the one keyed by its id
+    /// (`<module>.<Class>`) if any, else the one keyed by its name.
+    pub fn plugin_override(&self, id: &str, name: &str) -> Option<&PluginOverride> {
+        self.plugins.get(id).or_else(|| self.plugins.get(name))
     }
 
     /// Whether `other` has the same settings (everything but `origin`); the same as
@@ -111,9 +164,23 @@ impl PartialEq for InputConfig {
             timeout,
             tags,
             transport,
+            options,
+            plugins,
+            emit_events,
+            isolation,
+            max_rss,
+            max_age,
+            start_delay,
             origin: _,
         } = self;
-        *name == other.name
+        *max_rss == other.max_rss
+            && *max_age == other.max_age
+            && *start_delay == other.start_delay
+            && *isolation == other.isolation
+            && *emit_events == other.emit_events
+            && *options == other.options
+            && *plugins == other.plugins
+            && *name == other.name
             && *cmd == other.cmd
             && *dirs == other.dirs
             && *envs == other.envs
@@ -137,8 +204,25 @@ impl Hash for InputConfig {
             timeout,
             tags,
             transport,
+            options,
+            plugins,
+            emit_events,
+            isolation,
+            max_rss,
+            max_age,
+            start_delay,
             origin: _,
         } = self;
+        max_rss.hash(state);
+        max_age.hash(state);
+        start_delay.hash(state);
+        isolation.hash(state);
+        emit_events.hash(state);
+        // JSON values have no `Hash`; their canonical text (maps are sorted) does.
+        serde_json::to_string(options)
+            .unwrap_or_default()
+            .hash(state);
+        plugins.hash(state);
         name.hash(state);
         cmd.hash(state);
         dirs.hash(state);
@@ -166,9 +250,67 @@ impl fmt::Debug for InputConfig {
             .field("timeout", &self.timeout)
             .field("tags", &self.tags)
             .field("transport", &self.transport)
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
+            .field("emit_events", &self.emit_events)
+            .field("isolation", &self.isolation)
+            .field("max_rss", &self.max_rss)
+            .field("max_age", &self.max_age)
+            .field("start_delay", &self.start_delay)
             .field("origin", &self.origin)
             .finish()
     }
+}
+
+/// `[inputs.pythond.plugins.<plugin name>]`: settings for one plugin of an input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginOverride {
+    /// Key `interval`, optional duration: overrides the input's `interval` and the
+    /// class attribute for this plugin.
+    pub interval: Option<Duration>,
+    /// Key `timeout`, optional duration: overrides the input's `timeout`.
+    pub timeout: Option<Duration>,
+    /// Key `enabled`, default `true`: `false` keeps the plugin from being initialised
+    /// or run (it is still imported, and listed as `disabled` in status).
+    pub enabled: bool,
+    /// Key `options`, optional table: merged over the input's `options` (key by key)
+    /// for this plugin.
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for PluginOverride {
+    fn default() -> Self {
+        Self {
+            interval: None,
+            timeout: None,
+            enabled: true,
+            options: serde_json::Map::new(),
+        }
+    }
+}
+
+impl Eq for PluginOverride {}
+
+impl Hash for PluginOverride {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.interval.hash(state);
+        self.timeout.hash(state);
+        self.enabled.hash(state);
+        serde_json::to_string(&self.options)
+            .unwrap_or_default()
+            .hash(state);
+    }
+}
+
+/// How an input's plugins are spread over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// `"input"`: one worker runs every plugin of the input (default, as DataKit).
+    #[default]
+    Input,
+    /// `"plugin"`: each plugin class gets a worker of its own, so a hang or a crash
+    /// restarts only that plugin.
+    Plugin,
 }
 
 /// How a worker delivers reports.
@@ -394,6 +536,22 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let timeout = section.get("timeout", values::duration);
     let tags = section.get("tags", tree::string_map).unwrap_or_default();
     let transport = section.get("transport", transport).unwrap_or_default();
+    let options = section.get("options", json_table).unwrap_or_default();
+    let emit_events = section.get("emit_events", tree::boolean).unwrap_or(false);
+    let isolation = section.get("isolation", isolation).unwrap_or_default();
+    let max_rss = section.get("max_rss", values::byte_size);
+    let max_age = section.get("max_age", values::duration);
+    let start_delay = section.get("start_delay", values::duration);
+    let mut plugins = BTreeMap::new();
+    if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
+        for key in table.keys() {
+            let name = format!("[inputs.pythond.plugins.{key}]");
+            if let Some(mut plugin) = table.table(&key, &name, PLUGIN_KEYS) {
+                plugins.insert(key, read_plugin(&mut plugin));
+            }
+        }
+        table.finish();
+    }
     let origin = Origin {
         file: section.doc().file().to_path_buf(),
         line: section.doc().line(section.span()),
@@ -408,7 +566,59 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         timeout,
         tags,
         transport,
+        options,
+        plugins,
+        emit_events,
+        isolation,
+        max_rss,
+        max_age,
+        start_delay,
         origin,
+    })
+}
+
+fn read_plugin(section: &mut Section<'_, '_>) -> PluginOverride {
+    let plugin = PluginOverride {
+        interval: section.get("interval", values::duration),
+        timeout: section.get("timeout", values::duration),
+        enabled: section.get("enabled", tree::boolean).unwrap_or(true),
+        options: section.get("options", json_table).unwrap_or_default(),
+    };
+    section.finish();
+    plugin
+}
+
+/// A table of any TOML values, as JSON (datetimes become strings).
+fn json_table(node: &Node) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
+    match json(node)? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err(Problem::expected("a table", node)),
+    }
+}
+
+fn json(node: &Node) -> Result<serde_json::Value, Problem> {
+    use serde_json::Value as J;
+    Ok(match &node.value {
+        Value::String(s) => J::String(s.clone()),
+        Value::Integer(i) => J::from(*i),
+        Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => J::Number(n),
+            None => {
+                return Err(Problem::at(
+                    &node.span,
+                    format!("{f} cannot be passed to Python options (not a finite number)"),
+                ))
+            }
+        },
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Datetime(d) => J::String(d.clone()),
+        Value::Array(items) => J::Array(items.iter().map(json).collect::<Result<_, _>>()?),
+        Value::Table(entries) => J::Object(
+            entries
+                .iter()
+                .map(|e| Ok((e.key.clone(), json(&e.node)?)))
+                .collect::<Result<_, Problem>>()?,
+        ),
     })
 }
 
@@ -438,6 +648,16 @@ fn envs(node: &Node) -> Result<Vec<(String, String)>, Problem> {
         envs.push((key.to_owned(), value.to_owned()));
     }
     Ok(envs)
+}
+
+fn isolation(node: &Node) -> Result<Isolation, Problem> {
+    match tree::string(node)?.as_str() {
+        "input" => Ok(Isolation::Input),
+        "plugin" => Ok(Isolation::Plugin),
+        other => {
+            Err(format!("unknown isolation {other:?} (expected one of: input, plugin)").into())
+        }
+    }
 }
 
 fn transport(node: &Node) -> Result<Transport, Problem> {

@@ -45,6 +45,7 @@ const AGENT_KEYS: &[&str] = &[
     "hostname",
     "log_level",
     "log_format",
+    "shutdown_timeout",
 ];
 const HTTP_KEYS: &[&str] = &[
     "listen",
@@ -117,7 +118,16 @@ pub struct AgentConfig {
     ///
     /// Key `log_format`, `"text"` (default) or `"json"`.
     pub log_format: LogFormat,
+    /// How long runs in flight may take to finish after SIGINT/SIGTERM before their
+    /// workers are killed (and how long a reloaded input's old worker gets).
+    ///
+    /// Key `shutdown_timeout`, duration, default [`DEFAULT_SHUTDOWN_TIMEOUT`] (30 s),
+    /// greater than zero.
+    pub shutdown_timeout: Duration,
 }
+
+/// Default of `[agent] shutdown_timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the agent writes its own log lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -409,6 +419,7 @@ impl Config {
                 hostname: system_hostname(),
                 log_level: None,
                 log_format: LogFormat::Text,
+                shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             },
             global_tags: BTreeMap::new(),
             http: HttpConfig::default(),
@@ -514,6 +525,9 @@ fn read_agent(section: &mut Section<'_, '_>, base: &Path, agent: &mut AgentConfi
     }
     if let Some(hostname) = section.get("hostname", tree::non_empty_string) {
         agent.hostname = hostname;
+    }
+    if let Some(timeout) = section.get("shutdown_timeout", values::duration) {
+        agent.shutdown_timeout = timeout;
     }
     agent.log_level = section.get("log_level", |node| {
         let level = tree::string(node)?;

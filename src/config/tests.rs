@@ -201,6 +201,7 @@ python_dir = "/etc/pythond/python.d"
 hostname = "web-1"
 log_level = "info,pythond::worker=debug"
 log_format = "json"
+shutdown_timeout = "45s"
 
 [global_tags]
 region = "eu"
@@ -246,6 +247,7 @@ ssh_private_key_password = "hunter2"
             hostname: "web-1".into(),
             log_level: Some("info,pythond::worker=debug".into()),
             log_format: LogFormat::Json,
+            shutdown_timeout: Duration::from_secs(45),
         }
     );
     assert_eq!(
@@ -360,7 +362,7 @@ fn unknown_keys_in_every_main_section() {
             "[agent]\nhostname = \"h\"\ndatadir = \"d\"\n",
             3,
             "datadir",
-            "unknown key `datadir` in [agent] (expected one of: data_dir, conf_dir, python_dir, hostname, log_level, log_format)",
+            "unknown key `datadir` in [agent] (expected one of: data_dir, conf_dir, python_dir, hostname, log_level, log_format, shutdown_timeout)",
         ),
         (
             "\n[http]\nlisten = \"127.0.0.1:1\"\ntokne = \"t\"\n",
@@ -816,12 +818,46 @@ fn envs_parsing() {
 }
 
 #[test]
+fn options_and_plugin_overrides() {
+    let (inputs, _) = inputs_ok(&input_with(
+        "[inputs.pythond.options]\nhost = \"db\"\nport = 5432\nratio = 0.5\nlist = [1, \"a\"]\nwhen = 1979-05-27\n\
+         [inputs.pythond.plugins.locks]\ninterval = \"1m\"\ntimeout = \"20s\"\noptions = { host = \"replica\" }\n\
+         [inputs.pythond.plugins.\"pg.Vacuum\"]\nenabled = false\n",
+    ));
+    let input = &inputs[0];
+    assert_eq!(
+        serde_json::Value::Object(input.options.clone()),
+        serde_json::json!({"host": "db", "port": 5432, "ratio": 0.5, "list": [1, "a"], "when": "1979-05-27"})
+    );
+    let locks = input.plugin_override("x.Locks", "locks").expect("by name");
+    assert_eq!(locks.interval, Some(Duration::from_secs(60)));
+    assert_eq!(locks.timeout, Some(Duration::from_secs(20)));
+    assert!(locks.enabled);
+    assert_eq!(locks.options["host"], "replica");
+    let vacuum = input.plugin_override("pg.Vacuum", "vacuum").expect("by id");
+    assert!(!vacuum.enabled);
+
+    // Options are part of the settings: a change restarts the input on reload.
+    let (other, _) = inputs_ok(&input_with("[inputs.pythond.options]\nhost = \"db2\"\n"));
+    assert_ne!(inputs[0], other[0]);
+
+    let err = inputs_err(&input_with(
+        "[inputs.pythond.plugins.locks]\nintreval = \"1s\"\n",
+    ));
+    assert_error(&err, CONF, 6, "intreval", "unknown key `intreval` in [inputs.pythond.plugins.locks] (expected one of: interval, timeout, enabled, options)");
+    let err = inputs_err(&input_with("options = 3\n"));
+    assert_error(&err, CONF, 5, "options", "expected a table");
+    let err = inputs_err(&input_with("[inputs.pythond.options]\nx = nan\n"));
+    assert_error(&err, CONF, 6, "options", "not a finite number");
+}
+
+#[test]
 fn unknown_keys_in_inputs() {
     let err = inputs_err(&input_with("\nintreval = \"1s\"\n"));
     assert_eq!(
         err.to_string(),
         "conf.d/x.conf:6: unknown key `intreval` in [[inputs.pythond]] (expected one of: \
-         name, cmd, dirs, envs, interval, timeout, tags, transport)"
+         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay)"
     );
     assert_error(&err, CONF, 6, "intreval", "unknown key");
 

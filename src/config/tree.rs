@@ -575,6 +575,11 @@ impl<'d, 'a> Section<'d, 'a> {
         Some(self.entries.remove(index))
     }
 
+    /// The keys not taken yet, in document order (for tables keyed by user names).
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.key.clone()).collect()
+    }
+
     /// Removes and returns every remaining entry (for free-form tables).
     pub(crate) fn drain(&mut self) -> Vec<Entry> {
         std::mem::take(&mut self.entries)

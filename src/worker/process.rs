@@ -183,3 +183,18 @@ fn signal_name(sig: i32) -> &'static str {
         _ => "",
     }
 }
+
+/// Resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`);
+/// `None` if the process is gone or the file cannot be read (not Linux).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
+}
