@@ -67,11 +67,21 @@ impl Home {
     }
 
     /// Writes `content` to `relative`, creating parent directories.
+    ///
+    /// A `pythond.toml` without an `[http]` section gets `listen = "127.0.0.1:0"`:
+    /// tests run in parallel, and two agents on the default port would collide (the
+    /// second then runs without its HTTP API).
     pub fn write(&self, relative: &str, content: &str) -> PathBuf {
         let path = self.path().join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("parent dir");
         }
+        let has_http = content.lines().any(|l| l.trim() == "[http]");
+        let content = if relative == "pythond.toml" && !has_http {
+            format!("{content}\n[http]\nlisten = \"127.0.0.1:0\"\n")
+        } else {
+            content.to_string()
+        };
         std::fs::write(&path, content).expect("write fixture");
         path
     }
