@@ -209,24 +209,21 @@ impl Ingest {
         };
         let mut result = WriteOutcome::default();
         let mut accepted = Vec::new();
-        let mut take =
-            |what: String, decoded: Result<point::Accepted, point::Rejection>| match decoded {
-                Ok(ok) => {
-                    for fix in &ok.fixes {
-                        self.fix(origin, ctx.category, fix.reason.as_str(), &fix.to_string());
-                        result.outcome.fixed += 1;
-                    }
-                    accepted.push(ok.point);
+        let mut take = |what: String, decoded: Result<point::Accepted, point::Rejection>| {
+            let rejected = self.take(
+                origin,
+                ctx.category,
+                Some(&what),
+                decoded,
+                &mut accepted,
+                &mut result.outcome,
+            );
+            if let Some(message) = rejected {
+                if result.rejections.len() < WRITE_REJECTIONS_KEPT {
+                    result.rejections.push(message);
                 }
-                Err(rejection) => {
-                    let message = format!("{what}: {rejection}");
-                    self.reject(origin, ctx.category, rejection.reason.as_str(), &message);
-                    result.outcome.rejected += 1;
-                    if result.rejections.len() < WRITE_REJECTIONS_KEPT {
-                        result.rejections.push(message);
-                    }
-                }
-            };
+            }
+        };
         match request.body {
             WriteBody::Json(body) => {
                 let mut index = 0;
@@ -248,12 +245,12 @@ impl Ingest {
                 }
             }
         }
-        let n = accepted.len() as u64;
-        result.outcome.accepted = n;
-        self.stats.points().add_accepted(ctx.category, n);
-        if let Some(plugin) = origin.plugin_stats {
-            plugin.add_points(ctx.category, n);
-        }
+        self.count_accepted(
+            origin,
+            ctx.category,
+            accepted.len() as u64,
+            &mut result.outcome,
+        );
         self.forward(accepted).await;
         result
     }
@@ -268,30 +265,58 @@ impl Ingest {
     ) {
         let before = accepted.len();
         for value in points {
-            match point::from_json(value, ctx) {
-                Ok(ok) => {
-                    for fix in &ok.fixes {
-                        self.fix(origin, ctx.category, fix.reason.as_str(), &fix.to_string());
-                        outcome.fixed += 1;
-                    }
-                    accepted.push(ok.point);
-                }
-                Err(rejection) => {
-                    self.reject(
-                        origin,
-                        ctx.category,
-                        rejection.reason.as_str(),
-                        &rejection.to_string(),
-                    );
-                    outcome.rejected += 1;
-                }
-            }
+            let decoded = point::from_json(value, ctx);
+            self.take(origin, ctx.category, None, decoded, accepted, outcome);
         }
         let n = (accepted.len() - before) as u64;
+        self.count_accepted(origin, ctx.category, n, outcome);
+    }
+
+    /// Counts and logs one decoded point: its fixes, or its rejection (named by `what`,
+    /// such as "point 3", in the message). A valid point goes into `accepted`; for a
+    /// rejected one the message is returned.
+    fn take(
+        &self,
+        origin: &Origin<'_>,
+        category: Category,
+        what: Option<&str>,
+        decoded: Result<point::Accepted, point::Rejection>,
+        accepted: &mut Vec<Point>,
+        outcome: &mut Outcome,
+    ) -> Option<String> {
+        match decoded {
+            Ok(ok) => {
+                for fix in &ok.fixes {
+                    self.fix(origin, category, fix.reason.as_str(), &fix.to_string());
+                    outcome.fixed += 1;
+                }
+                accepted.push(ok.point);
+                None
+            }
+            Err(rejection) => {
+                let message = match what {
+                    Some(what) => format!("{what}: {rejection}"),
+                    None => rejection.to_string(),
+                };
+                self.reject(origin, category, rejection.reason.as_str(), &message);
+                outcome.rejected += 1;
+                Some(message)
+            }
+        }
+    }
+
+    /// Counts `n` points of `category` accepted, for the agent and the plugin.
+    fn count_accepted(
+        &self,
+        origin: &Origin<'_>,
+        category: Category,
+        n: u64,
+        outcome: &mut Outcome,
+    ) {
         outcome.accepted += n;
-        self.stats.points().add_accepted(ctx.category, n);
+        self.stats.points().add_accepted(category, n);
         if let Some(plugin) = origin.plugin_stats {
-            plugin.add_points(ctx.category, n);
+            plugin.add_points(category, n);
         }
     }
 
