@@ -395,7 +395,7 @@ pub fn load_inputs(conf_dir: &Path) -> Inputs {
                 continue;
             }
         };
-        match parse_inputs(&text, &file) {
+        match parse_inputs_all(&text, &file) {
             Ok((inputs, skipped)) => {
                 found.skipped.extend(skipped);
                 for input in inputs {
@@ -408,7 +408,7 @@ pub fn load_inputs(conf_dir: &Path) -> Inputs {
                     }
                 }
             }
-            Err(err) => found.errors.push(err),
+            Err(errors) => found.errors.extend(errors),
         }
     }
     found
@@ -486,7 +486,32 @@ pub fn parse_inputs(
     text: &str,
     file: &Path,
 ) -> Result<(Vec<InputConfig>, Vec<SkippedTable>), ConfigError> {
-    let (doc, root) = Doc::parse(text, file)?;
+    read_inputs(text, file, |doc, found| doc.finish(found), |error| error)
+}
+
+/// [`parse_inputs`], with every problem of the file rather than the first only.
+pub fn parse_inputs_all(
+    text: &str,
+    file: &Path,
+) -> Result<(Vec<InputConfig>, Vec<SkippedTable>), Vec<ConfigError>> {
+    read_inputs(
+        text,
+        file,
+        |doc, found| doc.finish_all(found),
+        |error| vec![error],
+    )
+}
+
+type FoundTables = (Vec<InputConfig>, Vec<SkippedTable>);
+
+/// Reads a conf file's tables; `finish` decides how many problems come back.
+fn read_inputs<E>(
+    text: &str,
+    file: &Path,
+    finish: fn(Doc<'_>, FoundTables) -> Result<FoundTables, E>,
+    syntax: fn(ConfigError) -> E,
+) -> Result<FoundTables, E> {
+    let (doc, root) = Doc::parse(text, file).map_err(syntax)?;
     let mut top = Section::root(&doc, root, &["inputs"]);
     let mut inputs: Vec<InputConfig> = Vec::new();
     let mut skipped = Vec::new();
@@ -519,7 +544,7 @@ pub fn parse_inputs(
         }
     }
     top.finish();
-    doc.finish((inputs, skipped))
+    finish(doc, (inputs, skipped))
 }
 
 fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {

@@ -9,7 +9,8 @@
 //! [`Node`] tree (every value and key carrying its byte span) and then reads the tree
 //! by hand through [`Section`], which knows the table it is reading, the keys it
 //! expects, and reports unknown, missing and malformed keys with their lines. All
-//! problems of a document are collected and the most useful one is returned.
+//! problems of a document are collected; the most useful one comes first, and
+//! `pythond config check` shows them all.
 //!
 //! Spans come from toml's own `Spanned` support. Tables that were never written as a
 //! header (`inputs` in `[[inputs.pythond]]`, `agent` in `agent.hostname = ".."`) have
@@ -456,13 +457,28 @@ impl<'a> Doc<'a> {
 
     /// `value` if no problem was recorded, else the problem to show first.
     pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        match self.sorted_problems().into_iter().next() {
+            None => Ok(value),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// `value` if no problem was recorded, else every problem (never empty), the one
+    /// to show first first: `pythond config check` reports them all.
+    pub(crate) fn finish_all<T>(self, value: T) -> Result<T, Vec<ConfigError>> {
+        let problems = self.sorted_problems();
+        if problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn sorted_problems(self) -> Vec<ConfigError> {
         let mut problems = self.problems.into_inner();
         // Stable sort: equal rank and line keep the order they were found in.
         problems.sort_by_key(|(rank, error)| (*rank, error.line()));
-        match problems.into_iter().next() {
-            None => Ok(value),
-            Some((_, error)) => Err(error),
-        }
+        problems.into_iter().map(|(_, error)| error).collect()
     }
 }
 
