@@ -24,6 +24,7 @@ use crate::gitsync;
 use crate::http::HttpServer;
 use crate::ingest::Ingest;
 use crate::inputs::InputSet;
+use crate::log_dedupe::SeenOnce;
 use crate::reload::{self, Layout, Trigger};
 use crate::sink::Sinks;
 use crate::state_dump::{self, Dump};
@@ -68,11 +69,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let repos = gitsync::repos(&config.git_repos, &config.agent.data_dir);
     let checkouts: Vec<_> = repos.iter().map(|r| r.dir.clone()).collect();
     let layout = Layout::new(&config.agent.conf_dir, &config.agent.python_dir, &checkouts);
-    reload(&mut inputs, &layout, &stats, None).await;
+    let mut skipped_noted = SeenOnce::default();
+    reload(&mut inputs, &layout, &stats, None, &mut skipped_noted).await;
     if inputs.is_empty() && checkouts.is_empty() {
         tracing::warn!(conf_dir = %config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
     }
-    tracing::info!(inputs = inputs.len(), "pythond running");
+    let not_started = inputs.not_started();
+    if not_started.is_empty() {
+        tracing::info!(inputs = inputs.len(), "pythond running");
+    } else {
+        tracing::warn!(inputs = inputs.len() - not_started.len(), not_started = ?not_started, "pythond running; some inputs could not start (see above)");
+    }
 
     let (triggers, mut triggered) = mpsc::unbounded_channel();
     let _watcher = reload::watch(
@@ -103,7 +110,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = user2.recv() => { dump(Dump::State, &config, &stats, started); continue }
             Some(trigger) = triggered.recv() => trigger,
         };
-        reload(&mut inputs, &layout, &stats, Some(trigger)).await;
+        reload(
+            &mut inputs,
+            &layout,
+            &stats,
+            Some(trigger),
+            &mut skipped_noted,
+        )
+        .await;
     }
     tracing::info!(grace = ?grace, "shutting down: no new runs; waiting for runs in flight (signal again to kill the workers now)");
     shutdown.cancel();
@@ -193,8 +207,14 @@ async fn start_http(
 
 /// Computes the inputs `layout` asks for and applies them to `inputs` (restarting
 /// only what changed); logs and records configuration errors. `trigger` is `None` for
-/// the first load.
-async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: Option<Trigger>) {
+/// the first load. Tables of other input kinds are noted once (`skipped_noted`).
+async fn reload(
+    inputs: &mut InputSet,
+    layout: &Layout,
+    stats: &Stats,
+    trigger: Option<Trigger>,
+    skipped_noted: &mut SeenOnce,
+) {
     if let Some(trigger) = &trigger {
         tracing::info!("reloading configuration after {trigger}");
     }
@@ -213,7 +233,7 @@ async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: 
     for error in &desired.errors {
         tracing::error!("config: {error}");
     }
-    for skipped in &desired.skipped {
+    for skipped in skipped_noted.new_items(&desired.skipped) {
         tracing::info!("config: {skipped}; not a pythond input, ignored");
     }
     stats.set_reload_error(if desired.errors.is_empty() {
@@ -234,7 +254,7 @@ async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: 
 }
 
 /// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds them.
-fn global_tags(config: &Config) -> BTreeMap<String, String> {
+pub fn global_tags(config: &Config) -> BTreeMap<String, String> {
     let mut tags = config.global_tags.clone();
     tags.entry("host".to_string())
         .or_insert_with(|| config.agent.hostname.clone());

@@ -33,6 +33,8 @@ struct Running {
     cancel: CancellationToken,
     /// `None` when the input could not start (bad `dirs`): nothing to stop.
     task: Option<JoinHandle<()>>,
+    /// False when its interpreter could not be found or executed when it started.
+    startable: bool,
 }
 
 /// What [`InputSet::apply`] did, for the log and the tests.
@@ -86,6 +88,16 @@ impl InputSet {
 
     pub fn is_empty(&self) -> bool {
         self.running.is_empty()
+    }
+
+    /// The inputs that could not start at all: `dirs` that do not resolve, or an
+    /// interpreter (`cmd`) that is not there to start (its supervisor keeps retrying).
+    pub fn not_started(&self) -> Vec<String> {
+        self.running
+            .iter()
+            .filter(|(_, running)| running.task.is_none() || !running.startable)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Brings the running inputs to `desired`, restarting only what changed.
@@ -176,6 +188,7 @@ impl InputSet {
                     file,
                     cancel,
                     task: None,
+                    startable: false,
                 };
             }
         };
@@ -195,6 +208,7 @@ impl InputSet {
             stats: input_stats,
         });
         tracing::info!(input = %config.name, origin = %config.origin, "starting input");
+        let startable = crate::config_check::interpreter(&config.cmd).is_ok();
         let supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
             .isolated(self.stats.clone());
         Running {
@@ -202,6 +216,7 @@ impl InputSet {
             file,
             cancel,
             task: Some(tokio::spawn(supervisor.run())),
+            startable,
         }
     }
 

@@ -1,10 +1,11 @@
-//! The `pythond` command line: `run`, `check`, `status`, `config check`.
+//! The `pythond` command line: `run`, `check`, `status`, `config check`, and the
+//! `completions` and `man` pages generated from these very definitions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use pythond::check::CheckOptions;
 use pythond::config::{self, LogFormat, OutputFormat};
@@ -15,6 +16,33 @@ use pythond::config::{self, LogFormat, OutputFormat};
 struct Cli {
     #[command(subcommand)]
     command: Commands,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Logging flags, accepted by every command (docs/OPERATIONS.md, "Logs").
+#[derive(Args)]
+struct LogArgs {
+    /// Log level (trace, debug, info, warn, error, off) or filter directives such as
+    /// "info,pythond::worker=debug"; overrides -v/-q, RUST_LOG and [agent] log_level.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<String>,
+    /// More log detail: -v one level more than the command's default, -vv two.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Less log output: -q warnings and errors only (for run), -qq errors, -qqq none.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    quiet: u8,
+}
+
+impl LogArgs {
+    fn flags(&self) -> pythond::logging::LogFlags {
+        pythond::logging::LogFlags {
+            level: self.log_level.clone(),
+            verbose: self.verbose,
+            quiet: self.quiet,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -27,20 +55,42 @@ enum Commands {
         /// Main configuration file (pythond.toml).
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Run every input's plugins once through the configured sinks, deliver what
+        /// they reported (flushing the disk buffers), and exit: 0 only if every run
+        /// succeeded, no point was rejected and every point was delivered.
+        #[arg(long)]
+        once: bool,
     },
-    /// Load the collectors in each PATH, run each once, and print their points.
+    /// Run collectors once and print their points: the collectors in each PATH, or
+    /// one configured input exactly as `run` would run it (--input NAME).
     ///
-    /// Points go to stdout, one per line; errors and rejected points to stderr. Exits 0
-    /// only if every collector loaded and ran without exception or timeout and no point
-    /// was rejected.
+    /// Points go to stdout, one per line; what the collectors printed, errors and
+    /// rejected points to stderr. Exits 0 only if every collector loaded and ran
+    /// without exception or timeout, no point was rejected, and at least one point was
+    /// reported (unless --allow-empty).
     Check {
         /// Directories of collectors or single .py files.
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(
+            required_unless_present = "input",
+            conflicts_with = "input",
+            value_name = "PATH"
+        )]
         paths: Vec<PathBuf>,
-        /// Python interpreter to run the collectors with.
-        #[arg(long, default_value = "python3")]
+        /// Run the configured input NAME once, with its cmd, envs, options, tags,
+        /// interval, timeout and plugin settings, plus [global_tags] and host.
+        #[arg(long, value_name = "NAME")]
+        input: Option<String>,
+        /// Main configuration file (pythond.toml) to find --input in.
+        #[arg(long, short, value_name = "FILE", requires = "input")]
+        config: Option<PathBuf>,
+        /// Pass even when the collectors reported no point.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Python interpreter to run the collectors with (with --input: the input's).
+        #[arg(long, default_value = "python3", conflicts_with = "input")]
         cmd: String,
-        /// Longest a run (and loading) may take, e.g. 30s, 500ms, 2m.
+        /// Longest a run (and loading) may take, e.g. 30s, 500ms, 2m (with --input:
+        /// at most the plugin's own timeout).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
         /// Output format of the points.
@@ -64,6 +114,15 @@ enum Commands {
         #[command(subcommand)]
         command: ConfigCommands,
     },
+    /// Print a shell completion script, e.g. `pythond completions bash >
+    /// /etc/bash_completion.d/pythond` (the .deb installs them for bash, zsh and fish).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `pythond man | man -l -`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -89,21 +148,64 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); try 30s, 500ms or 2m"))
 }
 
+/// A `--log-level` value: what `[agent] log_level` accepts.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    pythond::config::check_log_level(text).map(|()| text.to_string())
+}
+
+/// `check`'s logs: warnings, each point fixed or rejected, and what the collectors
+/// printed (their stdout lines are logged at info by the worker session).
+const CHECK_LOGS: pythond::logging::Defaults = pythond::logging::Defaults {
+    filter: "warn,pythond::ingest=info,pythond::worker::session=info",
+    level: "warn",
+};
+/// Other commands log at info.
+const RUN_LOGS: pythond::logging::Defaults = pythond::logging::Defaults {
+    filter: "info",
+    level: "info",
+};
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log = cli.log.flags();
     match cli.command {
-        Commands::Run { config } => run(config.as_deref()),
+        Commands::Run { config, once } => run(config.as_deref(), once, &log),
+        Commands::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "pythond",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Commands::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: cannot write the manual page: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Commands::Check {
             paths,
+            input,
+            config,
+            allow_empty,
             cmd,
             timeout,
             format,
         } => {
-            init_logging("warn,pythond::ingest=info", None, LogFormat::Text);
+            pythond::logging::init(&log, None, CHECK_LOGS, LogFormat::Text);
+            let target = match input {
+                Some(name) => pythond::check::Target::Input { name, config },
+                None => pythond::check::Target::Paths { paths, cmd },
+            };
             let options = CheckOptions {
-                paths,
-                cmd,
+                target,
                 timeout,
+                allow_empty,
                 format: match format {
                     Format::Json => OutputFormat::Json,
                     Format::Lp => OutputFormat::LineProtocol,
@@ -140,7 +242,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config_path: Option<&std::path::Path>) -> ExitCode {
+fn run(
+    config_path: Option<&std::path::Path>,
+    once: bool,
+    log: &pythond::logging::LogFlags,
+) -> ExitCode {
     let config = match config::load(config_path) {
         Ok(config) => config,
         Err(error) => {
@@ -148,11 +254,22 @@ fn run(config_path: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(
-        "info",
+    pythond::logging::init(
+        log,
         config.agent.log_level.as_deref(),
+        RUN_LOGS,
         config.agent.log_format,
     );
+    if once {
+        return match runtime().and_then(|rt| rt.block_on(pythond::run_once::run(config))) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime().and_then(|rt| rt.block_on(pythond::agent::run(config))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -166,23 +283,4 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-/// Logs go to stderr: readable text or JSON; the level from RUST_LOG, else the
-/// config's `log_level`, else `default`.
-fn init_logging(default: &str, configured: Option<&str>, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(configured.unwrap_or(default)))
-        .unwrap_or_else(|_| EnvFilter::new(default));
-    // Colours only on a terminal: journald, files and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }

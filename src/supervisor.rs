@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{InputConfig, Isolation};
 use crate::events::{self, FailureEvents, FailureKind};
+use crate::log_dedupe::{Failure, RepeatedFailures};
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
 use crate::stats::{InputState, InputStats, PluginState, Stats};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
@@ -39,6 +40,9 @@ pub struct InputSupervisor {
     grace: Duration,
     /// Open failures per plugin, for `emit_events` (kept across worker restarts).
     events: Mutex<FailureEvents>,
+    /// Each plugin's last run error, so a repeat is counted rather than logged in
+    /// full ([`crate::log_dedupe`]).
+    repeats: Mutex<RepeatedFailures>,
     /// The agent's stats, where each plugin's worker gets an entry `<input>/<plugin>`
     /// under `isolation = "plugin"` (see [`InputSupervisor::isolated`]).
     isolated: Option<Arc<Stats>>,
@@ -72,6 +76,7 @@ impl InputSupervisor {
             shutdown,
             grace,
             events: Mutex::new(FailureEvents::default()),
+            repeats: Mutex::new(RepeatedFailures::default()),
             isolated: None,
         }
     }
@@ -411,6 +416,9 @@ impl InputSupervisor {
             (true, _) => {
                 stats.run_succeeded();
                 tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, seconds = done.seconds, "run finished");
+                if let Some(failed) = self.repeats().succeeded(&done.plugin) {
+                    tracing::info!(input = %input, plugin = %done.plugin, run = done.run, "run succeeded after {failed} failed run(s) in a row");
+                }
                 let recovered = self.failure_events().succeeded(&done.plugin);
                 for kind in recovered {
                     self.emit(&done.plugin, kind, true, "a run finished successfully")
@@ -423,7 +431,18 @@ impl InputSupervisor {
                     .map(ToString::to_string)
                     .unwrap_or_else(|| "failed".to_string());
                 let traceback = error.and_then(|e| e.traceback).unwrap_or_default();
-                tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed: {message}");
+                let error_text = format!("{message}\n{traceback}");
+                match self.repeats().failed(&done.plugin, &error_text) {
+                    Failure::New { after: 0 } => {
+                        tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed: {message}")
+                    }
+                    Failure::New { after } => {
+                        tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed with a new error (the previous one repeated {after} more time(s)): {message}")
+                    }
+                    Failure::Repeat { count } => {
+                        tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, repeats = count, "run failed again with the same error: {message}")
+                    }
+                }
                 if self
                     .failure_events()
                     .failed(&done.plugin, FailureKind::Exception)
@@ -565,6 +584,13 @@ impl InputSupervisor {
             }
         }
         None
+    }
+
+    fn repeats(&self) -> std::sync::MutexGuard<'_, RepeatedFailures> {
+        // Plain bookkeeping; a panic elsewhere cannot leave it inconsistent.
+        self.repeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn failure_events(&self) -> std::sync::MutexGuard<'_, FailureEvents> {

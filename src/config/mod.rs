@@ -34,3 +34,4 @@ pub use main_config::{
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use network_sink::{redact_query, InfluxApi, NetworkSinkConfig};
+pub use values::check_log_level;
