@@ -451,7 +451,20 @@ def _rejection(code, index, point, reason):
         measurement = None
     elif len(measurement) > 256:
         measurement = measurement[:256] + "..."
-    return {"category": code, "index": index, "measurement": measurement, "reason": reason}
+    return {"category": code, "index": index, "measurement": measurement, "reason": reason,
+            "label": _rejection_label(point)}
+
+
+def _rejection_label(point):
+    """The agent's reason label: a NaN or infinite field is ``invalid_field_value``,
+    exactly as when the same point arrives as line protocol over HTTP; anything else
+    JSON cannot carry is ``not_json_serializable`` (docs/POINTS.md)."""
+    fields = point.get("fields") if isinstance(point, dict) else None
+    if isinstance(fields, dict):
+        for value in fields.values():
+            if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+                return "invalid_field_value"
+    return "not_json_serializable"
 
 
 def _encode_point(point, dumps):

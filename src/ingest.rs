@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::point::{self, Category, DecodeContext, Point, Precision};
+use crate::point::{self, Category, DecodeContext, Point, Precision, RejectReason};
 use crate::sink::Sinks;
 use crate::stats::{PluginStats, Stats};
 use crate::worker::protocol::Report;
@@ -136,10 +136,17 @@ impl Ingest {
                 .as_deref()
                 .map(|m| format!("point `{m}`"))
                 .unwrap_or_else(|| "a point".to_string());
+            // The shim names NaN and infinities `invalid_field_value`, as the HTTP
+            // path does for the same value (docs/POINTS.md).
+            let reason = shim_rejection
+                .label
+                .as_deref()
+                .and_then(RejectReason::from_label)
+                .unwrap_or(RejectReason::NotJsonSerializable);
             self.reject(
                 origin,
                 category,
-                "not_json_serializable",
+                reason.as_str(),
                 &format!("{what} rejected by the shim: {}", shim_rejection.reason),
             );
             outcome.rejected += 1;
@@ -162,7 +169,7 @@ impl Ingest {
                     self.reject(
                         origin,
                         Category::Metric,
-                        "unknown_category",
+                        RejectReason::UnknownCategory.as_str(),
                         &format!(
                             "report key `{code}` is not a category (expected M, L, O, CO, E or R)"
                         ),
@@ -175,7 +182,12 @@ impl Ingest {
                 Ok(p) => *p,
                 Err(message) => {
                     for _ in points {
-                        self.reject(origin, category, "bad_precision", message);
+                        self.reject(
+                            origin,
+                            category,
+                            RejectReason::BadPrecision.as_str(),
+                            message,
+                        );
                         outcome.rejected += 1;
                     }
                     continue;

@@ -141,6 +141,10 @@ pub struct ShimRejection {
     #[serde(default)]
     pub measurement: Option<String>,
     pub reason: String,
+    /// The rejection's reason label, when the shim knows it (`invalid_field_value`
+    /// for NaN and infinities); else `not_json_serializable`.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// The end of one run.
