@@ -493,3 +493,31 @@ fn tcp_check_reports_a_target_down_from_the_start_and_a_malformed_one() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(of(&parse_points(&stdout), "metric", "tcp_check").len(), 1);
 }
+
+#[test]
+fn a_shipped_collector_without_its_settings_fails_check_naming_what_to_set() {
+    for (name, option, variable) in [
+        ("http_probe", "urls", "HTTP_PROBE_URLS"),
+        ("log_tail", "files", "LOG_TAIL_FILES"),
+        ("procs", "names", "PROCS_NAMES"),
+        ("tcp_check", "targets", "TCP_CHECK_TARGETS"),
+    ] {
+        let state = tempfile::tempdir().expect("tempdir");
+        let mut command = pythond();
+        command
+            .arg("check")
+            .arg(collector(name))
+            .env_remove(variable)
+            .env("STATE_DIRECTORY", state.path());
+        let (code, stdout, stderr) = run_to_end(command);
+        assert_ne!(
+            code, 0,
+            "{name} passed with nothing to report:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("option `{option}`")) && stderr.contains(variable),
+            "{name} does not say what to set:\n{stderr}"
+        );
+        assert!(stderr.contains("no point was reported"), "{stderr}");
+    }
+}
