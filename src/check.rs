@@ -234,6 +234,9 @@ fn prepare_input(name: &str, config_path: Option<&std::path::Path>) -> Option<Pr
             "note: transport = \"http\": check reports over the pipe; the points are the same"
         );
     }
+    if input.isolation == crate::config::Isolation::Plugin {
+        eprintln!("note: isolation = \"plugin\": check runs every plugin once in one worker");
+    }
     Some(Prepared {
         global_tags: crate::agent::global_tags(&config),
         input,
