@@ -1232,3 +1232,36 @@ fn check_input_applies_the_configured_timeout_and_names_unknown_inputs() {
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("no input named \"nope\""), "{stderr}");
 }
+
+#[test]
+fn check_input_finds_an_input_of_a_pulled_git_repository() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[agent]\ndata_dir = \"data\"\n\n[[git_repos.repo]]\nurl = \"https://git.example/team/collectors.git\"\n",
+    );
+    // Already pulled into data_dir/gitrepos/<name>: run would load it from there.
+    home.write(
+        "data/gitrepos/collectors/conf.d/remote.conf",
+        "[[inputs.pythond]]\nname = \"remote\"\ncmd = \"python3\"\ndirs = [\"mine\"]\ntags = { from = \"git\" }\n",
+    );
+    home.write(
+        "data/gitrepos/collectors/python.d/mine/mine.py",
+        "from datakit_framework import DataKitFramework\n\n\
+         class Mine(DataKitFramework):\n    name = \"mine\"\n    interval = 10\n\n\
+         \x20   def run(self):\n        self.report({\"M\": [{\"measurement\": \"remote\", \"fields\": {\"v\": 1}}]})\n",
+    );
+    let config = home.path().join("pythond.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = home.check(&["--input", "remote", "--config", config]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let points = parse_points(&stdout);
+    assert_eq!(
+        the_point(&points, "metric", "remote")["tags"]["from"],
+        "git"
+    );
+    assert!(
+        stderr.contains("gitrepos/collectors/conf.d/remote.conf:1"),
+        "{stderr}"
+    );
+}
