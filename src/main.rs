@@ -89,8 +89,8 @@ enum Commands {
         /// Python interpreter to run the collectors with (with --input: the input's).
         #[arg(long, default_value = "python3", conflicts_with = "input")]
         cmd: String,
-        /// Longest a run (and loading) may take, e.g. 30s, 500ms, 2m (with --input:
-        /// at most the plugin's own timeout).
+        /// Longest loading and a run may take, e.g. 30s, 500ms, 2m (with --input, each
+        /// run has its configured timeout); how long long_running plugins run.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
         /// Output format of the points.
@@ -121,8 +121,13 @@ enum Commands {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `pythond man | man -l -`.
-    Man,
+    /// Print a manual page (roff), e.g. `pythond man | man -l -`: pythond(1), or with
+    /// COMMAND the page of that command, pythond-COMMAND(1).
+    Man {
+        /// A command (run, check, status, config, completions, man).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,15 +184,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Commands::Man => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: cannot write the manual page: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Commands::Man { command } => man_page(command.as_deref()),
         Commands::Check {
             paths,
             input,
@@ -274,6 +271,32 @@ fn run(
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes pythond(1), or pythond-COMMAND(1), to stdout.
+fn man_page(command: Option<&str>) -> ExitCode {
+    let cli = Cli::command();
+    let page = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) => sub
+                .clone()
+                .name(format!("pythond-{name}"))
+                .bin_name(format!("pythond {name}")),
+            None => {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                eprintln!("error: no command {name:?}; one of: {}", names.join(", "));
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match clap_mangen::Man::new(page).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write the manual page: {error}");
             ExitCode::FAILURE
         }
     }

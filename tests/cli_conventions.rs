@@ -207,3 +207,14 @@ fn other_input_kinds_are_noted_once_and_an_input_that_cannot_start_is_not_counte
         "{log}"
     );
 }
+
+#[test]
+fn each_command_has_its_own_man_page() {
+    let (code, page, stderr) = pythond_output(&["man", "check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(page.contains(".TH pythond-check 1"), "{page}");
+    assert!(page.contains("\\-\\-allow\\-empty"), "{page}");
+    let (code, _, stderr) = pythond_output(&["man", "nope"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("check"), "{stderr}");
+}

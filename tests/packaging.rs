@@ -576,6 +576,12 @@ fn package_ships_the_man_page_and_shell_completions_of_its_binary() {
     for word in ["check", "completions", "\\-\\-log\\-level"] {
         assert!(page.contains(word), "the man page lacks {word}");
     }
+    // One page per command, with its own options: pythond-check(1) has --allow-empty.
+    let check = root.join("usr/share/man/man1/pythond-check.1.gz");
+    let (code, page, stderr) = run(Command::new("gzip").arg("-dc").arg(&check));
+    assert_eq!(code, 0, "{}: {stderr}", check.display());
+    assert!(page.contains(".TH pythond-check 1"), "{page}");
+    assert!(page.contains("\\-\\-allow\\-empty"), "{page}");
     // It renders (man -l reads a local file; no pager, fixed width).
     let (code, text, stderr) = run(Command::new("man")
         .arg("-l")
