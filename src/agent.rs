@@ -52,9 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?);
 
     let http = start_http(&config, &ingest, &stats).await?;
-    let http_transport = http
-        .as_ref()
-        .map(|server| server.transport(config.http.token.clone()));
+    let http_transport = http.as_ref().map(|server| server.transport());
 
     let shutdown = CancellationToken::new();
     let mut inputs = InputSet::new(

@@ -13,12 +13,12 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::body::read_body;
+use super::body::{read_body, BodyLimits};
 use super::error::ApiError;
-use super::AppState;
+use super::{AppState, Deadline};
 use crate::ingest::{InputTags, Origin, WriteBody, WriteRequest};
 use crate::point::{Category, Precision};
 
@@ -37,6 +37,7 @@ pub async fn write(
     State(state): State<Arc<AppState>>,
     Path(category): Path<String>,
     query: Result<Query<WriteQuery>, QueryRejection>,
+    deadline: Option<Extension<Deadline>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -63,7 +64,8 @@ pub async fn write(
         .ignore_global_tags
         .as_deref()
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
-    let bytes = read_body(&headers, body, state.max_body).await?;
+    let limits = body_limits(&state, deadline);
+    let bytes = read_body(&headers, body, &limits).await?;
 
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -144,6 +146,18 @@ pub async fn write(
         );
     }
     Err(ApiError::bad_request("datakit.invalidPoint", message))
+}
+
+/// The bounds of a request's body: `[http] max_body`, `min_body_rate` and the
+/// request's deadline (`request_timeout` from when its headers were read).
+fn body_limits(state: &AppState, deadline: Option<Extension<Deadline>>) -> BodyLimits {
+    BodyLimits {
+        max: state.max_body,
+        min_rate: state.min_body_rate,
+        deadline: deadline
+            .map(|Extension(Deadline(at))| at)
+            .unwrap_or_else(|| tokio::time::Instant::now() + state.request_timeout),
+    }
 }
 
 fn looks_like_json(bytes: &[u8]) -> bool {
@@ -282,10 +296,12 @@ impl LastErrors {
 
 pub async fn lasterror(
     State(state): State<Arc<AppState>>,
+    deadline: Option<Extension<Deadline>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let bytes = read_body(&headers, body, state.max_body).await?;
+    let limits = body_limits(&state, deadline);
+    let bytes = read_body(&headers, body, &limits).await?;
     let parsed: LastErrorBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "datakit.badBody",
