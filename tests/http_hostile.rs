@@ -110,3 +110,152 @@ fn slow_uploads_are_cut_and_never_starve_probes_status_or_the_agents_workers() {
     let answer = post(&format!("{base}/v1/write/metric"), &[], b"after v=1i\n");
     assert_eq!(answer.status, 200, "{answer:?}");
 }
+
+/// `n` lines of `m v=1`.
+fn tiny_lines(n: usize) -> Vec<u8> {
+    b"m v=1\n".repeat(n)
+}
+
+#[test]
+fn json_points_the_decoder_cannot_hold_are_rejected_and_counted_never_dropped() {
+    let home = Home::new();
+    let agent = home.start();
+    let base = api_base(&agent);
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let huge = "9".repeat(5000);
+    let bad_values = [r#""\ud800""#.to_string(), deep, huge];
+    for (i, bad) in bad_values.iter().enumerate() {
+        let body = format!(
+            r#"[{{"measurement": "before_{i}", "fields": {{"v": 1}}}},
+                {{"measurement": "bad_{i}", "fields": {{"v": {bad}}}}},
+                {{"measurement": "after_{i}", "fields": {{"v": 1}}}}]"#
+        );
+        let answer = post(
+            &format!("{base}/v1/write/metric"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 400, "{answer:?}");
+        let json = answer.json();
+        assert_eq!(json["error_code"], "datakit.invalidPoint", "{json}");
+        let message = json["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("1 of 3") && message.contains("point 2"),
+            "{message}"
+        );
+        // The neighbours of the bad point went through, on both sides.
+        agent.expect_points("the valid neighbours", |points| {
+            points
+                .iter()
+                .any(|p| p["measurement"] == format!("after_{i}").as_str())
+                && points
+                    .iter()
+                    .any(|p| p["measurement"] == format!("before_{i}").as_str())
+        });
+    }
+    let rejected = "pythond_points_rejected_total{category=\"metric\",reason=\"undecodable_json\"}";
+    assert_eq!(metric(&base, rejected), 3.0);
+    assert_eq!(
+        metric(&base, "pythond_points_accepted_total{category=\"metric\"}"),
+        6.0
+    );
+}
+
+#[test]
+fn a_body_over_the_point_cap_is_refused_before_any_point_is_taken() {
+    let home = home_with("listen = \"127.0.0.1:0\"\nmax_points_per_request = 100");
+    let agent = home.start();
+    let base = api_base(&agent);
+    let answer = post(&format!("{base}/v1/write/metric"), &[], &tiny_lines(101));
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert!(answer.body.contains("max_points_per_request"), "{answer:?}");
+    let points: Vec<String> = (0..101)
+        .map(|i| format!(r#"{{"measurement": "j{i}", "fields": {{"v": 1}}}}"#))
+        .collect();
+    let answer = post(
+        &format!("{base}/v1/write/metric"),
+        &[("Content-Type", "application/json")],
+        format!("[{}]", points.join(",")).as_bytes(),
+    );
+    assert_eq!(answer.status, 413, "{answer:?}");
+    // At the cap is fine.
+    let answer = post(&format!("{base}/v1/write/metric"), &[], &tiny_lines(100));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["accepted"], 100);
+    assert_eq!(
+        metric(&base, "pythond_points_accepted_total{category=\"metric\"}"),
+        100.0,
+        "nothing of the refused bodies was taken"
+    );
+}
+
+#[test]
+fn a_gzip_body_inflating_to_a_million_points_is_decoded_with_memory_bounded() {
+    // Metric points are accepted and counted but not written anywhere: this measures
+    // the request's own memory, not a sink's.
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\nrequest_timeout = \"300s\"\nmax_points_per_request = 2000000\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\ncategories = [\"logging\"]\n",
+    );
+    let agent = home.start();
+    let base = api_base(&agent);
+    // 8 MiB of `m v=1` lines: 1,398,101 points in about 16 KiB of gzip.
+    let lines = (8 << 20) / 6;
+    let body = common::http::gzip(&tiny_lines(lines));
+    assert!(body.len() < 64 << 10, "{} bytes", body.len());
+    let answer = post(
+        &format!("{base}/v1/write/metric"),
+        &[("Content-Encoding", "gzip")],
+        &body,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["accepted"], lines as u64);
+    // docs/BENCHMARKS.md: the peak is the inflated body plus one chunk of points
+    // (about 40 MiB in all); 1.4 KB per point (2 GB) before points were streamed.
+    let peak = common::http::peak_rss_bytes(agent.pid());
+    assert!(
+        peak < 150 << 20,
+        "the agent's peak memory stayed bounded: {} MiB",
+        peak >> 20
+    );
+    assert_eq!(get(&format!("{base}/health"), &[]).status, 200);
+}
+
+#[test]
+fn decoding_stops_at_request_timeout_and_says_what_was_taken() {
+    // 5.6 million points take far longer than 2 s to decode; the request must stop
+    // at its deadline, not answer 200 long after it.
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\nrequest_timeout = \"2s\"\nmax_points_per_request = 10000000\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\ncategories = [\"logging\"]\n",
+    );
+    let agent = home.start();
+    let base = api_base(&agent);
+    let lines = (32 << 20) / 6 - 1;
+    let answer = post(&format!("{base}/v1/write/metric"), &[], &tiny_lines(lines));
+    assert_eq!(answer.status, 408, "{answer:?}");
+    let message = answer.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Stopped while counting the points (nothing taken) or while decoding them (the
+    // answer says how many were accepted): either way what the answer says is what
+    // was counted, and nothing more is taken after the answer.
+    let accepted: f64 = if message.contains("nothing was written") {
+        0.0
+    } else {
+        assert!(message.contains("decoding stopped at line"), "{message}");
+        message
+            .split(" accepted")
+            .next()
+            .and_then(|head| head.rsplit('(').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("accepted count in {message}"))
+    };
+    assert!(accepted < lines as f64);
+    let counted = "pythond_points_accepted_total{category=\"metric\"}";
+    assert_eq!(metric(&base, counted), accepted, "{message}");
+    assert_eq!(get(&format!("{base}/health"), &[]).status, 200);
+}

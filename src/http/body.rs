@@ -71,7 +71,9 @@ pub async fn read_body(
         }
         return Err(ApiError::too_large(message));
     }
-    let mut raw = Vec::new();
+    // Sized once from Content-Length (within the limit) instead of doubling as the
+    // body streams in.
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
     pump(body, limits, Some(&mut raw)).await?;
     if !gzip {
         return Ok(raw);

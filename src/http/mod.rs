@@ -86,6 +86,8 @@ pub struct AppState {
     request_timeout: Duration,
     /// `[http] min_body_rate`, bytes per second (0: off).
     min_body_rate: u64,
+    /// `[http] max_points_per_request`.
+    max_points: usize,
     pools: pools::Pools,
     /// The bearer token of the agent's own workers (see `pools.rs`).
     worker_key: pools::WorkerKey,
@@ -172,6 +174,7 @@ impl HttpServer {
             max_body: config.max_body_bytes,
             request_timeout: config.request_timeout,
             min_body_rate: config.min_body_rate,
+            max_points: config.max_points_per_request,
             pools: pools::Pools::new(config.max_concurrent_requests),
             worker_key: pools::WorkerKey::generate(),
             listen: addr,

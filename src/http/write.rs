@@ -2,24 +2,28 @@
 //!
 //! A JSON body (Content-Type `application/json`, what DataKit's shim sends with
 //! `requests.post(url, json=points)`) is an array of `{measurement, tags, fields,
-//! time}`; anything else is line protocol. Points go through [`Ingest::write`] like
+//! time}`; anything else is line protocol. Points go through [`Ingest::write_blocking`] like
 //! points from workers: same rules, counters, logs and sinks. A rejected point gets
 //! the request a 400 naming it and saying why, but never drops its valid neighbours.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::body::{read_body, BodyLimits};
 use super::error::ApiError;
 use super::{AppState, Deadline};
-use crate::ingest::{InputTags, Origin, WriteBody, WriteRequest};
+use crate::ingest::{
+    precheck_write_body, InputTags, Origin, WriteBody, WriteBodyError, WriteLimits, WriteOutcome,
+    WriteRequest,
+};
 use crate::point::{Category, Precision};
 
 /// How many rejection messages a 400 answer lists (the rest are counted).
@@ -71,64 +75,195 @@ pub async fn write(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-    let text;
-    let body = if is_json {
-        check_json(&bytes)?;
-        WriteBody::Json(&bytes)
-    } else {
-        text = std::str::from_utf8(&bytes).map_err(|e| {
-            ApiError::bad_request(
-                "datakit.badBody",
-                format!("line protocol body is not UTF-8: {e}"),
-            )
-        })?;
-        WriteBody::LineProtocol(text)
-    };
 
     let claimed = worker_identity(&state, &headers);
-    let (input, plugin, tags, plugin_stats) = match &claimed {
-        Some((input, plugin, tags, stats)) => (
-            input.as_str(),
-            plugin.as_deref().unwrap_or("-"),
-            tags,
-            stats.as_deref(),
-        ),
+    let (input, plugin, tags, plugin_stats) = match claimed {
+        Some((input, plugin, tags, stats)) => {
+            (input, plugin.unwrap_or_else(|| "-".into()), tags, stats)
+        }
         None => (
             query
                 .input
-                .as_deref()
                 .filter(|i| !i.is_empty())
-                .unwrap_or("http"),
-            "-",
-            &state.tags,
+                .unwrap_or_else(|| "http".into()),
+            "-".into(),
+            state.tags.clone(),
             None,
         ),
     };
-    let origin = Origin {
+    let job = WriteJob {
+        ingest: state.ingest.clone(),
+        bytes,
+        is_json,
+        category,
+        precision,
+        ignore_global_tags,
         input,
         plugin,
         tags,
         plugin_stats,
+        max_points: state.max_points,
+        deadline: limits.deadline.into_std(),
     };
-    let result = state
-        .ingest
-        .write(
-            &origin,
-            WriteRequest {
-                category,
-                precision,
-                ignore_global_tags,
-                body,
-            },
+    // Decoding a large body takes a while: off the runtime's threads, so /health and
+    // the other requests stay responsive. If this handler is dropped (the middleware's
+    // timeout, a closed connection), the decoder stops at its next check.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let large = job.bytes.len() >= TRIM_AFTER_BYTES;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = job.run(&abandoned, &runtime);
+        drop(job);
+        if large {
+            give_memory_back();
+        }
+        outcome
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "datakit.internal",
+            format!("decoding failed: {e}"),
         )
-        .await;
+    })?;
+    let (result, looks_json) = outcome?;
+    answer(category, is_json, looks_json, result)
+}
+
+/// Bodies at least this large are followed by [`give_memory_back`].
+const TRIM_AFTER_BYTES: usize = 1 << 20;
+
+/// Returns freed heap memory to the system after a large request, so a burst does not
+/// leave the agent's RSS at its peak (glibc keeps freed memory in its arenas).
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it has no
+    // preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Sets its flag when dropped: tells a decoding thread nobody waits for it any more.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Everything a write request's decoding needs, owned, for a blocking thread.
+struct WriteJob {
+    ingest: Arc<crate::ingest::Ingest>,
+    bytes: Vec<u8>,
+    is_json: bool,
+    category: Category,
+    precision: Option<Precision>,
+    ignore_global_tags: bool,
+    input: String,
+    plugin: String,
+    tags: InputTags,
+    plugin_stats: Option<Arc<crate::stats::PluginStats>>,
+    max_points: usize,
+    deadline: std::time::Instant,
+}
+
+impl WriteJob {
+    /// Checks the body as a whole (syntax, point count), then decodes and forwards its
+    /// points. Also says whether a line-protocol body looks like JSON (for the hint).
+    fn run(
+        &self,
+        abandoned: &AtomicBool,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(WriteOutcome, bool), ApiError> {
+        let body = if self.is_json {
+            if !looks_like_json(&self.bytes) {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&self.bytes).unwrap_or_default();
+                return Err(ApiError::bad_request(
+                    "datakit.badBody",
+                    format!(
+                        "expected a JSON array of points, found {}",
+                        json_kind(&value)
+                    ),
+                ));
+            }
+            WriteBody::Json(&self.bytes)
+        } else {
+            let text = std::str::from_utf8(&self.bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "datakit.badBody",
+                    format!("line protocol body is not UTF-8: {e}"),
+                )
+            })?;
+            WriteBody::LineProtocol(text)
+        };
+        let limits = WriteLimits {
+            deadline: self.deadline,
+            abandoned,
+        };
+        precheck_write_body(&body, self.max_points, &limits).map_err(|e| match e {
+            WriteBodyError::Json(_) => ApiError::bad_request(
+                "datakit.badBody",
+                format!("{e}; expected an array of points like [{{\"measurement\": \"m\", \"tags\": {{}}, \"fields\": {{\"f\": 1}}, \"time\": null}}]"),
+            ),
+            WriteBodyError::TooManyPoints { .. } => ApiError::too_large(format!(
+                "{e}: nothing was written; split the body into smaller requests"
+            )),
+            WriteBodyError::Timeout { .. } => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "datakit.requestTimeout",
+                format!("{e}; nothing was written"),
+            ),
+        })?;
+        let origin = Origin {
+            input: &self.input,
+            plugin: &self.plugin,
+            tags: &self.tags,
+            plugin_stats: self.plugin_stats.as_deref(),
+        };
+        let request = WriteRequest {
+            category: self.category,
+            precision: self.precision,
+            ignore_global_tags: self.ignore_global_tags,
+            body,
+        };
+        let result = self
+            .ingest
+            .write_blocking(&origin, request, &limits, runtime);
+        let looks_json = !self.is_json && looks_like_json(&self.bytes);
+        Ok((result, looks_json))
+    }
+}
+
+/// The answer to a decoded write: 200 when every point was accepted, 408 when
+/// decoding ran out of time (saying what was done), 400 naming the rejected points.
+fn answer(
+    category: Category,
+    is_json: bool,
+    looks_json: bool,
+    result: WriteOutcome,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let total = result.outcome.accepted + result.outcome.rejected;
+    if let Some(at) = &result.stopped_at {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "datakit.requestTimeout",
+            format!(
+                "request not completed within [http] request_timeout: decoding stopped at {at}; the {total} point(s) before it were handled ({} accepted, {} rejected), the rest was not read",
+                result.outcome.accepted, result.outcome.rejected
+            ),
+        ));
+    }
     if result.rejections.is_empty() {
         return Ok(Json(serde_json::json!({
             "accepted": result.outcome.accepted,
             "fixed": result.outcome.fixed,
         })));
     }
-    let total = result.outcome.accepted + result.outcome.rejected;
     let mut message = format!(
         "{} of {total} {} point(s) rejected ({} accepted): {}",
         result.outcome.rejected,
@@ -140,7 +275,7 @@ pub async fn write(
     if result.outcome.rejected > shown {
         message.push_str(&format!("; and {} more", result.outcome.rejected - shown));
     }
-    if !is_json && looks_like_json(&bytes) {
+    if !is_json && looks_json {
         message.push_str(
             " (the body looks like JSON: send it with `Content-Type: application/json`, or it is read as line protocol)",
         );
@@ -219,30 +354,6 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Checks that a JSON body is well-formed and is an array (or a single object) without
-/// building it in memory; the points are then decoded one at a time.
-fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
-        ApiError::bad_request(
-            "datakit.badBody",
-            format!("body is not valid JSON ({e}); expected an array of points like [{{\"measurement\": \"m\", \"tags\": {{}}, \"fields\": {{\"f\": 1}}, \"time\": null}}]"),
-        )
-    })?;
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[' | b'{') => Ok(()),
-        _ => {
-            let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-            Err(ApiError::bad_request(
-                "datakit.badBody",
-                format!(
-                    "expected a JSON array of points, found {}",
-                    json_kind(&value)
-                ),
-            ))
-        }
-    }
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
