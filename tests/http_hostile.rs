@@ -259,3 +259,54 @@ fn decoding_stops_at_request_timeout_and_says_what_was_taken() {
     assert_eq!(metric(&base, counted), accepted, "{message}");
     assert_eq!(get(&format!("{base}/health"), &[]).status, 200);
 }
+
+#[test]
+fn lasterror_is_bounded_throttled_and_cannot_forge_log_lines() {
+    let home = Home::new();
+    let agent = home.start();
+    let base = api_base(&agent);
+    let url = format!("{base}/v1/lasterror");
+    let json = [("Content-Type", "application/json")];
+
+    // A forged log line inside the content stays inside the one logged line.
+    let forged = "oops\n2026-12-01T07:16:00Z ERROR pythond::agent: FORGED";
+    let body = serde_json::json!({"input": "forger", "err_content": forged}).to_string();
+    assert_eq!(post(&url, &json, body.as_bytes()).status, 200);
+    agent.expect_log("FORGED");
+    for line in agent.log_lines(&["FORGED"]) {
+        assert!(
+            line.contains("last error reported: oops"),
+            "forged line: {line}"
+        );
+    }
+
+    // An oversized post is refused; a large one is kept cut.
+    let huge = serde_json::json!({"input": "big", "err_content": "x".repeat(1 << 20)});
+    let answer = post(&url, &json, huge.to_string().as_bytes());
+    assert_eq!(answer.status, 413, "{answer:?}");
+    let large = serde_json::json!({"input": "big", "err_content": "y".repeat(20_000)});
+    assert_eq!(post(&url, &json, large.to_string().as_bytes()).status, 200);
+    let status = get(&format!("{base}/v1/status"), &[]);
+    assert!(status.body.len() < 64 << 10, "{} bytes", status.body.len());
+    let kept = status.json()["lasterrors"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["input"] == "big").cloned())
+        .unwrap_or_else(|| panic!("big in {}", status.body));
+    let message = kept["message"].as_str().unwrap_or_default();
+    assert!(
+        message.len() <= 4200 && message.contains("more bytes cut"),
+        "{}",
+        message.len()
+    );
+
+    // A flood of reports is throttled: a few log lines, every report still answered.
+    for i in 0..500 {
+        let body = serde_json::json!({"input": "flood", "err_content": format!("e{i}")});
+        assert_eq!(post(&url, &json, body.to_string().as_bytes()).status, 200);
+    }
+    let lines = agent.log_lines(&["last error reported", "flood"]).len();
+    assert!(
+        (1..=5).contains(&lines),
+        "{lines} log lines for 500 reports"
+    );
+}

@@ -379,10 +379,19 @@ pub struct LastErrorBody {
 #[derive(Default)]
 pub struct LastErrors {
     by_input: std::sync::Mutex<BTreeMap<String, (String, u64)>>,
+    /// Per input: when its report was last logged, and how many were not logged since.
+    logged: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
 }
 
 /// At most this many inputs are remembered; later new names are logged, not kept.
 const MAX_LASTERROR_INPUTS: usize = 1000;
+/// Largest `/v1/lasterror` body; a larger one gets 413 (docs/HTTP.md).
+pub const MAX_LASTERROR_BODY: u64 = 64 << 10;
+/// How much of a reported error is kept and logged; the rest is cut (and says so).
+pub const MAX_LASTERROR_MESSAGE: usize = 4 << 10;
+/// An input's reports are logged at most once per this period; the others are counted
+/// and the next logged line says how many there were.
+const LASTERROR_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl LastErrors {
     fn set(&self, input: String, message: String) -> bool {
@@ -392,6 +401,36 @@ impl LastErrors {
         }
         map.insert(input, (message, crate::ingest::now_ns() as u64 / 1_000_000));
         true
+    }
+
+    /// Whether to log this report of `input`: `Some(n)` with the number of its reports
+    /// not logged since the last one, `None` to keep quiet.
+    fn should_log(&self, input: &str) -> Option<u64> {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if logged.len() >= MAX_LASTERROR_INPUTS && !logged.contains_key(input) {
+            logged.retain(|_, (at, _)| now.duration_since(*at) < LASTERROR_LOG_EVERY);
+        }
+        let room = logged.len() < MAX_LASTERROR_INPUTS;
+        match logged.get_mut(input) {
+            Some((at, quiet)) if now.duration_since(*at) < LASTERROR_LOG_EVERY => {
+                *quiet += 1;
+                None
+            }
+            Some((at, quiet)) => {
+                let since = *quiet;
+                *at = now;
+                *quiet = 0;
+                Some(since)
+            }
+            None if room => {
+                logged.insert(input.to_string(), (now, 0));
+                Some(0)
+            }
+            // More inputs reporting within the period than are tracked: a flood of
+            // names; the caller logs those under one shared throttle.
+            None => Some(u64::MAX),
+        }
     }
 
     /// `[{input, message, unix_ms}]`, by input name.
@@ -411,7 +450,8 @@ pub async fn lasterror(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limits = body_limits(&state, deadline);
+    let mut limits = body_limits(&state, deadline);
+    limits.max = limits.max.min(MAX_LASTERROR_BODY);
     let bytes = read_body(&headers, body, &limits).await?;
     let parsed: LastErrorBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
@@ -419,16 +459,70 @@ pub async fn lasterror(
             format!("expected {{\"input\": \"...\", \"err_content\": \"...\"}}: {e}"),
         )
     })?;
-    tracing::warn!(input = %parsed.input, "last error reported: {}", parsed.err_content);
-    if !state.lasterrors.set(parsed.input, parsed.err_content) {
-        tracing::warn!("too many inputs reported a last error; this one is not kept for status");
+    // Both come from outside: control characters are escaped so they cannot forge
+    // log lines or garble a terminal, and the content is cut to a bounded size.
+    let input = escape_control(&parsed.input);
+    let message = truncate_message(&escape_control(&parsed.err_content), MAX_LASTERROR_MESSAGE);
+    let decision = match state.lasterrors.should_log(&input) {
+        Some(u64::MAX) => state.log_throttle.allow("lasterror_flood").then_some(0),
+        other => other,
+    };
+    if let Some(quiet) = decision {
+        if quiet > 0 {
+            tracing::warn!(input = %input, "last error reported: {message} ({quiet} more reports of this input in the last {LASTERROR_LOG_EVERY:?} not logged)");
+        } else {
+            tracing::warn!(input = %input, "last error reported: {message}");
+        }
+    }
+    if !state.lasterrors.set(input, message) && state.log_throttle.allow("lasterror_inputs") {
+        tracing::warn!("too many inputs reported a last error; this one is not kept for status (repeats within 10 s are logged at debug level)");
     }
     Ok(Json(serde_json::json!({})))
 }
 
+/// `text` with every control character escaped (`\n`, `\r`, `\t`, `\u{1b}`, ...), so
+/// text from outside stays on one log line and cannot forge another.
+pub fn escape_control(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how much was cut.
+fn truncate_message(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes cut)", &text[..end], text.len() - end)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{escape_control, percent_decode, truncate_message};
+
+    #[test]
+    fn control_characters_are_escaped_and_long_messages_cut() {
+        assert_eq!(escape_control("plain é"), "plain é");
+        assert_eq!(
+            escape_control("oops\n2026 ERROR x\r\u{1b}[31m"),
+            "oops\\n2026 ERROR x\\r\\u{1b}[31m"
+        );
+        assert_eq!(truncate_message("abc", 3), "abc");
+        assert_eq!(truncate_message("aéb", 2), "a… (3 more bytes cut)");
+    }
 
     #[test]
     fn decodes_percent_escapes() {
