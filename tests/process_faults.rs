@@ -90,3 +90,94 @@ fn a_worker_that_exits_while_its_forked_child_holds_the_channel_is_restarted() {
     );
     agent.expect_log_line(&["forking", "its process exited", "restarting"]);
 }
+
+/// Once per worker: a `sleep` in a session of its own, and a daemon that double-forks
+/// with `setsid` in between; both pids are recorded.
+const ESCAPES: &str = r#"
+import os, subprocess, time
+from datakit_framework import DataKitFramework
+
+HOME = os.environ["PYTHOND_TEST_MARKER"]
+
+def note(file, pid):
+    with open(os.path.join(HOME, file), "a") as f:
+        f.write("%d\n" % pid)
+
+class Escape(DataKitFramework):
+    name = "escape"
+    interval = 3600
+
+    def run(self):
+        child = subprocess.Popen(["sleep", "3600"], start_new_session=True)
+        note("session_children", child.pid)
+        read, write = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            daemon = os.fork()
+            if daemon == 0:
+                os.execvp("sleep", ["sleep", "3601"])
+            os.write(write, b"%d" % daemon)
+            os._exit(0)
+        os.close(write)
+        daemon = int(os.read(read, 32))
+        note("daemons", daemon)
+        self.report({"M": [{"measurement": "escaped", "fields": {"child": child.pid, "daemon": daemon}}]})
+        while True:
+            time.sleep(1)
+"#;
+
+fn start_escapes(home: &Home) -> (common::Agent, i32, i32) {
+    home.write("python.d/escape/escape.py", ESCAPES);
+    // The run never ends: no timeout may kill the worker meanwhile.
+    home.input("escaping", &["escape"], "timeout = \"10m\"");
+    let agent = home.start();
+    agent.expect_points("the escapes started", |points| {
+        points.iter().any(|p| p["measurement"] == "escaped")
+    });
+    let child = recorded_pids(home, "session_children")[0];
+    let daemon = recorded_pids(home, "daemons")[0];
+    (agent, child, daemon)
+}
+
+/// Waits until `pid` is gone; panics naming `what` otherwise.
+fn expect_gone(pid: i32, what: &str, agent: &common::Agent) {
+    assert!(
+        wait_until(DEADLINE, || !alive(pid)),
+        "{what} {pid} is still alive ({}); log:\n{}",
+        common::cmdline(pid),
+        agent.stderr()
+    );
+}
+
+#[test]
+fn a_daemon_that_leaves_its_worker_is_killed_while_the_agent_runs() {
+    let home = Home::new();
+    let (agent, child, daemon) = start_escapes(&home);
+    // Its parent exited at once: re-parented to the agent, it is killed there.
+    expect_gone(daemon, "the double-forked daemon", &agent);
+    // The child in a session of its own still has its worker for a parent.
+    assert!(alive(child), "the worker's own child {child} was killed");
+    agent.expect_log_line(&["left its worker"]);
+}
+
+#[test]
+fn a_child_in_a_new_session_does_not_survive_sigterm_of_the_agent() {
+    let home = Home::new();
+    let (mut agent, child, daemon) = start_escapes(&home);
+    assert!(agent.stop().success(), "log:\n{}", agent.stderr());
+    expect_gone(child, "the child in a new session", &agent);
+    expect_gone(daemon, "the double-forked daemon", &agent);
+}
+
+#[test]
+fn a_child_in_a_new_session_does_not_survive_sigkill_of_the_agent() {
+    let home = Home::new();
+    let (mut agent, child, daemon) = start_escapes(&home);
+    // A daemon is the agent's to kill as soon as it leaves its worker's tree (see
+    // docs/OPERATIONS.md for the window in which a SIGKILL of the agent loses it).
+    expect_gone(daemon, "the double-forked daemon", &agent);
+    agent.signal(libc::SIGKILL);
+    agent.wait_exit(DEADLINE).expect("the agent dies");
+    // Still the worker's child: the worker, told by PDEATHSIG, kills it.
+    expect_gone(child, "the child in a new session", &agent);
+}
