@@ -41,6 +41,8 @@
 //! counted as dropped and logged with the sink's name.
 
 mod frame;
+#[cfg(test)]
+mod model_tests;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -191,6 +193,14 @@ struct Segment {
 }
 
 impl Segment {
+    /// A segment just created, holding only its start marker.
+    fn fresh(id: u64) -> Self {
+        Self {
+            bytes: frame::HEADER as u64,
+            ..Self::new(id)
+        }
+    }
+
     fn new(id: u64) -> Self {
         Self {
             id,
@@ -335,8 +345,9 @@ impl DiskBuffer {
             ),
         };
         let next_seq = recovery.last_seq.unwrap_or(0);
-        let current = create_segment(dir, next_id).map_err(err("cannot create a segment"))?;
-        segments.push_back(Segment::new(next_id));
+        let current =
+            create_segment(dir, next_id, next_seq).map_err(err("cannot create a segment"))?;
+        segments.push_back(Segment::fresh(next_id));
         let state = State {
             segments,
             ack,
@@ -377,7 +388,7 @@ impl DiskBuffer {
                     shared: writer_shared,
                     id: next_id,
                     file: current,
-                    bytes: 0,
+                    bytes: frame::HEADER as u64,
                     seq: next_seq,
                     committed: committed_tx,
                     lazy,
@@ -551,6 +562,16 @@ impl DiskBuffer {
             .map_err(io_err)?;
             let frame = match found {
                 Found::Frame(frame) => frame,
+                Found::Lost { seq, points, len } => {
+                    // Points recovery cut out and counted: skip, count nothing more.
+                    if let Some(loss) = reader.loss.take() {
+                        let lost = reader.expect_seq.map(|e| seq.saturating_sub(e));
+                        self.settle_loss(loss, lost, batch);
+                    }
+                    reader.expect_seq = Some(seq + points);
+                    reader.pos.offset += len;
+                    continue;
+                }
                 Found::End => {
                     reader.pos.offset = end;
                     continue;
@@ -899,15 +920,15 @@ impl SegmentWriter {
             // A finished segment is always on disk.
             self.file.sync_data()?;
         }
-        self.file = create_segment(&self.shared.dir, id)?;
+        self.file = create_segment(&self.shared.dir, id, self.seq)?;
         if let Some(lazy) = &self.lazy {
             lazy.switch_to(&self.file)?;
         }
         self.id = id;
-        self.bytes = 0;
+        self.bytes = frame::HEADER as u64;
         lock(&self.shared.state)
             .segments
-            .push_back(Segment::new(id));
+            .push_back(Segment::fresh(id));
         Ok(())
     }
 
@@ -951,10 +972,16 @@ struct Recovery<'a> {
 }
 
 impl Recovery<'_> {
-    fn intact(&mut self, dir: &Path, frame: &frame::Frame) {
+    /// An intact frame carrying `seq` follows: settles (logs and counts) the damage
+    /// before it. Returns the lost points' range (first seq, count) when known.
+    fn settle(&mut self, dir: &Path, seq: Option<u64>) -> Option<(u64, u64)> {
+        let mut lost = None;
         if let Some(loss) = self.loss.take() {
-            let points = match (self.expect_seq, frame.seq) {
-                (Some(expected), Some(seq)) => Some(seq.saturating_sub(expected)),
+            let points = match (self.expect_seq, seq) {
+                (Some(expected), Some(seq)) => {
+                    lost = Some((expected, seq.saturating_sub(expected)));
+                    Some(seq.saturating_sub(expected))
+                }
                 _ => None,
             };
             let segment = segment_path(dir, loss.segment);
@@ -970,8 +997,13 @@ impl Recovery<'_> {
                 }
             }
         }
-        self.expect_seq = frame.next_seq();
-        if let Some(next) = frame.next_seq() {
+        lost
+    }
+
+    /// Reading goes on after a frame (or loss marker) whose successor has `next`.
+    fn advance(&mut self, next: Option<u64>) {
+        self.expect_seq = next;
+        if let Some(next) = next {
             self.last_seq = Some(self.last_seq.map_or(next, |last| last.max(next)));
         }
     }
@@ -1019,8 +1051,8 @@ fn recover_segment(
         legacy,
         ..Segment::new(id)
     };
-    // Intact frames after `from`, as (start, end) runs.
-    let mut kept: Vec<(u64, u64)> = Vec::new();
+    // What stays after `from`: runs of intact frames and markers for lost points.
+    let mut kept: Vec<Piece> = Vec::new();
     let mut holes = false;
     let mut offset = from;
     loop {
@@ -1031,14 +1063,24 @@ fn recover_segment(
         };
         match found {
             Found::Frame(frame) => {
-                recovery.intact(dir, &frame);
+                if let Some((seq, points)) = recovery.settle(dir, frame.seq) {
+                    holes = true;
+                    kept.push(Piece::Lost { seq, points });
+                }
+                recovery.advance(frame.next_seq());
                 segment.unacked_points += u64::from(frame.record.points);
                 segment.oldest_ms.get_or_insert(frame.record.enqueued_ms);
-                match kept.last_mut() {
-                    Some((_, end)) if *end == offset => *end += frame.len,
-                    _ => kept.push((offset, offset + frame.len)),
-                }
+                keep(&mut kept, offset, frame.len);
                 offset += frame.len;
+            }
+            Found::Lost { seq, points, len } => {
+                if let Some((seq, points)) = recovery.settle(dir, Some(seq)) {
+                    holes = true;
+                    kept.push(Piece::Lost { seq, points });
+                }
+                recovery.advance(Some(seq + points));
+                keep(&mut kept, offset, len);
+                offset += len;
             }
             Found::End => break,
             Found::Damaged => {
@@ -1062,7 +1104,10 @@ fn recover_segment(
             }
         }
     }
-    let intact_end = kept.last().map_or(from, |(_, end)| *end);
+    let intact_end = match kept.last() {
+        Some(Piece::Copy { end, .. }) => *end,
+        _ => from,
+    };
     if holes {
         segment.bytes = rewrite_segment(dir, id, &file, from, &kept)?;
     } else if intact_end < total {
@@ -1076,19 +1121,38 @@ fn recover_segment(
     Ok(segment)
 }
 
+/// What recovery keeps of a segment.
+enum Piece {
+    /// Bytes `start..end`: intact frames.
+    Copy { start: u64, end: u64 },
+    /// A loss marker for points `seq..seq + points`, cut out and counted.
+    Lost { seq: u64, points: u64 },
+}
+
+/// Adds the intact bytes `offset..offset + len` to `kept`.
+fn keep(kept: &mut Vec<Piece>, offset: u64, len: u64) {
+    match kept.last_mut() {
+        Some(Piece::Copy { end, .. }) if *end == offset => *end += len,
+        _ => kept.push(Piece::Copy {
+            start: offset,
+            end: offset + len,
+        }),
+    }
+}
+
 /// Replaces segment `id` by its first `prefix` bytes (delivered, so the ack offset
-/// stays valid) followed by the `kept` runs; returns the new length. Crash-safe: a
+/// stays valid) followed by the `kept` pieces; returns the new length. Crash-safe: a
 /// temporary file, synced, renamed over the segment, the directory synced.
 fn rewrite_segment(
     dir: &Path,
     id: u64,
     file: &File,
     prefix: u64,
-    kept: &[(u64, u64)],
+    kept: &[Piece],
 ) -> io::Result<u64> {
     let tmp = dir.join(format!("{id:020}{REPAIR_SUFFIX}"));
     let mut out = File::create(&tmp)?;
-    let mut copy = |start: u64, end: u64| -> io::Result<()> {
+    let copy = |out: &mut File, start: u64, end: u64| -> io::Result<()> {
         let mut buf = vec![0u8; 1 << 16];
         let mut at = start;
         while at < end {
@@ -1099,9 +1163,16 @@ fn rewrite_segment(
         }
         Ok(())
     };
-    copy(0, prefix)?;
-    for (start, end) in kept {
-        copy(*start, *end)?;
+    copy(&mut out, 0, prefix)?;
+    for piece in kept {
+        match piece {
+            Piece::Copy { start, end } => copy(&mut out, *start, *end)?,
+            Piece::Lost { seq, points } => {
+                let mut marker = Vec::new();
+                frame::encode_lost(*seq, *points, &mut marker);
+                out.write_all(&marker)?;
+            }
+        }
     }
     out.sync_all()?;
     let len = out.metadata()?.len();
@@ -1139,12 +1210,18 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(ids)
 }
 
-/// Creates an empty segment and syncs the directory so the file survives power loss.
-fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
+/// Creates a segment and syncs the directory so the file survives power loss. The
+/// segment starts with a loss marker for no points that carries `seq`, the running
+/// point number of its first record: damage at the very start of a segment can then
+/// be counted in points too. It is synced with the segment's first append.
+fn create_segment(dir: &Path, id: u64, seq: u64) -> io::Result<File> {
+    let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(segment_path(dir, id))?;
+    let mut start = Vec::with_capacity(frame::HEADER);
+    frame::encode_lost(seq, 0, &mut start);
+    file.write_all(&start)?;
     File::open(dir)?.sync_all()?;
     Ok(file)
 }
@@ -1307,7 +1384,7 @@ mod tests {
                 fs::metadata(segment_path(dir.path(), **id))
                     .expect("meta")
                     .len()
-                    > 0
+                    > frame::HEADER as u64
             })
             .copied()
             .expect("a segment with data");
@@ -1351,7 +1428,7 @@ mod tests {
         let path = ids
             .iter()
             .map(|id| segment_path(dir.path(), *id))
-            .find(|p| fs::metadata(p).expect("meta").len() > 0)
+            .find(|p| fs::metadata(p).expect("meta").len() > frame::HEADER as u64)
             .expect("data segment");
         let mut bytes = fs::read(&path).expect("read");
         let last = bytes.len() - 2;
@@ -1369,15 +1446,21 @@ mod tests {
         let path = ids
             .iter()
             .map(|id| segment_path(dir, *id))
-            .find(|p| fs::metadata(p).expect("meta").len() > 0)
+            .find(|p| fs::metadata(p).expect("meta").len() > frame::HEADER as u64)
             .expect("data segment");
         let file = File::open(&path).expect("open");
         let limit = file.metadata().expect("meta").len();
         let mut offsets = Vec::new();
         let mut at = 0;
-        while let Found::Frame(frame) = frame::read_at(&file, at, limit).expect("read") {
-            offsets.push(at);
-            at += frame.len;
+        loop {
+            match frame::read_at(&file, at, limit).expect("read") {
+                Found::Frame(frame) => {
+                    offsets.push(at);
+                    at += frame.len;
+                }
+                Found::Lost { len, .. } => at += len,
+                _ => break,
+            }
         }
         (path, offsets)
     }

@@ -12,7 +12,7 @@
 //!  4  version      1
 //!  5  category     Category::buffer_code (1 metric .. 6 rum)
 //!  6  body format  1 = line protocol
-//!  7  flags        0
+//!  7  flags        0, or 1 for a loss marker (category 0, no body)
 //!  8  body length  u32
 //! 12  points       u32
 //! 16  seq          u64  points appended to this buffer before this record
@@ -26,7 +26,10 @@
 //! versions cannot be confused. The header CRC bounds the length before the body is
 //! read (a damaged length never makes the reader allocate or skip blindly); a frame
 //! found by scanning for the magic is only trusted once both CRCs match. `seq` lets
-//! a reader that skipped damage count exactly how many points it lost.
+//! a reader that skipped damage count exactly how many points it lost. A loss marker
+//! stands where recovery cut damaged frames out of a segment: its `seq` and `points`
+//! say which points were lost (and already counted), so a later reader neither
+//! delivers nor counts them again.
 //!
 //! Version 0 (written before the frame was versioned), still read:
 //! `[len u32][crc32 of payload u32][payload]`, payload
@@ -46,6 +49,8 @@ pub(super) const MAGIC: [u8; 4] = [0xF7, 0x50, 0x42, 0xD1];
 const VERSION: u8 = 1;
 /// Body format code: line protocol, one point per line.
 const BODY_LINE_PROTOCOL: u8 = 1;
+/// Flag of a loss marker.
+const FLAG_LOST: u8 = 1;
 /// Size of a version-1 header.
 pub(super) const HEADER: usize = 40;
 /// A body claiming more than this is corruption, not data.
@@ -89,6 +94,12 @@ impl Frame {
 #[derive(Debug)]
 pub(super) enum Found {
     Frame(Frame),
+    /// A loss marker: points `seq..seq + points` were lost to damage and counted.
+    Lost {
+        seq: u64,
+        points: u64,
+        len: u64,
+    },
     /// The offset is the end of the readable data.
     End,
     /// No intact frame starts here: damage, or a write cut short.
@@ -116,9 +127,24 @@ pub(super) fn encode(record: &Record, seq: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&record.body);
 }
 
+/// Appends a loss marker for points `seq..seq + points` to `out`.
+pub(super) fn encode_lost(seq: u64, points: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[VERSION, 0, BODY_LINE_PROTOCOL, FLAG_LOST]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(points.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let crc = crc32fast::hash(&out[start..start + 32]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
 /// A checked version-1 header.
 struct Header {
-    category: Category,
+    /// `None` for a loss marker.
+    category: Option<Category>,
     body_len: u32,
     points: u32,
     seq: u64,
@@ -130,15 +156,23 @@ fn parse_header(bytes: &[u8; HEADER]) -> Option<Header> {
     if bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[6] != BODY_LINE_PROTOCOL {
         return None;
     }
-    if bytes[7] != 0 || crc32fast::hash(&bytes[..32]) != le_u32(&bytes[32..36]) {
+    if bytes[7] > FLAG_LOST || crc32fast::hash(&bytes[..32]) != le_u32(&bytes[32..36]) {
         return None;
     }
     let body_len = le_u32(&bytes[8..12]);
     if body_len > MAX_BODY {
         return None;
     }
+    let category = if bytes[7] == FLAG_LOST {
+        if bytes[5] != 0 || body_len != 0 {
+            return None;
+        }
+        None
+    } else {
+        Some(Category::from_buffer_code(bytes[5])?)
+    };
     Some(Header {
-        category: Category::from_buffer_code(bytes[5])?,
+        category,
         body_len,
         points: le_u32(&bytes[12..16]),
         seq: le_u64(&bytes[16..24]),
@@ -176,9 +210,16 @@ pub(super) fn read_at(file: &File, offset: u64, limit: u64) -> io::Result<Found>
     if hasher.finalize() != header.frame_crc {
         return Ok(Found::Damaged);
     }
+    let Some(category) = header.category else {
+        return Ok(Found::Lost {
+            seq: header.seq,
+            points: u64::from(header.points),
+            len,
+        });
+    };
     Ok(Found::Frame(Frame {
         record: Record {
-            category: header.category,
+            category,
             points: header.points,
             enqueued_ms: header.enqueued_ms,
             body,
@@ -257,7 +298,7 @@ pub(super) fn resync(file: &File, from: u64, limit: u64) -> io::Result<Option<u6
         for i in 0..=got - MAGIC.len() {
             if window[i..i + MAGIC.len()] == MAGIC {
                 let candidate = at + i as u64;
-                if let Found::Frame(_) = read_at(file, candidate, limit)? {
+                if let Found::Frame(_) | Found::Lost { .. } = read_at(file, candidate, limit)? {
                     return Ok(Some(candidate));
                 }
             }
@@ -280,7 +321,9 @@ pub(super) fn peek_ms(file: &File, offset: u64, legacy: bool) -> Option<u64> {
     }
     let mut head = [0u8; HEADER];
     read_exact_at(file, &mut head, offset).ok()?.then_some(())?;
-    parse_header(&head).map(|h| h.enqueued_ms)
+    parse_header(&head)
+        .filter(|h| h.category.is_some())
+        .map(|h| h.enqueued_ms)
 }
 
 /// Fills `buf` from `offset`; false if the file ends first.
@@ -411,6 +454,31 @@ mod tests {
             resync(file.as_file(), first, limit - 1).expect("scan"),
             None
         );
+    }
+
+    #[test]
+    fn a_loss_marker_is_told_from_data() {
+        let mut bytes = Vec::new();
+        encode_lost(41, 3, &mut bytes);
+        assert_eq!(bytes.len(), HEADER);
+        encode(&record(0, Category::Metric), 44, &mut bytes);
+        let (file, limit) = file_with(&bytes);
+        assert!(matches!(
+            read_at(file.as_file(), 0, limit).expect("read"),
+            Found::Lost {
+                seq: 41,
+                points: 3,
+                len: 40
+            }
+        ));
+        assert_eq!(resync(file.as_file(), 0, limit).expect("scan"), Some(0));
+        let mut flipped = bytes.clone();
+        flipped[5] = 1; // a marker claiming a category is damage
+        let (file, limit) = file_with(&flipped);
+        assert!(matches!(
+            read_at(file.as_file(), 0, limit).expect("read"),
+            Found::Damaged
+        ));
     }
 
     #[test]
