@@ -1202,11 +1202,19 @@ fn symlink_loops_are_walked_once() {
 
 #[test]
 fn every_example_in_the_reference_is_valid() {
-    let doc = include_str!("../../docs/CONFIG.md");
+    check_toml_examples(include_str!("../../docs/CONFIG.md"), 4);
+}
+
+#[test]
+fn every_example_in_the_migration_guide_is_valid() {
+    check_toml_examples(include_str!("../../docs/MIGRATING.md"), 3);
+}
+
+fn check_toml_examples(doc: &str, at_least: usize) {
     let mut blocks = 0;
     for block in doc.split("```toml\n").skip(1) {
         let Some((text, _)) = block.split_once("```") else {
-            panic!("unterminated toml block in docs/CONFIG.md");
+            panic!("unterminated toml block");
         };
         blocks += 1;
         if text.contains("[inputs.pythond]") {
@@ -1218,7 +1226,7 @@ fn every_example_in_the_reference_is_valid() {
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
         }
     }
-    assert!(blocks >= 4, "only {blocks} toml blocks found");
+    assert!(blocks >= at_least, "only {blocks} toml blocks found");
 }
 
 #[test]
