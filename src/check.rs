@@ -88,7 +88,9 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags, sinks).log_every_point());
     let runtime =
         Runtime::temporary().context("cannot write the Python runtime to a temporary directory")?;
-    let spec = crate::agent::worker_spec(&runtime, &input, &paths);
+    let mut spec = crate::agent::worker_spec(&runtime, &input, &paths);
+    // One bounded pass: a syslog-ng fetcher stops at FETCH_NO_DATA (docs/MIGRATING.md).
+    crate::once::bounded_pass(&mut spec, &input, &runtime);
     let ctx = Arc::new(SessionContext {
         input: input.name.clone(),
         tags: ingest.input_tags(&input.tags),
@@ -180,6 +182,7 @@ fn prepare_paths(paths: &[PathBuf], cmd: &str, timeout: Duration) -> Option<Prep
         max_rss: None,
         max_age: None,
         start_delay: None,
+        kinds: Default::default(),
         origin: Default::default(),
     };
     Some(Prepared {

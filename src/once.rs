@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::config::InputConfig;
 use crate::supervisor::plugin_timing;
 use crate::worker::protocol::Command;
-use crate::worker::{Event, Session};
+use crate::worker::{Event, Runtime, Session, WorkerSpec};
 
 /// How one plugin's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,19 @@ impl OnceReport {
     }
 }
 
+/// Makes `spec` (from [`crate::agent::worker_spec`]) run its collectors as one
+/// bounded pass: the kinds' settings with `once` set, so a syslog-ng fetcher stops at
+/// `FETCH_NO_DATA` instead of waiting for more. The later variable wins.
+pub fn bounded_pass(spec: &mut WorkerSpec, input: &InputConfig, runtime: &Runtime) {
+    spec.envs.push((
+        crate::agent::KINDS_ENV.to_string(),
+        input
+            .kinds
+            .worker_json(runtime.state_dir(), true)
+            .to_string(),
+    ));
+}
+
 /// Waits for the worker's `hello` (at most `load_timeout`), runs each enabled plugin
 /// once, and collects the answers. `long_running` plugins get `long_running_for`.
 pub async fn run_plugins_once(
@@ -114,7 +127,10 @@ pub async fn run_plugins_once(
         report.error(error.to_string(), error.traceback.clone());
     }
     if hello.plugins.is_empty() {
-        report.error("no DataKitFramework subclasses found".into(), None);
+        report.error(
+            "no collectors found (subclasses of DataKitFramework, syslogng.LogFetcher, syslogng.LogSource or PythonDataSourcePlugin)".into(),
+            None,
+        );
         return report;
     }
     let now = Instant::now();

@@ -151,7 +151,8 @@ async fn run_input(
     paths: &[std::path::PathBuf],
     grace: Duration,
 ) -> OnceReport {
-    let spec = crate::agent::worker_spec(runtime, config, paths);
+    let mut spec = crate::agent::worker_spec(runtime, config, paths);
+    crate::once::bounded_pass(&mut spec, config, runtime);
     let ctx = Arc::new(SessionContext {
         input: config.name.clone(),
         tags: ingest.input_tags(&config.tags),
