@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::InputConfig;
 use crate::supervisor::plugin_timing;
-use crate::worker::protocol::Command;
+use crate::worker::protocol::{Command, PROTOCOL_VERSION};
 use crate::worker::{Event, Runtime, Session, WorkerSpec};
 
 /// How one plugin's run ended.
@@ -123,6 +123,16 @@ pub async fn run_plugins_once(
             return report;
         }
     };
+    if hello.v != PROTOCOL_VERSION {
+        report.error(
+            format!(
+                "the worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            ),
+            None,
+        );
+        return report;
+    }
     for error in &hello.errors {
         report.error(error.to_string(), error.traceback.clone());
     }
