@@ -48,8 +48,9 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
     pub target: Target,
-    /// Longest loading may take, and a run of a `Paths` target (an input's runs have
-    /// their own timeouts); how long a `long_running` plugin is given.
+    /// Longest a run of a `Paths` target may take (an input's runs have their own
+    /// timeouts), and how long a `long_running` plugin is given. Loading may take as
+    /// long as under `run` (a minute), or this, if longer.
     pub timeout: Duration,
     /// Pass even if no point was reported.
     pub allow_empty: bool,
@@ -98,7 +99,9 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         stats: stats.input(&input.name),
     });
     let mut session = Session::start(&spec, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let report = run_plugins_once(&mut session, &input, options.timeout, options.timeout).await;
+    // Loading gets what `run` gives it (or more): `--timeout` bounds the runs.
+    let load_timeout = options.timeout.max(crate::supervisor::HELLO_TIMEOUT);
+    let report = run_plugins_once(&mut session, &input, load_timeout, options.timeout).await;
     let _ = session.send(&Command::Shutdown { grace: 0.0 }).await;
     session.finish(Duration::from_secs(2)).await;
     ingest.shutdown().await;

@@ -89,8 +89,9 @@ enum Commands {
         /// Python interpreter to run the collectors with (with --input: the input's).
         #[arg(long, default_value = "python3", conflicts_with = "input")]
         cmd: String,
-        /// Longest loading and a run may take, e.g. 30s, 500ms, 2m (with --input, each
-        /// run has its configured timeout); how long long_running plugins run.
+        /// Longest a run may take, e.g. 30s, 500ms, 2m (with --input, each run has its
+        /// configured timeout); how long long_running plugins run. Loading may take a
+        /// minute, as under `run` (or this, if longer).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: Duration,
         /// Output format of the points.

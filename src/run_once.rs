@@ -26,8 +26,8 @@ use crate::stats::Stats;
 use crate::worker::protocol::Command;
 use crate::worker::{Runtime, Session, SessionContext};
 
-/// How long a worker may take to load its plugins.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a worker may take to load its plugins: as under `run`.
+const LOAD_TIMEOUT: Duration = crate::supervisor::HELLO_TIMEOUT;
 /// How often the sinks' queues are looked at while waiting for delivery.
 const DELIVERY_POLL: Duration = Duration::from_millis(50);
 

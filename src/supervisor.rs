@@ -25,7 +25,7 @@ use crate::worker::{Event, Session, SessionContext, WorkerSpec};
 /// Interval of a plugin whose class gives none (DataKit would have crashed).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a worker may take to import its plugins and say `hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// First runs are spread over this much time (or one interval, if shorter).
 const MAX_FIRST_RUN_JITTER: Duration = Duration::from_secs(1);
 /// A worker that ran this long without dying resets the restart backoff.
