@@ -30,7 +30,8 @@ What this file owns, and why it is arranged the way it is:
   writes to fd 1/2 (C code, subprocesses) still go to the agent's pipes, never into
   the channel.
 * **Lifecycle**: SIGTERM, SIGINT and EOF on the channel kill the whole process group
-  (nothing a collector started may outlive the agent); ``shutdown`` lets runs in flight
+  and every other descendant, found through /proc (nothing a collector started, not
+  even in a session of its own, may outlive the agent); ``shutdown`` lets runs in flight
   finish within the grace period and exits 0.
 * **Options and hooks** (all optional, so DataKit scripts are untouched): the input's
   ``options`` (``$PYTHOND_OPTIONS``, removed from the environment) become
@@ -92,8 +93,64 @@ KIND_DATAKIT = kinds.KIND_DATAKIT
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _descendants(root):
+    """Pids of every live process below ``root`` in the process tree (from /proc)."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            children.setdefault(int(fields[1]), []).append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def _kill_descendants():
+    """SIGKILL everything this worker started, wherever its session or group.
+
+    Children in a new session (``start_new_session=True``) or a daemon's own session
+    escape ``killpg``. Each is stopped first, so it cannot fork while the tree is
+    walked; the walk repeats until it finds nothing new, then everything dies."""
+    me = os.getpid()
+    stopped = set()
+    for _ in range(8):
+        fresh = [pid for pid in _descendants(me) if pid not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+            stopped.add(pid)
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _die_with_group():
-    """Kill this worker's process group (collectors' subprocesses included), then us."""
+    """Kill this worker's process group and every other descendant, then us."""
+    try:
+        _kill_descendants()
+    except Exception:  # never let the walk keep the worker from dying
+        pass
     try:
         os.killpg(os.getpgid(0), signal.SIGKILL)
     except OSError:

@@ -28,10 +28,12 @@ use crate::reload::{self, Layout, Trigger};
 use crate::sink::Sinks;
 use crate::state_dump::{self, Dump};
 use crate::stats::Stats;
-use crate::worker::{Runtime, WorkerSpec};
+use crate::worker::{orphans, Runtime, WorkerSpec};
 
 /// Exit status after a third SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
 const FORCED_EXIT_STATUS: i32 = 130;
+/// How long the shutdown waits for the processes workers left behind to be reaped.
+const ORPHAN_SWEEP_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest frame a worker may send on its channel.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
@@ -39,6 +41,11 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let grace = config.agent.shutdown_timeout;
+    // Descendants that leave their worker's process group come back to the agent to
+    // be killed, instead of to init (docs/OPERATIONS.md, "No orphans").
+    if let Err(error) = orphans::become_subreaper() {
+        tracing::warn!(%error, "cannot become a child subreaper; processes that leave their worker's group may outlive it");
+    }
     let stats = Stats::new();
     let sinks =
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
@@ -57,11 +64,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let http = start_http(&config, &ingest, &stats).await?;
-    let http_transport = http
-        .as_ref()
-        .map(|server| server.transport(config.http.token.clone()));
+    let http_transport = http.as_ref().map(|server| server.transport());
 
     let shutdown = CancellationToken::new();
+    let sweeper = CancellationToken::new();
+    orphans::spawn_sweeper(sweeper.clone());
     let mut inputs = InputSet::new(
         runtime.clone(),
         ingest.clone(),
@@ -115,6 +122,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Later signals are watched for the whole shutdown, flushing included.
     let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone()));
     inputs.join_all().await;
+    sweeper.cancel();
+    let killed = orphans::sweep_until_gone(ORPHAN_SWEEP_AT_EXIT).await;
+    if killed > 0 {
+        tracing::info!(killed, "killed processes the workers left behind");
+    }
     if let Some(http) = http {
         http.stop().await;
     }
@@ -141,6 +153,7 @@ async fn escalate(
         "third signal: exiting now; points not yet handed to a sink or its disk buffer are lost"
     );
     kill_all_workers(&stats);
+    orphans::sweep();
     std::process::exit(FORCED_EXIT_STATUS);
 }
 

@@ -328,7 +328,7 @@ impl InputSupervisor {
                 event = session.next_event() => match event {
                     Some(Event::Done(done)) => self.on_done(done, schedules).await,
                     Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
-                    None => return SessionEnd::Died("it closed its channel".to_string()),
+                    None => return SessionEnd::Died(session.end_reason()),
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     if let Some(end) = self.on_tick(session, schedules).await {

@@ -368,7 +368,7 @@ fn unknown_keys_in_every_main_section() {
             "\n[http]\nlisten = \"127.0.0.1:1\"\ntokne = \"t\"\n",
             4,
             "tokne",
-            "unknown key `tokne` in [http] (expected one of: listen, token, max_body, request_timeout, max_concurrent_requests)",
+            "unknown key `tokne` in [http] (expected one of: listen, token, max_body, request_timeout, max_concurrent_requests, min_body_rate, max_points_per_request)",
         ),
         (
             "[[sinks]]\ntype = \"stdout\"\npath = \"x\"\n",
