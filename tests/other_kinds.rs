@@ -486,3 +486,52 @@ fn status_json_and_text_show_the_kind() {
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(row.contains("zenpython"), "{row}");
 }
+
+#[test]
+fn each_kind_runs_in_a_worker_of_its_own_under_plugin_isolation() {
+    let home = Home::new();
+    home.write(
+        "python.d/mixed/lines.py",
+        r#"
+from syslogng import LogFetcher, LogMessage
+
+class Lines(LogFetcher):
+    def init(self, options):
+        self.left = 2
+        return True
+
+    def fetch(self):
+        if not self.left:
+            return LogFetcher.FETCH_NO_DATA, None
+        self.left -= 1
+        return LogFetcher.FETCH_SUCCESS, LogMessage("line %d" % self.left)
+"#,
+    );
+    home.write(
+        "python.d/mixed/dsplugins.py",
+        &DSPLUGINS
+            .replace("ds.zServiceName", "'svc'")
+            .replace("ds.params[\"base\"]", "1")
+            .replace("config.datasources[0].params[\"notes\"]", "'/dev/null'"),
+    );
+    home.input(
+        "mixed",
+        &["mixed"],
+        "isolation = \"plugin\"\ninterval = \"1s\"\nfetch_no_data_delay = \"1h\"\n",
+    );
+    let mut agent = home.start();
+    agent.expect_points("both kinds' points", |points| {
+        points
+            .iter()
+            .filter(|p| p["measurement"] == "Lines")
+            .count()
+            == 2
+            && points.iter().any(|p| p["measurement"] == "ServicePlugin")
+    });
+    assert!(
+        wait_until(DEADLINE, || agent.workers().len() == 2),
+        "one worker per plugin: {:?}",
+        agent.workers()
+    );
+    assert!(agent.stop().success());
+}
