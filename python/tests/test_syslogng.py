@@ -101,6 +101,21 @@ class PersistTest(unittest.TestCase):
             syslogng._persist_dir, syslogng._input_name = None, "default"
 
 
+    def test_a_damaged_store_is_an_error_naming_its_file(self):
+        state = tempfile.mkdtemp(prefix="pythond-persist-")
+        os.makedirs(os.path.join(state, "in"))
+        path = os.path.join(state, "in", "cursor.json")
+        with open(path, "w") as f:
+            f.write('{"after": 3')  # cut short
+        syslogng._persist_dir, syslogng._input_name = state, "in"
+        try:
+            with self.assertRaises(RuntimeError) as caught:
+                syslogng.Persist("cursor")
+            self.assertIn(path, str(caught.exception))
+        finally:
+            syslogng._persist_dir, syslogng._input_name = None, "default"
+
+
 FETCHER = '''
 import syslogng
 from syslogng import LogFetcher, LogMessage, Persist
