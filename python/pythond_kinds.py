@@ -620,10 +620,24 @@ class _ZenPythonAdapter(object):
         return True
 
     def run(self):
+        """One cycle for every device: on the reactor all devices at once (as zenpython
+        does), else one after the other in this thread."""
         failures = []
+        tw = _twisted()
+        on_reactor = [(p, c) for p, c in self.devices if tw is not None and not getattr(p, "is_blocking", False)]
+        if on_reactor:
+            outcomes = tw[2].blockingCallFromThread(tw[3], self._deferred_cycles, tw, on_reactor)
+            for (plugin, config), (ok, value) in zip(on_reactor, outcomes):
+                if ok:
+                    self.report_result(value, config)
+                else:
+                    failures.append((config.id, value.value))
+        reactor_objects = set(id(plugin) for plugin, _ in on_reactor)
         for plugin, config in self.devices:
+            if id(plugin) in reactor_objects:
+                continue
             try:
-                result = self._cycle(plugin, config)
+                result = self._plain_cycle(tw, plugin, config)
             except Exception as e:
                 failures.append((config.id, e))
                 continue
@@ -633,13 +647,12 @@ class _ZenPythonAdapter(object):
                 raise failures[0][1]
             raise RuntimeError("; ".join("%s: %s" % (d, _error_text(e)) for d, e in failures))
 
-    def _cycle(self, plugin, config):
-        tw = _twisted()
-        if tw is not None and not getattr(plugin, "is_blocking", False):
-            # zenpython calls collect() and the callbacks in its reactor thread.
-            threads = tw[2]
-            return threads.blockingCallFromThread(tw[3], self._deferred_cycle, tw, plugin, config)
-        return self._plain_cycle(tw, plugin, config)
+    @classmethod
+    def _deferred_cycles(cls, tw, devices):
+        """In the reactor thread: every device's chain, as zenpython runs them there;
+        fires with [(ok, result or Failure)] once all have ended."""
+        defer = tw[0]
+        return defer.DeferredList([cls._deferred_cycle(tw, p, c) for p, c in devices], consumeErrors=True)
 
     @staticmethod
     def _deferred_cycle(tw, plugin, config):

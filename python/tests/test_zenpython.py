@@ -205,9 +205,12 @@ class ZenPythonTest(unittest.TestCase):
         self.assertEqual(point["measurement"], "LaterPlugin")
         self.assertEqual(read_lines(self.notes), ["deferred onSuccess in reactor: True"])
 
-
-if __name__ == "__main__":
-    unittest.main()
+    def test_every_device_is_collected_in_one_cycle(self):
+        worker, _ = self.start({"later.py": DEFERRED}, devices=[{"id": "a"}, {"id": "b"}])
+        done = worker.run_and_wait("later.LaterPlugin")
+        self.assertTrue(done["ok"], done)
+        points = self.points(worker, "M", "later.LaterPlugin")
+        self.assertEqual(sorted(p["tags"]["device"] for p in points), ["a", "b"])
 
 
 class InstanceMappingTest(unittest.TestCase):
@@ -247,3 +250,7 @@ class InstanceMappingTest(unittest.TestCase):
             self.assertEqual(other.path, os.path.join(state, "in", "cursor.json"))
         finally:
             syslogng._persist_dir, syslogng._input_name = None, "default"
+
+
+if __name__ == "__main__":
+    unittest.main()
