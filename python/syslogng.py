@@ -359,16 +359,38 @@ class Logger(object):
 # ---------------------------------------------------------------------- persist
 
 _PERSIST_LOCK = threading.Lock()
+# The input instance whose driver is running on this thread (set by the runner's
+# adapter); its Persist stores live in a directory of their own.
+_scope = threading.local()
+
+
+class _instance_scope(object):
+    def __init__(self, instance):
+        self._instance = instance
+
+    def __enter__(self):
+        self._previous = getattr(_scope, "instance", None)
+        _scope.instance = self._instance
+
+    def __exit__(self, *exc):
+        _scope.instance = self._previous
+
+
+def _safe(name):
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+    if safe != name or safe in (".", ".."):
+        # Two names that differ only in unsafe characters must not share a file.
+        safe += "-%08x" % (_stable_hash(name) & 0xffffffff)
+    return safe
 
 
 def _persist_file(name):
     base = _persist_dir or os.path.join(os.getcwd(), ".pythond-persist")
-    safe_input = re.sub(r"[^A-Za-z0-9_.-]", "_", _input_name) or "_"
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
-    if safe_name != name:
-        # Two names that differ only in unsafe characters must not share a file.
-        safe_name += "-%08x" % (_stable_hash(name) & 0xffffffff)
-    return os.path.join(base, safe_input, safe_name + ".json")
+    parts = [base, _safe(_input_name)]
+    instance = getattr(_scope, "instance", None)
+    if instance:
+        parts.append("@" + _safe(instance))
+    return os.path.join(*(parts + [_safe(name) + ".json"]))
 
 
 def _stable_hash(text):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import DEADLINE, PYTHON_DIR, TempPlugins, WorkerProcess, wait_until
+from harness import DEADLINE, PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, wait_until
 
 import syslogng  # noqa: E402  (python/ is on sys.path through harness)
 
@@ -97,6 +97,21 @@ class PersistTest(unittest.TestCase):
             self.assertEqual((p["cursor"], p["n"], p["raw"]), ("page-3", 2, b"\x00\xff"))
             with self.assertRaises(TypeError):
                 p["x"] = [1]
+        finally:
+            syslogng._persist_dir, syslogng._input_name = None, "default"
+
+
+    def test_a_damaged_store_is_an_error_naming_its_file(self):
+        state = tempfile.mkdtemp(prefix="pythond-persist-")
+        os.makedirs(os.path.join(state, "in"))
+        path = os.path.join(state, "in", "cursor.json")
+        with open(path, "w") as f:
+            f.write('{"after": 3')  # cut short
+        syslogng._persist_dir, syslogng._input_name = state, "in"
+        try:
+            with self.assertRaises(RuntimeError) as caught:
+                syslogng.Persist("cursor")
+            self.assertIn(path, str(caught.exception))
         finally:
             syslogng._persist_dir, syslogng._input_name = None, "default"
 
@@ -297,6 +312,26 @@ class FetcherTest(unittest.TestCase):
         self.assertTrue(done["ok"], done)
         self.assertEqual([p["fields"]["message"] for p in logging_points(worker)],
                          ["event 0", "event 1", "event 2", "event 3"])
+
+    def test_messages_go_to_the_write_api_under_the_http_transport(self):
+        server = RecordingHTTPServer()
+        self.addCleanup(server.close)
+        tmp = TempPlugins({"counter.py": FETCHER})
+        self.addCleanup(tmp.cleanup)
+        environment = kinds_env(self.state, once=True)
+        environment["PYTHOND_OPTIONS"] = json.dumps({"options": {"total": 2}, "plugins": {}})
+        worker = WorkerProcess([tmp.root], args=("--transport", "http", "--http-url", server.url), env=environment)
+        self.addCleanup(worker.close)
+        worker.hello()
+        self.assertTrue(worker.run_and_wait("counter.Counter")["ok"])
+        # run() returned only after everything it posted was handed over.
+        requests = list(server.requests)
+        for request in requests:
+            self.assertEqual(request["path"], "/v1/write/logging")
+            self.assertIn("precision=ns", request["query"])
+            self.assertEqual(request["headers"].get("X-Pythond-Plugin"), "counter.Counter")
+        self.assertEqual([p["fields"]["message"] for r in requests for p in json.loads(r["body"])],
+                         ["event 0", "event 1"])
 
     def test_init_false_keeps_the_fetcher_out(self):
         source = FETCHER.replace("return True\n\n    def open", "return False\n\n    def open")
