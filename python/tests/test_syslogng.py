@@ -5,7 +5,8 @@ Covered: LogMessage name-value access, priority, timestamp and parse(); Persist
 durability (a new process sees what the last one wrote, atomically); discovery with
 kind; a fetcher's result codes and their delays; a LogSource stopped by
 request_exit() at shutdown; the flow-control window (post_message blocks, suspend()
-and wakeup() are called) while the channel is not read; messages -> logging points.
+and wakeup() are called) while the channel is not read; ack trackers; the http
+transport; messages -> logging points.
 """
 
 import datetime
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import DEADLINE, PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, wait_until
+from harness import PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, wait_until
 
 import syslogng  # noqa: E402  (python/ is on sys.path through harness)
 
