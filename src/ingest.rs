@@ -209,23 +209,12 @@ impl Ingest {
         for shim_rejection in &report.rejected {
             let category =
                 Category::from_code(&shim_rejection.category).unwrap_or(Category::Metric);
-            let what = shim_rejection
-                .measurement
-                .as_deref()
-                .map(|m| format!("point `{m}`"))
-                .unwrap_or_else(|| "a point".to_string());
-            // The shim names NaN and infinities `invalid_field_value`, as the HTTP
-            // path does for the same value (docs/POINTS.md).
-            let reason = shim_rejection
-                .label
-                .as_deref()
-                .and_then(RejectReason::from_label)
-                .unwrap_or(RejectReason::NotJsonSerializable);
-            self.reject(
+            self.reject_from_shim(
                 origin,
                 category,
-                reason.as_str(),
-                &format!("{what} rejected by the shim: {}", shim_rejection.reason),
+                shim_rejection.measurement.as_deref(),
+                shim_rejection.label.as_deref(),
+                &shim_rejection.reason,
             );
             outcome.rejected += 1;
         }
@@ -280,6 +269,32 @@ impl Ingest {
             self.decode_into(origin, &ctx, points, accepted, &mut outcome);
         }
         outcome
+    }
+
+    /// Counts and logs a point the worker's shim could not send (not JSON-serializable),
+    /// whether its report came over the pipe or over HTTP. `label` is the shim's reason
+    /// label: it names NaN and infinities `invalid_field_value`, as the line-protocol
+    /// path does for the same value (docs/POINTS.md); else `not_json_serializable`.
+    pub fn reject_from_shim(
+        &self,
+        origin: &Origin<'_>,
+        category: Category,
+        measurement: Option<&str>,
+        label: Option<&str>,
+        reason: &str,
+    ) {
+        let what = measurement
+            .map(|m| format!("point `{m}`"))
+            .unwrap_or_else(|| "a point".to_string());
+        let label = label
+            .and_then(RejectReason::from_label)
+            .unwrap_or(RejectReason::NotJsonSerializable);
+        self.reject(
+            origin,
+            category,
+            label.as_str(),
+            &format!("{what} rejected by the shim: {reason}"),
+        );
     }
 
     /// Validates the points of one HTTP write request and forwards what is valid, in

@@ -61,17 +61,38 @@ fn a_nan_field_gets_the_same_reason_on_the_pipe_and_over_http() {
         "pipe: {stderr}"
     );
 
+    // The same collector under transport = "http": its shim posts to the write API.
+    home.input(
+        "nan_http",
+        &["nan"],
+        "transport = \"http\"\ninterval = \"1h\"",
+    );
     let agent = home.start();
     let base = api_base(&agent);
+    let labelled = |input: &str| {
+        get(&format!("{base}/metrics"), &[]).body.lines().any(|l| {
+            l.starts_with("pythond_points_rejected_total")
+                && l.contains("reason=\"invalid_field_value\"")
+                && !l.ends_with(" 0")
+                && (input.is_empty() || l.contains(input))
+        })
+    };
+    assert!(
+        wait_until(DEADLINE, || labelled("")),
+        "http transport: no invalid_field_value rejection in /metrics:\n{}",
+        agent.stderr()
+    );
+    assert!(
+        !get(&format!("{base}/metrics"), &[])
+            .body
+            .lines()
+            .any(|l| l.contains("not_json_serializable") && !l.ends_with(" 0")),
+        "a NaN was counted as not_json_serializable"
+    );
     let answer = post(&format!("{base}/v1/write/metric"), &[], b"nan_m v=NaN\n");
     assert!(answer.status >= 400, "{}: {}", answer.status, answer.body);
     assert!(
-        wait_until(DEADLINE, || {
-            get(&format!("{base}/metrics"), &[]).body.lines().any(|l| {
-                l.starts_with("pythond_points_rejected_total")
-                    && l.contains("reason=\"invalid_field_value\"")
-            })
-        }),
+        wait_until(DEADLINE, || labelled("")),
         "HTTP: no invalid_field_value rejection in /metrics"
     );
 }
