@@ -14,6 +14,7 @@ pub mod gitsync;
 pub mod http;
 pub mod ingest;
 pub mod inputs;
+pub mod log_text;
 pub mod point;
 pub mod reload;
 pub mod schedule;

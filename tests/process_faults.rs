@@ -181,3 +181,85 @@ fn a_child_in_a_new_session_does_not_survive_sigkill_of_the_agent() {
     // Still the worker's child: the worker, told by PDEATHSIG, kills it.
     expect_gone(child, "the child in a new session", &agent);
 }
+
+/// Writes 100,000 lines that are not frames into its own channel, then frames whose
+/// text carries a newline followed by a forged agent log line, then fails a run with
+/// such a message.
+const GARBAGE: &str = r#"
+import gc, json, os
+from datakit_framework import DataKitFramework
+
+FORGED = "2026-12-01T07:16:00Z ERROR pythond::agent: FORGED"
+
+def channel():
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "Channel" and hasattr(obj, "_sock"):
+            return obj
+    raise RuntimeError("no channel")
+
+class Garbage(DataKitFramework):
+    name = "garbage"
+    interval = 3600
+
+    def run(self):
+        ch = channel()
+        ch.send(b"".join(b"not a frame %d\n" % i for i in range(100000)))
+        ch.send((json.dumps({"t": "log", "stream": "stdout", "plugin": "garbage.Garbage",
+                             "line": "oops\n" + FORGED + " log"}) + "\n").encode())
+        ch.send((json.dumps({"t": "lasterror", "plugin": "garbage.Garbage",
+                             "message": "bad\n" + FORGED + " lasterror"}) + "\n").encode())
+        os.write(1, b"raw\r" + FORGED.encode() + b" raw\n")
+        raise RuntimeError("boom\n" + FORGED + " done")
+"#;
+
+#[test]
+fn a_flood_of_bad_frames_is_counted_and_rate_limited_and_no_line_can_be_forged() {
+    let home = Home::new();
+    home.write("python.d/garbage/garbage.py", GARBAGE);
+    home.input("garbage", &["garbage"], "");
+    let agent = home.start();
+    let base = http::api_base(&agent);
+
+    assert!(
+        wait_until(DEADLINE, || input_status(&base, "garbage")["bad_frames"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 100_000),
+        "not every bad frame was counted; status: {}",
+        input_status(&base, "garbage")
+    );
+    agent.expect_log_line(&["run failed", "boom"]);
+    let status = input_status(&base, "garbage");
+    assert_eq!(status["bad_frames"], 100_000, "{status}");
+    // Every bad frame was either logged or counted as suppressed, and most were not
+    // logged: the flood took far less than the 500 s that 200 lines a second allow.
+    let logged = agent.log_lines(&["bad frame from worker"]).len() as u64;
+    let suppressed = status["log_lines_suppressed"].as_u64().unwrap_or(0);
+    assert_eq!(logged + suppressed, 100_000, "{status}");
+    assert!(
+        logged < 20_000,
+        "{logged} error lines for 100,000 bad frames"
+    );
+
+    // Each forged text stays inside the line of the message that carried it.
+    for kind in ["log", "lasterror", "raw", "done"] {
+        let needle = format!("FORGED {kind}");
+        let lines = agent.log_lines(&[&needle]);
+        assert!(
+            !lines.is_empty(),
+            "no line carries {needle:?}; log:\n{}",
+            agent.stderr()
+        );
+        for line in lines {
+            assert!(
+                !line.starts_with("2026-12-01T07:16:00Z"),
+                "a forged line of its own: {line:?}"
+            );
+            assert!(
+                line.contains("\\n2026-12-01T07:16:00Z")
+                    || line.contains("\\r2026-12-01T07:16:00Z"),
+                "the forged text was not escaped: {line:?}"
+            );
+        }
+    }
+}
