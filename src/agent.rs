@@ -84,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(inputs = inputs.len(), "pythond running");
 
     let (triggers, mut triggered) = mpsc::unbounded_channel();
-    let _watcher = reload::watch(
+    let watcher = reload::watch(
         &[config.agent.conf_dir.clone(), config.agent.python_dir.clone()],
         triggers.clone(),
     )
@@ -107,7 +107,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let trigger = tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => Trigger::Signal,
+            _ = hangup.recv() => {
+                // A replaced conf.d/python.d is watched again, whatever the watch saw.
+                if let Some(watcher) = &watcher {
+                    watcher.rewatch();
+                }
+                Trigger::Signal
+            }
             _ = user1.recv() => { dump(Dump::RunLog, &config, &stats, started); continue }
             _ = user2.recv() => { dump(Dump::State, &config, &stats, started); continue }
             Some(trigger) = triggered.recv() => trigger,
