@@ -263,3 +263,56 @@ fn a_flood_of_bad_frames_is_counted_and_rate_limited_and_no_line_can_be_forged()
         }
     }
 }
+
+/// A run that takes a few seconds and notes when it starts and finishes.
+const SLOW_RUN: &str = r#"
+import os, time
+from datakit_framework import DataKitFramework
+
+JOURNAL = os.path.join(os.environ["PYTHOND_TEST_MARKER"], "journal")
+
+class Slow(DataKitFramework):
+    name = "slow"
+    interval = 3600
+
+    def run(self):
+        with open(JOURNAL, "a") as f:
+            f.write("started\n")
+        time.sleep(4)
+        with open(JOURNAL, "a") as f:
+            f.write("finished\n")
+"#;
+
+#[test]
+fn two_sigterms_arriving_together_count_as_one_and_the_stop_stays_graceful() {
+    let home = Home::new();
+    home.write("python.d/slow/slow.py", SLOW_RUN);
+    home.input("slow", &["slow"], "");
+    let mut agent = home.start();
+    assert!(
+        wait_until(DEADLINE, || home.read("journal") == "started\n"),
+        "log:\n{}",
+        agent.stderr()
+    );
+    // What GNU `timeout` does: the process, then its group, at once. The second one
+    // goes once the agent has acted on the first, the worst case for telling them
+    // apart; well within the one second that makes signals distinct.
+    agent.signal(libc::SIGTERM);
+    let first = std::time::Instant::now();
+    agent.expect_log("shutting down");
+    agent.signal(libc::SIGTERM);
+    let gap = first.elapsed();
+    let status = agent.wait_exit(DEADLINE).expect("the agent exits");
+    assert!(status.success(), "{status:?}; log:\n{}", agent.stderr());
+    assert_eq!(
+        home.read("journal"),
+        "started\nfinished\n",
+        "the run in flight was cut short; log:\n{}",
+        agent.stderr()
+    );
+    assert!(
+        agent.log_lines(&["second signal"]).is_empty(),
+        "two signals {gap:?} apart counted twice; log:\n{}",
+        agent.stderr()
+    );
+}

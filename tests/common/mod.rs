@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 /// Generous: CI machines are small and shared.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// SIGINT/SIGTERMs closer together than this count as one signal (docs/OPERATIONS.md,
+/// "Signals"), plus a margin: a test that means a *second* signal waits this long
+/// after the first.
+pub const DISTINCT_SIGNAL_GAP: Duration = Duration::from_millis(1300);
+
 /// The binary under test.
 pub fn pythond() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pythond"))
