@@ -277,8 +277,9 @@ fn global_tags(config: &Config) -> BTreeMap<String, String> {
     tags
 }
 
-/// Environment variable carrying [`worker_options`] to the worker (not its command
-/// line, where `ps` would show them; the runner removes it from its environment).
+/// Name under which [`worker_options`] reach the worker: through its private variables
+/// ([`WorkerSpec::private_env`]), neither its command line (`ps`) nor its environment
+/// (`/proc/<pid>/environ`).
 pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
 
 /// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
@@ -311,13 +312,12 @@ pub fn worker_spec(
         MAX_FRAME.to_string().into(),
     ];
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
-    let mut envs = input.envs.clone();
-    envs.push((OPTIONS_ENV.to_string(), worker_options(input).to_string()));
     WorkerSpec {
         input: input.name.clone(),
         cmd: input.cmd.clone(),
         args,
-        envs,
+        envs: input.envs.clone(),
+        private_env: vec![(OPTIONS_ENV.to_string(), worker_options(input).to_string())],
         max_frame: MAX_FRAME,
     }
 }

@@ -316,3 +316,46 @@ fn two_sigterms_arriving_together_count_as_one_and_the_stop_stays_graceful() {
         agent.stderr()
     );
 }
+
+/// Reports, over the HTTP transport, whether its worker's `/proc/<pid>/environ` still
+/// shows the options or the token, and the option it got.
+const ENVIRON: &str = r#"
+import os
+from datakit_framework import DataKitFramework
+
+class Environ(DataKitFramework):
+    name = "environ"
+    interval = 3600
+
+    def run(self):
+        with open("/proc/%d/environ" % os.getpid(), "rb") as f:
+            environ = f.read()
+        self.report({"M": [{"measurement": "environ", "fields": {
+            "options_shown": int(b"PYTHOND_OPTIONS" in environ or b"s3cret-option" in environ),
+            "token_shown": int(b"PYTHOND_HTTP_TOKEN" in environ or b"t0ken-for-http" in environ),
+            "option_received": int(self.options.get("word") == "s3cret-option")}}]})
+"#;
+
+#[test]
+fn options_and_the_http_token_never_show_in_the_workers_environ() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"t0ken-for-http\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    home.write("python.d/environ/environ.py", ENVIRON);
+    home.input(
+        "environ",
+        &["environ"],
+        "transport = \"http\"\n[inputs.pythond.options]\nword = \"s3cret-option\"\n",
+    );
+    let agent = home.start();
+    // The point arrived over HTTP: the token reached the worker.
+    agent.expect_points("the environ report", |points| {
+        points.iter().any(|p| p["measurement"] == "environ")
+    });
+    let point = agent.points_of("environ").remove(0);
+    assert_eq!(point["fields"]["option_received"], 1, "{point}");
+    assert_eq!(point["fields"]["options_shown"], 0, "{point}");
+    assert_eq!(point["fields"]["token_shown"], 0, "{point}");
+}

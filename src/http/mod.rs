@@ -103,7 +103,7 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// Makes the worker's `report()` post to the write API: the URL goes as
-    /// `--http-url`, the token (if any) as `PYTHOND_HTTP_TOKEN`, and the API learns the
+    /// `--http-url`, the token (if any) as the private `PYTHOND_HTTP_TOKEN`, and the API learns the
     /// tags the input's points get.
     pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
         self.state
@@ -121,7 +121,9 @@ impl HttpTransport {
             ],
         );
         if let Some(token) = &self.token {
-            spec.envs.push(("PYTHOND_HTTP_TOKEN".into(), token.clone()));
+            // Not in the environment: /proc/<pid>/environ would keep showing it.
+            spec.private_env
+                .push(("PYTHOND_HTTP_TOKEN".into(), token.clone()));
         }
     }
 }
