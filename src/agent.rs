@@ -53,17 +53,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
     let runtime_dir = config.agent.data_dir.join("runtime");
-    let runtime = Arc::new(Runtime::install(&runtime_dir).with_context(|| {
-        format!(
-            "cannot install the Python runtime into {}",
-            runtime_dir.display()
-        )
-    })?);
+    let runtime = Arc::new(
+        Runtime::install(&runtime_dir)
+            .with_context(|| {
+                format!(
+                    "cannot install the Python runtime into {}",
+                    runtime_dir.display()
+                )
+            })?
+            // syslogng.Persist files, kept across restarts and reloads (docs/CONFIG.md).
+            .with_state_dir(config.agent.data_dir.join("state")),
+    );
 
     let http = start_http(&config, &ingest, &stats).await?;
-    let http_transport = http
-        .as_ref()
-        .map(|server| server.transport(config.http.token.clone()));
+    let http_transport = http.as_ref().map(|server| server.transport());
 
     let shutdown = CancellationToken::new();
     let sweeper = CancellationToken::new();
@@ -281,6 +284,9 @@ fn global_tags(config: &Config) -> BTreeMap<String, String> {
 /// ([`WorkerSpec::private_env`]), neither its command line (`ps`) nor its environment
 /// (`/proc/<pid>/environ`).
 pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
+/// The environment variable carrying an input's [`crate::config::KindSettings`] and
+/// the state directory (read by `python/pythond_kinds.py`).
+pub const KINDS_ENV: &str = "PYTHOND_KINDS";
 
 /// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
 /// `{"options": {...}, "plugins": {"<name>": {"enabled": bool, "options": {...}}}}`.
@@ -312,11 +318,19 @@ pub fn worker_spec(
         MAX_FRAME.to_string().into(),
     ];
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
+    let mut envs = input.envs.clone();
+    envs.push((
+        KINDS_ENV.to_string(),
+        input
+            .kinds
+            .worker_json(runtime.state_dir(), false)
+            .to_string(),
+    ));
     WorkerSpec {
         input: input.name.clone(),
         cmd: input.cmd.clone(),
         args,
-        envs: input.envs.clone(),
+        envs,
         private_env: vec![(OPTIONS_ENV.to_string(), worker_options(input).to_string())],
         max_frame: MAX_FRAME,
     }

@@ -364,6 +364,7 @@ impl InputSupervisor {
             }
         }
         for plugin in &hello.plugins {
+            self.stats().plugin(&plugin.id).set_kind(&plugin.kind);
             let enabled = self
                 .config
                 .plugin_override(&plugin.id, &plugin.name)
@@ -729,6 +730,7 @@ mod tests {
             file: String::new(),
             interval: 30.0,
             long_running: false,
+            kind: "datakit".to_string(),
         };
         let fast = plugin_timing(config, &plugin("m.Fast", "fast"));
         assert_eq!(fast.interval, Duration::from_secs(1));
