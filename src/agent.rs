@@ -49,6 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(%error, "cannot become a child subreaper; processes that leave their worker's group may outlive it");
     }
     let stats = Stats::new();
+    // Private before anything is written into it: buffers, checkouts, state dumps.
+    crate::data_dir::prepare(&config.agent.data_dir)?;
     let sinks =
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));

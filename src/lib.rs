@@ -9,6 +9,7 @@ pub mod agent;
 pub mod check;
 pub mod config;
 pub mod config_check;
+pub mod data_dir;
 pub mod events;
 pub mod gitsync;
 pub mod http;
