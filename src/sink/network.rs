@@ -259,7 +259,7 @@ impl Delivery {
             }
             message.truncate(end);
         }
-        let message = message.trim().to_string();
+        let message = self.without_secret(message.trim());
         let code = status.as_u16();
         if code == 408 || code == 429 || status.is_server_error() {
             Err(Failure::Retry {
@@ -274,6 +274,23 @@ impl Delivery {
                 status: code,
                 message,
             })
+        }
+    }
+
+    /// `message` (a backend's answer) without the sink's credentials, which some
+    /// backends repeat when they refuse them.
+    fn without_secret(&self, message: &str) -> String {
+        let secret = self
+            .protocol
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, secret)| secret.trim())
+            .filter(|secret| !secret.is_empty());
+        match secret {
+            Some(secret) => message.replace(secret, "<redacted>"),
+            None => message.to_string(),
         }
     }
 
