@@ -106,3 +106,131 @@ pub(crate) fn build(kind: &SinkKind) -> Result<Built, SinkError> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{parse_main, ConfigError, HttpAuth, SinkConfig};
+
+    const MAIN: &str = "/etc/pythond/pythond.toml";
+
+    fn sinks(text: &str) -> Result<Vec<SinkConfig>, ConfigError> {
+        parse_main(text, Path::new(MAIN)).map(|c| c.sinks)
+    }
+
+    #[track_caller]
+    fn error(text: &str, line: usize, key: &str, needle: &str) {
+        let err = match sinks(text) {
+            Ok(s) => panic!("expected an error, got {s:?}"),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        assert_eq!((err.line(), err.key()), (Some(line), Some(key)), "{shown}");
+        assert!(
+            shown.contains(needle),
+            "{shown:?} should contain {needle:?}"
+        );
+    }
+
+    #[test]
+    fn every_type_is_listed_once_and_found_by_name() {
+        let names = names();
+        for name in &names {
+            assert_eq!(find(name).map(|t| t.name), Some(*name));
+            assert_eq!(names.iter().filter(|n| *n == name).count(), 1, "{name}");
+        }
+        assert_eq!(find("kafka").map(|t| t.name), None);
+    }
+
+    #[test]
+    fn a_remote_write_sink_reads_its_url_auth_and_headers() {
+        std::env::set_var("PYTHOND_TEST_PRW_PASSWORD", "pw");
+        let text = "[[sinks]]\ntype = \"prometheus_remote_write\"\nurl = \"http://mimir:9009/api/v1/push\"\nusername = \"u\"\npassword_env = \"PYTHOND_TEST_PRW_PASSWORD\"\nheaders = { \"X-Scope-OrgID\" = \"tenant-1\" }\n";
+        let found = sinks(text).expect("valid");
+        let SinkKind::PrometheusRemoteWrite(config) = &found[0].kind else {
+            panic!("{found:?}")
+        };
+        assert_eq!(config.net.url, "http://mimir:9009/api/v1/push");
+        assert!(config.net.name.starts_with("prometheus_remote_write-"));
+        assert_eq!(
+            config.request.auth,
+            HttpAuth::Basic {
+                username: "u".into(),
+                password: "pw".into()
+            }
+        );
+        assert_eq!(config.request.headers["X-Scope-OrgID"], "tenant-1");
+        // Debug output never shows the password.
+        assert!(!format!("{found:?}").contains("pw\""));
+    }
+
+    #[test]
+    fn an_otlp_sink_puts_host_and_the_global_tags_on_the_resource_by_default() {
+        let text = "[global_tags]\nregion = \"eu\"\nzone = \"a\"\n\n[[sinks]]\ntype = \"otlp\"\nurl = \"http://collector:4318\"\n\n[[sinks]]\ntype = \"otlp\"\nname = \"own\"\nurl = \"http://collector:4318\"\nresource_tags = [\"zone\", \"service\"]\n";
+        let found = sinks(text).expect("valid");
+        let tags: Vec<Vec<String>> = found
+            .iter()
+            .map(|s| match &s.kind {
+                SinkKind::Otlp(c) => c.resource_tags.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            tags,
+            [vec!["host", "region", "zone"], vec!["service", "zone"]]
+        );
+    }
+
+    #[test]
+    fn mistakes_in_the_new_sink_types_name_their_line_and_key() {
+        error(
+            "[[sinks]]\ntype = \"prometheus_remote_write\"\nurl = \"http://x/api/v1/write\"\ndb = \"x\"\n",
+            4,
+            "db",
+            "unknown key `db` in [[sinks]] with type = \"prometheus_remote_write\"",
+        );
+        error(
+            "[[sinks]]\ntype = \"otlp\"\nurl = \"http://x:4318\"\nbearer_token_env = \"PYTHOND_TEST_UNSET_VARIABLE\"\n",
+            4,
+            "bearer_token_env",
+            "environment variable PYTHOND_TEST_UNSET_VARIABLE is not set",
+        );
+        error(
+            "[[sinks]]\ntype = \"otlp\"\nurl = \"http://x:4318\"\nheaders = { \"Content-Encoding\" = \"br\" }\n",
+            4,
+            "headers",
+            "is set by the sink itself",
+        );
+        error(
+            "[[sinks]]\ntype = \"prometheus_remote_write\"\nurl = \"http://x/api/v1/write\"\nusername = \"u\"\n",
+            4,
+            "username",
+            "needs `password_env` too",
+        );
+        error(
+            "[[sinks]]\ntype = \"prometheus_remote_write\"\n",
+            1,
+            "url",
+            "missing required key `url`",
+        );
+        error(
+            "[[sinks]]\ntype = \"otlp\"\nurl = \"http://x:4318\"\nresource_tags = \"host\"\n",
+            4,
+            "resource_tags",
+            "",
+        );
+    }
+
+    #[test]
+    fn every_network_type_builds() {
+        let text = "[[sinks]]\ntype = \"datakit\"\nurl = \"http://dk:9529\"\n\n[[sinks]]\ntype = \"influxdb\"\nurl = \"http://i:8086\"\ndb = \"d\"\n\n[[sinks]]\ntype = \"prometheus_remote_write\"\nurl = \"http://vm:8428/api/v1/write\"\n\n[[sinks]]\ntype = \"otlp\"\nurl = \"http://c:4318\"\n";
+        for sink in sinks(text).expect("valid") {
+            assert!(
+                matches!(build(&sink.kind), Ok(Built::Network(_))),
+                "{sink:?}"
+            );
+        }
+    }
+}
