@@ -234,3 +234,37 @@ mod tests {
         }
     }
 }
+
+/// The configurations of docs/BACKENDS.md are valid and build.
+#[cfg(test)]
+mod documented_backends {
+    use std::path::Path;
+
+    use super::{build, Built};
+    use crate::config::parse_main;
+
+    const DOC: &str = include_str!("../../docs/BACKENDS.md");
+
+    #[test]
+    fn every_documented_configuration_reads_and_builds() {
+        for var in ["VMAUTH_TOKEN", "MIMIR_PASSWORD", "OTLP_TOKEN"] {
+            std::env::set_var(var, "secret-from-the-environment");
+        }
+        let blocks: Vec<&str> = DOC
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 12, "{} blocks", blocks.len());
+        for block in blocks {
+            let config = parse_main(block, Path::new("/etc/pythond/pythond.toml"))
+                .unwrap_or_else(|e| panic!("{e}\nin:\n{block}"));
+            for sink in &config.sinks {
+                assert!(
+                    matches!(build(&sink.kind), Ok(Built::Network(_))),
+                    "{block}"
+                );
+            }
+        }
+    }
+}
