@@ -126,7 +126,11 @@ impl Protocol for LineProtocol {
         for point in points {
             point.write_line_protocol(&mut text);
         }
-        body.extend_from_slice(text.as_bytes());
+        if body.is_empty() {
+            *body = text.into_bytes();
+        } else {
+            body.extend_from_slice(text.as_bytes());
+        }
         points.len() as u32
     }
 

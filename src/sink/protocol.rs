@@ -75,17 +75,20 @@ pub trait Protocol: Send + Sync + 'static {
 /// Concatenates records into requests to `url` of at most [`MAX_REQUEST_BYTES`].
 pub fn concatenate(records: &[&Record], url: &str, category: Option<Category>) -> Vec<Request> {
     let mut requests = Vec::new();
-    let fresh = || Request {
+    // Sized up front: a body that grows by doubling is copied about twice over.
+    let mut left: usize = records.iter().map(|r| r.body.len()).sum();
+    let fresh = |left: usize| Request {
         url: url.to_string(),
         category,
-        body: Vec::new(),
+        body: Vec::with_capacity(left.min(MAX_REQUEST_BYTES)),
         points: 0,
     };
-    let mut current = fresh();
+    let mut current = fresh(left);
     for record in records {
         if !current.body.is_empty() && current.body.len() + record.body.len() > MAX_REQUEST_BYTES {
-            requests.push(std::mem::replace(&mut current, fresh()));
+            requests.push(std::mem::replace(&mut current, fresh(left)));
         }
+        left -= record.body.len();
         current.body.extend_from_slice(&record.body);
         current.points += u64::from(record.points);
     }
