@@ -18,7 +18,7 @@ sync when the remote is slow or down. FSYNC=100ms runs pythond with fsync = "100
 as well (acknowledged once written to the buffer file: survives kill -9, not a power
 loss), the closest match to vmagent.
 
-Usage: cargo build --release && bench/forward_vs_vmagent.py [--rounds N] [--points N]
+Usage: cargo build --release && bench/forward_vs_vmagent.py [--rounds N] [--points N] [--only AGENT]
 Environment: BENCH_CLIENTS (4), BENCH_PER_BODY (1000), FSYNC (unset: default only),
 BENCH_PERF=<path prefix> to record a `perf` profile of each pythond run (profiling
 only: its CPU figures then include perf).
@@ -147,7 +147,7 @@ def start_agent(kind, work, vm_port):
     if os.environ.get("BENCH_PERF"):
         # Profiling only: `perf report -i <BENCH_PERF>.<kind>` afterwards; the CPU
         # figures of such a run include perf's own overhead.
-        command = ["perf", "record", "-q", "-F", "1999", "-o",
+        command = ["perf", "record", "-q", "-F", os.environ.get("BENCH_PERF_HZ", "1999")] + os.environ.get("BENCH_PERF_ARGS", "").split() + ["-o",
                    f"{os.environ['BENCH_PERF']}.{kind}", "--"] + command
     proc = subprocess.Popen(command,
                             cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -213,6 +213,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--only", help="run only this agent (pythond-prw, pythond-influxdb, vmagent, ...)")
     args = parser.parse_args()
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} missing: run `cargo build --release` first")
@@ -222,6 +223,8 @@ def main():
     kinds = ["pythond-prw", "pythond-influxdb", "vmagent"]
     if os.environ.get("FSYNC") == "100ms":
         kinds += ["pythond-prw-fsync100ms", "pythond-influxdb-fsync100ms"]
+    if args.only:
+        kinds = [args.only]
     for round_ in range(1, args.rounds + 1):
         for kind in kinds:
             work = tempfile.mkdtemp(prefix="pythond-fwd-")

@@ -67,6 +67,7 @@ pub const SINK_TYPE: SinkType = SinkType {
 pub struct OtlpConfig {
     /// The settings every network sink has; `url` is the receiver's base URL
     /// (`http://collector:4318`): requests go to `<url>/v1/metrics` and `<url>/v1/logs`.
+    /// A full signal path (`.../v1/metrics` or `.../v1/logs`) names the same base.
     pub net: NetworkSinkConfig,
     /// Authorization and extra `headers`.
     pub request: RequestOptions,
@@ -111,7 +112,7 @@ pub struct Otlp {
 
 impl Otlp {
     pub fn new(config: &OtlpConfig) -> Result<Self, String> {
-        let base = config.net.url.trim_end_matches('/');
+        let base = signal_base(&config.net.url);
         let headers = protocol::header_map(
             &[
                 ("content-type", "application/x-protobuf".to_string()),
@@ -322,6 +323,16 @@ impl Protocol for Otlp {
     }
 }
 
+/// The base URL of the signal paths: `url` itself, or what precedes `/v1/metrics` or
+/// `/v1/logs` when `url` is a full signal path (docs/CONFIG.md).
+fn signal_base(url: &str) -> &str {
+    let url = url.trim_end_matches('/');
+    ["/v1/metrics", "/v1/logs"]
+        .iter()
+        .find_map(|signal| url.strip_suffix(signal))
+        .unwrap_or(url)
+}
+
 fn scope() -> proto::InstrumentationScope {
     proto::InstrumentationScope {
         name: "pythond".to_string(),
@@ -445,6 +456,19 @@ mod tests {
         assert_eq!(dp.value, Some(number_data_point::Value::AsInt(1)));
         assert_eq!(dp.time_unix_nano, 1_700_000_000_000_000_001);
         assert_eq!(dp.attributes, vec![string_attribute("cpu", "0")]);
+    }
+
+    #[test]
+    fn a_full_signal_path_gives_the_base_of_both_signals() {
+        for url in [
+            "http://c:4318",
+            "http://c:4318/",
+            "http://c:4318/v1/metrics",
+            "http://c:4318/v1/logs/",
+        ] {
+            assert_eq!(signal_base(url), "http://c:4318", "{url}");
+        }
+        assert_eq!(signal_base("https://gw/otlp/v1/metrics"), "https://gw/otlp");
     }
 
     #[test]
