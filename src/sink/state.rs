@@ -30,6 +30,7 @@ pub struct SinkStats {
     corrupt_bytes: AtomicU64,
     skipped_points: AtomicU64,
     skipped_fields: AtomicU64,
+    corrupt_points: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -86,6 +87,10 @@ impl SinkStats {
         self.skipped_fields.fetch_add(fields, Ordering::Relaxed);
     }
 
+    pub(crate) fn add_corrupt_points(&self, points: u64) {
+        self.corrupt_points.fetch_add(points, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_last_error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
@@ -110,6 +115,7 @@ impl SinkStats {
             corrupt_bytes: self.corrupt_bytes.load(Ordering::Relaxed),
             skipped_points: self.skipped_points.load(Ordering::Relaxed),
             skipped_fields: self.skipped_fields.load(Ordering::Relaxed),
+            corrupt_points: self.corrupt_points.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -145,7 +151,8 @@ pub struct SinkSnapshot {
     pub dropped_points: u64,
     /// Points the backend refused for good, written to the dead-letter file.
     pub dead_lettered_points: u64,
-    /// Bytes of torn or corrupt buffer data discarded when the buffer was opened.
+    /// Bytes of damaged or torn buffer data skipped, when the buffer was opened or
+    /// while delivering (docs/BUFFER.md).
     pub corrupt_bytes: u64,
     /// Points not sent because the sink's backend has no place for them (a category
     /// a `prometheus_remote_write` or `otlp` sink does not carry, or a metric point
@@ -154,6 +161,9 @@ pub struct SinkSnapshot {
     /// String fields left out of metric points sent to a `prometheus_remote_write`
     /// or `otlp` sink.
     pub skipped_fields: u64,
+    /// Points lost in that damaged data (counted where the frames around the damage
+    /// tell exactly how many; docs/BUFFER.md).
+    pub corrupt_points: u64,
     /// The last delivery or buffer error, if any.
     pub last_error: Option<String>,
 }
