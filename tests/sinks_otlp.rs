@@ -1,7 +1,8 @@
 //! The `otlp` sink against a receiver that decodes each request with the official
 //! `opentelemetry-proto` Python package (pip `opentelemetry-proto`): every value,
 //! attribute, timestamp, severity and the resource are checked, as are the request
-//! headers, retries after the receiver refuses with 503, and what is not sent.
+//! headers, retries after the receiver refuses with 503, a partial success, and what
+//! is not sent.
 
 mod common;
 
@@ -15,7 +16,8 @@ use serde_json::{json, Value};
 /// An OTLP/HTTP receiver: gunzips, decodes with opentelemetry-proto, appends
 /// `{"path", "headers", "request"}` (the request as protobuf's JSON mapping, field
 /// names as in the .proto, enums as numbers) to a file. The first `fail` requests
-/// get 503 with `Retry-After: 1`.
+/// get 503 with `Retry-After: 1`; logs are answered with a partial success refusing
+/// one record.
 const RECEIVER: &str = r#"
 import gzip, http.server, json, sys, threading
 from google.protobuf.json_format import MessageToDict
@@ -53,6 +55,10 @@ class H(http.server.BaseHTTPRequestHandler):
                                 "headers": {k.lower(): v for k, v in self.headers.items()},
                                 "request": MessageToDict(request, preserving_proto_field_name=True,
                                                          use_integers_for_enums=True)}) + "\n")
+        if self.path == "/v1/logs":
+            # Refuse one log record inside a successful answer (OTLP partial success).
+            response.partial_success.rejected_log_records = 1
+            response.partial_success.error_message = "one record too many"
         data = response.SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -307,19 +313,29 @@ fn otlp_metrics_and_logs_decode_with_the_official_protos_exactly() {
         vec![("source".to_string(), s("app"))]
     );
 
-    // The object has no OTLP signal: counted, not sent; the 503s were retried.
+    // The object has no OTLP signal: counted, not sent; the 503s were retried; the
+    // record refused in the partial success is counted and dead-lettered.
     let addr = common::http::api_addr(&agent);
     let mut sink = Value::Null;
     let settled = wait_until(DEADLINE, || {
         let body = common::http::get(&format!("http://{addr}/v1/status"), &[]).body;
         let status: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         sink = status["sinks"][0].clone();
-        sink["sent_points"] == 4
+        sink["sent_points"] == 3 && sink["dead_lettered_points"] == 1
     });
     assert!(settled, "{sink}");
     assert_eq!(sink["name"], "otel");
     assert_eq!(sink["type"], "otlp");
     assert_eq!(sink["skipped_points"], 1, "{sink}");
     assert!(sink["retries"].as_u64().unwrap_or(0) >= 2, "{sink}");
-    assert_eq!(sink["dead_lettered_points"], 0, "{sink}");
+    let dead = common::read_points(&home.path().join("data/deadletter/otel.ndjson"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["status"], 200);
+    assert_eq!(dead[0]["category"], "logging");
+    assert_eq!(dead[0]["points"], 2);
+    let message = dead[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("partial success: 1 of 2 points rejected: one record too many"),
+        "{message}"
+    );
 }

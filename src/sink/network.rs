@@ -169,8 +169,20 @@ impl Delivery {
             let mut delay = FIRST_RETRY;
             loop {
                 match self.post(client, request, body.clone()).await {
-                    Ok(()) => {
-                        self.stats.add_sent(request.points);
+                    Ok(partly) => {
+                        let rejected = partly.as_ref().map_or(0, |p| p.points.min(request.points));
+                        self.stats.add_sent(request.points - rejected);
+                        if let Some(partly) = partly.filter(|_| rejected > 0) {
+                            let message = self.without_secret(&format!(
+                                "partial success: {rejected} of {} points rejected: {}",
+                                request.points, partly.message
+                            ));
+                            tracing::error!(sink = %self.name, points = rejected, backend_message = %message,
+                                deadletter = %self.deadletter.display(),
+                                "backend accepted the request but refused some of its points for good; the request is written to the dead-letter file");
+                            self.stats.set_last_error(message.clone());
+                            self.dead_letter_counted(request, rejected, 200, &message);
+                        }
                         if *failing {
                             tracing::info!(sink = %self.name, "backend accepts points again");
                             *failing = false;
@@ -224,7 +236,7 @@ impl Delivery {
         client: &reqwest::Client,
         request: &Request,
         wire: bytes::Bytes,
-    ) -> Result<(), Failure> {
+    ) -> Result<Option<super::protocol::PartlyRejected>, Failure> {
         let response = client
             .post(&request.url)
             .headers(self.protocol.headers().clone())
@@ -244,7 +256,11 @@ impl Delivery {
             })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            if !self.protocol.reads_success_body() {
+                return Ok(None);
+            }
+            let body = response.bytes().await.unwrap_or_default();
+            return Ok(self.protocol.rejected_in_success(request, &body));
         }
         let after = response
             .headers()
@@ -296,7 +312,13 @@ impl Delivery {
 
     /// Appends a refused request to the dead-letter file (one JSON object per line).
     fn dead_letter(&self, request: &Request, status: u16, message: &str) {
-        self.stats.add_dead_lettered(request.points);
+        self.dead_letter_counted(request, request.points, status, message);
+    }
+
+    /// [`Delivery::dead_letter`], counting `points` of the request as refused (a
+    /// partial success refuses only some).
+    fn dead_letter_counted(&self, request: &Request, points: u64, status: u16, message: &str) {
+        self.stats.add_dead_lettered(points);
         let line = serde_json::json!({
             "unix_ms": now_ms(),
             "sink": self.name,

@@ -47,6 +47,13 @@ pub enum DeadLetterBody {
     Binary,
 }
 
+/// Points a backend refused inside a successful answer (OTLP's `partial_success`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartlyRejected {
+    pub points: u64,
+    pub message: String,
+}
+
 /// A network sink type's encoder and endpoint.
 pub trait Protocol: Send + Sync + 'static {
     /// Appends `points` (all of one category) to a record body; returns how many
@@ -70,6 +77,17 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// How a refused body is written to the dead-letter file.
     fn dead_letter_body(&self) -> DeadLetterBody;
+
+    /// Whether a successful answer's body can say that points were refused (then
+    /// [`Protocol::rejected_in_success`] reads it).
+    fn reads_success_body(&self) -> bool {
+        false
+    }
+
+    /// What a successful answer to `request` says was refused, if anything.
+    fn rejected_in_success(&self, _request: &Request, _body: &[u8]) -> Option<PartlyRejected> {
+        None
+    }
 }
 
 /// Concatenates records into requests to `url` of at most [`MAX_REQUEST_BYTES`].

@@ -27,7 +27,7 @@ use prost::Message;
 use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
-use super::protocol::{self, DeadLetterBody, Protocol, Request, Skipped};
+use super::protocol::{self, DeadLetterBody, PartlyRejected, Protocol, Request, Skipped};
 use super::registry::{ReadContext, SinkType};
 use crate::config::network_sink::{read_network, read_request_options};
 use crate::config::tree::{self, Section};
@@ -321,6 +321,21 @@ impl Protocol for Otlp {
     fn dead_letter_body(&self) -> DeadLetterBody {
         DeadLetterBody::Binary
     }
+
+    fn reads_success_body(&self) -> bool {
+        true
+    }
+
+    /// `Export*ServiceResponse.partial_success`: `rejected_data_points` (metrics) or
+    /// `rejected_log_records` (logs), and the receiver's message.
+    fn rejected_in_success(&self, _request: &Request, body: &[u8]) -> Option<PartlyRejected> {
+        let response = proto::ExportResponse::decode(body).ok()?;
+        let partial = response.partial_success?;
+        (partial.rejected > 0).then(|| PartlyRejected {
+            points: partial.rejected.unsigned_abs(),
+            message: partial.error_message,
+        })
+    }
 }
 
 /// The base URL of the signal paths: `url` itself, or what precedes `/v1/metrics` or
@@ -469,6 +484,38 @@ mod tests {
             assert_eq!(signal_base(url), "http://c:4318", "{url}");
         }
         assert_eq!(signal_base("https://gw/otlp/v1/metrics"), "https://gw/otlp");
+    }
+
+    #[test]
+    fn a_partial_success_names_what_was_refused() {
+        let otlp = sink(&[]);
+        let request = Request {
+            url: String::new(),
+            category: Some(Category::Metric),
+            body: Vec::new(),
+            points: 10,
+        };
+        let answer = proto::ExportResponse {
+            partial_success: Some(proto::PartialSuccess {
+                rejected: 3,
+                error_message: "bad names".into(),
+            }),
+        };
+        assert_eq!(
+            otlp.rejected_in_success(&request, &answer.encode_to_vec()),
+            Some(PartlyRejected {
+                points: 3,
+                message: "bad names".into()
+            })
+        );
+        assert_eq!(otlp.rejected_in_success(&request, b""), None);
+        let all_taken = proto::ExportResponse {
+            partial_success: Some(proto::PartialSuccess::default()),
+        };
+        assert_eq!(
+            otlp.rejected_in_success(&request, &all_taken.encode_to_vec()),
+            None
+        );
     }
 
     #[test]

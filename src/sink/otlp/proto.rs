@@ -152,3 +152,21 @@ pub struct LogRecord {
     #[prost(fixed64, tag = "11")]
     pub observed_time_unix_nano: u64,
 }
+
+/// `Export{Metrics,Logs}ServiceResponse`: both hold only `partial_success` (field 1),
+/// whose first field counts the refused data points or log records.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExportResponse {
+    #[prost(message, optional, tag = "1")]
+    pub partial_success: Option<PartialSuccess>,
+}
+
+/// `Export{Metrics,Logs}PartialSuccess`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PartialSuccess {
+    /// `rejected_data_points` or `rejected_log_records`.
+    #[prost(int64, tag = "1")]
+    pub rejected: i64,
+    #[prost(string, tag = "2")]
+    pub error_message: String,
+}
