@@ -449,3 +449,53 @@ fn now_ms() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            httpdate_to_system_time("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        assert_eq!(
+            httpdate_to_system_time("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        for bad in [
+            "soon",
+            "-5",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_retry_after(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_wait_is_the_jittered_backoff_or_longer_when_the_backend_asks() {
+        let delay = Duration::from_secs(2);
+        for _ in 0..100 {
+            let plain = retry_wait(delay, None);
+            assert!(
+                plain >= Duration::from_secs(1) && plain <= delay,
+                "{plain:?}"
+            );
+            assert!(retry_wait(delay, Some(Duration::from_secs(10))) >= Duration::from_secs(10));
+            assert_eq!(
+                retry_wait(delay, Some(Duration::from_secs(86_400))),
+                MAX_RETRY_AFTER
+            );
+        }
+    }
+}
