@@ -6,6 +6,7 @@
 pub mod backends;
 pub mod git;
 pub mod http;
+pub mod seq;
 pub mod versioned;
 
 use std::io::{BufRead, BufReader, Read};
