@@ -6,6 +6,7 @@
 //! [`point`].
 
 pub mod agent;
+pub mod api_target;
 pub mod check;
 pub mod config;
 pub mod config_check;
@@ -14,6 +15,8 @@ pub mod gitsync;
 pub mod http;
 pub mod ingest;
 pub mod inputs;
+pub mod live_sinks;
+pub mod main_reload;
 pub mod point;
 pub mod reload;
 pub mod schedule;
@@ -22,4 +25,6 @@ pub mod state_dump;
 pub mod stats;
 pub mod status;
 pub mod supervisor;
+pub mod tap;
+pub mod tap_client;
 pub mod worker;

@@ -16,8 +16,10 @@ mod auth;
 mod body;
 mod error;
 mod metrics;
+mod process_metrics;
 mod serve;
 mod status;
+mod tap;
 mod write;
 
 use std::net::SocketAddr;
@@ -237,6 +239,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(status::health))
         .route("/v1/status", get(status::status))
         .route("/metrics", get(metrics_handler))
+        .route("/v1/tap", get(tap::tap))
         .fallback(not_found)
         // Layers run outside in: count, then limit, then time, then authenticate.
         .layer(middleware::from_fn_with_state(
@@ -284,6 +287,7 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/v1/status" => "/v1/status",
         "/metrics" => "/metrics",
+        "/v1/tap" => "/v1/tap",
         _ => "other",
     }
 }

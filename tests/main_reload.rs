@@ -1,0 +1,228 @@
+//! SIGHUP re-reads pythond.toml, observed through `pythond run`: `[global_tags]`
+//! change the points from then on without restarting a worker; a changed sink
+//! restarts alone while an unchanged one keeps its open file; `[http]` moves the API
+//! to its new token; `[git_repos]` starts the inputs of an added repository;
+//! `[agent] watch = false` holds conf.d edits back until SIGHUP; and a broken
+//! pythond.toml changes nothing and is reported in status and /metrics.
+
+mod common;
+
+use common::git::Remote;
+use common::http::{api_base, get};
+use common::versioned::{next_pid, reporter, wait_version};
+use common::{wait_until, Home, DEADLINE};
+
+/// The base URL of the API's most recent `HTTP API listening on` log line.
+fn latest_api_base(agent: &common::Agent, skip: usize) -> Option<String> {
+    let lines = agent.log_lines(&["HTTP API listening on http://"]);
+    let line = lines.get(skip)?;
+    let start = line.find("http://")?;
+    line[start..]
+        .split(|c: char| c.is_whitespace() || c == '\u{1b}' || c == '"')
+        .next()
+        .map(str::to_string)
+}
+
+#[test]
+fn global_tags_apply_to_new_points_without_restarting_anything() {
+    let home = Home::new();
+    home.write("python.d/tagged/p.py", &reporter("tagged", 1));
+    home.input("tagged", &["tagged"], "");
+    let mut agent = home.start();
+    let pid = wait_version(&agent, "tagged", 1);
+    assert!(agent.points_of("tagged")[0]["tags"].get("region").is_none());
+
+    home.write(
+        "pythond.toml",
+        "[global_tags]\nregion = \"eu\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    agent.signal(libc::SIGHUP);
+    agent.expect_points("a point tagged region=eu after SIGHUP", |points| {
+        points
+            .iter()
+            .any(|p| p["measurement"] == "tagged" && p["tags"]["region"] == "eu")
+    });
+    assert_eq!(
+        next_pid(&agent, "tagged"),
+        pid,
+        "a global tag change restarts no worker"
+    );
+    let last = agent.points_of("tagged").pop().expect("a point");
+    assert_eq!(last["tags"]["region"], "eu");
+    assert_eq!(last["tags"]["host"], common::hostname(), "host stays");
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn a_changed_sink_restarts_alone_and_an_unchanged_one_keeps_its_file() {
+    let home = Home::new();
+    home.write("python.d/flow/p.py", &reporter("flow", 1));
+    home.input("flow", &["flow"], "");
+    let sinks = |second: &str| {
+        format!(
+            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[[sinks]]\ntype = \"file\"\npath = \"{second}\"\n"
+        )
+    };
+    home.write("pythond.toml", &sinks("first.ndjson"));
+    let mut agent = home.start();
+    wait_version(&agent, "flow", 1);
+    let second_has_points = |file: &str| !common::read_points(&home.path().join(file)).is_empty();
+    assert!(wait_until(DEADLINE, || second_has_points("first.ndjson")));
+
+    // Move the unchanged sink's file away: a sink that is kept writes on into the
+    // file it has open; one that was restarted would create points.ndjson anew.
+    std::fs::rename(
+        home.path().join("points.ndjson"),
+        home.path().join("moved.ndjson"),
+    )
+    .expect("rename");
+    home.write("pythond.toml", &sinks("second.ndjson"));
+    agent.signal(libc::SIGHUP);
+    assert!(
+        wait_until(DEADLINE, || second_has_points("second.ndjson")),
+        "the changed sink writes to its new path; log:\n{}",
+        agent.stderr()
+    );
+    let moved_before = common::read_points(&home.path().join("moved.ndjson")).len();
+    assert!(
+        wait_until(DEADLINE, || {
+            common::read_points(&home.path().join("moved.ndjson")).len() > moved_before
+        }),
+        "the unchanged sink keeps writing to the file it had open"
+    );
+    assert!(
+        !home.path().join("points.ndjson").exists(),
+        "the unchanged sink was not reopened"
+    );
+    let first_len = common::read_points(&home.path().join("first.ndjson")).len();
+    let second_len = common::read_points(&home.path().join("second.ndjson")).len();
+    assert!(wait_until(DEADLINE, || {
+        common::read_points(&home.path().join("second.ndjson")).len() > second_len + 1
+    }));
+    assert_eq!(
+        common::read_points(&home.path().join("first.ndjson")).len(),
+        first_len,
+        "the replaced sink's old file gets nothing more"
+    );
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn a_new_http_token_applies_on_sighup() {
+    let home = Home::new();
+    let mut agent = home.start();
+    let before = api_base(&agent);
+    assert_eq!(get(&format!("{before}/v1/status"), &[]).status, 200);
+
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"n3w-t0ken\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    agent.signal(libc::SIGHUP);
+    let mut after = None;
+    assert!(
+        wait_until(DEADLINE, || {
+            after = latest_api_base(&agent, 1);
+            after.is_some()
+        }),
+        "the API restarts; log:\n{}",
+        agent.stderr()
+    );
+    let after = after.unwrap_or_default();
+    assert_eq!(get(&format!("{after}/v1/status"), &[]).status, 401);
+    let auth = [("Authorization", "Bearer n3w-t0ken")];
+    assert_eq!(get(&format!("{after}/v1/status"), &auth).status, 200);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn watch_false_holds_edits_back_until_sighup() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[agent]\nwatch = false\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    home.write("python.d/held/p.py", &reporter("held", 1));
+    home.input("held", &["held"], "");
+    let mut agent = home.start();
+    let pid = wait_version(&agent, "held", 1);
+
+    home.write("python.d/held/p.py", &reporter("held", 2));
+    // Several more runs of the old version prove the edit was not picked up (the
+    // watcher would have restarted the input about a second after the write).
+    for _ in 0..4 {
+        assert_eq!(next_pid(&agent, "held"), pid, "edit applied without SIGHUP");
+    }
+    assert!(agent
+        .points_of("held")
+        .iter()
+        .all(|p| p["fields"]["version"] == 1));
+    agent.signal(libc::SIGHUP);
+    assert_ne!(wait_version(&agent, "held", 2), pid);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn a_broken_pythond_toml_changes_nothing_and_is_reported() {
+    let home = Home::new();
+    home.write("python.d/steady/p.py", &reporter("steady", 1));
+    home.input("steady", &["steady"], "");
+    let mut agent = home.start();
+    let pid = wait_version(&agent, "steady", 1);
+    let base = api_base(&agent);
+
+    home.write(
+        "pythond.toml",
+        "[global_tags]\nregion = \"eu\"\n[[sinks]]\ntype = \"nope\"\n",
+    );
+    agent.signal(libc::SIGHUP);
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = get(&format!("{base}/v1/status"), &[]).json();
+            status["last_reload_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("pythond.toml"))
+        }),
+        "status names the broken pythond.toml: {status:#}"
+    );
+    let metrics = get(&format!("{base}/metrics"), &[]).body;
+    assert!(
+        metrics.contains("\npythond_config_last_reload_successful 0\n"),
+        "{metrics}"
+    );
+    assert_eq!(next_pid(&agent, "steady"), pid, "the input runs on");
+    assert!(
+        agent.points_of("steady").last().expect("point")["tags"]
+            .get("region")
+            .is_none(),
+        "nothing of the broken file applied"
+    );
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn an_added_git_repo_starts_its_inputs_on_sighup() {
+    let home = Home::new();
+    let remote = Remote::new(home.path(), "collectors");
+    remote.write("python.d/fromgit/p.py", &reporter("fromgit", 1));
+    remote.write(
+        "conf.d/fromgit.conf",
+        "[[inputs.pythond]]\nname = \"fromgit\"\ncmd = \"python3\"\ndirs = [\"fromgit\"]\n",
+    );
+    remote.commit_and_push("collector");
+    let mut agent = home.start();
+    common::http::api_base(&agent);
+    assert!(agent.points_of("fromgit").is_empty());
+
+    home.write(
+        "pythond.toml",
+        &format!(
+            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[git_repos]\npull_interval = \"1s\"\n\n[[git_repos.repo]]\nurl = {:?}\n",
+            remote.file_url()
+        ),
+    );
+    agent.signal(libc::SIGHUP);
+    wait_version(&agent, "fromgit", 1);
+    assert!(agent.stop().success());
+}
