@@ -27,4 +27,5 @@ pub mod status;
 pub mod supervisor;
 pub mod tap;
 pub mod tap_client;
+pub mod top;
 pub mod worker;

@@ -1,4 +1,4 @@
-//! The `pythond` command line: `run`, `check`, `status`, `tap`, `config check`.
+//! The `pythond` command line: `run`, `check`, `status`, `tap`, `top`, `config check`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +89,22 @@ enum Commands {
         /// Output format of the points.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+    },
+    /// A live terminal view of a running agent: plugins' runs/s, points/s, errors,
+    /// lateness and trends, sinks' queues. `q` quits.
+    Top {
+        /// The agent's HTTP API address ([http] listen).
+        #[arg(long, default_value = pythond::config::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+        addr: String,
+        /// The agent's [http] token, if it has one.
+        #[arg(long, env = "PYTHOND_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The agent's pythond.toml: take the address and token from its [http].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// How often to refresh, e.g. 1s, 500ms.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
     },
     /// Configuration commands.
     Config {
@@ -186,6 +202,23 @@ fn main() -> ExitCode {
             category,
             format,
         } => tap(&addr, token, config.as_deref(), input, category, format),
+        Commands::Top {
+            addr,
+            token,
+            config,
+            interval,
+        } => {
+            let result = ApiTarget::resolve(&addr, token, config.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|target| pythond::top::run(&target, interval).map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Commands::Config {
             command: ConfigCommands::Check { config },
         } => pythond::config_check::report(config.as_deref()),
