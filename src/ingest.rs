@@ -45,7 +45,12 @@ impl GlobalTags {
 pub struct InputTags {
     own: BTreeMap<String, String>,
     global: Arc<GlobalTags>,
+    /// The last merge, and the global set it was made from: merging again only when
+    /// a reload replaced the global tags keeps the hot path to a pointer comparison.
+    merged: Arc<Mutex<Option<MergedTags>>>,
 }
+
+type MergedTags = (Arc<BTreeMap<String, String>>, Arc<BTreeMap<String, String>>);
 
 impl InputTags {
     /// The global tags overlaid with the input's own (the input's win).
@@ -54,9 +59,17 @@ impl InputTags {
         if self.own.is_empty() {
             return global;
         }
-        let mut merged = (*global).clone();
-        merged.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Arc::new(merged)
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((from, tags)) = merged.as_ref() {
+            if Arc::ptr_eq(from, &global) {
+                return tags.clone();
+            }
+        }
+        let mut tags = (*global).clone();
+        tags.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let tags = Arc::new(tags);
+        *merged = Some((global, tags.clone()));
+        tags
     }
 }
 
@@ -147,6 +160,7 @@ impl Ingest {
         InputTags {
             own: input_tags.clone(),
             global: self.global_tags.clone(),
+            merged: Arc::default(),
         }
     }
 

@@ -244,6 +244,9 @@ impl LiveAgent {
         errors: &mut Vec<String>,
     ) {
         let same_address = old.http.listen == self.config.http.listen;
+        // Open taps would hold the old server's stop for its whole grace; their
+        // clients see the stream end and can reconnect to the new API.
+        self.ingest.tap().close();
         if same_address {
             if let Some(http) = self.http.take() {
                 http.stop().await;

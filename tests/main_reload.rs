@@ -226,3 +226,58 @@ fn an_added_git_repo_starts_its_inputs_on_sighup() {
     wait_version(&agent, "fromgit", 1);
     assert!(agent.stop().success());
 }
+
+#[test]
+fn a_network_sink_moved_to_another_backend_delivers_what_it_had_queued() {
+    let home = Home::new();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let vm = common::backends::VictoriaMetrics::start(scratch.path());
+    let nobody = common::backends::free_port();
+    let config = |url: &str| {
+        format!(
+            "[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n\n[[sinks]]\ntype = \"influxdb\"\nname = \"vm\"\nurl = \"{url}\"\ndb = \"pythond\"\nflush_interval = \"100ms\"\nretry_max_interval = \"1s\"\n"
+        )
+    };
+    home.write(
+        "pythond.toml",
+        &config(&format!("http://127.0.0.1:{nobody}")),
+    );
+    home.write("python.d/queued/p.py", &reporter("queued", 1));
+    home.input("queued", &["queued"], "");
+    let mut agent = home.start();
+    let base = api_base(&agent);
+    assert!(
+        wait_until(DEADLINE, || {
+            get(&format!("{base}/v1/status"), &[]).json()["sinks"][0]["queued_points"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 3
+        }),
+        "points queue while the backend is unreachable"
+    );
+    // Every point accepted so far waits in the sink's disk buffer.
+    let queued_ms: Vec<i64> = agent
+        .points_of("queued")
+        .iter()
+        .filter_map(|p| p["time"].as_i64())
+        .map(|ns| ns / 1_000_000)
+        .collect();
+    assert!(queued_ms.len() >= 3);
+
+    home.write("pythond.toml", &config(&vm.url()));
+    agent.signal(libc::SIGHUP);
+    let mut delivered = Vec::new();
+    assert!(
+        wait_until(DEADLINE, || {
+            delivered = vm
+                .export("{__name__=\"queued_version\"}")
+                .iter()
+                .map(|s| s.timestamp_ms)
+                .collect();
+            queued_ms.iter().all(|t| delivered.contains(t))
+        }),
+        "the points queued before the reload reach the new backend: queued {queued_ms:?}, delivered {delivered:?}; log:\n{}",
+        agent.stderr()
+    );
+    assert!(agent.stop().success());
+}
