@@ -75,6 +75,8 @@ impl Subscription {
 pub struct Tap {
     subscribers: Mutex<Vec<Subscriber>>,
     count: AtomicUsize,
+    /// Points some subscriber missed, over the agent's life (for /metrics).
+    dropped_total: AtomicU64,
 }
 
 impl Tap {
@@ -94,6 +96,11 @@ impl Tap {
         });
         self.count.store(subscribers.len(), Ordering::Relaxed);
         Ok(Subscription { events, dropped })
+    }
+
+    /// Points taps missed because their reader was too slow, since the start.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
     }
 
     /// Open taps (closed ones are noticed at the next publish).
@@ -126,6 +133,7 @@ impl Tap {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         subscriber.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.dropped_total.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
@@ -195,6 +203,7 @@ mod tests {
         tap.publish("a", "p", &many);
         assert_eq!(sub.take_dropped(), 10);
         assert_eq!(sub.take_dropped(), 0);
+        assert_eq!(tap.dropped_total(), 10);
         drop(sub);
         tap.publish("a", "p", &many[..1]);
         assert_eq!(tap.subscribers(), 0);

@@ -381,3 +381,76 @@ fn a_sinks_last_error_names_its_url_plainly_and_clears_once_it_delivers() {
     );
     assert!(agent.stop().success());
 }
+
+const FLOOD: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Flood(DataKitFramework):
+    name = "flood"
+    interval = 0.1
+
+    def run(self):
+        self.report({"M": [{"measurement": "flood", "tags": {"k": "v"}, "fields": {"i": i}}
+                           for i in range(2000)]})
+"#;
+
+#[test]
+fn a_tap_too_slow_to_read_is_told_what_it_missed_and_the_sinks_get_everything() {
+    let home = Home::new();
+    home.write("python.d/flood/flood.py", FLOOD);
+    home.input("flood", &["flood"], "");
+    let mut agent = home.start();
+    let base = api_base(&agent);
+    let mut tap = common::pythond()
+        .args(["tap", "--addr", &api_addr(&agent), "--format", "lp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pythond tap");
+    let stderr = tap.stderr.take().expect("stderr");
+    let (notices_tx, notices) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if notices_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Nobody reads the tap's stdout: it stalls, and the agent's queue for it fills.
+    let dropped = |base: &str| {
+        get(&format!("{base}/metrics"), &[])
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("pythond_tap_dropped_points_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(DEADLINE, || dropped(&base) > 0.0),
+        "a stalled tap misses points, counted in /metrics"
+    );
+    // The sinks lose nothing meanwhile: every run's 2000 points are in the file.
+    agent.expect_points("whole runs in the file sink", |points| {
+        points
+            .iter()
+            .filter(|p| p["measurement"] == "flood")
+            .count()
+            >= 6000
+    });
+    let stdout = tap.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut sink = std::io::sink();
+        let _ = std::io::copy(&mut BufReader::new(stdout), &mut sink);
+    });
+    let told = (0..100).find_map(|_| {
+        let line = notices.recv_timeout(DEADLINE).ok()?;
+        line.contains("points missed").then_some(line)
+    });
+    assert!(
+        told.is_some(),
+        "the tap says on stderr how many points it missed"
+    );
+    let _ = tap.kill();
+    let _ = tap.wait();
+    assert!(agent.stop().success());
+}

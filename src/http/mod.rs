@@ -259,7 +259,8 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    let text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    let mut text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    text.push_str(&tap::metrics(state.ingest.tap()));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -79,17 +79,22 @@ pub async fn tap(State(state): State<Arc<AppState>>, Query(query): Query<TapQuer
         "category": category.map(Category::name),
         "format": match format { TapFormat::Json => "json", TapFormat::LineProtocol => "lp" },
     }});
+    tracing::info!(input = ?query.input, category = ?category.map(Category::name), "tap opened");
+    let logs = state.clone();
     let stream = futures_util::stream::unfold(
         (subscription, Some(format!("{first}\n"))),
-        move |(mut subscription, first)| async move {
-            if let Some(first) = first {
-                return Some((
-                    Ok::<_, std::convert::Infallible>(first),
-                    (subscription, None),
-                ));
+        move |(mut subscription, first)| {
+            let logs = logs.clone();
+            async move {
+                if let Some(first) = first {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(first),
+                        (subscription, None),
+                    ));
+                }
+                let chunk = next_chunk(&mut subscription, format, &logs).await?;
+                Some((Ok(chunk), (subscription, None)))
             }
-            let chunk = next_chunk(&mut subscription, format).await?;
-            Some((Ok(chunk), (subscription, None)))
         },
     );
     (
@@ -102,13 +107,33 @@ pub async fn tap(State(state): State<Arc<AppState>>, Query(query): Query<TapQuer
         .into_response()
 }
 
+/// The tap's families for `/metrics`: open taps and the points they missed.
+pub fn metrics(tap: &crate::tap::Tap) -> String {
+    let mut w = super::PromWriter::default();
+    w.gauge(
+        "pythond_tap_subscribers",
+        "Open taps (GET /v1/tap, pythond tap).",
+        [(vec![], tap.subscribers() as f64)],
+    );
+    w.counter(
+        "pythond_tap_dropped_points_total",
+        "Points taps missed because their reader was too slow (the sinks got them).",
+        [(vec![], tap.dropped_total())],
+    );
+    w.finish()
+}
+
 fn bad_request(message: String) -> Response {
     ApiError::new(StatusCode::BAD_REQUEST, "datakit.badRequest", message).into_response()
 }
 
 /// The next lines for the subscriber: the points waiting (after a `dropped` notice if
 /// it missed some), or a heartbeat. `None` once the tap is closed (agent stopping).
-async fn next_chunk(subscription: &mut Subscription, format: TapFormat) -> Option<String> {
+async fn next_chunk(
+    subscription: &mut Subscription,
+    format: TapFormat,
+    state: &AppState,
+) -> Option<String> {
     let first = match tokio::time::timeout(HEARTBEAT, subscription.events.recv()).await {
         Ok(Some(event)) => Some(event),
         Ok(None) => return None,
@@ -117,6 +142,11 @@ async fn next_chunk(subscription: &mut Subscription, format: TapFormat) -> Optio
     let mut out = String::new();
     let dropped = subscription.take_dropped();
     if dropped > 0 {
+        if state.log_throttle.allow("tap_dropped") {
+            tracing::info!(dropped, "a tap's reader is too slow: it missed points (the sinks got them; counted in pythond_tap_dropped_points_total; repeats within 10 s are logged at debug level)");
+        } else {
+            tracing::debug!(dropped, "a tap's reader is too slow: it missed points");
+        }
         out.push_str(&format!("{}\n", json!({"dropped": dropped})));
     }
     let Some(first) = first else {
