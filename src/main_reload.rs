@@ -276,10 +276,7 @@ impl LiveAgent {
                 errors.push(format!("[http]: {error:#}"));
             }
         }
-        let transport = self
-            .http
-            .as_ref()
-            .map(|server| server.transport(self.config.http.token.clone()));
+        let transport = self.http.as_ref().map(|server| server.transport());
         inputs.set_http(transport);
     }
 }

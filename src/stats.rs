@@ -316,6 +316,8 @@ pub struct PluginStats {
     fixed: AtomicU64,
     rejected: AtomicU64,
     state: Mutex<PluginState>,
+    /// The collector kind from the worker's hello (`datakit`, `zenpython`, ...).
+    kind: Mutex<String>,
     last_success: Mutex<Option<SystemTime>>,
     last_error: Mutex<Option<String>>,
     /// When the run in flight started; its end feeds `durations`.
@@ -386,6 +388,10 @@ impl PluginStats {
         *lock(&self.state) = state;
     }
 
+    pub fn set_kind(&self, kind: &str) {
+        kind.clone_into(&mut lock(&self.kind));
+    }
+
     pub fn state(&self) -> PluginState {
         lock(&self.state).clone()
     }
@@ -409,6 +415,7 @@ impl PluginStats {
     fn snapshot(&self, id: String) -> PluginSnapshot {
         PluginSnapshot {
             id,
+            kind: Some(lock(&self.kind).clone()).filter(|k| !k.is_empty()),
             state: self.state(),
             runs: self.runs(),
             failures: self.failures(),
@@ -517,6 +524,9 @@ pub struct InputSnapshot {
 #[derive(Debug, Serialize)]
 pub struct PluginSnapshot {
     pub id: String,
+    /// `datakit`, `syslogng_fetcher`, `syslogng_source` or `zenpython`; null until the
+    /// worker's hello named it.
+    pub kind: Option<String>,
     pub state: PluginState,
     pub runs: u64,
     pub failures: u64,

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
+use super::kinds::KindSettings;
 use super::tree::{self, Doc, Node, Problem, Section, Span, Value};
 use super::values;
 
@@ -40,6 +41,9 @@ const INPUT_KEYS: &[&str] = &[
     "max_rss",
     "max_age",
     "start_delay",
+    "time_reopen",
+    "fetch_no_data_delay",
+    "zenpython_devices",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -127,6 +131,9 @@ pub struct InputConfig {
     ///
     /// Key `start_delay`, optional duration.
     pub start_delay: Option<Duration>,
+    /// Keys for syslog-ng fetchers and zenpython plugins (`time_reopen`,
+    /// `fetch_no_data_delay`, `zenpython_devices`), see [`KindSettings`].
+    pub kinds: KindSettings,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -171,9 +178,11 @@ impl PartialEq for InputConfig {
             max_rss,
             max_age,
             start_delay,
+            kinds,
             origin: _,
         } = self;
-        *max_rss == other.max_rss
+        *kinds == other.kinds
+            && *max_rss == other.max_rss
             && *max_age == other.max_age
             && *start_delay == other.start_delay
             && *isolation == other.isolation
@@ -211,8 +220,10 @@ impl Hash for InputConfig {
             max_rss,
             max_age,
             start_delay,
+            kinds,
             origin: _,
         } = self;
+        kinds.hash(state);
         max_rss.hash(state);
         max_age.hash(state);
         start_delay.hash(state);
@@ -257,6 +268,7 @@ impl fmt::Debug for InputConfig {
             .field("max_rss", &self.max_rss)
             .field("max_age", &self.max_age)
             .field("start_delay", &self.start_delay)
+            .field("kinds", &self.kinds.time_reopen)
             .field("origin", &self.origin)
             .finish()
     }
@@ -542,6 +554,13 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let max_rss = section.get("max_rss", values::byte_size);
     let max_age = section.get("max_age", values::duration);
     let start_delay = section.get("start_delay", values::duration);
+    let kinds = KindSettings {
+        time_reopen: section.get("time_reopen", values::duration),
+        fetch_no_data_delay: section.get("fetch_no_data_delay", values::duration),
+        zenpython_devices: section
+            .get("zenpython_devices", device_tables)
+            .unwrap_or_default(),
+    };
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -573,6 +592,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         max_rss,
         max_age,
         start_delay,
+        kinds,
         origin,
     })
 }
@@ -586,6 +606,27 @@ fn read_plugin(section: &mut Section<'_, '_>) -> PluginOverride {
     };
     section.finish();
     plugin
+}
+
+/// `zenpython_devices`: an array of tables, each with a non-empty string `id`.
+fn device_tables(node: &Node) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, Problem> {
+    let Value::Array(items) = &node.value else {
+        return Err(Problem::expected(
+            "an array of device tables ([[inputs.pythond.zenpython_devices]])",
+            node,
+        ));
+    };
+    let mut devices = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |message: String| Problem::at(&item.span, format!("device {}: {message}", i + 1));
+        let device = json_table(item).map_err(|p| at(p.message))?;
+        match device.get("id") {
+            Some(serde_json::Value::String(id)) if !id.is_empty() => {}
+            _ => return Err(at("needs `id`, a non-empty string".to_string())),
+        }
+        devices.push(device);
+    }
+    Ok(devices)
 }
 
 /// A table of any TOML values, as JSON (datetimes become strings).
