@@ -281,3 +281,40 @@ fn a_network_sink_moved_to_another_backend_delivers_what_it_had_queued() {
     );
     assert!(agent.stop().success());
 }
+
+#[test]
+fn a_setting_that_needs_a_restart_is_named_and_keeps_its_old_value() {
+    let home = Home::new();
+    home.write("python.d/kept/p.py", &reporter("kept", 1));
+    home.input("kept", &["kept"], "");
+    let mut agent = home.start();
+    let pid = wait_version(&agent, "kept", 1);
+    let base = api_base(&agent);
+
+    home.write(
+        "pythond.toml",
+        "[agent]\ndata_dir = \"elsewhere\"\nlog_format = \"json\"\n\n[global_tags]\nregion = \"eu\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    agent.signal(libc::SIGHUP);
+    agent.expect_log_line(&["[agent] data_dir", "only when pythond restarts"]);
+    agent.expect_log_line(&["[agent] log_format", "only when pythond restarts"]);
+    // What can change did: the tag; what cannot kept its old value: logs stay text,
+    // and nothing was created under the new data_dir.
+    agent.expect_points("a point tagged region=eu", |points| {
+        points
+            .iter()
+            .any(|p| p["measurement"] == "kept" && p["tags"]["region"] == "eu")
+    });
+    assert_eq!(next_pid(&agent, "kept"), pid);
+    assert!(!home.path().join("elsewhere").exists());
+    assert!(
+        !agent
+            .stderr()
+            .lines()
+            .any(|l| l.trim_start().starts_with('{')),
+        "log lines stay text until a restart"
+    );
+    let status = get(&format!("{base}/v1/status"), &[]).json();
+    assert!(status["last_reload_error"].is_null(), "{status:#}");
+    assert!(agent.stop().success());
+}
