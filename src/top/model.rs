@@ -22,7 +22,7 @@ pub struct PluginRow {
     pub points_per_s: f64,
     /// Failures plus timeouts, since the input started.
     pub errors: u64,
-    /// How late its last run started, when the agent reports it.
+    /// How late the input's runs started lately, when the agent reports it.
     pub lateness: Option<String>,
     pub last_error: Option<String>,
     /// Points per second at each refresh, oldest first.
@@ -48,6 +48,9 @@ struct Counters {
     runs: u64,
     points: u64,
     sent: u64,
+    /// The input's lateness histogram (`lateness_seconds`): count and sum.
+    late_runs: u64,
+    late_seconds: f64,
 }
 
 /// The state of the view.
@@ -108,13 +111,25 @@ impl Top {
         let empty = Vec::new();
         for input in status["inputs"].as_array().unwrap_or(&empty) {
             let input_name = input["name"].as_str().unwrap_or("-").to_string();
+            let late_key = ("\0late".to_string(), input_name.clone());
+            let late_now = Counters {
+                late_runs: input["lateness_seconds"]["count"].as_u64().unwrap_or(0),
+                late_seconds: input["lateness_seconds"]["sum"].as_f64().unwrap_or(0.0),
+                ..Counters::default()
+            };
+            let late_then = before
+                .as_ref()
+                .and_then(|(_, c, _)| c.get(&late_key))
+                .copied();
+            let lateness = lateness(late_now, late_then);
+            counters.insert(late_key, late_now);
             for plugin in input["plugins"].as_array().unwrap_or(&empty) {
                 let id = plugin["id"].as_str().unwrap_or("-").to_string();
                 let key = (input_name.clone(), id.clone());
                 let now = Counters {
                     runs: plugin["runs"].as_u64().unwrap_or(0),
                     points: sum_points(&plugin["points"]),
-                    sent: 0,
+                    ..Counters::default()
                 };
                 let then = before.as_ref().and_then(|(_, c, _)| c.get(&key)).copied();
                 let points_per_s = rate(now.points, then.map(|c| c.points), seconds);
@@ -130,7 +145,7 @@ impl Top {
                     points_per_s,
                     errors: plugin["failures"].as_u64().unwrap_or(0)
                         + plugin["timeouts"].as_u64().unwrap_or(0),
-                    lateness: lateness(plugin),
+                    lateness: lateness.clone(),
                     last_error: plugin["last_error"].as_str().map(str::to_string),
                     history: history.iter().copied().collect(),
                 });
@@ -176,16 +191,20 @@ impl Top {
     }
 }
 
-/// The plugin's lateness as the agent reports it (`lateness_ms`, or the last run's
-/// `last_lateness_ms`); `None` when it does not.
-fn lateness(plugin: &Value) -> Option<String> {
-    let ms = plugin["lateness_ms"]
-        .as_u64()
-        .or_else(|| plugin["last_lateness_ms"].as_u64())?;
-    Some(if ms >= 1000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
+/// How late the input's runs started on average since the previous document, from
+/// its `lateness_seconds` histogram (inputs whose runs the worker schedules report
+/// one); `None` without runs in between or without the histogram.
+fn lateness(now: Counters, then: Option<Counters>) -> Option<String> {
+    let then = then?;
+    let runs = now
+        .late_runs
+        .checked_sub(then.late_runs)
+        .filter(|n| *n > 0)?;
+    let mean = (now.late_seconds - then.late_seconds).max(0.0) / runs as f64;
+    Some(if mean >= 1.0 {
+        format!("{mean:.1}s")
     } else {
-        format!("{ms}ms")
+        format!("{:.0}ms", mean * 1000.0)
     })
 }
 
@@ -212,10 +231,11 @@ mod tests {
     fn status(runs: u64, points: u64, sent: u64) -> Value {
         json!({
             "version": "1", "uptime_seconds": 5, "http": {"listen": "127.0.0.1:9529"},
-            "inputs": [{"name": "a", "plugins": [{
+            "inputs": [{"name": "a",
+                "lateness_seconds": {"count": runs, "sum": runs as f64 * 0.75},
+                "plugins": [{
                 "id": "a.P", "state": "idle", "runs": runs, "failures": 1, "timeouts": 2,
-                "points": {"metric": points, "logging": 0}, "last_error": "boom",
-                "lateness_ms": 1500
+                "points": {"metric": points, "logging": 0}, "last_error": "boom"
             }]}],
             "sinks": [{"name": "vm", "type": "influxdb", "queued_points": 7, "sent_points": sent}],
             "points": {"accepted": {"metric": points}}
@@ -236,7 +256,7 @@ mod tests {
         assert_eq!(row.runs_per_s, 2.0);
         assert_eq!(row.points_per_s, 20.0);
         assert_eq!(row.errors, 3);
-        assert_eq!(row.lateness.as_deref(), Some("1.5s"));
+        assert_eq!(row.lateness.as_deref(), Some("750ms"));
         assert_eq!(row.history, vec![20]);
         assert_eq!(top.sinks[0].sent_per_s, 20.0);
         assert_eq!(top.sinks[0].queued_points, 7);
