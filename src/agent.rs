@@ -194,7 +194,7 @@ fn dump(kind: Dump, config: &Config, stats: &Stats, started: std::time::Instant)
 /// Starts the HTTP API. An address that cannot be bound (in use, say) is logged and the
 /// agent runs without the API, so collectors on the pipe keep working; a non-loopback
 /// address without a token stops the agent.
-pub(crate) async fn start_http(
+async fn start_http(
     config: &Config,
     ingest: &Arc<Ingest>,
     stats: &Arc<Stats>,

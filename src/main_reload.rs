@@ -252,25 +252,28 @@ impl LiveAgent {
                 http.stop().await;
             }
         }
-        match crate::agent::start_http(&self.config, &self.ingest, &self.stats).await {
-            Ok(Some(server)) => {
+        let started = HttpServer::start(
+            &self.config.http,
+            self.ingest.clone(),
+            self.stats.clone(),
+            self.config.agent.hostname.clone(),
+        )
+        .await;
+        match started {
+            Ok(server) => {
                 if let Some(previous) = self.http.replace(server) {
                     previous.stop().await;
                 }
             }
-            Ok(None) | Err(_) if !same_address => {
-                tracing::error!(listen = %self.config.http.listen, "the new [http] cannot be served; the API stays on the old settings");
-                errors.push(format!(
-                    "[http] listen {}: cannot be served",
-                    self.config.http.listen
-                ));
+            Err(error) if !same_address => {
+                tracing::error!(
+                    "the new [http] cannot be served ({error:#}); the API stays on {}",
+                    old.http.listen
+                );
+                errors.push(format!("[http]: {error:#}"));
                 self.config.http = old.http.clone();
                 return;
             }
-            Ok(None) => errors.push(format!(
-                "[http] listen {}: cannot be bound; running without the HTTP API",
-                self.config.http.listen
-            )),
             Err(error) => {
                 tracing::error!("{error:#}; running without the HTTP API");
                 errors.push(format!("[http]: {error:#}"));

@@ -318,3 +318,60 @@ fn a_setting_that_needs_a_restart_is_named_and_keeps_its_old_value() {
     assert!(status["last_reload_error"].is_null(), "{status:#}");
     assert!(agent.stop().success());
 }
+
+#[test]
+fn the_api_moves_to_a_new_listen_and_stays_put_when_it_cannot() {
+    let home = Home::new();
+    let config = |port: u16| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n"
+        )
+    };
+    let first = common::backends::free_port();
+    home.write("pythond.toml", &config(first));
+    let mut agent = home.start();
+    api_base(&agent);
+    let old = format!("http://127.0.0.1:{first}");
+    assert_eq!(get(&format!("{old}/v1/status"), &[]).status, 200);
+
+    // A port someone else holds: the API stays where it is, and the reload says why.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").port();
+    home.write("pythond.toml", &config(busy));
+    agent.signal(libc::SIGHUP);
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = get(&format!("{old}/v1/status"), &[]).json();
+            status["last_reload_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("[http]"))
+        }),
+        "the old API answers and reports the failed move: {status:#}"
+    );
+
+    let second = common::backends::free_port();
+    home.write("pythond.toml", &config(second));
+    agent.signal(libc::SIGHUP);
+    let new = format!("http://127.0.0.1:{second}");
+    assert!(
+        wait_until(DEADLINE, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            second
+        ))
+        .is_ok()),
+        "the API moves; log:\n{}",
+        agent.stderr()
+    );
+    assert_eq!(get(&format!("{new}/v1/status"), &[]).status, 200);
+    assert!(
+        wait_until(DEADLINE, || std::net::TcpStream::connect((
+            "127.0.0.1",
+            first
+        ))
+        .is_err()),
+        "the old address is let go"
+    );
+    drop(taken);
+    assert!(agent.stop().success());
+}
