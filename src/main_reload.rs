@@ -95,7 +95,7 @@ pub struct LiveAgent {
     pub stats: Arc<Stats>,
     pub http: Option<HttpServer>,
     pub layout: Layout,
-    watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<crate::reload::DirWatch>,
     /// Cancels the git sync of the current `[git_repos]` (a child of `shutdown`).
     git: CancellationToken,
     triggers: mpsc::UnboundedSender<Trigger>,
@@ -127,6 +127,13 @@ impl LiveAgent {
         live.start_git();
         live.start_watcher();
         live
+    }
+
+    /// Watches a replaced conf.d/python.d again (SIGHUP; see [`crate::reload::DirWatch`]).
+    pub fn rewatch(&self) {
+        if let Some(watcher) = &self.watcher {
+            watcher.rewatch();
+        }
     }
 
     /// Whether any git repository is configured (and so inputs may appear later).
