@@ -33,6 +33,9 @@ struct Running {
     cancel: CancellationToken,
     /// `None` when the input could not start (bad `dirs`): nothing to stop.
     task: Option<JoinHandle<()>>,
+    /// Reports through the HTTP API (`transport = "http"`): restarted when the API
+    /// moves or changes its token.
+    uses_http: bool,
 }
 
 /// What [`InputSet::apply`] did, for the log and the tests.
@@ -56,6 +59,8 @@ pub struct InputSet {
     /// Parent of every input's token: cancelling it stops them all.
     shutdown: CancellationToken,
     grace: Duration,
+    /// The HTTP API changed since the last apply: `transport = "http"` inputs restart.
+    http_changed: bool,
 }
 
 impl InputSet {
@@ -76,7 +81,20 @@ impl InputSet {
             http,
             shutdown,
             grace,
+            http_changed: false,
         }
+    }
+
+    /// A new `[agent] shutdown_timeout`, for inputs stopped from now on.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// The HTTP API restarted (another address or token): inputs with `transport =
+    /// "http"` are restarted on the next [`InputSet::apply`] to report to it.
+    pub fn set_http(&mut self, http: Option<HttpTransport>) {
+        self.http = http;
+        self.http_changed = true;
     }
 
     /// Number of inputs (running or failed to start).
@@ -110,7 +128,8 @@ impl InputSet {
         }
         for input in &desired.inputs {
             if let Some(running) = self.running.get(&input.config.name) {
-                if running.fingerprint != input.fingerprint {
+                let api_moved = self.http_changed && running.uses_http;
+                if running.fingerprint != input.fingerprint || api_moved {
                     to_stop.push((input.config.name.clone(), false));
                 } else {
                     applied.unchanged += 1;
@@ -120,6 +139,7 @@ impl InputSet {
 
         // Stop them all at once: each gets the shutdown grace, in parallel.
         let mut stopping = Vec::new();
+        self.http_changed = false;
         for (name, removed) in &to_stop {
             if let Some(running) = self.running.remove(name) {
                 tracing::info!(input = %name, "{}", if *removed { "input removed from config; stopping it" } else { "input config or files changed; restarting it" });
@@ -166,6 +186,7 @@ impl InputSet {
         let input_stats = self.stats.input(&config.name);
         let cancel = self.shutdown.child_token();
         let file = config.origin.file.clone();
+        let uses_http = config.transport == Transport::Http;
         let paths = match paths {
             Ok(paths) => paths,
             Err(reason) => {
@@ -176,6 +197,7 @@ impl InputSet {
                     file,
                     cancel,
                     task: None,
+                    uses_http,
                 };
             }
         };
@@ -202,6 +224,7 @@ impl InputSet {
             file,
             cancel,
             task: Some(tokio::spawn(supervisor.run())),
+            uses_http,
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`point`].
 
 pub mod agent;
+pub mod api_target;
 pub mod check;
 pub mod config;
 pub mod config_check;
@@ -15,7 +16,9 @@ pub mod gitsync;
 pub mod http;
 pub mod ingest;
 pub mod inputs;
+pub mod live_sinks;
 pub mod log_text;
+pub mod main_reload;
 pub mod point;
 pub mod reload;
 pub mod schedule;
@@ -24,4 +27,7 @@ pub mod state_dump;
 pub mod stats;
 pub mod status;
 pub mod supervisor;
+pub mod tap;
+pub mod tap_client;
+pub mod top;
 pub mod worker;

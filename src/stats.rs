@@ -25,6 +25,8 @@ pub struct Stats {
     git_repos: Mutex<Vec<crate::gitsync::GitRepoStatus>>,
     /// Why the last configuration reload found errors; `None` when it found none.
     reload_error: Mutex<Option<String>>,
+    /// When a configuration load last found no error (Unix ms; 0: never).
+    reload_success_unix_ms: AtomicU64,
 }
 
 impl Stats {
@@ -63,6 +65,11 @@ impl Stats {
             .clone()
     }
 
+    /// Forgets the network sinks not named in `names` (removed from the config).
+    pub fn retain_sinks(&self, names: &[&str]) {
+        lock(&self.sinks).retain(|name, _| names.contains(&name.as_str()));
+    }
+
     /// Sets the list of git repositories shown in status.
     pub fn set_git_repos(&self, repos: Vec<crate::gitsync::GitRepoStatus>) {
         *lock(&self.git_repos) = repos;
@@ -76,7 +83,12 @@ impl Stats {
     }
 
     /// Records the errors of the last configuration reload (`None`: it had none).
+    /// A load without errors also records when it happened.
     pub fn set_reload_error(&self, error: Option<String>) {
+        if error.is_none() {
+            self.reload_success_unix_ms
+                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        }
         *lock(&self.reload_error) = error;
     }
 
@@ -88,6 +100,10 @@ impl Stats {
             sinks: lock(&self.sinks).values().map(|s| s.snapshot()).collect(),
             git_repos: lock(&self.git_repos).clone(),
             last_reload_error: lock(&self.reload_error).clone(),
+            last_reload_success_unix_ms: match self.reload_success_unix_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(ms),
+            },
         }
     }
 }
@@ -504,6 +520,8 @@ pub struct StatsSnapshot {
     pub git_repos: Vec<crate::gitsync::GitRepoStatus>,
     /// The configuration errors found by the last reload (file:line each), if any.
     pub last_reload_error: Option<String>,
+    /// When a configuration load (the first one included) last found no error.
+    pub last_reload_success_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -571,4 +589,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Milliseconds since the Unix epoch (0 for a time before it).
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

@@ -53,6 +53,7 @@ const AGENT_KEYS: &[&str] = &[
     "log_level",
     "log_format",
     "shutdown_timeout",
+    "watch",
 ];
 const HTTP_KEYS: &[&str] = &[
     "listen",
@@ -130,6 +131,12 @@ pub struct AgentConfig {
     /// Key `shutdown_timeout`, duration, default [`DEFAULT_SHUTDOWN_TIMEOUT`] (30 s),
     /// greater than zero.
     pub shutdown_timeout: Duration,
+    /// Whether edits under `conf_dir` and `python_dir` apply at once (a file-system
+    /// watcher reloads about a second after a change). `false` is for "edit, check,
+    /// reload" operators: edits then wait for SIGHUP (`systemctl reload`).
+    ///
+    /// Key `watch`, boolean, default `true`.
+    pub watch: bool,
 }
 
 /// Default of `[agent] shutdown_timeout`.
@@ -450,6 +457,7 @@ impl Config {
                 log_level: None,
                 log_format: LogFormat::Text,
                 shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                watch: true,
             },
             global_tags: BTreeMap::new(),
             http: HttpConfig::default(),
@@ -567,6 +575,9 @@ fn read_agent(section: &mut Section<'_, '_>, base: &Path, agent: &mut AgentConfi
     }
     if let Some(timeout) = section.get("shutdown_timeout", values::duration) {
         agent.shutdown_timeout = timeout;
+    }
+    if let Some(watch) = section.get("watch", tree::boolean) {
+        agent.watch = watch;
     }
     agent.log_level = section.get("log_level", |node| {
         let level = tree::string(node)?;

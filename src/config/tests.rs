@@ -202,6 +202,7 @@ hostname = "web-1"
 log_level = "info,pythond::worker=debug"
 log_format = "json"
 shutdown_timeout = "45s"
+watch = false
 
 [global_tags]
 region = "eu"
@@ -248,6 +249,7 @@ ssh_private_key_password = "hunter2"
             log_level: Some("info,pythond::worker=debug".into()),
             log_format: LogFormat::Json,
             shutdown_timeout: Duration::from_secs(45),
+            watch: false,
         }
     );
     assert_eq!(
@@ -362,7 +364,7 @@ fn unknown_keys_in_every_main_section() {
             "[agent]\nhostname = \"h\"\ndatadir = \"d\"\n",
             3,
             "datadir",
-            "unknown key `datadir` in [agent] (expected one of: data_dir, conf_dir, python_dir, hostname, log_level, log_format, shutdown_timeout)",
+            "unknown key `datadir` in [agent] (expected one of: data_dir, conf_dir, python_dir, hostname, log_level, log_format, shutdown_timeout, watch)",
         ),
         (
             "\n[http]\nlisten = \"127.0.0.1:1\"\ntokne = \"t\"\n",

@@ -141,6 +141,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 /// The whole exposition.
 pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
     let mut w = PromWriter::default();
+    w.gauge(
+        "pythond_build_info",
+        "Always 1; the labels say which pythond build is running.",
+        [(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    );
+    super::process_metrics::write(&mut w);
 
     let inputs = &stats.inputs;
     w.gauge(
@@ -361,8 +367,8 @@ fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
     }
 }
 
-/// Per git repository: pulls and failures, when the last pull succeeded, and whether
-/// the last configuration reload found errors.
+/// Per git repository: pulls and failures, when the last pull succeeded; and whether
+/// and when the last configuration load succeeded.
 fn git_families(w: &mut PromWriter, stats: &StatsSnapshot) {
     let repos = &stats.git_repos;
     w.counter(
@@ -388,8 +394,20 @@ fn git_families(w: &mut PromWriter, stats: &StatsSnapshot) {
         }),
     );
     w.gauge(
+        "pythond_config_last_reload_successful",
+        "1 if the last configuration load (pythond.toml, conf.d, git repos) found no error, else 0.",
+        [(vec![], if stats.last_reload_error.is_none() { 1.0 } else { 0.0 })],
+    );
+    w.gauge(
+        "pythond_config_last_reload_success_timestamp_seconds",
+        "When a configuration load last found no error, in Unix seconds.",
+        stats
+            .last_reload_success_unix_ms
+            .map(|ms| (vec![], ms as f64 / 1000.0)),
+    );
+    w.gauge(
         "pythond_config_reload_errors",
-        "1 while the last configuration reload found errors (see pythond status), else 0.",
+        "Deprecated, use pythond_config_last_reload_successful: 1 while the last configuration reload found errors, else 0.",
         [(
             vec![],
             if stats.last_reload_error.is_some() {
