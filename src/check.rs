@@ -82,6 +82,8 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         max_rss: None,
         max_age: None,
         start_delay: None,
+        instances: Vec::new(),
+        concurrency: None,
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

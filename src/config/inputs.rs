@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
+use super::instances::{self, default_concurrency, InstanceConfig};
 use super::tree::{self, Doc, Node, Problem, Section, Span, Value};
 use super::values;
 
@@ -40,6 +41,8 @@ const INPUT_KEYS: &[&str] = &[
     "max_rss",
     "max_age",
     "start_delay",
+    "instances",
+    "concurrency",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -127,6 +130,17 @@ pub struct InputConfig {
     ///
     /// Key `start_delay`, optional duration.
     pub start_delay: Option<Duration>,
+    /// The targets every plugin of the input runs for, one object per (plugin,
+    /// instance); empty: one object per plugin, as DataKit does.
+    ///
+    /// Key `instances`, optional array of tables (`[[inputs.pythond.instances]]` or
+    /// `instances = [{...}]`), see [`InstanceConfig`].
+    pub instances: Vec<InstanceConfig>,
+    /// Threads of the worker's run pool for an input with `instances`.
+    ///
+    /// Key `concurrency`, optional whole number from 1 to 1024; default
+    /// [`default_concurrency`] of the number of instances.
+    pub concurrency: Option<u32>,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -150,6 +164,18 @@ impl InputConfig {
     pub fn same_settings(&self, other: &InputConfig) -> bool {
         self == other
     }
+
+    /// Whether the input runs instances (on the worker's pool) rather than one object
+    /// per plugin.
+    pub fn has_instances(&self) -> bool {
+        !self.instances.is_empty()
+    }
+
+    /// The worker's pool size: `concurrency`, else the documented default.
+    pub fn effective_concurrency(&self) -> u32 {
+        self.concurrency
+            .unwrap_or_else(|| default_concurrency(self.instances.len()))
+    }
 }
 
 impl PartialEq for InputConfig {
@@ -171,9 +197,13 @@ impl PartialEq for InputConfig {
             max_rss,
             max_age,
             start_delay,
+            instances,
+            concurrency,
             origin: _,
         } = self;
-        *max_rss == other.max_rss
+        *instances == other.instances
+            && *concurrency == other.concurrency
+            && *max_rss == other.max_rss
             && *max_age == other.max_age
             && *start_delay == other.start_delay
             && *isolation == other.isolation
@@ -211,8 +241,12 @@ impl Hash for InputConfig {
             max_rss,
             max_age,
             start_delay,
+            instances,
+            concurrency,
             origin: _,
         } = self;
+        instances.hash(state);
+        concurrency.hash(state);
         max_rss.hash(state);
         max_age.hash(state);
         start_delay.hash(state);
@@ -257,6 +291,8 @@ impl fmt::Debug for InputConfig {
             .field("max_rss", &self.max_rss)
             .field("max_age", &self.max_age)
             .field("start_delay", &self.start_delay)
+            .field("instances", &self.instances.len())
+            .field("concurrency", &self.concurrency)
             .field("origin", &self.origin)
             .finish()
     }
@@ -542,6 +578,8 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let max_rss = section.get("max_rss", values::byte_size);
     let max_age = section.get("max_age", values::duration);
     let start_delay = section.get("start_delay", values::duration);
+    let instances = instances::read_instances(section);
+    let concurrency = section.get("concurrency", instances::concurrency);
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -573,6 +611,8 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         max_rss,
         max_age,
         start_delay,
+        instances,
+        concurrency,
         origin,
     })
 }
@@ -589,7 +629,9 @@ fn read_plugin(section: &mut Section<'_, '_>) -> PluginOverride {
 }
 
 /// A table of any TOML values, as JSON (datetimes become strings).
-fn json_table(node: &Node) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
+pub(super) fn json_table(
+    node: &Node,
+) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
     match json(node)? {
         serde_json::Value::Object(map) => Ok(map),
         _ => Err(Problem::expected("a table", node)),

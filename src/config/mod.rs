@@ -15,6 +15,7 @@
 
 mod error;
 mod inputs;
+mod instances;
 mod main_config;
 mod network_sink;
 mod tree;
@@ -28,6 +29,7 @@ pub use inputs::{
     load_inputs, parse_inputs, InputConfig, Inputs, Isolation, PluginOverride, SkippedTable,
     Transport, CONF_SUFFIX, INPUT_KIND,
 };
+pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY};
 pub use main_config::{
     load, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig, GitReposConfig,
     HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,
