@@ -211,7 +211,7 @@ async fn run_once(
                 };
                 results.insert(done.plugin, result);
             }
-            Ok(Some(Event::Hello(_))) => {}
+            Ok(Some(Event::Hello(_) | Event::Runs(_) | Event::TimedOut(_))) => {}
             Ok(None) => {
                 eprintln!("error: the worker died during the run (see its output above)");
                 *passed = false;

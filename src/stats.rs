@@ -176,6 +176,8 @@ pub struct InputStats {
     last_error: Mutex<Option<String>>,
     load_errors: Mutex<Vec<String>>,
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
+    /// Pooled inputs: how late runs started (due time to actual start).
+    lateness: Histogram,
 }
 
 impl InputStats {
@@ -189,6 +191,7 @@ impl InputStats {
             last_error: Mutex::new(None),
             load_errors: Mutex::new(Vec::new()),
             plugins: Mutex::new(BTreeMap::new()),
+            lateness: Histogram::with_bounds(&LATENESS_SECONDS_BUCKETS),
         }
     }
 
@@ -241,9 +244,19 @@ impl InputStats {
         lock(&self.plugins).get(id).cloned()
     }
 
+    /// Drops plugin entries not in `keep` (for inputs with thousands of instances).
+    pub fn retain_plugin_keys(&self, keep: &std::collections::HashSet<String>) {
+        lock(&self.plugins).retain(|id, _| keep.contains(id));
+    }
+
     /// Drops plugins that a new worker no longer has.
     pub fn retain_plugins(&self, keep: &[&str]) {
         lock(&self.plugins).retain(|id, _| keep.contains(&id.as_str()));
+    }
+
+    /// Records how late a pooled run started.
+    pub fn observe_lateness(&self, late: Duration) {
+        self.lateness.observe(late);
     }
 
     pub fn plugins(&self) -> Vec<(String, Arc<PluginStats>)> {
@@ -270,6 +283,7 @@ impl InputStats {
                 .into_iter()
                 .map(|(id, p)| p.snapshot(id))
                 .collect(),
+            lateness_seconds: self.lateness.snapshot(),
         }
     }
 }
@@ -334,11 +348,34 @@ impl PluginStats {
         self.set_state(PluginState::Idle);
     }
 
+    /// A finished run reported afterwards (pooled inputs: the worker ran it on its own
+    /// schedule and says how long it took). `error` is `None` for a success.
+    pub fn run_finished(&self, took: Duration, error: Option<String>) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.durations.observe(took);
+        match error {
+            None => *lock(&self.last_success) = Some(SystemTime::now()),
+            Some(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.last_error) = Some(error);
+            }
+        }
+        let mut state = lock(&self.state);
+        if *state != PluginState::Disabled {
+            *state = PluginState::Idle;
+        }
+    }
+
     pub fn timed_out(&self, error: String) {
         self.run_ended();
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
+    }
+
+    /// Counts a run whose outcome is recorded separately (a pooled run that timed out).
+    pub fn add_run(&self) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn quarantined(&self) {
@@ -426,21 +463,42 @@ pub const RUN_SECONDS_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// Upper bounds (seconds) of the lateness histogram: how long after its due time a
+/// run started (docs/OPERATIONS.md, "Lateness").
+pub const LATENESS_SECONDS_BUCKETS: [f64; 15] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// A fixed-bucket histogram of durations (Prometheus style, lock-free).
-#[derive(Default)]
 struct Histogram {
+    bounds: &'static [f64],
     /// Per-bucket counts (not cumulative); the last slot is above every bound.
-    buckets: [AtomicU64; RUN_SECONDS_BUCKETS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_bounds(&RUN_SECONDS_BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
-        let slot = RUN_SECONDS_BUCKETS
+        let slot = self
+            .bounds
             .iter()
             .position(|bound| seconds <= *bound)
-            .unwrap_or(RUN_SECONDS_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
@@ -448,12 +506,12 @@ impl Histogram {
 
     fn snapshot(&self) -> HistogramSnapshot {
         let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(RUN_SECONDS_BUCKETS.len());
-        for (bound, count) in RUN_SECONDS_BUCKETS.iter().zip(&self.buckets) {
+        let mut buckets = Vec::with_capacity(self.bounds.len());
+        for (bound, count) in self.bounds.iter().zip(self.buckets.iter()) {
             cumulative += count.load(Ordering::Relaxed);
             buckets.push((*bound, cumulative));
         }
-        let count = cumulative + self.buckets[RUN_SECONDS_BUCKETS.len()].load(Ordering::Relaxed);
+        let count = cumulative + self.buckets[self.bounds.len()].load(Ordering::Relaxed);
         HistogramSnapshot {
             buckets,
             count,
@@ -468,6 +526,23 @@ pub struct HistogramSnapshot {
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
     pub sum: f64,
+}
+
+impl HistogramSnapshot {
+    /// The upper bound of the bucket holding quantile `q` (0..=1): "p99 ≤ this". `None`
+    /// without observations, `f64::INFINITY` when it lies above every bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
+        Some(
+            self.buckets
+                .iter()
+                .find(|(_, count)| *count >= rank)
+                .map_or(f64::INFINITY, |(bound, _)| *bound),
+        )
+    }
 }
 
 /// A serializable copy of every counter, for status output.
@@ -494,6 +569,8 @@ pub struct InputSnapshot {
     pub last_error: Option<String>,
     pub load_errors: Vec<String>,
     pub plugins: Vec<PluginSnapshot>,
+    /// Pooled inputs: how late runs started (empty for other inputs).
+    pub lateness_seconds: HistogramSnapshot,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,6 +1,7 @@
 //! The Python half of pythond, embedded in the binary.
 //!
-//! The shim (`datakit_framework.py`) and the runner (`pythond_worker.py`) are compiled
+//! The shim (`datakit_framework.py`), the runner (`pythond_worker.py`) and its instance
+//! pool (`pythond_pool.py`) are compiled
 //! into the agent so that the two ends of the protocol always match and
 //! `cargo install` alone gives a working agent. At start-up they are written to a
 //! runtime directory (rewritten only when their content differs, atomically, so a
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 const SHIM: &str = include_str!("../../python/datakit_framework.py");
 const RUNNER: &str = include_str!("../../python/pythond_worker.py");
+/// The instance pool the runner loads for inputs with `instances`.
+const POOL: &str = include_str!("../../python/pythond_pool.py");
 
 /// The file name of the runner script inside the runtime directory.
 pub const RUNNER_FILE: &str = "pythond_worker.py";
@@ -27,6 +30,7 @@ impl Runtime {
     pub fn install(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
         write_if_changed(&dir.join("datakit_framework.py"), SHIM)?;
+        write_if_changed(&dir.join("pythond_pool.py"), POOL)?;
         write_if_changed(&dir.join(RUNNER_FILE), RUNNER)?;
         Ok(Self {
             dir: dir.to_path_buf(),

@@ -1,0 +1,207 @@
+//! Collector instances, observed through `pythond run`: every (plugin, instance) is
+//! its own object with its own options, tags and schedule, runs on the worker's pool,
+//! and a hung instance is timed out and quarantined on its own without the worker
+//! being restarted (docs/CONFIG.md, "Instances"; docs/PROTOCOL.md, "Pooled inputs").
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::http::{api_base, get};
+use common::{wait_until, Agent, Home, DEADLINE};
+
+/// Reports one point per run naming its instance (as a tag: metric fields must be
+/// numeric), the option `host` its `init` saw, a per-object run counter and the pid.
+const PROBE: &str = r#"
+import os, time
+from datakit_framework import DataKitFramework
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 3600
+
+    def init(self, options):
+        self.seen_host = options.get("host", "-")
+        self.runs = 0
+
+    def run(self):
+        self.runs += 1
+        if self.instance == "stuck":
+            while True:
+                time.sleep(1)
+        self.report({"M": [{"measurement": "probe",
+                            "tags": {"instance": self.instance, "seen_host": self.seen_host,
+                                     "options_host": str(self.options.get("host", "-")),
+                                     "own": "point"},
+                            "fields": {"object_runs": self.runs, "pid": os.getpid()}}]})
+"#;
+
+fn status(agent: &Agent) -> serde_json::Value {
+    get(&format!("{}/v1/status", api_base(agent)), &[]).json()
+}
+
+/// The status entry of `key` in the first input.
+fn entry(status: &serde_json::Value, key: &str) -> serde_json::Value {
+    status["inputs"][0]["plugins"]
+        .as_array()
+        .and_then(|plugins| plugins.iter().find(|p| p["id"] == key).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn by_instance(points: &[serde_json::Value]) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for point in points {
+        if let Some(name) = point["tags"]["instance"].as_str() {
+            map.entry(name.to_string()).or_default().push(point.clone());
+        }
+    }
+    map
+}
+
+#[test]
+fn each_instance_is_its_own_object_with_its_options_tags_and_interval() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PROBE);
+    home.input(
+        "probes",
+        &["probe"],
+        "options = { host = \"default\" }\ntags = { team = \"db\" }\n\
+         [[inputs.pythond.instances]]\nname = \"slow\"\n\
+         [[inputs.pythond.instances]]\nname = \"fast\"\ninterval = \"1s\"\n\
+         options = { host = \"db-1\" }\ntags = { site = \"eu\", own = \"instance\" }\n\
+         [[inputs.pythond.instances]]\nname = \"off\"\nenabled = false\n",
+    );
+    let agent = home.start();
+    agent.expect_points("three runs of the fast instance", |points| {
+        by_instance(points).get("fast").map_or(0, Vec::len) >= 3
+    });
+    let points = agent.points_of("probe");
+    let instances = by_instance(&points);
+    let fast = &instances["fast"];
+    // One object per instance: its own counter keeps counting across runs.
+    let counts: Vec<i64> = fast
+        .iter()
+        .map(|p| p["fields"]["object_runs"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(counts[..3], [1, 2, 3], "{fast:?}");
+    for point in fast {
+        assert_eq!(
+            point["tags"]["seen_host"], "db-1",
+            "init got the merged options"
+        );
+        assert_eq!(
+            point["tags"]["options_host"], "db-1",
+            "self.options is merged"
+        );
+        assert_eq!(point["tags"]["site"], "eu", "instance tags are added");
+        assert_eq!(point["tags"]["team"], "db", "input tags are added too");
+        assert_eq!(point["tags"]["own"], "point", "the point's own tag wins");
+    }
+    // The slow instance (interval from the class: an hour) ran once, first; the
+    // disabled one never did.
+    let slow = &instances["slow"];
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0]["tags"]["seen_host"], "default");
+    assert!(slow[0]["tags"].get("site").is_none(), "{slow:?}");
+    assert!(!instances.contains_key("off"));
+
+    let status = status(&agent);
+    assert_eq!(entry(&status, "probe.Probe@off")["state"], "disabled");
+    assert_eq!(entry(&status, "probe.Probe@slow")["runs"], 1);
+    assert!(entry(&status, "probe.Probe@fast")["runs"].as_u64() >= Some(3));
+    let lateness = &status["inputs"][0]["lateness_seconds"];
+    assert!(lateness["count"].as_u64() >= Some(4), "{lateness}");
+}
+
+#[test]
+fn a_hung_instance_among_many_is_quarantined_alone_and_the_worker_keeps_running() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PROBE);
+    let mut conf = String::from("interval = \"1s\"\ntimeout = \"1s\"\nconcurrency = 8\n");
+    conf.push_str("[[inputs.pythond.instances]]\nname = \"stuck\"\n");
+    for i in 0..20 {
+        conf.push_str(&format!("[[inputs.pythond.instances]]\nname = \"ok{i}\"\n"));
+    }
+    home.input("many", &["probe"], &conf);
+    let agent = home.start();
+
+    let mut last = serde_json::Value::Null;
+    let quarantined = wait_until(DEADLINE, || {
+        last = status(&agent);
+        entry(&last, "probe.Probe@stuck")["state"] == "quarantined"
+    });
+    assert!(
+        quarantined,
+        "the stuck instance is not quarantined: {last:#}"
+    );
+    let stuck = entry(&last, "probe.Probe@stuck");
+    assert_eq!(stuck["timeouts"], 3, "{stuck}");
+    assert_eq!(stuck["quarantines"], 1, "{stuck}");
+    let input = &last["inputs"][0];
+    assert_eq!(
+        input["restarts"], 0,
+        "no restart for a pooled hang: {input}"
+    );
+    assert_eq!(input["recycles"], 0, "{input}");
+    let pid = input["worker_pid"].as_u64().expect("worker pid");
+
+    // Every other instance kept its schedule meanwhile, in the same worker.
+    let before: BTreeMap<String, u64> = (0..20)
+        .map(|i| {
+            let key = format!("probe.Probe@ok{i}");
+            let runs = entry(&last, &key)["runs"].as_u64().unwrap_or(0);
+            (key, runs)
+        })
+        .collect();
+    for (key, runs) in &before {
+        assert!(
+            *runs >= 3,
+            "{key} ran {runs} times while the stuck one hung"
+        );
+        assert_eq!(entry(&last, key)["timeouts"], 0, "{key}");
+    }
+    assert!(
+        wait_until(DEADLINE, || {
+            let now = status(&agent);
+            before
+                .iter()
+                .all(|(key, runs)| entry(&now, key)["runs"].as_u64() > Some(runs + 1))
+        }),
+        "the others stopped running after the quarantine"
+    );
+    let pids: BTreeSet<i64> = agent
+        .points_of("probe")
+        .iter()
+        .map(|p| p["fields"]["pid"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(pids, BTreeSet::from([pid as i64]), "one worker throughout");
+}
+
+#[test]
+fn abandoned_threads_past_the_pool_size_recycle_the_worker_gracefully() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PROBE);
+    home.input(
+        "recycled",
+        &["probe"],
+        "interval = \"1s\"\ntimeout = \"1s\"\nconcurrency = 1\n\
+         [[inputs.pythond.instances]]\nname = \"stuck\"\n\
+         [[inputs.pythond.instances]]\nname = \"fine\"\n",
+    );
+    let agent = home.start();
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            last = status(&agent);
+            last["inputs"][0]["recycles"].as_u64() >= Some(1)
+        }),
+        "not recycled: {last:#}"
+    );
+    assert_eq!(last["inputs"][0]["restarts"], 0, "{last:#}");
+    // The fresh worker runs the healthy instance again.
+    let pid_of = |p: &serde_json::Value| p["fields"]["pid"].as_i64().unwrap_or(-1);
+    agent.expect_points("points from a second worker", |points| {
+        let pids: BTreeSet<i64> = points.iter().map(pid_of).collect();
+        pids.len() >= 2
+    });
+}
