@@ -21,5 +21,6 @@ pub mod sink;
 pub mod state_dump;
 pub mod stats;
 pub mod status;
+pub mod status_filter;
 pub mod supervisor;
 pub mod worker;

@@ -58,6 +58,15 @@ enum Commands {
         /// Print the raw JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Only this input.
+        #[arg(long, value_name = "NAME")]
+        input: Option<String>,
+        /// Only this plugin id (or one instance, `<plugin id>@<instance>`).
+        #[arg(long, value_name = "ID")]
+        plugin: Option<String>,
+        /// List every instance, not only those with problems.
+        #[arg(long)]
+        all: bool,
     },
     /// Configuration commands.
     Config {
@@ -118,8 +127,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Commands::Status { addr, token, json } => {
-            match pythond::status::fetch(&addr, token.as_deref()) {
+        Commands::Status {
+            addr,
+            token,
+            json,
+            input,
+            plugin,
+            all,
+        } => {
+            let filter = pythond::status_filter::StatusFilter { input, plugin, all };
+            match pythond::status::fetch_filtered(&addr, token.as_deref(), &filter) {
                 Ok(status) if json => {
                     println!("{status:#}");
                     ExitCode::SUCCESS

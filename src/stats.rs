@@ -314,6 +314,8 @@ pub struct PluginStats {
     fixed: AtomicU64,
     rejected: AtomicU64,
     state: Mutex<PluginState>,
+    /// Whether the most recent run failed or timed out (cleared by a success).
+    failing: std::sync::atomic::AtomicBool,
     last_success: Mutex<Option<SystemTime>>,
     last_error: Mutex<Option<String>>,
     /// When the run in flight started; its end feeds `durations`.
@@ -337,12 +339,14 @@ impl PluginStats {
 
     pub fn run_succeeded(&self) {
         self.run_ended();
+        self.failing.store(false, Ordering::Relaxed);
         *lock(&self.last_success) = Some(SystemTime::now());
         self.set_state(PluginState::Idle);
     }
 
     pub fn run_failed(&self, error: String) {
         self.run_ended();
+        self.failing.store(true, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
@@ -353,6 +357,7 @@ impl PluginStats {
     pub fn run_finished(&self, took: Duration, error: Option<String>) {
         self.runs.fetch_add(1, Ordering::Relaxed);
         self.durations.observe(took);
+        self.failing.store(error.is_some(), Ordering::Relaxed);
         match error {
             None => *lock(&self.last_success) = Some(SystemTime::now()),
             Some(error) => {
@@ -368,6 +373,7 @@ impl PluginStats {
 
     pub fn timed_out(&self, error: String) {
         self.run_ended();
+        self.failing.store(true, Ordering::Relaxed);
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
@@ -431,6 +437,7 @@ impl PluginStats {
         PluginSnapshot {
             id,
             state: self.state(),
+            failing: self.failing.load(Ordering::Relaxed),
             runs: self.runs(),
             failures: self.failures(),
             timeouts: self.timeouts(),
@@ -577,6 +584,8 @@ pub struct InputSnapshot {
 pub struct PluginSnapshot {
     pub id: String,
     pub state: PluginState,
+    /// The most recent run failed or timed out.
+    pub failing: bool,
     pub runs: u64,
     pub failures: u64,
     pub timeouts: u64,

@@ -36,8 +36,13 @@ class Probe(DataKitFramework):
                             "fields": {"object_runs": self.runs, "pid": os.getpid()}}]})
 "#;
 
+/// `/v1/status?all=true`: every instance listed.
 fn status(agent: &Agent) -> serde_json::Value {
-    get(&format!("{}/v1/status", api_base(agent)), &[]).json()
+    status_with(agent, "?all=true")
+}
+
+fn status_with(agent: &Agent, query: &str) -> serde_json::Value {
+    get(&format!("{}/v1/status{query}", api_base(agent)), &[]).json()
 }
 
 /// The status entry of `key` in the first input.
@@ -105,10 +110,17 @@ fn each_instance_is_its_own_object_with_its_options_tags_and_interval() {
     assert!(slow[0]["tags"].get("site").is_none(), "{slow:?}");
     assert!(!instances.contains_key("off"));
 
-    let status = status(&agent);
+    // Run records follow the points (batched every 100 ms).
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            entry(&status, "probe.Probe@fast")["runs"].as_u64() >= Some(3)
+        }),
+        "{status:#}"
+    );
     assert_eq!(entry(&status, "probe.Probe@off")["state"], "disabled");
     assert_eq!(entry(&status, "probe.Probe@slow")["runs"], 1);
-    assert!(entry(&status, "probe.Probe@fast")["runs"].as_u64() >= Some(3));
     let lateness = &status["inputs"][0]["lateness_seconds"];
     assert!(lateness["count"].as_u64() >= Some(4), "{lateness}");
 }
@@ -169,6 +181,42 @@ fn a_hung_instance_among_many_is_quarantined_alone_and_the_worker_keeps_running(
         }),
         "the others stopped running after the quarantine"
     );
+    // Without `all`, only the instance with a problem is listed, under a summary; the
+    // CLI shows the same.
+    let default = status_with(&agent, "");
+    let listed: Vec<&str> = default["inputs"][0]["plugins"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, ["probe.Probe@stuck"], "{default:#}");
+    let summary = &default["inputs"][0]["instances_summary"];
+    assert_eq!(summary["instances"], 21, "{summary}");
+    assert_eq!(summary["quarantined"], 1, "{summary}");
+    assert!(summary["lateness_p99_seconds"].is_number(), "{summary}");
+    let filtered = status_with(&agent, "?plugin=probe.Probe%40ok3");
+    assert_eq!(
+        entry(&filtered, "probe.Probe@ok3")["timeouts"],
+        0,
+        "{filtered:#}"
+    );
+    let (code, table, _) = common::run_to_end({
+        let mut command = common::pythond();
+        command.args([
+            "status",
+            "--addr",
+            &common::http::api_addr(&agent),
+            "--input",
+            "many",
+        ]);
+        command
+    });
+    assert_eq!(code, 0, "{table}");
+    assert!(
+        table.contains("probe.Probe@stuck") && !table.contains("probe.Probe@ok3"),
+        "{table}"
+    );
+    assert!(table.contains("LATENESS P99"), "{table}");
+
     let pids: BTreeSet<i64> = agent
         .points_of("probe")
         .iter()

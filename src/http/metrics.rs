@@ -235,6 +235,14 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             )
         }),
     );
+    w.histogram(
+        "pythond_input_run_lateness_seconds",
+        "How long after its due time a run started (inputs with instances).",
+        inputs
+            .iter()
+            .filter(|i| i.lateness_seconds.count > 0)
+            .map(|i| (vec![("input", i.name.as_str())], &i.lateness_seconds)),
+    );
     w.counter(
         "pythond_plugin_points_total",
         "Points the plugin reported that were accepted, by category.",
