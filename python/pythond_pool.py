@@ -104,7 +104,11 @@ class Pool(object):
         # takes(hook, n) -> bool; stderr(text).
         self.hooks = hooks
         self.instances = {}
-        self._cond = threading.Condition()
+        # One lock, two conditions: the scheduler (and shutdown) wait on `_cond`, idle
+        # pool threads on `_work`, so a queued run wakes one thread, not all of them.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._work = threading.Condition(lock)
         self._heap = []
         self._seq = 0
         self._queue = []  # (inst, run, due) waiting for a pool thread, FIFO
@@ -169,7 +173,6 @@ class Pool(object):
                         old.obj = None
                 self.instances[inst.key] = inst
                 self._push(first - self._wall_offset, "due", inst, inst.generation)
-            self._cond.notify_all()
         for obj in deinit:
             self._submit_deinit(obj)
 
@@ -185,7 +188,6 @@ class Pool(object):
                 return
             inst.generation += 1
             self._push(until, "due", inst, inst.generation)
-            self._cond.notify_all()
 
     def shutdown(self, grace):
         """Stop scheduling; let runs in flight end within ``grace``; deinit; flush."""
@@ -193,9 +195,15 @@ class Pool(object):
         deadline = time.monotonic() + grace
         with self._cond:
             self._stopping = True
+            # Runs still queued never start: their instances are idle again.
+            for item in self._queue[self._queue_head:]:
+                if item[0] != "deinit":
+                    item[0].busy = False
+                    self._in_flight -= 1
             self._queue, self._queue_head = [], 0
             running = [inst for inst in self.instances.values() if inst.busy and inst.obj is not None]
             self._cond.notify_all()
+            self._work.notify_all()
         for inst in running:
             call(inst.obj, inst.key, "request_exit")
         with self._cond:
@@ -215,8 +223,12 @@ class Pool(object):
     # ------------------------------------------------------------------ scheduling
 
     def _push(self, when, kind, inst, token):
+        """Adds a heap entry; wakes the scheduler only if it is now the earliest."""
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, kind, inst, token))
+        entry = (when, self._seq, kind, inst, token)
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry:
+            self._cond.notify()
 
     def _schedule_loop(self):
         while True:
@@ -257,7 +269,7 @@ class Pool(object):
                                  name="pythond:" + inst.key, daemon=True).start()
             else:
                 self._queue.append((inst, inst.run_no, when))
-                self._cond.notify_all()
+                self._work.notify()
         # Fixed rate: the next due time on the grid, passing over the ones already gone.
         next_due = when + inst.interval
         if next_due <= now:
@@ -294,7 +306,7 @@ class Pool(object):
                 while self._queue_head >= len(self._queue):
                     if self._stopping:
                         return
-                    self._cond.wait()
+                    self._work.wait()
                 item = self._queue[self._queue_head]
                 self._queue_head += 1
                 if self._queue_head > 1024 and self._queue_head * 2 > len(self._queue):
@@ -310,7 +322,7 @@ class Pool(object):
     def _submit_deinit(self, obj):
         with self._cond:
             self._queue.append(("deinit", obj, None))
-            self._cond.notify_all()
+            self._work.notify()
 
     def _run(self, inst, run, due, slot):
         ident = threading.get_ident()
@@ -319,7 +331,6 @@ class Pool(object):
             with self._cond:
                 slot.inst, slot.run, slot.started = inst, run, started
                 self._push(started + inst.timeout, "deadline", slot, run)
-                self._cond.notify_all()
         self.plugin_of_thread[ident] = inst.key
         error = None
         obj = inst.obj
@@ -365,7 +376,8 @@ class Pool(object):
             if error is not None:
                 record["error"] = error
             self._batch.append(record)
-            self._cond.notify_all()
+            if self._stopping:
+                self._cond.notify_all()  # shutdown waits for runs in flight
         if deinit is not None:
             self.hooks["call"](deinit, inst.key, "deinit")
 
@@ -401,6 +413,10 @@ class Pool(object):
     def _flush(self):
         with self._cond:
             batch, self._batch = self._batch, []
+        # Reports first: the agent must see a run's points before its record.
+        flush_reports = getattr(self.channel, "flush_reports", None)
+        if flush_reports is not None:
+            flush_reports()
         if not batch:
             return
         limit = max(1024, self.channel.max_frame // 2)
