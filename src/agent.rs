@@ -228,6 +228,7 @@ async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: 
             restarted = ?applied.restarted,
             stopped = ?applied.stopped,
             unchanged = applied.unchanged,
+            reconfigured = ?applied.reconfigured,
             "configuration reloaded"
         );
     }

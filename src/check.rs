@@ -84,6 +84,7 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         start_delay: None,
         instances: Vec::new(),
         concurrency: None,
+        instance_metrics: false,
         origin: Default::default(),
     };
     let spec = crate::agent::worker_spec(&runtime, &input, &paths);

@@ -178,6 +178,7 @@ pub struct InputStats {
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
     /// Pooled inputs: how late runs started (due time to actual start).
     lateness: Histogram,
+    instance_metrics: std::sync::atomic::AtomicBool,
 }
 
 impl InputStats {
@@ -192,6 +193,7 @@ impl InputStats {
             load_errors: Mutex::new(Vec::new()),
             plugins: Mutex::new(BTreeMap::new()),
             lateness: Histogram::with_bounds(&LATENESS_SECONDS_BUCKETS),
+            instance_metrics: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -254,6 +256,11 @@ impl InputStats {
         lock(&self.plugins).retain(|id, _| keep.contains(&id.as_str()));
     }
 
+    /// Whether `/metrics` shows this input's instances one by one.
+    pub fn set_instance_metrics(&self, on: bool) {
+        self.instance_metrics.store(on, Ordering::Relaxed);
+    }
+
     /// Records how late a pooled run started.
     pub fn observe_lateness(&self, late: Duration) {
         self.lateness.observe(late);
@@ -284,6 +291,7 @@ impl InputStats {
                 .map(|(id, p)| p.snapshot(id))
                 .collect(),
             lateness_seconds: self.lateness.snapshot(),
+            instance_metrics: self.instance_metrics.load(Ordering::Relaxed),
         }
     }
 }
@@ -461,6 +469,7 @@ impl PluginStats {
             fixed: self.fixed.load(Ordering::Relaxed),
             rejected: self.rejected(),
             run_seconds: self.durations.snapshot(),
+            quarantined_instances: None,
         }
     }
 }
@@ -528,7 +537,7 @@ impl Histogram {
 }
 
 /// A histogram's cumulative buckets `(upper bound, count <= bound)`, total count and sum.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct HistogramSnapshot {
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
@@ -578,9 +587,11 @@ pub struct InputSnapshot {
     pub plugins: Vec<PluginSnapshot>,
     /// Pooled inputs: how late runs started (empty for other inputs).
     pub lateness_seconds: HistogramSnapshot,
+    /// `/metrics` carries one series per instance (input key `instance_metrics`).
+    pub instance_metrics: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct PluginSnapshot {
     pub id: String,
     pub state: PluginState,
@@ -598,6 +609,58 @@ pub struct PluginSnapshot {
     pub rejected: u64,
     /// How long finished runs took (successes, failures and timeouts).
     pub run_seconds: HistogramSnapshot,
+    /// Set on entries that sum a plugin's instances ([`per_plugin`]): how many are
+    /// quarantined. Never serialized.
+    #[serde(skip)]
+    pub quarantined_instances: Option<u64>,
+}
+
+/// One entry per plugin: instance entries (`<plugin id>@<instance>`) summed into their
+/// plugin's (counters and histograms added, the latest success kept, the quarantined
+/// ones counted); other entries copied. For `/metrics` at thousands of instances.
+pub fn per_plugin(plugins: &[PluginSnapshot]) -> Vec<PluginSnapshot> {
+    let mut out: Vec<PluginSnapshot> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for p in plugins {
+        let Some((plugin, _)) = p.id.split_once('@') else {
+            out.push(p.clone());
+            continue;
+        };
+        let quarantined = u64::from(p.state == PluginState::Quarantined);
+        let Some(&at) = index.get(plugin) else {
+            index.insert(plugin, out.len());
+            let mut first = p.clone();
+            first.id = plugin.to_string();
+            first.quarantined_instances = Some(quarantined);
+            out.push(first);
+            continue;
+        };
+        let sum = &mut out[at];
+        sum.runs += p.runs;
+        sum.failures += p.failures;
+        sum.timeouts += p.timeouts;
+        sum.skipped += p.skipped;
+        sum.quarantines += p.quarantines;
+        sum.fixed += p.fixed;
+        sum.rejected += p.rejected;
+        sum.failing |= p.failing;
+        sum.last_success_unix_ms = sum.last_success_unix_ms.max(p.last_success_unix_ms);
+        for (category, n) in &p.points {
+            *sum.points.entry(category).or_default() += n;
+        }
+        for (bucket, (_, n)) in sum
+            .run_seconds
+            .buckets
+            .iter_mut()
+            .zip(&p.run_seconds.buckets)
+        {
+            bucket.1 += n;
+        }
+        sum.run_seconds.count += p.run_seconds.count;
+        sum.run_seconds.sum += p.run_seconds.sum;
+        sum.quarantined_instances = Some(sum.quarantined_instances.unwrap_or(0) + quarantined);
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]

@@ -45,6 +45,9 @@ pub struct InputSupervisor {
     /// The agent's stats, where each plugin's worker gets an entry `<input>/<plugin>`
     /// under `isolation = "plugin"` (see [`InputSupervisor::isolated`]).
     isolated: Option<Arc<Stats>>,
+    /// New `instances` from a reload, applied inside the running worker
+    /// (src/supervisor/pooled.rs); `None` when the input has none.
+    updates: Option<tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>>,
 }
 
 /// Why a worker's session ended.
@@ -76,7 +79,18 @@ impl InputSupervisor {
             grace,
             events: Mutex::new(FailureEvents::default()),
             isolated: None,
+            updates: None,
         }
+    }
+
+    /// Takes an input's new `instances` from `updates` while it runs: a reload that only
+    /// changes instances then touches only those, inside the running worker.
+    pub fn instance_updates(
+        mut self,
+        updates: tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>,
+    ) -> Self {
+        self.updates = Some(updates);
+        self
     }
 
     /// Honours the input's `isolation = "plugin"`: a discovery worker lists the
@@ -215,6 +229,7 @@ impl InputSupervisor {
         let mut backoff = Backoff::default();
         let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
         let mut pool = PoolState::default();
+        let mut updates = self.updates.clone();
         while !self.shutdown.is_cancelled() {
             self.stats().set_state(InputState::Starting);
             let mut session = match Session::start(&self.spec, self.ctx.clone()) {
@@ -233,7 +248,8 @@ impl InputSupervisor {
             self.stats().set_worker_pid(session.pid());
             tracing::debug!(input = %input, pid = session.pid(), "worker started");
             let end = if self.config.has_instances() {
-                self.drive_instances(&mut session, &mut pool, started).await
+                self.drive_instances(&mut session, &mut pool, &mut updates, started)
+                    .await
             } else {
                 self.drive(&mut session, &mut schedules, started).await
             };
@@ -354,6 +370,7 @@ impl InputSupervisor {
         &self,
         session: &mut Session,
         pool: &mut PoolState,
+        updates: &mut Option<tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>>,
         started: Instant,
     ) -> SessionEnd {
         let hello = tokio::select! {
@@ -372,7 +389,8 @@ impl InputSupervisor {
                 hello.v
             ));
         }
-        self.drive_pooled(session, &hello, pool, started).await
+        self.drive_pooled(session, &hello, pool, updates, started)
+            .await
     }
 
     /// Logs and records what a fresh worker could not load.

@@ -123,6 +123,18 @@ fn each_instance_is_its_own_object_with_its_options_tags_and_interval() {
     assert_eq!(entry(&status, "probe.Probe@slow")["runs"], 1);
     let lateness = &status["inputs"][0]["lateness_seconds"];
     assert!(lateness["count"].as_u64() >= Some(4), "{lateness}");
+
+    // /metrics: one series per plugin, not per instance, and the lateness histogram.
+    let metrics = get(&format!("{}/metrics", api_base(&agent)), &[]).body;
+    assert!(
+        metrics.contains(r#"pythond_plugin_runs_total{input="probes",plugin="probe.Probe"}"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("probe.Probe@"), "{metrics}");
+    assert!(
+        metrics.contains(r#"pythond_input_run_lateness_seconds_count{input="probes"}"#),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -252,4 +264,111 @@ fn abandoned_threads_past_the_pool_size_recycle_the_worker_gracefully() {
         let pids: BTreeSet<i64> = points.iter().map(pid_of).collect();
         pids.len() >= 2
     });
+}
+
+/// Writes `<instance> <pid>` to `$PYTHOND_TEST_MARKER/inits` from `init`.
+const COUNTED_INIT: &str = r#"
+import os
+from datakit_framework import DataKitFramework
+
+HOME = os.environ["PYTHOND_TEST_MARKER"]
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 1
+
+    def init(self, options):
+        with open(os.path.join(HOME, "inits"), "a") as f:
+            f.write("%s %d\n" % (self.instance, os.getpid()))
+
+    def run(self):
+        self.report({"M": [{"measurement": "probe",
+                            "tags": {"instance": self.instance, "host": str(self.options.get("host"))},
+                            "fields": {"pid": os.getpid()}}]})
+"#;
+
+fn instances_conf(entries: &[(&str, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(name, host)| {
+            format!("[[inputs.pythond.instances]]\nname = \"{name}\"\noptions = {{ host = \"{host}\" }}\n")
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_that_changes_instances_touches_only_those_inside_the_running_worker() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", COUNTED_INIT);
+    home.input(
+        "reloaded",
+        &["probe"],
+        &instances_conf(&[("a", "h1"), ("b", "h1"), ("c", "h1")]),
+    );
+    let agent = home.start();
+    let mut before = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            before = status(&agent);
+            ["a", "b", "c"]
+                .iter()
+                .all(|i| entry(&before, &format!("probe.Probe@{i}"))["runs"].as_u64() >= Some(2))
+        }),
+        "{before:#}"
+    );
+    let pid = before["inputs"][0]["worker_pid"].as_u64().expect("pid");
+    let runs_of_a = entry(&before, "probe.Probe@a")["runs"]
+        .as_u64()
+        .unwrap_or(0);
+
+    // b changes, c goes, d comes; a is untouched.
+    home.input(
+        "reloaded",
+        &["probe"],
+        &instances_conf(&[("a", "h1"), ("b", "h2"), ("d", "h1")]),
+    );
+    agent.signal(libc::SIGHUP);
+    let mut after = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            after = status(&agent);
+            entry(&after, "probe.Probe@d")["runs"].as_u64() >= Some(1)
+                && entry(&after, "probe.Probe@c").is_null()
+        }),
+        "{after:#}"
+    );
+    agent.expect_points("b with its new options", |points| {
+        points
+            .iter()
+            .any(|p| p["tags"]["instance"] == "b" && p["tags"]["host"] == "h2")
+    });
+    let input = &after["inputs"][0];
+    assert_eq!(
+        input["worker_pid"].as_u64(),
+        Some(pid),
+        "same worker: {input}"
+    );
+    assert_eq!(input["restarts"], 0, "{input}");
+    // a's counters were not reset and keep counting.
+    assert!(
+        entry(&after, "probe.Probe@a")["runs"].as_u64() >= Some(runs_of_a),
+        "{after:#}"
+    );
+    assert!(
+        wait_until(DEADLINE, || {
+            entry(&status(&agent), "probe.Probe@a")["runs"].as_u64() > Some(runs_of_a + 1)
+        }),
+        "a stopped running after the reload"
+    );
+    let mut inits: Vec<String> = home
+        .read("inits")
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    inits.sort();
+    assert_eq!(
+        inits,
+        ["a", "b", "b", "c", "d"],
+        "only b was re-initialised"
+    );
 }

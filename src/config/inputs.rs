@@ -43,6 +43,7 @@ const INPUT_KEYS: &[&str] = &[
     "start_delay",
     "instances",
     "concurrency",
+    "instance_metrics",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -141,6 +142,10 @@ pub struct InputConfig {
     /// Key `concurrency`, optional whole number from 1 to 1024; default
     /// [`default_concurrency`] of the number of instances.
     pub concurrency: Option<u32>,
+    /// Whether `/metrics` carries one series per instance (default: per plugin).
+    ///
+    /// Key `instance_metrics`, boolean, default `false`.
+    pub instance_metrics: bool,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -199,9 +204,11 @@ impl PartialEq for InputConfig {
             start_delay,
             instances,
             concurrency,
+            instance_metrics,
             origin: _,
         } = self;
-        *instances == other.instances
+        *instance_metrics == other.instance_metrics
+            && *instances == other.instances
             && *concurrency == other.concurrency
             && *max_rss == other.max_rss
             && *max_age == other.max_age
@@ -243,8 +250,10 @@ impl Hash for InputConfig {
             start_delay,
             instances,
             concurrency,
+            instance_metrics,
             origin: _,
         } = self;
+        instance_metrics.hash(state);
         instances.hash(state);
         concurrency.hash(state);
         max_rss.hash(state);
@@ -293,6 +302,7 @@ impl fmt::Debug for InputConfig {
             .field("start_delay", &self.start_delay)
             .field("instances", &self.instances.len())
             .field("concurrency", &self.concurrency)
+            .field("instance_metrics", &self.instance_metrics)
             .field("origin", &self.origin)
             .finish()
     }
@@ -580,6 +590,9 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let start_delay = section.get("start_delay", values::duration);
     let instances = instances::read_instances(section);
     let concurrency = section.get("concurrency", instances::concurrency);
+    let instance_metrics = section
+        .get("instance_metrics", tree::boolean)
+        .unwrap_or(false);
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -613,6 +626,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         start_delay,
         instances,
         concurrency,
+        instance_metrics,
         origin,
     })
 }

@@ -20,7 +20,7 @@ use crate::events::FailureKind;
 use crate::schedule::{quarantine_cooloff, Timing, HANGS_BEFORE_QUARANTINE};
 use crate::stats::{InputState, PluginState};
 use crate::worker::protocol::{
-    instance_key, Command, Hello, InstanceEntry, PluginInfo, RunRecord, TimedOut,
+    instance_key, Command, Hello, InstanceEntry, InstanceRef, PluginInfo, RunRecord, TimedOut,
 };
 use crate::worker::{Event, Session};
 
@@ -196,35 +196,20 @@ impl InputSupervisor {
         session: &mut Session,
         hello: &Hello,
         state: &mut PoolState,
+        updates: &mut Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>,
         started: tokio::time::Instant,
     ) -> SessionEnd {
         let input = &self.config.name;
         self.record_load_errors(hello);
-        let (entries, disabled) = plan(&self.config, &hello.plugins, unix_now(), state);
-        let mut keep: HashSet<String> = entries
-            .iter()
-            .map(|e| instance_key(&e.plugin, &e.instance))
-            .collect();
-        keep.extend(disabled.iter().cloned());
-        self.stats().retain_plugin_keys(&keep);
-        for key in &disabled {
-            self.stats().plugin(key).set_state(PluginState::Disabled);
+        self.stats()
+            .set_instance_metrics(self.config.instance_metrics);
+        // The latest instances (a reload may have changed them since the input started).
+        let mut config = self.config.clone();
+        if let Some(updates) = updates.as_mut() {
+            config.instances = updates.borrow_and_update().clone();
         }
-        let timings: HashMap<String, Duration> = entries
-            .iter()
-            .map(|e| {
-                (
-                    instance_key(&e.plugin, &e.instance),
-                    Duration::from_secs_f64(e.interval),
-                )
-            })
-            .collect();
-        for key in timings.keys() {
-            let stats = self.stats().plugin(key);
-            if stats.state() != PluginState::Quarantined {
-                stats.set_state(PluginState::Idle);
-            }
-        }
+        let (entries, disabled) = plan(&config, &hello.plugins, unix_now(), state);
+        let mut timings = self.adopt_entries(&entries, &disabled);
         if let Err(error) = session
             .send(&Command::Instances {
                 set: &entries,
@@ -246,6 +231,12 @@ impl InputSupervisor {
             "worker ready; instances handed to its pool"
         );
         loop {
+            let update = async {
+                match updates.as_mut() {
+                    Some(updates) => updates.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => {
@@ -253,10 +244,32 @@ impl InputSupervisor {
                     let _ = session.send(&Command::Shutdown { grace: self.grace.as_secs_f64() }).await;
                     return SessionEnd::Shutdown;
                 }
+                changed = update => {
+                    let Some(receiver) = updates.as_mut().filter(|_| changed) else {
+                        *updates = None; // the input set is gone: shutdown follows
+                        continue;
+                    };
+                    config.instances = receiver.borrow_and_update().clone();
+                    let (entries, disabled) = plan(&config, &hello.plugins, unix_now(), state);
+                    let active: HashSet<String> = entries.iter().map(|e| instance_key(&e.plugin, &e.instance)).collect();
+                    let remove: Vec<InstanceRef> = timings
+                        .keys()
+                        .filter(|key| !active.contains(*key))
+                        .filter_map(|key| {
+                            let (plugin, instance) = key.split_once('@')?;
+                            Some(InstanceRef { plugin: plugin.to_string(), instance: instance.to_string() })
+                        })
+                        .collect();
+                    timings = self.adopt_entries(&entries, &disabled);
+                    tracing::info!(input = %input, instances = entries.len(), removed = remove.len(), disabled = disabled.len(), "instances updated in the running worker");
+                    if let Err(error) = session.send(&Command::Instances { set: &entries, remove: &remove }).await {
+                        return SessionEnd::Died(format!("cannot send `instances`: {error}"));
+                    }
+                }
                 event = session.next_event() => match event {
                     Some(Event::Runs(runs)) => {
                         for record in runs.runs {
-                            self.on_pooled_run(record, state).await;
+                            self.on_pooled_run(record, &timings, state).await;
                         }
                     }
                     Some(Event::TimedOut(timed_out)) => {
@@ -279,8 +292,51 @@ impl InputSupervisor {
         }
     }
 
-    async fn on_pooled_run(&self, record: RunRecord, state: &mut PoolState) {
+    /// Makes the stats match a plan: entries kept for the planned and the disabled
+    /// pairs only, disabled ones marked so. Returns each planned pair's interval.
+    fn adopt_entries(
+        &self,
+        entries: &[InstanceEntry],
+        disabled: &[String],
+    ) -> HashMap<String, Duration> {
+        let mut keep: HashSet<String> = entries
+            .iter()
+            .map(|e| instance_key(&e.plugin, &e.instance))
+            .collect();
+        keep.extend(disabled.iter().cloned());
+        self.stats().retain_plugin_keys(&keep);
+        for key in disabled {
+            self.stats().plugin(key).set_state(PluginState::Disabled);
+        }
+        let timings: HashMap<String, Duration> = entries
+            .iter()
+            .map(|e| {
+                (
+                    instance_key(&e.plugin, &e.instance),
+                    Duration::from_secs_f64(e.interval),
+                )
+            })
+            .collect();
+        for key in timings.keys() {
+            let stats = self.stats().plugin(key);
+            if stats.state() != PluginState::Quarantined {
+                stats.set_state(PluginState::Idle);
+            }
+        }
+        timings
+    }
+
+    async fn on_pooled_run(
+        &self,
+        record: RunRecord,
+        timings: &HashMap<String, Duration>,
+        state: &mut PoolState,
+    ) {
         let key = instance_key(&record.plugin, &record.instance);
+        if !timings.contains_key(&key) {
+            // A run of an instance a reload removed, finished after the removal.
+            return;
+        }
         let stats = self.stats().plugin(&key);
         self.stats().observe_lateness(record.lateness());
         if record.skipped > 0 {
