@@ -101,7 +101,8 @@ class Pool(object):
         self.writers = writers
         self.plugin_of_thread = plugin_of_thread
         # describe(error, plugin) -> error dict; call(obj, name, *args); hook(obj, name);
-        # takes(hook, n) -> bool; stderr(text).
+        # takes(hook, n) -> bool; stderr(text); make(plugin) -> a fresh collector object
+        # (a DataKitFramework, or the adapter of another kind).
         self.hooks = hooks
         self.instances = {}
         # One lock, two conditions: the scheduler (and shutdown) wait on `_cond`, idle
@@ -383,7 +384,7 @@ class Pool(object):
 
     def _create(self, inst):
         """A fresh collector object for ``inst``, initialised; InitFailed if refused."""
-        obj = inst.plugin.cls()
+        obj = self.hooks["make"](inst.plugin)
         obj._pythond_id_json = inst.key_json
         if inst.tags:
             obj._pythond_tags = inst.tags

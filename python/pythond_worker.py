@@ -11,7 +11,11 @@ What this file owns, and why it is arranged the way it is:
 * **Discovery** (``discover``), DataKit-compatible: every ``*.py`` directly in a PATH
   directory or one level below (not ``__init__.py``), imported as ``stem`` or
   ``subdir.stem`` with the directories on ``sys.path``; a PATH that is a ``.py`` file
-  is loaded on its own. Every ``DataKitFramework`` subclass is instantiated once.
+  is loaded on its own. Every ``DataKitFramework`` subclass is instantiated once; so
+  is every syslog-ng driver (``syslogng.LogFetcher``/``LogSource`` subclass) and
+  zenpython plugin (``PythonDataSourcePlugin`` subclass), each wrapped in the adapter
+  of its kind from ``pythond_kinds.py`` (the ``kind`` in ``hello``), which the rest of
+  this runner drives like any other collector.
   Unlike DataKit, a module that fails to import is an entry in ``hello.errors`` (with
   file and line) instead of a silently missing collector, and a class imported into
   several modules runs once.
@@ -26,7 +30,8 @@ What this file owns, and why it is arranged the way it is:
   writes to fd 1/2 (C code, subprocesses) still go to the agent's pipes, never into
   the channel.
 * **Lifecycle**: SIGTERM, SIGINT and EOF on the channel kill the whole process group
-  (nothing a collector started may outlive the agent); ``shutdown`` lets runs in flight
+  and every other descendant, found through /proc (nothing a collector started, not
+  even in a session of its own, may outlive the agent); ``shutdown`` lets runs in flight
   finish within the grace period and exits 0.
 * **Options and hooks** (all optional, so DataKit scripts are untouched): the input's
   ``options`` (``$PYTHOND_OPTIONS``, removed from the environment) become
@@ -79,11 +84,75 @@ BATCH_LIMIT = 256 * 1024
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 SHIM_FILE = os.path.join(RUNNER_DIR, "datakit_framework.py")
 
+# The other collector kinds (syslog-ng drivers, zenpython plugins) and their adapters.
+# The runtime directory is this script's, first on sys.path: ``syslogng``, ``ZenPacks``
+# and ``Products`` import from there too.
+if RUNNER_DIR not in sys.path:
+    sys.path.insert(0, RUNNER_DIR)
+import pythond_kinds as kinds  # noqa: E402
+KIND_DATAKIT = kinds.KIND_DATAKIT
+
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _descendants(root):
+    """Pids of every live process below ``root`` in the process tree (from /proc)."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            children.setdefault(int(fields[1]), []).append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def _kill_descendants():
+    """SIGKILL everything this worker started, wherever its session or group.
+
+    Children in a new session (``start_new_session=True``) or a daemon's own session
+    escape ``killpg``. Each is stopped first, so it cannot fork while the tree is
+    walked; the walk repeats until it finds nothing new, then everything dies."""
+    me = os.getpid()
+    stopped = set()
+    for _ in range(8):
+        fresh = [pid for pid in _descendants(me) if pid not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+            stopped.add(pid)
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _die_with_group():
-    """Kill this worker's process group (collectors' subprocesses included), then us."""
+    """Kill this worker's process group and every other descendant, then us."""
+    try:
+        _kill_descendants()
+    except Exception:  # never let the walk keep the worker from dying
+        pass
     try:
         os.killpg(os.getpgid(0), signal.SIGKILL)
     except OSError:
@@ -556,8 +625,9 @@ def _import_error(module, path, error, user):
 class Plugin(object):
     """One collector instance, its run thread and its queue of run numbers."""
 
-    def __init__(self, plugin_id, instance, cls, file, interval, long_running):
+    def __init__(self, plugin_id, instance, cls, file, interval, long_running, kind=KIND_DATAKIT):
         self.id = plugin_id
+        self.kind = kind
         self.instance = instance
         self.cls = cls
         self.file = file
@@ -570,7 +640,7 @@ class Plugin(object):
     def hello_entry(self):
         return {"id": self.id, "name": _clean(_plugin_name(self.cls)), "class": self.cls.__name__,
                 "module": self.cls.__module__, "file": _clean(self.file) if self.file else None,
-                "interval": self.interval, "long_running": self.long_running}
+                "interval": self.interval, "long_running": self.long_running, "kind": self.kind}
 
 
 def _plugin_name(cls):
@@ -734,7 +804,11 @@ def discover(paths, shim, user):
                                       % (module_name, loaded or "a built-in module", os.path.basename(file))})
             continue
         for value in list(vars(module).values()):
-            if not (isinstance(value, type) and issubclass(value, base)) or value is base:
+            if not isinstance(value, type):
+                continue
+            # A syslog-ng driver or a zenpython plugin (pythond_kinds.py), else DataKit's.
+            kind = kinds.kind_of(value)
+            if kind is None and (not issubclass(value, base) or value is base):
                 continue
             if value in seen_classes:
                 continue
@@ -746,11 +820,11 @@ def discover(paths, shim, user):
             if source is not None and source_key in seen_sources:
                 continue
             seen_sources.add(source_key)
-            if value.run is base.run or inspect.isabstract(value):
+            if kind is None and (value.run is base.run or inspect.isabstract(value)):
                 # A shared base class, not a collector: DataKit would run it and log a
                 # NotImplementedError every interval.
                 continue
-            plugin, problem = _instantiate(value, source or file, user, plugins)
+            plugin, problem = _instantiate(value, source or file, user, plugins, kind)
             if problem is not None:
                 errors.append(problem)
             if plugin is not None:
@@ -794,9 +868,11 @@ def _listdir(path, errors):
         return []
 
 
-def _instantiate(cls, file, user, plugins):
+def _instantiate(cls, file, user, plugins, kind=None):
+    """One plugin of class ``cls``; a non-DataKit ``kind`` is wrapped in its adapter,
+    which the runner drives like any DataKitFramework (see pythond_kinds.py)."""
     try:
-        instance = cls()
+        instance = cls() if kind is None else kinds.adapter_class(kind)(cls)
     except BaseException as e:
         where_file, line = _where(e, user, file)
         return None, {"module": cls.__module__, "file": _clean(where_file or file), "line": line,
@@ -816,7 +892,8 @@ def _instantiate(cls, file, user, plugins):
             n += 1
         plugin_id = "%s~%d" % (plugin_id, n)
     instance._pythond_id_json = _dumps(plugin_id)
-    plugin = Plugin(plugin_id, instance, cls, file, interval, bool(getattr(instance, "long_running", False)))
+    plugin = Plugin(plugin_id, instance, cls, file, interval, bool(getattr(instance, "long_running", False)),
+                    kind or KIND_DATAKIT)
     return plugin, error
 
 
@@ -1197,6 +1274,7 @@ def main(argv=None):
 
     user = UserCode()
     options, overrides, pool_settings = _load_options()
+    kinds.load_settings(args.input)
     plugins, errors = discover(args.paths, shim, user)
     if args.only is not None:
         # Ids are assigned in discovery order, so they are the same as in the
@@ -1253,8 +1331,14 @@ def _make_pool(channel, plugins, settings, user, writers, plugin_of_thread):
         except BaseException as e:
             _stderr("%s.%s() failed: %s" % (key, name, _exception_text(e)))
 
+    def make(plugin):
+        # Other kinds (syslog-ng drivers, zenpython plugins) run through their adapter.
+        if plugin.kind == KIND_DATAKIT:
+            return plugin.cls()
+        return kinds.adapter_class(plugin.kind)(plugin.cls)
+
     hooks = {"describe": describe, "call": call, "hook": _hook, "takes": _takes_args,
-             "text": _exception_text, "stderr": _stderr}
+             "text": _exception_text, "stderr": _stderr, "make": make}
     try:
         concurrency = int(settings.get("concurrency") or 4)
     except (TypeError, ValueError):

@@ -28,10 +28,12 @@ use crate::reload::{self, Layout, Trigger};
 use crate::sink::Sinks;
 use crate::state_dump::{self, Dump};
 use crate::stats::Stats;
-use crate::worker::{Runtime, WorkerSpec};
+use crate::worker::{orphans, Runtime, WorkerSpec};
 
 /// Exit status after a third SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
 const FORCED_EXIT_STATUS: i32 = 130;
+/// How long the shutdown waits for the processes workers left behind to be reaped.
+const ORPHAN_SWEEP_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest frame a worker may send on its channel.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
@@ -39,24 +41,34 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let grace = config.agent.shutdown_timeout;
+    // Descendants that leave their worker's process group come back to the agent to
+    // be killed, instead of to init (docs/OPERATIONS.md, "No orphans").
+    if let Err(error) = orphans::become_subreaper() {
+        tracing::warn!(%error, "cannot become a child subreaper; processes that leave their worker's group may outlive it");
+    }
     let stats = Stats::new();
     let sinks =
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
     let runtime_dir = config.agent.data_dir.join("runtime");
-    let runtime = Arc::new(Runtime::install(&runtime_dir).with_context(|| {
-        format!(
-            "cannot install the Python runtime into {}",
-            runtime_dir.display()
-        )
-    })?);
+    let runtime = Arc::new(
+        Runtime::install(&runtime_dir)
+            .with_context(|| {
+                format!(
+                    "cannot install the Python runtime into {}",
+                    runtime_dir.display()
+                )
+            })?
+            // syslogng.Persist files, kept across restarts and reloads (docs/CONFIG.md).
+            .with_state_dir(config.agent.data_dir.join("state")),
+    );
 
     let http = start_http(&config, &ingest, &stats).await?;
-    let http_transport = http
-        .as_ref()
-        .map(|server| server.transport(config.http.token.clone()));
+    let http_transport = http.as_ref().map(|server| server.transport());
 
     let shutdown = CancellationToken::new();
+    let sweeper = CancellationToken::new();
+    orphans::spawn_sweeper(sweeper.clone());
     let mut inputs = InputSet::new(
         runtime.clone(),
         ingest.clone(),
@@ -110,6 +122,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Later signals are watched for the whole shutdown, flushing included.
     let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone()));
     inputs.join_all().await;
+    sweeper.cancel();
+    let killed = orphans::sweep_until_gone(ORPHAN_SWEEP_AT_EXIT).await;
+    if killed > 0 {
+        tracing::info!(killed, "killed processes the workers left behind");
+    }
     if let Some(http) = http {
         http.stop().await;
     }
@@ -136,6 +153,7 @@ async fn escalate(
         "third signal: exiting now; points not yet handed to a sink or its disk buffer are lost"
     );
     kill_all_workers(&stats);
+    orphans::sweep();
     std::process::exit(FORCED_EXIT_STATUS);
 }
 
@@ -245,6 +263,9 @@ fn global_tags(config: &Config) -> BTreeMap<String, String> {
 /// Environment variable carrying [`worker_options`] to the worker (not its command
 /// line, where `ps` would show them; the runner removes it from its environment).
 pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
+/// The environment variable carrying an input's [`crate::config::KindSettings`] and
+/// the state directory (read by `python/pythond_kinds.py`).
+pub const KINDS_ENV: &str = "PYTHOND_KINDS";
 
 /// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
 /// `{"options": {...}, "plugins": {"<name>": {"enabled": bool, "options": {...}}}}`.
@@ -283,6 +304,13 @@ pub fn worker_spec(
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
     let mut envs = input.envs.clone();
     envs.push((OPTIONS_ENV.to_string(), worker_options(input).to_string()));
+    envs.push((
+        KINDS_ENV.to_string(),
+        input
+            .kinds
+            .worker_json(runtime.state_dir(), false)
+            .to_string(),
+    ));
     WorkerSpec {
         input: input.name.clone(),
         cmd: input.cmd.clone(),

@@ -85,9 +85,18 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         instances: Vec::new(),
         concurrency: None,
         instance_metrics: false,
+        kinds: Default::default(),
         origin: Default::default(),
     };
-    let spec = crate::agent::worker_spec(&runtime, &input, &paths);
+    let mut spec = crate::agent::worker_spec(&runtime, &input, &paths);
+    // One bounded pass: a syslog-ng fetcher stops at FETCH_NO_DATA (docs/MIGRATING.md).
+    spec.envs.push((
+        crate::agent::KINDS_ENV.to_string(),
+        input
+            .kinds
+            .worker_json(runtime.state_dir(), true)
+            .to_string(),
+    ));
     let input_stats = stats.input(&input.name);
     let ctx = Arc::new(SessionContext {
         input: input.name.clone(),
@@ -169,7 +178,7 @@ async fn run_once(
         *passed = false;
     }
     if hello.plugins.is_empty() {
-        eprintln!("error: no DataKitFramework subclasses found");
+        eprintln!("error: no collectors found (subclasses of DataKitFramework, syslogng.LogFetcher, syslogng.LogSource or PythonDataSourcePlugin)");
         *passed = false;
         return results;
     }

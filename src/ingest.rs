@@ -6,6 +6,7 @@
 //! its neighbours go on.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,8 +52,9 @@ pub struct WriteRequest<'a> {
     pub body: WriteBody<'a>,
 }
 
-/// A write request's points: a JSON array (what the shim sends, already checked to be
-/// valid JSON; visited one point at a time) or line protocol.
+/// A write request's points: a JSON array (what the shim sends; visited one point at a
+/// time, a body that is not valid JSON refused before any point is taken) or line
+/// protocol.
 pub enum WriteBody<'a> {
     Json(&'a [u8]),
     LineProtocol(&'a str),
@@ -69,6 +71,82 @@ pub const WRITE_REJECTIONS_KEPT: usize = 10;
 pub struct WriteOutcome {
     pub outcome: Outcome,
     pub rejections: Vec<String>,
+    /// Set when decoding stopped before the end of the body (the deadline passed, or
+    /// the request was abandoned): the first point not read ("line 7", "point 7").
+    /// The points before it were handled as counted in `outcome`.
+    pub stopped_at: Option<String>,
+}
+
+/// How many accepted points of a write request are handed to the sinks at a time: a
+/// request never holds more decoded points than this, whatever its body expands to.
+pub const WRITE_CHUNK_POINTS: usize = 4096;
+
+/// When a write request must stop decoding.
+pub struct WriteLimits<'a> {
+    /// The request's `request_timeout` deadline.
+    pub deadline: Instant,
+    /// Set when nobody waits for the answer any more (the connection went away).
+    pub abandoned: &'a AtomicBool,
+}
+
+/// Why a write body was refused as a whole, before any of its points was taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteBodyError {
+    #[error("body is not valid JSON ({0})")]
+    Json(serde_json::Error),
+    #[error("body holds more than {limit} points, over [http] max_points_per_request")]
+    TooManyPoints { limit: usize },
+    #[error("request_timeout passed while checking the body ({checked} points counted)")]
+    Timeout { checked: usize },
+}
+
+/// Refuses a body before any point is taken: JSON that does not parse, more points
+/// than `limit`, or no time left. The JSON check is the very walk decoding takes, so
+/// a body it lets through is walked to its end.
+pub fn precheck_write_body(
+    body: &WriteBody<'_>,
+    limit: usize,
+    limits: &WriteLimits<'_>,
+) -> Result<(), WriteBodyError> {
+    let mut count = 0usize;
+    let mut stop = None;
+    // Counts one more point; false when the count or the time is up.
+    let mut one_more = || {
+        count += 1;
+        if count > limit {
+            stop = Some(WriteBodyError::TooManyPoints { limit });
+        } else if count % LIMITS_CHECK_EVERY == 0 && limits.exhausted() {
+            stop = Some(WriteBodyError::Timeout { checked: count });
+        }
+        stop.is_none()
+    };
+    match body {
+        WriteBody::Json(bytes) => {
+            let walked = point::for_each_json_point_while(bytes, |_| one_more());
+            if let Some(stop) = stop {
+                return Err(stop);
+            }
+            walked.map_err(WriteBodyError::Json)?;
+        }
+        WriteBody::LineProtocol(text) => {
+            for _ in point::line_protocol_lines(text) {
+                if !one_more() {
+                    break;
+                }
+            }
+            if let Some(stop) = stop {
+                return Err(stop);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl WriteLimits<'_> {
+    /// True once the deadline passed or the request was abandoned.
+    fn exhausted(&self) -> bool {
+        Instant::now() >= self.deadline || self.abandoned.load(Ordering::Relaxed)
+    }
 }
 
 /// The single path every point takes into the sinks.
@@ -192,10 +270,19 @@ impl Ingest {
         outcome
     }
 
-    /// Validates the points of one HTTP write request and forwards what is valid. Each
-    /// rejection is counted and logged like a worker's, and its message (which point,
-    /// why) is returned so the caller can answer with it.
-    pub async fn write(&self, origin: &Origin<'_>, request: WriteRequest<'_>) -> WriteOutcome {
+    /// Validates the points of one HTTP write request and forwards what is valid, in
+    /// chunks of [`WRITE_CHUNK_POINTS`]. Each rejection is counted and logged like a
+    /// worker's, and its message (which point, why) is returned so the caller can
+    /// answer with it. Runs on a blocking thread (decoding a large body takes a while);
+    /// `runtime` is used to hand chunks to the sinks. Stops between chunks once
+    /// `limits` says so. Call [`precheck_write_body`] first.
+    pub fn write_blocking(
+        &self,
+        origin: &Origin<'_>,
+        request: WriteRequest<'_>,
+        limits: &WriteLimits<'_>,
+        runtime: &tokio::runtime::Handle,
+    ) -> WriteOutcome {
         let extra_tags = if request.ignore_global_tags {
             &origin.tags.without_global
         } else {
@@ -207,52 +294,51 @@ impl Ingest {
             now_ns: now_ns(),
             extra_tags,
         };
-        let mut result = WriteOutcome::default();
-        let mut accepted = Vec::new();
-        let mut take = |what: String, decoded: Result<point::Accepted, point::Rejection>| {
-            let rejected = self.take(
-                origin,
-                ctx.category,
-                Some(&what),
-                decoded,
-                &mut accepted,
-                &mut result.outcome,
-            );
-            if let Some(message) = rejected {
-                if result.rejections.len() < WRITE_REJECTIONS_KEPT {
-                    result.rejections.push(message);
-                }
-            }
+        let mut chunker = Chunker {
+            ingest: self,
+            origin,
+            category: ctx.category,
+            limits,
+            runtime,
+            chunk: Vec::with_capacity(WRITE_CHUNK_POINTS),
+            taken: 0,
+            result: WriteOutcome::default(),
         };
         match request.body {
             WriteBody::Json(body) => {
                 let mut index = 0;
-                let walked = point::for_each_json_point(body, |value| {
+                let walked = point::for_each_json_point(body, |raw| {
                     index += 1;
-                    take(format!("point {index}"), point::from_json(&value, &ctx));
+                    if chunker.result.stopped_at.is_some() {
+                        return;
+                    }
+                    let decoded = point::decode_json_point(raw)
+                        .and_then(|value| point::from_json(&value, &ctx));
+                    chunker.take("point", index, decoded);
                 });
                 if let Err(error) = walked {
-                    // The caller validated the body; this is a bug, not bad input.
+                    // precheck_write_body walked the same body without error.
                     tracing::error!(
                         input = origin.input,
-                        "JSON body failed after validation: {error}"
+                        "JSON body failed after its check (points after {index} not read): {error}"
                     );
+                    chunker
+                        .result
+                        .stopped_at
+                        .get_or_insert(format!("point {index}"));
                 }
             }
             WriteBody::LineProtocol(text) => {
-                for (line, decoded) in point::parse_line_protocol(text, &ctx) {
-                    take(format!("line {line}"), decoded);
+                for (line, decoded) in point::line_protocol_points(text, &ctx) {
+                    if chunker.result.stopped_at.is_some() {
+                        break;
+                    }
+                    chunker.take("line", line, decoded);
                 }
             }
         }
-        self.count_accepted(
-            origin,
-            ctx.category,
-            accepted.len() as u64,
-            &mut result.outcome,
-        );
-        self.forward(accepted).await;
-        result
+        chunker.flush();
+        chunker.result
     }
 
     fn decode_into(
@@ -371,6 +457,70 @@ impl Ingest {
                 true
             }
         }
+    }
+}
+
+/// The decoding state of one write request: the chunk being filled, and the outcome.
+struct Chunker<'i, 'o> {
+    ingest: &'i Ingest,
+    origin: &'i Origin<'o>,
+    category: Category,
+    limits: &'i WriteLimits<'i>,
+    runtime: &'i tokio::runtime::Handle,
+    chunk: Vec<Point>,
+    /// Points taken so far (accepted or not).
+    taken: usize,
+    result: WriteOutcome,
+}
+
+/// How often (in points taken) decoding looks at its [`WriteLimits`].
+const LIMITS_CHECK_EVERY: usize = 1024;
+
+impl Chunker<'_, '_> {
+    /// Takes one decoded point (`kind` and `index` name it: "line 3", "point 3");
+    /// hands the chunk on when it is full, then stops if the limits say so.
+    fn take(
+        &mut self,
+        kind: &str,
+        index: usize,
+        decoded: Result<point::Accepted, point::Rejection>,
+    ) {
+        let what = decoded.is_err().then(|| format!("{kind} {index}"));
+        let rejected = self.ingest.take(
+            self.origin,
+            self.category,
+            what.as_deref(),
+            decoded,
+            &mut self.chunk,
+            &mut self.result.outcome,
+        );
+        if let Some(message) = rejected {
+            if self.result.rejections.len() < WRITE_REJECTIONS_KEPT {
+                self.result.rejections.push(message);
+            }
+        }
+        if self.chunk.len() >= WRITE_CHUNK_POINTS {
+            self.flush();
+        }
+        self.taken += 1;
+        if self.taken % LIMITS_CHECK_EVERY == 0 && self.limits.exhausted() {
+            self.result.stopped_at = Some(format!("{kind} {}", index + 1));
+        }
+    }
+
+    /// Counts and hands on the accepted points of the chunk.
+    fn flush(&mut self) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let points = std::mem::replace(&mut self.chunk, Vec::with_capacity(WRITE_CHUNK_POINTS));
+        self.ingest.count_accepted(
+            self.origin,
+            self.category,
+            points.len() as u64,
+            &mut self.result.outcome,
+        );
+        self.runtime.block_on(self.ingest.forward(points));
     }
 }
 

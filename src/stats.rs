@@ -324,6 +324,8 @@ pub struct PluginStats {
     state: Mutex<PluginState>,
     /// Whether the most recent run failed or timed out (cleared by a success).
     failing: std::sync::atomic::AtomicBool,
+    /// The collector kind from the worker's hello (`datakit`, `zenpython`, ...).
+    kind: Mutex<String>,
     last_success: Mutex<Option<SystemTime>>,
     last_error: Mutex<Option<String>>,
     /// When the run in flight started; its end feeds `durations`.
@@ -421,6 +423,10 @@ impl PluginStats {
         *lock(&self.state) = state;
     }
 
+    pub fn set_kind(&self, kind: &str) {
+        kind.clone_into(&mut lock(&self.kind));
+    }
+
     pub fn state(&self) -> PluginState {
         lock(&self.state).clone()
     }
@@ -444,6 +450,7 @@ impl PluginStats {
     fn snapshot(&self, id: String) -> PluginSnapshot {
         PluginSnapshot {
             id,
+            kind: Some(lock(&self.kind).clone()).filter(|k| !k.is_empty()),
             state: self.state(),
             failing: self.failing.load(Ordering::Relaxed),
             runs: self.runs(),
@@ -594,6 +601,9 @@ pub struct InputSnapshot {
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginSnapshot {
     pub id: String,
+    /// `datakit`, `syslogng_fetcher`, `syslogng_source` or `zenpython`; null until the
+    /// worker's hello named it.
+    pub kind: Option<String>,
     pub state: PluginState,
     /// The most recent run failed or timed out.
     pub failing: bool,

@@ -158,6 +158,7 @@ pub fn render(status: &Value) -> String {
     let mut rows = vec![vec![
         "INPUT".to_string(),
         "PLUGIN".into(),
+        "KIND".into(),
         "STATE".into(),
         "RUNS".into(),
         "ERRORS".into(),
@@ -176,6 +177,7 @@ pub fn render(status: &Value) -> String {
             rows.push(vec![
                 text(&input["name"]),
                 text(&plugin["id"]),
+                text(&plugin["kind"]),
                 text(&plugin["state"]),
                 text(&plugin["runs"]),
                 text(&plugin["failures"]),
@@ -422,7 +424,7 @@ mod tests {
             "version": "0.1.0", "uptime_seconds": 5, "http": {"listen": "127.0.0.1:9529"},
             "inputs": [{"name": "shop", "state": {"state": "running"}, "worker_pid": 42,
                         "restarts": 1, "last_error": null, "plugins": [
-                {"id": "orders.Orders", "state": "idle", "runs": 3, "failures": 1, "timeouts": 0,
+                {"id": "orders.Orders", "kind": "zenpython", "state": "idle", "runs": 3, "failures": 1, "timeouts": 0,
                  "skipped": 0, "last_success_unix_ms": null, "points": {"metric": 6, "logging": 0},
                  "rejected": 0}]}],
             "points": {"accepted": {"metric": 6}, "fixed": [], "rejected": []},
@@ -430,7 +432,7 @@ mod tests {
         });
         let text = render(&status);
         assert!(text.contains("shop   running  42"), "{text}");
-        assert!(text.contains("orders.Orders"), "{text}");
+        assert!(text.contains("orders.Orders  zenpython"), "{text}");
         assert!(text.contains("metric=6"), "{text}");
         assert!(text.contains("never"), "{text}");
         assert!(text.contains("shop: db down"), "{text}");

@@ -353,7 +353,7 @@ impl InputSupervisor {
                     Some(Event::Done(done)) => self.on_done(done, schedules).await,
                     Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
                     Some(Event::Runs(_) | Event::TimedOut(_)) => tracing::debug!(input = %self.config.name, "pool frame from a worker without instances; ignored"),
-                    None => return SessionEnd::Died("it closed its channel".to_string()),
+                    None => return SessionEnd::Died(session.end_reason()),
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     if let Some(end) = self.on_tick(session, schedules).await {
@@ -423,6 +423,7 @@ impl InputSupervisor {
             }
         }
         for plugin in &hello.plugins {
+            self.stats().plugin(&plugin.id).set_kind(&plugin.kind);
             let enabled = self
                 .config
                 .plugin_override(&plugin.id, &plugin.name)
@@ -788,6 +789,7 @@ mod tests {
             file: String::new(),
             interval: 30.0,
             long_running: false,
+            kind: "datakit".to_string(),
         };
         let fast = plugin_timing(config, &plugin("m.Fast", "fast"));
         assert_eq!(fast.interval, Duration::from_secs(1));

@@ -666,24 +666,33 @@ fn read_answer(stream: &mut std::net::TcpStream) -> String {
 
 #[test]
 fn stalled_and_excess_requests_are_refused_and_the_agent_recovers() {
+    // min_body_rate = 0: only request_timeout ends the stall here (the rate cut has a
+    // test of its own in tests/http_hostile.rs).
     let home = home_with(
-        "listen = \"127.0.0.1:0\"\nrequest_timeout = \"15s\"\nmax_concurrent_requests = 1",
+        "listen = \"127.0.0.1:0\"\nrequest_timeout = \"30s\"\nmax_concurrent_requests = 1\nmin_body_rate = 0",
     );
     let agent = home.start();
     let addr = api_addr(&agent);
     let base = format!("http://{addr}");
 
     let mut stalled = stalled_request(&addr);
-    // While the stalled request holds the only slot (for request_timeout: wide enough
-    // for a loaded machine), others get 503 at once.
-    let mut refused = None;
-    common::wait_until(common::DEADLINE, || {
-        let answer = get(&format!("{base}/health"), &[]);
-        let busy = answer.status == 503;
-        refused = Some(answer);
-        busy
-    });
-    let refused = refused.expect("an answer");
+    // Wait until the stalled request holds the only write slot: /metrics draws from a
+    // pool of its own, so watching it never competes with the request it watches.
+    assert!(
+        common::wait_until(common::DEADLINE, || {
+            get(&format!("{base}/metrics"), &[])
+                .body
+                .contains("pythond_http_requests_in_flight{pool=\"write\"} 1")
+        }),
+        "the stalled request takes the write slot"
+    );
+    // Probes and status are never refused because writers hold every write slot.
+    let health = get(&format!("{base}/health"), &[]);
+    assert_eq!(health.status, 200, "{health:?}");
+    let status = get(&format!("{base}/v1/status"), &[]);
+    assert_eq!(status.status, 200, "{status:?}");
+    // Another writer gets 503 at once.
+    let refused = post(&format!("{base}/v1/write/metric"), &[], b"refused v=1i\n");
     assert_eq!(refused.status, 503, "{refused:?}");
     assert_eq!(refused.json()["error_code"], "datakit.tooManyRequests");
 

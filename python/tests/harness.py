@@ -132,6 +132,8 @@ class WorkerProcess(object):
         self.stderr = bytearray()
         self.channel_closed = False
         self._cond = threading.Condition()
+        self._reading = threading.Event()
+        self._reading.set()
         self._threads = [
             threading.Thread(target=self._read_channel, daemon=True),
             threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout), daemon=True),
@@ -142,9 +144,18 @@ class WorkerProcess(object):
 
     # -- readers
 
+    def pause_reading(self):
+        """Stop reading the channel (as an agent whose sinks are full does): the
+        worker's writes block once the socket buffer is full."""
+        self._reading.clear()
+
+    def resume_reading(self):
+        self._reading.set()
+
     def _read_channel(self):
         buffer = b""
         while True:
+            self._reading.wait()
             try:
                 chunk = self.sock.recv(1 << 20)
             except OSError:

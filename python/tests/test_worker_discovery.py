@@ -47,7 +47,8 @@ class DiscoveryTest(unittest.TestCase):
         self.assertEqual(hello["errors"], [])
         self.assertEqual(hello["plugins"], [{
             "id": "good.Good", "name": "good", "class": "Good", "module": "good",
-            "file": tmp.path("good.py"), "interval": 5.0, "long_running": False}])
+            "file": tmp.path("good.py"), "interval": 5.0, "long_running": False,
+            "kind": "datakit"}])
 
     def test_sibling_imports_and_subdir_modules(self):
         tmp, worker, hello = self.plugins({

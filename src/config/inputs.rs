@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
 use super::instances::{self, default_concurrency, InstanceConfig};
+use super::kinds::KindSettings;
 use super::tree::{self, Doc, Node, Problem, Section, Span, Value};
 use super::values;
 
@@ -41,6 +42,9 @@ const INPUT_KEYS: &[&str] = &[
     "max_rss",
     "max_age",
     "start_delay",
+    "time_reopen",
+    "fetch_no_data_delay",
+    "zenpython_devices",
     "instances",
     "concurrency",
     "instance_metrics",
@@ -146,6 +150,9 @@ pub struct InputConfig {
     ///
     /// Key `instance_metrics`, boolean, default `false`.
     pub instance_metrics: bool,
+    /// Keys for syslog-ng fetchers and zenpython plugins (`time_reopen`,
+    /// `fetch_no_data_delay`, `zenpython_devices`), see [`KindSettings`].
+    pub kinds: KindSettings,
     /// Where the input was declared (file and line of its header). Not part of
     /// equality.
     pub origin: Origin,
@@ -205,9 +212,11 @@ impl PartialEq for InputConfig {
             instances,
             concurrency,
             instance_metrics,
+            kinds,
             origin: _,
         } = self;
-        *instance_metrics == other.instance_metrics
+        *kinds == other.kinds
+            && *instance_metrics == other.instance_metrics
             && *instances == other.instances
             && *concurrency == other.concurrency
             && *max_rss == other.max_rss
@@ -251,8 +260,10 @@ impl Hash for InputConfig {
             instances,
             concurrency,
             instance_metrics,
+            kinds,
             origin: _,
         } = self;
+        kinds.hash(state);
         instance_metrics.hash(state);
         instances.hash(state);
         concurrency.hash(state);
@@ -303,6 +314,7 @@ impl fmt::Debug for InputConfig {
             .field("instances", &self.instances.len())
             .field("concurrency", &self.concurrency)
             .field("instance_metrics", &self.instance_metrics)
+            .field("kinds", &self.kinds.time_reopen)
             .field("origin", &self.origin)
             .finish()
     }
@@ -593,6 +605,13 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let instance_metrics = section
         .get("instance_metrics", tree::boolean)
         .unwrap_or(false);
+    let kinds = KindSettings {
+        time_reopen: section.get("time_reopen", values::duration),
+        fetch_no_data_delay: section.get("fetch_no_data_delay", values::duration),
+        zenpython_devices: section
+            .get("zenpython_devices", device_tables)
+            .unwrap_or_default(),
+    };
     let mut plugins = BTreeMap::new();
     if let Some(mut table) = section.table("plugins", "[inputs.pythond.plugins]", &[]) {
         for key in table.keys() {
@@ -627,6 +646,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         instances,
         concurrency,
         instance_metrics,
+        kinds,
         origin,
     })
 }
@@ -640,6 +660,27 @@ fn read_plugin(section: &mut Section<'_, '_>) -> PluginOverride {
     };
     section.finish();
     plugin
+}
+
+/// `zenpython_devices`: an array of tables, each with a non-empty string `id`.
+fn device_tables(node: &Node) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, Problem> {
+    let Value::Array(items) = &node.value else {
+        return Err(Problem::expected(
+            "an array of device tables ([[inputs.pythond.zenpython_devices]])",
+            node,
+        ));
+    };
+    let mut devices = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |message: String| Problem::at(&item.span, format!("device {}: {message}", i + 1));
+        let device = json_table(item).map_err(|p| at(p.message))?;
+        match device.get("id") {
+            Some(serde_json::Value::String(id)) if !id.is_empty() => {}
+            _ => return Err(at("needs `id`, a non-empty string".to_string())),
+        }
+        devices.push(device);
+    }
+    Ok(devices)
 }
 
 /// A table of any TOML values, as JSON (datetimes become strings).

@@ -34,6 +34,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `[http] max_concurrent_requests`.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+/// Default `[http] min_body_rate`: 1 KiB per second (after a grace period).
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+/// Default `[http] max_points_per_request`.
+pub const DEFAULT_MAX_POINTS_PER_REQUEST: usize = 1_000_000;
 /// Default `[git_repos] pull_interval`: one minute.
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -53,6 +57,8 @@ const HTTP_KEYS: &[&str] = &[
     "max_body",
     "request_timeout",
     "max_concurrent_requests",
+    "min_body_rate",
+    "max_points_per_request",
 ];
 const SINK_TYPES: &[&str] = &["stdout", "file", "datakit", "influxdb"];
 const SINK_COMMON_KEYS: &[&str] = &["type", "categories"];
@@ -189,6 +195,16 @@ pub struct HttpConfig {
     ///
     /// Key `max_concurrent_requests`, a positive integer. Default 64.
     pub max_concurrent_requests: usize,
+    /// Slowest a request body may arrive, in bytes per second, once the first few
+    /// seconds have passed (docs/HTTP.md); a slower upload gets 408. 0 turns it off.
+    ///
+    /// Key `min_body_rate`, a size per second. Default `"1KiB"`.
+    pub min_body_rate: u64,
+    /// Most points one write request may carry; a larger body gets 413 before any of
+    /// its points is accepted.
+    ///
+    /// Key `max_points_per_request`, a positive integer. Default 1,000,000.
+    pub max_points_per_request: usize,
 }
 
 impl HttpConfig {
@@ -207,6 +223,8 @@ impl Default for HttpConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            max_points_per_request: DEFAULT_MAX_POINTS_PER_REQUEST,
         }
     }
 }
@@ -219,6 +237,8 @@ impl fmt::Debug for HttpConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("min_body_rate", &self.min_body_rate)
+            .field("max_points_per_request", &self.max_points_per_request)
             .finish()
     }
 }
@@ -572,6 +592,12 @@ fn read_http(section: &mut Section<'_, '_>, http: &mut HttpConfig) {
     if let Some(n) = section.get("max_concurrent_requests", positive_count) {
         http.max_concurrent_requests = n;
     }
+    if let Some(rate) = section.get("min_body_rate", size_or_zero) {
+        http.min_body_rate = rate;
+    }
+    if let Some(n) = section.get("max_points_per_request", positive_count) {
+        http.max_points_per_request = n;
+    }
     if let Some((listen, span)) = listen {
         http.listen = listen;
         if !http.is_loopback() && http.token.is_none() {
@@ -584,6 +610,14 @@ fn read_http(section: &mut Section<'_, '_>, http: &mut HttpConfig) {
                 ),
             );
         }
+    }
+}
+
+/// A size (as [`values::byte_size`]), or the integer 0 meaning "off".
+fn size_or_zero(node: &Node) -> Result<u64, Problem> {
+    match &node.value {
+        Value::Integer(0) => Ok(0),
+        _ => values::byte_size(node),
     }
 }
 

@@ -16,6 +16,7 @@
 mod error;
 mod inputs;
 mod instances;
+mod kinds;
 mod main_config;
 mod network_sink;
 mod tree;
@@ -30,6 +31,7 @@ pub use inputs::{
     Transport, CONF_SUFFIX, INPUT_KIND,
 };
 pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY};
+pub use kinds::KindSettings;
 pub use main_config::{
     load, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig, GitReposConfig,
     HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,

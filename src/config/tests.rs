@@ -368,7 +368,7 @@ fn unknown_keys_in_every_main_section() {
             "\n[http]\nlisten = \"127.0.0.1:1\"\ntokne = \"t\"\n",
             4,
             "tokne",
-            "unknown key `tokne` in [http] (expected one of: listen, token, max_body, request_timeout, max_concurrent_requests)",
+            "unknown key `tokne` in [http] (expected one of: listen, token, max_body, request_timeout, max_concurrent_requests, min_body_rate, max_points_per_request)",
         ),
         (
             "[[sinks]]\ntype = \"stdout\"\npath = \"x\"\n",
@@ -857,7 +857,7 @@ fn unknown_keys_in_inputs() {
     assert_eq!(
         err.to_string(),
         "conf.d/x.conf:6: unknown key `intreval` in [[inputs.pythond]] (expected one of: \
-         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay, instances, concurrency, instance_metrics)"
+         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay, time_reopen, fetch_no_data_delay, zenpython_devices, instances, concurrency, instance_metrics)"
     );
     assert_error(&err, CONF, 6, "intreval", "unknown key");
 
@@ -1202,11 +1202,19 @@ fn symlink_loops_are_walked_once() {
 
 #[test]
 fn every_example_in_the_reference_is_valid() {
-    let doc = include_str!("../../docs/CONFIG.md");
+    check_toml_examples(include_str!("../../docs/CONFIG.md"), 4);
+}
+
+#[test]
+fn every_example_in_the_migration_guide_is_valid() {
+    check_toml_examples(include_str!("../../docs/MIGRATING.md"), 3);
+}
+
+fn check_toml_examples(doc: &str, at_least: usize) {
     let mut blocks = 0;
     for block in doc.split("```toml\n").skip(1) {
         let Some((text, _)) = block.split_once("```") else {
-            panic!("unterminated toml block in docs/CONFIG.md");
+            panic!("unterminated toml block");
         };
         blocks += 1;
         if text.contains("[inputs.pythond]") {
@@ -1218,7 +1226,43 @@ fn every_example_in_the_reference_is_valid() {
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
         }
     }
-    assert!(blocks >= 4, "only {blocks} toml blocks found");
+    assert!(blocks >= at_least, "only {blocks} toml blocks found");
+}
+
+#[test]
+fn syslog_ng_and_zenpython_keys() {
+    let (inputs, _) = inputs_ok(&input_with(
+        "time_reopen = \"5s\"\nfetch_no_data_delay = \"1m\"\n\
+         [[inputs.pythond.zenpython_devices]]\nid = \"web01\"\nmanageIp = \"10.0.0.5\"\n\
+         zCommandUsername = \"zenoss\"\n[inputs.pythond.zenpython_devices.params]\nport = 8080\n",
+    ));
+    let kinds = &inputs[0].kinds;
+    assert_eq!(kinds.time_reopen, Some(Duration::from_secs(5)));
+    assert_eq!(kinds.fetch_no_data_delay, Some(Duration::from_secs(60)));
+    assert_eq!(kinds.zenpython_devices.len(), 1);
+    assert_eq!(kinds.zenpython_devices[0]["manageIp"], "10.0.0.5");
+    assert_eq!(kinds.zenpython_devices[0]["params"]["port"], 8080);
+    let json = kinds.worker_json(Path::new("/var/lib/pythond/state"), false);
+    assert_eq!(json["time_reopen"], 5.0);
+    assert_eq!(json["fetch_no_data_delay"], 60.0);
+    assert_eq!(json["state_dir"], "/var/lib/pythond/state");
+    assert_eq!(json["zenpython_devices"][0]["zCommandUsername"], "zenoss");
+    // Defaults: syslog-ng's time-reopen of 1 s; no delay of its own; no devices.
+    let (plain, _) = inputs_ok(&input_with(""));
+    let json = plain[0].kinds.worker_json(Path::new("/s"), true);
+    assert_eq!(json["time_reopen"], 1.0);
+    assert!(json["fetch_no_data_delay"].is_null());
+    assert!(json["zenpython_devices"].is_null());
+    assert_eq!(json["once"], true);
+    // They are settings: a change restarts the input on reload.
+    assert_ne!(inputs[0], plain[0]);
+
+    let err = inputs_err(&input_with(
+        "[[inputs.pythond.zenpython_devices]]\nmanageIp = \"10.0.0.5\"\n",
+    ));
+    assert_error(&err, CONF, 5, "zenpython_devices", "device 1: needs `id`");
+    let err = inputs_err(&input_with("time_reopen = \"soon\"\n"));
+    assert_error(&err, CONF, 5, "time_reopen", "");
 }
 
 // ---------------------------------------------------------------------------------

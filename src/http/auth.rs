@@ -31,7 +31,11 @@ pub async fn require_token(
         return next.run(request).await;
     }
     match presented_token(&request) {
-        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
+        // The agent's own workers present the worker key (see `pools.rs`).
+        Some(given)
+            if constant_time_eq(given.as_bytes(), expected.as_bytes())
+                || constant_time_eq(given.as_bytes(), state.worker_key.as_str().as_bytes()) =>
+        {
             next.run(request).await
         }
         Some(_) => {
@@ -63,7 +67,7 @@ fn unauthorized(message: &str) -> Response {
 }
 
 /// The token the client sent: the Bearer header first, else the `token` query parameter.
-fn presented_token(request: &Request) -> Option<String> {
+pub(super) fn presented_token(request: &Request) -> Option<String> {
     if let Some(value) = request.headers().get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.trim().split_once(' ')?;
@@ -80,7 +84,7 @@ fn presented_token(request: &Request) -> Option<String> {
 
 /// Compares without an early exit, so the time taken does not tell an attacker how many
 /// leading bytes were right (only whether the lengths match).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -4,17 +4,43 @@
 //! in memory; the rest of it is read and thrown away (within the request timeout) so
 //! the client gets its 413 instead of a reset connection. A gzip body is inflated with
 //! the same limit on its *output*, so a small "gzip bomb" gets 413 too.
+//!
+//! A body must also arrive in time: before the request's deadline (`request_timeout`)
+//! and, after the first [`BODY_RATE_GRACE`], at `[http] min_body_rate` on average, so
+//! a client trickling its upload gives its slot back within seconds (408).
+
+use std::time::Duration;
 
 use std::io::Read;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::error::ApiError;
 
-/// The body of a request, read and decompressed, at most `limit` bytes.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
+/// How long a body may take before `min_body_rate` applies (docs/HTTP.md).
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+
+/// What bounds the reading of one body.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// `[http] max_body`, before and after gzip.
+    pub max: u64,
+    /// `[http] min_body_rate`, bytes per second; 0: no minimum.
+    pub min_rate: u64,
+    /// When the request's `request_timeout` runs out.
+    pub deadline: Instant,
+}
+
+/// The body of a request, read and decompressed, at most `limits.max` bytes.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &BodyLimits,
+) -> Result<Vec<u8>, ApiError> {
+    let limit = limits.max;
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
@@ -41,11 +67,14 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Ve
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         // A client waiting for "100 Continue" has not sent the body: answer now.
         if !expects_continue {
-            drain(body).await;
+            let _ = pump(body, limits, None).await;
         }
         return Err(ApiError::too_large(message));
     }
-    let raw = read_limited(body, limit).await?;
+    // Sized once from Content-Length (within the limit) instead of doubling as the
+    // body streams in.
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    pump(body, limits, Some(&mut raw)).await?;
     if !gzip {
         return Ok(raw);
     }
@@ -60,32 +89,78 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Ve
         })?
 }
 
-async fn read_limited(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
+/// Reads the body into `keep` (or discards it when `None`), enforcing the size limit,
+/// the deadline and the minimum rate. Past the size limit the rest is still read (and
+/// discarded) so the client receives its 413.
+async fn pump(
+    body: Body,
+    limits: &BodyLimits,
+    mut keep: Option<&mut Vec<u8>>,
+) -> Result<(), ApiError> {
+    let started = Instant::now();
     let mut stream = body.into_data_stream();
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    let mut seen: u64 = 0;
+    let mut over = false;
+    loop {
+        // The next bytes must come before the deadline and, once the grace period is
+        // over, before the average rate drops under the minimum.
+        let mut wait_until = limits.deadline;
+        let mut by_rate = false;
+        if limits.min_rate > 0 {
+            let allowed =
+                BODY_RATE_GRACE + Duration::from_secs_f64(seen as f64 / limits.min_rate as f64);
+            let rate_deadline = started + allowed;
+            if rate_deadline < wait_until {
+                wait_until = rate_deadline;
+                by_rate = true;
+            }
+        }
+        let chunk = match tokio::time::timeout_at(wait_until, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) if by_rate => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "datakit.bodyTooSlow",
+                    format!(
+                        "body arrived slower than [http] min_body_rate ({} bytes/s after the first {:?}): {seen} bytes in {:.1?}",
+                        limits.min_rate,
+                        BODY_RATE_GRACE,
+                        started.elapsed()
+                    ),
+                ))
+            }
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "datakit.requestTimeout",
+                    format!("body not received within [http] request_timeout ({seen} bytes read)"),
+                ))
+            }
+        };
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request("datakit.badBody", format!("cannot read the body: {e}"))
         })?;
-        if (out.len() + chunk.len()) as u64 > limit {
-            let mut seen = (out.len() + chunk.len()) as u64;
-            drop(out);
-            while let Some(Ok(chunk)) = stream.next().await {
-                seen += chunk.len() as u64;
+        seen += chunk.len() as u64;
+        if seen > limits.max && !over {
+            over = true;
+            if let Some(keep) = keep.as_deref_mut() {
+                *keep = Vec::new();
             }
-            return Err(ApiError::too_large(format!(
-                "body of {seen} bytes is over the limit of {limit} bytes"
-            )));
         }
-        out.extend_from_slice(&chunk);
+        if !over {
+            if let Some(keep) = keep.as_deref_mut() {
+                keep.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(out)
-}
-
-/// Reads and discards the rest of a body.
-async fn drain(body: Body) {
-    let mut stream = body.into_data_stream();
-    while let Some(Ok(_)) = stream.next().await {}
+    if over && keep.is_some() {
+        return Err(ApiError::too_large(format!(
+            "body of {seen} bytes is over the limit of {} bytes",
+            limits.max
+        )));
+    }
+    Ok(())
 }
 
 fn gunzip(raw: &[u8], limit: u64) -> Result<Vec<u8>, ApiError> {

@@ -3,12 +3,14 @@
 //!
 //! Safe by default: loopback unless configured, and a non-loopback address is refused
 //! without `[http] token`; requests are bounded in body size (before and after gzip),
-//! in time (`request_timeout`, 408) and in number (`max_concurrent_requests`, 503).
+//! in time (`request_timeout`, 408; `min_body_rate`, 408) and in number (per request
+//! pool, 503: see `pools.rs`).
 //! Every answer is counted by route and status. The agent logs the address actually
 //! bound as `HTTP API listening on http://ADDR` (with `listen = "127.0.0.1:0"` that is
 //! how to learn the port).
 //!
-//! Files: `serve.rs` the accept loop (header timeout, connection cap), `auth.rs` token check, `body.rs` size limits and gzip, `error.rs` DataKit's
+//! Files: `serve.rs` the accept loop (header timeout, connection cap), `pools.rs` the
+//! request pools (503), `auth.rs` token check, `body.rs` size limits and gzip, `error.rs` DataKit's
 //! error shape, `write.rs` write/lasterror, `status.rs` status/ping/health,
 //! `metrics.rs` Prometheus rendering.
 
@@ -16,6 +18,7 @@ mod auth;
 mod body;
 mod error;
 mod metrics;
+mod pools;
 mod serve;
 mod status;
 mod write;
@@ -31,7 +34,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -82,7 +84,13 @@ pub struct AppState {
     token: Option<String>,
     max_body: u64,
     request_timeout: Duration,
-    slots: Arc<Semaphore>,
+    /// `[http] min_body_rate`, bytes per second (0: off).
+    min_body_rate: u64,
+    /// `[http] max_points_per_request`.
+    max_points: usize,
+    pools: pools::Pools,
+    /// The bearer token of the agent's own workers (see `pools.rs`).
+    worker_key: pools::WorkerKey,
     listen: SocketAddr,
     hostname: String,
     started: Instant,
@@ -97,14 +105,14 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct HttpTransport {
     url: String,
-    token: Option<String>,
     state: Arc<AppState>,
 }
 
 impl HttpTransport {
     /// Makes the worker's `report()` post to the write API: the URL goes as
-    /// `--http-url`, the token (if any) as `PYTHOND_HTTP_TOKEN`, and the API learns the
-    /// tags the input's points get.
+    /// `--http-url`, the per-agent worker key as `PYTHOND_HTTP_TOKEN` (accepted like
+    /// `[http] token`, and it puts the worker's requests in their own pool), and the API
+    /// learns the tags the input's points get.
     pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
         self.state
             .http_inputs
@@ -120,9 +128,10 @@ impl HttpTransport {
                 self.url.clone().into(),
             ],
         );
-        if let Some(token) = &self.token {
-            spec.envs.push(("PYTHOND_HTTP_TOKEN".into(), token.clone()));
-        }
+        spec.envs.push((
+            "PYTHOND_HTTP_TOKEN".into(),
+            self.state.worker_key.as_str().into(),
+        ));
     }
 }
 
@@ -164,7 +173,10 @@ impl HttpServer {
             token: config.token.clone(),
             max_body: config.max_body_bytes,
             request_timeout: config.request_timeout,
-            slots: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            min_body_rate: config.min_body_rate,
+            max_points: config.max_points_per_request,
+            pools: pools::Pools::new(config.max_concurrent_requests),
+            worker_key: pools::WorkerKey::generate(),
             listen: addr,
             hostname,
             started: Instant::now(),
@@ -188,12 +200,11 @@ impl HttpServer {
         })
     }
 
-    /// What inputs with `transport = "http"` need from this server; `token` is the
-    /// API's token, which their workers must send.
-    pub fn transport(&self, token: Option<String>) -> HttpTransport {
+    /// What inputs with `transport = "http"` need from this server. Their workers
+    /// authenticate with the server's worker key, never with `[http] token`.
+    pub fn transport(&self) -> HttpTransport {
         HttpTransport {
             url: self.local_url(),
-            token,
             state: self.state.clone(),
         }
     }
@@ -244,10 +255,7 @@ fn router(state: Arc<AppState>) -> Router {
             auth::require_token,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            concurrency_limit,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), pools::limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -256,7 +264,18 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    let text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    let mut text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    let mut in_flight = PromWriter::default();
+    in_flight.gauge(
+        "pythond_http_requests_in_flight",
+        "HTTP requests being served, by request pool (docs/HTTP.md).",
+        state
+            .pools
+            .in_flight()
+            .into_iter()
+            .map(|(pool, n)| (vec![("pool", pool)], n as f64)),
+    );
+    text.push_str(&in_flight.finish());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -299,36 +318,28 @@ async fn count_requests(
     response
 }
 
-async fn concurrency_limit(
+/// When a request's `request_timeout` runs out. Handlers that stream (body upload,
+/// decoding) stop at it themselves and answer 408 with what they did; the middleware
+/// answers for the others, [`HANDLER_GRACE`] later.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(pub tokio::time::Instant);
+
+/// How much longer than `request_timeout` the middleware waits for a handler that
+/// watches its [`Deadline`] itself, so that handler's more precise 408 wins.
+const HANDLER_GRACE: Duration = Duration::from_secs(1);
+
+async fn time_limit(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
-        if state.log_throttle.allow("busy") {
-            tracing::warn!(
-                path = request.uri().path(),
-                "HTTP request refused: too many requests in flight (repeats within 10 s are logged at debug level)"
-            );
-        } else {
-            tracing::debug!(
-                path = request.uri().path(),
-                "HTTP request refused: too many requests in flight"
-            );
-        }
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "datakit.tooManyRequests",
-            "too many requests in flight ([http] max_concurrent_requests); retry later",
-        )
-        .into_response();
-    };
-    next.run(request).await
-}
-
-async fn time_limit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+    let started = tokio::time::Instant::now();
+    request
+        .extensions_mut()
+        .insert(Deadline(started + state.request_timeout));
+    let backstop = state.request_timeout + HANDLER_GRACE;
+    match tokio::time::timeout(backstop, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             if state.log_throttle.allow("timeout") {

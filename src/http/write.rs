@@ -2,24 +2,28 @@
 //!
 //! A JSON body (Content-Type `application/json`, what DataKit's shim sends with
 //! `requests.post(url, json=points)`) is an array of `{measurement, tags, fields,
-//! time}`; anything else is line protocol. Points go through [`Ingest::write`] like
+//! time}`; anything else is line protocol. Points go through [`Ingest::write_blocking`] like
 //! points from workers: same rules, counters, logs and sinks. A rejected point gets
 //! the request a 400 naming it and saying why, but never drops its valid neighbours.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
-use axum::Json;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::body::read_body;
+use super::body::{read_body, BodyLimits};
 use super::error::ApiError;
-use super::AppState;
-use crate::ingest::{InputTags, Origin, WriteBody, WriteRequest};
+use super::{AppState, Deadline};
+use crate::ingest::{
+    precheck_write_body, InputTags, Origin, WriteBody, WriteBodyError, WriteLimits, WriteOutcome,
+    WriteRequest,
+};
 use crate::point::{Category, Precision};
 
 /// How many rejection messages a 400 answer lists (the rest are counted).
@@ -37,6 +41,7 @@ pub async fn write(
     State(state): State<Arc<AppState>>,
     Path(category): Path<String>,
     query: Result<Query<WriteQuery>, QueryRejection>,
+    deadline: Option<Extension<Deadline>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -63,70 +68,202 @@ pub async fn write(
         .ignore_global_tags
         .as_deref()
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
-    let bytes = read_body(&headers, body, state.max_body).await?;
+    let limits = body_limits(&state, deadline);
+    let bytes = read_body(&headers, body, &limits).await?;
 
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-    let text;
-    let body = if is_json {
-        check_json(&bytes)?;
-        WriteBody::Json(&bytes)
-    } else {
-        text = std::str::from_utf8(&bytes).map_err(|e| {
-            ApiError::bad_request(
-                "datakit.badBody",
-                format!("line protocol body is not UTF-8: {e}"),
-            )
-        })?;
-        WriteBody::LineProtocol(text)
-    };
 
     let claimed = worker_identity(&state, &headers);
-    let (input, plugin, tags, plugin_stats) = match &claimed {
-        Some((input, plugin, tags, stats)) => (
-            input.as_str(),
-            plugin.as_deref().unwrap_or("-"),
-            tags,
-            stats.as_deref(),
-        ),
+    let (input, plugin, tags, plugin_stats) = match claimed {
+        Some((input, plugin, tags, stats)) => {
+            (input, plugin.unwrap_or_else(|| "-".into()), tags, stats)
+        }
         None => (
             query
                 .input
-                .as_deref()
                 .filter(|i| !i.is_empty())
-                .unwrap_or("http"),
-            "-",
-            &state.tags,
+                .unwrap_or_else(|| "http".into()),
+            "-".into(),
+            state.tags.clone(),
             None,
         ),
     };
-    let origin = Origin {
+    let job = WriteJob {
+        ingest: state.ingest.clone(),
+        bytes,
+        is_json,
+        category,
+        precision,
+        ignore_global_tags,
         input,
         plugin,
         tags,
         plugin_stats,
+        max_points: state.max_points,
+        deadline: limits.deadline.into_std(),
     };
-    let result = state
-        .ingest
-        .write(
-            &origin,
-            WriteRequest {
-                category,
-                precision,
-                ignore_global_tags,
-                body,
-            },
+    // Decoding a large body takes a while: off the runtime's threads, so /health and
+    // the other requests stay responsive. If this handler is dropped (the middleware's
+    // timeout, a closed connection), the decoder stops at its next check.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let large = job.bytes.len() >= TRIM_AFTER_BYTES;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = job.run(&abandoned, &runtime);
+        drop(job);
+        if large {
+            give_memory_back();
+        }
+        outcome
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "datakit.internal",
+            format!("decoding failed: {e}"),
         )
-        .await;
+    })?;
+    let (result, looks_json) = outcome?;
+    answer(category, is_json, looks_json, result)
+}
+
+/// Bodies at least this large are followed by [`give_memory_back`].
+const TRIM_AFTER_BYTES: usize = 1 << 20;
+
+/// Returns freed heap memory to the system after a large request, so a burst does not
+/// leave the agent's RSS at its peak (glibc keeps freed memory in its arenas).
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it has no
+    // preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Sets its flag when dropped: tells a decoding thread nobody waits for it any more.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Everything a write request's decoding needs, owned, for a blocking thread.
+struct WriteJob {
+    ingest: Arc<crate::ingest::Ingest>,
+    bytes: Vec<u8>,
+    is_json: bool,
+    category: Category,
+    precision: Option<Precision>,
+    ignore_global_tags: bool,
+    input: String,
+    plugin: String,
+    tags: InputTags,
+    plugin_stats: Option<Arc<crate::stats::PluginStats>>,
+    max_points: usize,
+    deadline: std::time::Instant,
+}
+
+impl WriteJob {
+    /// Checks the body as a whole (syntax, point count), then decodes and forwards its
+    /// points. Also says whether a line-protocol body looks like JSON (for the hint).
+    fn run(
+        &self,
+        abandoned: &AtomicBool,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(WriteOutcome, bool), ApiError> {
+        let body = if self.is_json {
+            if !looks_like_json(&self.bytes) {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&self.bytes).unwrap_or_default();
+                return Err(ApiError::bad_request(
+                    "datakit.badBody",
+                    format!(
+                        "expected a JSON array of points, found {}",
+                        json_kind(&value)
+                    ),
+                ));
+            }
+            WriteBody::Json(&self.bytes)
+        } else {
+            let text = std::str::from_utf8(&self.bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "datakit.badBody",
+                    format!("line protocol body is not UTF-8: {e}"),
+                )
+            })?;
+            WriteBody::LineProtocol(text)
+        };
+        let limits = WriteLimits {
+            deadline: self.deadline,
+            abandoned,
+        };
+        precheck_write_body(&body, self.max_points, &limits).map_err(|e| match e {
+            WriteBodyError::Json(_) => ApiError::bad_request(
+                "datakit.badBody",
+                format!("{e}; expected an array of points like [{{\"measurement\": \"m\", \"tags\": {{}}, \"fields\": {{\"f\": 1}}, \"time\": null}}]"),
+            ),
+            WriteBodyError::TooManyPoints { .. } => ApiError::too_large(format!(
+                "{e}: nothing was written; split the body into smaller requests"
+            )),
+            WriteBodyError::Timeout { .. } => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "datakit.requestTimeout",
+                format!("{e}; nothing was written"),
+            ),
+        })?;
+        let origin = Origin {
+            input: &self.input,
+            plugin: &self.plugin,
+            tags: &self.tags,
+            plugin_stats: self.plugin_stats.as_deref(),
+        };
+        let request = WriteRequest {
+            category: self.category,
+            precision: self.precision,
+            ignore_global_tags: self.ignore_global_tags,
+            body,
+        };
+        let result = self
+            .ingest
+            .write_blocking(&origin, request, &limits, runtime);
+        let looks_json = !self.is_json && looks_like_json(&self.bytes);
+        Ok((result, looks_json))
+    }
+}
+
+/// The answer to a decoded write: 200 when every point was accepted, 408 when
+/// decoding ran out of time (saying what was done), 400 naming the rejected points.
+fn answer(
+    category: Category,
+    is_json: bool,
+    looks_json: bool,
+    result: WriteOutcome,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let total = result.outcome.accepted + result.outcome.rejected;
+    if let Some(at) = &result.stopped_at {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "datakit.requestTimeout",
+            format!(
+                "request not completed within [http] request_timeout: decoding stopped at {at}; the {total} point(s) before it were handled ({} accepted, {} rejected), the rest was not read",
+                result.outcome.accepted, result.outcome.rejected
+            ),
+        ));
+    }
     if result.rejections.is_empty() {
         return Ok(Json(serde_json::json!({
             "accepted": result.outcome.accepted,
             "fixed": result.outcome.fixed,
         })));
     }
-    let total = result.outcome.accepted + result.outcome.rejected;
     let mut message = format!(
         "{} of {total} {} point(s) rejected ({} accepted): {}",
         result.outcome.rejected,
@@ -138,12 +275,24 @@ pub async fn write(
     if result.outcome.rejected > shown {
         message.push_str(&format!("; and {} more", result.outcome.rejected - shown));
     }
-    if !is_json && looks_like_json(&bytes) {
+    if !is_json && looks_json {
         message.push_str(
             " (the body looks like JSON: send it with `Content-Type: application/json`, or it is read as line protocol)",
         );
     }
     Err(ApiError::bad_request("datakit.invalidPoint", message))
+}
+
+/// The bounds of a request's body: `[http] max_body`, `min_body_rate` and the
+/// request's deadline (`request_timeout` from when its headers were read).
+fn body_limits(state: &AppState, deadline: Option<Extension<Deadline>>) -> BodyLimits {
+    BodyLimits {
+        max: state.max_body,
+        min_rate: state.min_body_rate,
+        deadline: deadline
+            .map(|Extension(Deadline(at))| at)
+            .unwrap_or_else(|| tokio::time::Instant::now() + state.request_timeout),
+    }
 }
 
 fn looks_like_json(bytes: &[u8]) -> bool {
@@ -207,30 +356,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Checks that a JSON body is well-formed and is an array (or a single object) without
-/// building it in memory; the points are then decoded one at a time.
-fn check_json(bytes: &[u8]) -> Result<(), ApiError> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
-        ApiError::bad_request(
-            "datakit.badBody",
-            format!("body is not valid JSON ({e}); expected an array of points like [{{\"measurement\": \"m\", \"tags\": {{}}, \"fields\": {{\"f\": 1}}, \"time\": null}}]"),
-        )
-    })?;
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[' | b'{') => Ok(()),
-        _ => {
-            let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-            Err(ApiError::bad_request(
-                "datakit.badBody",
-                format!(
-                    "expected a JSON array of points, found {}",
-                    json_kind(&value)
-                ),
-            ))
-        }
-    }
-}
-
 fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
@@ -254,10 +379,19 @@ pub struct LastErrorBody {
 #[derive(Default)]
 pub struct LastErrors {
     by_input: std::sync::Mutex<BTreeMap<String, (String, u64)>>,
+    /// Per input: when its report was last logged, and how many were not logged since.
+    logged: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
 }
 
 /// At most this many inputs are remembered; later new names are logged, not kept.
 const MAX_LASTERROR_INPUTS: usize = 1000;
+/// Largest `/v1/lasterror` body; a larger one gets 413 (docs/HTTP.md).
+pub const MAX_LASTERROR_BODY: u64 = 64 << 10;
+/// How much of a reported error is kept and logged; the rest is cut (and says so).
+pub const MAX_LASTERROR_MESSAGE: usize = 4 << 10;
+/// An input's reports are logged at most once per this period; the others are counted
+/// and the next logged line says how many there were.
+const LASTERROR_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl LastErrors {
     fn set(&self, input: String, message: String) -> bool {
@@ -267,6 +401,36 @@ impl LastErrors {
         }
         map.insert(input, (message, crate::ingest::now_ns() as u64 / 1_000_000));
         true
+    }
+
+    /// Whether to log this report of `input`: `Some(n)` with the number of its reports
+    /// not logged since the last one, `None` to keep quiet.
+    fn should_log(&self, input: &str) -> Option<u64> {
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if logged.len() >= MAX_LASTERROR_INPUTS && !logged.contains_key(input) {
+            logged.retain(|_, (at, _)| now.duration_since(*at) < LASTERROR_LOG_EVERY);
+        }
+        let room = logged.len() < MAX_LASTERROR_INPUTS;
+        match logged.get_mut(input) {
+            Some((at, quiet)) if now.duration_since(*at) < LASTERROR_LOG_EVERY => {
+                *quiet += 1;
+                None
+            }
+            Some((at, quiet)) => {
+                let since = *quiet;
+                *at = now;
+                *quiet = 0;
+                Some(since)
+            }
+            None if room => {
+                logged.insert(input.to_string(), (now, 0));
+                Some(0)
+            }
+            // More inputs reporting within the period than are tracked: a flood of
+            // names; the caller logs those under one shared throttle.
+            None => Some(u64::MAX),
+        }
     }
 
     /// `[{input, message, unix_ms}]`, by input name.
@@ -282,26 +446,83 @@ impl LastErrors {
 
 pub async fn lasterror(
     State(state): State<Arc<AppState>>,
+    deadline: Option<Extension<Deadline>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let bytes = read_body(&headers, body, state.max_body).await?;
+    let mut limits = body_limits(&state, deadline);
+    limits.max = limits.max.min(MAX_LASTERROR_BODY);
+    let bytes = read_body(&headers, body, &limits).await?;
     let parsed: LastErrorBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "datakit.badBody",
             format!("expected {{\"input\": \"...\", \"err_content\": \"...\"}}: {e}"),
         )
     })?;
-    tracing::warn!(input = %parsed.input, "last error reported: {}", parsed.err_content);
-    if !state.lasterrors.set(parsed.input, parsed.err_content) {
-        tracing::warn!("too many inputs reported a last error; this one is not kept for status");
+    // Both come from outside: control characters are escaped so they cannot forge
+    // log lines or garble a terminal, and the content is cut to a bounded size.
+    let input = escape_control(&parsed.input);
+    let message = truncate_message(&escape_control(&parsed.err_content), MAX_LASTERROR_MESSAGE);
+    let decision = match state.lasterrors.should_log(&input) {
+        Some(u64::MAX) => state.log_throttle.allow("lasterror_flood").then_some(0),
+        other => other,
+    };
+    if let Some(quiet) = decision {
+        if quiet > 0 {
+            tracing::warn!(input = %input, "last error reported: {message} ({quiet} more reports of this input in the last {LASTERROR_LOG_EVERY:?} not logged)");
+        } else {
+            tracing::warn!(input = %input, "last error reported: {message}");
+        }
+    }
+    if !state.lasterrors.set(input, message) && state.log_throttle.allow("lasterror_inputs") {
+        tracing::warn!("too many inputs reported a last error; this one is not kept for status (repeats within 10 s are logged at debug level)");
     }
     Ok(Json(serde_json::json!({})))
 }
 
+/// `text` with every control character escaped (`\n`, `\r`, `\t`, `\u{1b}`, ...), so
+/// text from outside stays on one log line and cannot forge another.
+pub fn escape_control(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how much was cut.
+fn truncate_message(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes cut)", &text[..end], text.len() - end)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{escape_control, percent_decode, truncate_message};
+
+    #[test]
+    fn control_characters_are_escaped_and_long_messages_cut() {
+        assert_eq!(escape_control("plain é"), "plain é");
+        assert_eq!(
+            escape_control("oops\n2026 ERROR x\r\u{1b}[31m"),
+            "oops\\n2026 ERROR x\\r\\u{1b}[31m"
+        );
+        assert_eq!(truncate_message("abc", 3), "abc");
+        assert_eq!(truncate_message("aéb", 2), "a… (3 more bytes cut)");
+    }
 
     #[test]
     fn decodes_percent_escapes() {

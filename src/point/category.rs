@@ -75,6 +75,33 @@ impl Category {
         TABLE[self.index()].1
     }
 
+    /// The category's code in the disk buffer's record frame (docs/BUFFER.md). Fixed
+    /// forever, whatever order [`Category::ALL`] or the enum is written in: a buffer
+    /// written by one release is read by the next. 0 is never a category.
+    pub fn buffer_code(self) -> u8 {
+        match self {
+            Category::Metric => 1,
+            Category::Logging => 2,
+            Category::Object => 3,
+            Category::CustomObject => 4,
+            Category::Keyevent => 5,
+            Category::Rum => 6,
+        }
+    }
+
+    /// The category whose [`Category::buffer_code`] is `code`.
+    pub fn from_buffer_code(code: u8) -> Option<Category> {
+        match code {
+            1 => Some(Category::Metric),
+            2 => Some(Category::Logging),
+            3 => Some(Category::Object),
+            4 => Some(Category::CustomObject),
+            5 => Some(Category::Keyevent),
+            6 => Some(Category::Rum),
+            _ => None,
+        }
+    }
+
     fn index(self) -> usize {
         // TABLE is written in declaration order; the test below keeps it that way.
         self as usize
@@ -153,6 +180,26 @@ mod tests {
             assert_eq!(Category::from_code(code), Some(cat));
             assert_eq!(Category::from_name(name), Some(cat));
         }
+    }
+
+    #[test]
+    fn buffer_codes_are_fixed_and_round_trip() {
+        // These numbers are on disk in every buffer: never change one.
+        let expected = [
+            (Category::Metric, 1),
+            (Category::Logging, 2),
+            (Category::Object, 3),
+            (Category::CustomObject, 4),
+            (Category::Keyevent, 5),
+            (Category::Rum, 6),
+        ];
+        for (cat, code) in expected {
+            assert_eq!(cat.buffer_code(), code);
+            assert_eq!(Category::from_buffer_code(code), Some(cat));
+        }
+        assert_eq!(Category::from_buffer_code(0), None);
+        assert_eq!(Category::from_buffer_code(7), None);
+        assert_eq!(Category::from_buffer_code(255), None);
     }
 
     #[test]

@@ -35,26 +35,68 @@ pub fn parse_line_protocol(
     body: &str,
     ctx: &DecodeContext<'_>,
 ) -> Vec<(usize, Result<Accepted, Rejection>)> {
-    let mut results = Vec::new();
-    let bytes = body.as_bytes();
-    let mut pos = 0;
-    let mut line_no = 1;
-    while pos < bytes.len() {
-        let physical_end = find_newline(bytes, pos);
-        let physical = body[pos..physical_end].trim();
-        let end = if physical.is_empty() || physical.starts_with('#') {
-            physical_end
-        } else {
-            let end = logical_line_end(bytes, pos);
-            let line = &body[pos..end];
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            results.push((line_no, parse_point(line, line_no, ctx)));
-            end
-        };
-        line_no += 1 + bytes[pos..end].iter().filter(|&&b| b == b'\n').count();
-        pos = end + 1;
+    line_protocol_points(body, ctx).collect()
+}
+
+/// Like [`parse_line_protocol`], one point at a time: a caller handing points on in
+/// chunks never holds more than a chunk of them.
+pub fn line_protocol_points<'a>(
+    body: &'a str,
+    ctx: &'a DecodeContext<'a>,
+) -> impl Iterator<Item = (usize, Result<Accepted, Rejection>)> + 'a {
+    LogicalLines::new(body).map(move |(line_no, line)| (line_no, parse_point(line, line_no, ctx)))
+}
+
+/// The logical lines of `body` that hold a point (blank lines and comments skipped),
+/// with the line number each starts on, without parsing them: to count points.
+pub fn line_protocol_lines(body: &str) -> impl Iterator<Item = (usize, &str)> + '_ {
+    LogicalLines::new(body)
+}
+
+/// The logical lines of a body that hold a point, with the 1-based line number each
+/// starts on (blank lines and comments skipped, a trailing `\r` removed).
+struct LogicalLines<'a> {
+    body: &'a str,
+    pos: usize,
+    line_no: usize,
+}
+
+impl<'a> LogicalLines<'a> {
+    fn new(body: &'a str) -> Self {
+        LogicalLines {
+            body,
+            pos: 0,
+            line_no: 1,
+        }
     }
-    results
+}
+
+impl<'a> Iterator for LogicalLines<'a> {
+    type Item = (usize, &'a str);
+
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        let body = self.body;
+        let bytes = body.as_bytes();
+        while self.pos < bytes.len() {
+            let pos = self.pos;
+            let line_no = self.line_no;
+            let physical_end = find_newline(bytes, pos);
+            let physical = body[pos..physical_end].trim();
+            let (end, line) = if physical.is_empty() || physical.starts_with('#') {
+                (physical_end, None)
+            } else {
+                let end = logical_line_end(bytes, pos);
+                let line = &body[pos..end];
+                (end, Some(line.strip_suffix('\r').unwrap_or(line)))
+            };
+            self.line_no += 1 + bytes[pos..end].iter().filter(|&&b| b == b'\n').count();
+            self.pos = end + 1;
+            if let Some(line) = line {
+                return Some((line_no, line));
+            }
+        }
+        None
+    }
 }
 
 fn find_newline(bytes: &[u8], from: usize) -> usize {

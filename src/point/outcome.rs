@@ -159,6 +159,9 @@ reasons! {
         InvalidTime => "invalid_time",
         /// A line-protocol line could not be parsed.
         Syntax => "syntax",
+        /// A JSON point is well-formed but cannot be decoded (a lone surrogate escape,
+        /// nesting deeper than 128 levels, a number beyond the float range).
+        UndecodableJson => "undecodable_json",
         /// A keyevent lacks `df_status`, `df_event_id`, `df_title` or `df_source`.
         MissingEventKey => "keyevent_missing_key",
         /// A keyevent's `df_status` is not ok/info/warning/error/critical/nodata.
@@ -191,7 +194,7 @@ mod tests {
             assert!(seen.insert(r.as_str()), "duplicate label {}", r.as_str());
         }
         assert_eq!(FixReason::ALL.len(), 18);
-        assert_eq!(RejectReason::ALL.len(), 12);
+        assert_eq!(RejectReason::ALL.len(), 13);
     }
 
     #[test]

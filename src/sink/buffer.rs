@@ -9,10 +9,12 @@
 //! a dependency without buying anything a FIFO needs.
 //!
 //! Layout: `NNNNNNNNNNNNNNNNNNNN.seg` segment files (ids increase) and an `ack` file.
-//! Each segment is a sequence of frames, `[len: u32 LE][crc32: u32 LE][payload]`, the
-//! payload being `[category: u8][points: u32 LE][enqueued unix ms: u64 LE][body]` with
-//! the body in line protocol, ready to send. `ack` holds `"<segment> <offset>\n"`: the
-//! position up to which the backend has accepted everything.
+//! Each segment is a sequence of frames (the versioned layout is in [`frame`] and
+//! docs/BUFFER.md), each holding one [`Record`]: category, point count, enqueue time
+//! and the body in line protocol, ready to send. `ack` holds
+//! `"<segment> <offset> <seq>\n"`: the position up to which the backend has accepted
+//! everything, and the running point number there (`seq`, absent in files written
+//! before frames carried it).
 //!
 //! Durability: an append is acknowledged to the caller only after its frames are
 //! written and `fdatasync`ed (and, for a new segment, the directory too). Appends that
@@ -23,18 +25,29 @@
 //! rename) without a sync: after a power loss it can only lag, which means some points
 //! are sent twice, never that one is lost (at-least-once).
 //!
-//! Recovery: on open every segment is scanned; a frame that is short or whose CRC does
-//! not match (a torn write at the instant of a crash) ends that segment: the file is
-//! truncated there and the loss is logged. Writing always resumes in a fresh segment.
+//! Recovery (docs/BUFFER.md): on open every queued segment is scanned. Damaged bytes
+//! (a torn write at the instant of a crash, flipped bits, garbage) are skipped up to
+//! the next frame that validates fully, so only the damaged frames are lost; the
+//! segment is then rewritten without them (or truncated, for damage at its end) so
+//! the next start does not report them again. The delivery side does the same when it
+//! meets damage while the agent runs, and goes on delivering. Every loss is logged
+//! with the segment and offset and counted in bytes and, from the running point
+//! numbers (`seq`) of the intact frames around it, in points. Writing always resumes
+//! in a fresh segment.
 //!
 //! Bounds: when the segments' total size exceeds `max_bytes`, whole segments are
 //! deleted oldest first (segments are at most an eighth of `max_bytes`, so at most
 //! that share is lost at once); the points they held that were not yet delivered are
 //! counted as dropped and logged with the sink's name.
 
+mod frame;
+#[cfg(test)]
+mod model_tests;
+
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,13 +58,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::state::SinkStats;
 use crate::point::Category;
-
-/// Frame header: length and CRC of the payload.
-const FRAME_HEADER: usize = 8;
-/// Payload header: category, point count, enqueue time.
-const RECORD_HEADER: usize = 1 + 4 + 8;
-/// A frame claiming more than this is corruption, not data.
-const MAX_FRAME: u32 = 256 << 20;
+use frame::Found;
 /// Largest segment, whatever `max_bytes` says.
 const MAX_SEGMENT_BYTES: u64 = 32 << 20;
 /// Smallest segment.
@@ -107,6 +114,8 @@ pub struct ReadBatch {
     per_segment: Vec<(u64, u64)>,
     /// Position after the last record.
     end: Pos,
+    /// The running point number after the last record, when its frame has one.
+    end_seq: Option<u64>,
 }
 
 impl ReadBatch {
@@ -179,12 +188,36 @@ struct Segment {
     unacked_points: u64,
     /// Enqueue time (Unix ms) of the oldest unacknowledged record in this segment.
     oldest_ms: Option<u64>,
+    /// Written in frame version 0 (before an upgrade).
+    legacy: bool,
+}
+
+impl Segment {
+    /// A segment just created, holding only its start marker.
+    fn fresh(id: u64) -> Self {
+        Self {
+            bytes: frame::HEADER as u64,
+            ..Self::new(id)
+        }
+    }
+
+    fn new(id: u64) -> Self {
+        Self {
+            id,
+            bytes: 0,
+            unacked_points: 0,
+            oldest_ms: None,
+            legacy: false,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct State {
     segments: VecDeque<Segment>,
     ack: Pos,
+    /// The running point number at `ack`, when known.
+    ack_seq: Option<u64>,
 }
 
 impl State {
@@ -214,7 +247,21 @@ impl State {
 
 struct Reader {
     pos: Pos,
-    file: Option<(u64, BufReader<File>)>,
+    file: Option<(u64, File)>,
+    /// The running point number the next intact frame should carry.
+    expect_seq: Option<u64>,
+    /// Damage being skipped, settled (counted in points) at the next intact frame.
+    loss: Option<Loss>,
+    /// Looking for the next intact frame from `pos` on.
+    scanning: bool,
+}
+
+/// A run of damaged bytes, from where it was found.
+#[derive(Clone, Copy, Debug)]
+struct Loss {
+    segment: u64,
+    offset: u64,
+    bytes: u64,
 }
 
 impl DiskBuffer {
@@ -243,61 +290,69 @@ impl DiskBuffer {
                 source,
             },
         })?;
-        let ack = read_ack(dir).map_err(err("cannot read the ack file"))?;
+        let saved = read_ack(dir).map_err(err("cannot read the ack file"))?;
+        remove_leftovers(dir).map_err(err("cannot remove an unfinished repair"))?;
         let mut ids = list_segments(dir).map_err(err("cannot list segments"))?;
         ids.sort_unstable();
+        let mut recovery = Recovery {
+            sink,
+            stats: &stats,
+            expect_seq: None,
+            last_seq: saved.seq,
+            loss: None,
+        };
         let mut segments = VecDeque::new();
         for id in ids {
             let path = segment_path(dir, id);
-            if id < ack.segment {
+            if id < saved.pos.segment {
                 // Fully delivered before the last stop.
                 fs::remove_file(&path).map_err(err("cannot remove a delivered segment"))?;
                 continue;
             }
-            let from = if id == ack.segment { ack.offset } else { 0 };
-            let scan = scan_segment(&path, from).map_err(err("cannot scan a segment"))?;
-            if let Some(lost) = scan.torn_bytes {
-                tracing::warn!(sink = sink, segment = %path.display(), valid_bytes = scan.valid_bytes, lost_bytes = lost,
-                    "disk buffer: incomplete or corrupt data at the end of a segment (an interrupted write); truncated there");
-                stats.add_corrupt_bytes(lost);
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(err("cannot open a segment to truncate it"))?;
-                file.set_len(scan.valid_bytes)
-                    .and_then(|()| file.sync_all())
-                    .map_err(err("cannot truncate a segment"))?;
-            }
-            segments.push_back(Segment {
-                id,
-                bytes: scan.valid_bytes,
-                unacked_points: scan.points_after,
-                oldest_ms: scan.oldest_ms_after,
-            });
+            let from = if id == saved.pos.segment {
+                recovery.expect_seq = saved.seq;
+                saved.pos.offset
+            } else {
+                0
+            };
+            let segment = recover_segment(dir, id, from, &mut recovery)
+                .map_err(err("cannot recover a segment"))?;
+            segments.push_back(segment);
         }
+        recovery.finish(dir);
         let next_id = segments.back().map_or(1, |s| s.id + 1);
-        let ack = match segments.front() {
-            Some(first) if first.id == ack.segment => Pos {
-                segment: ack.segment,
-                offset: ack.offset.min(first.bytes),
-            },
-            Some(first) => Pos {
-                segment: first.id,
-                offset: 0,
-            },
-            None => Pos {
-                segment: next_id,
-                offset: 0,
-            },
+        let (ack, ack_seq) = match segments.front() {
+            Some(first) if first.id == saved.pos.segment => (
+                Pos {
+                    segment: saved.pos.segment,
+                    offset: saved.pos.offset.min(first.bytes),
+                },
+                saved.seq,
+            ),
+            Some(first) => (
+                Pos {
+                    segment: first.id,
+                    offset: 0,
+                },
+                None,
+            ),
+            None => (
+                Pos {
+                    segment: next_id,
+                    offset: 0,
+                },
+                saved.seq,
+            ),
         };
-        let current = create_segment(dir, next_id).map_err(err("cannot create a segment"))?;
-        segments.push_back(Segment {
-            id: next_id,
-            bytes: 0,
-            unacked_points: 0,
-            oldest_ms: None,
-        });
-        let state = State { segments, ack };
+        let next_seq = recovery.last_seq.unwrap_or(0);
+        let current =
+            create_segment(dir, next_id, next_seq).map_err(err("cannot create a segment"))?;
+        segments.push_back(Segment::fresh(next_id));
+        let state = State {
+            segments,
+            ack,
+            ack_seq,
+        };
         let queued = state.queued_points();
         if queued > 0 {
             tracing::info!(
@@ -333,7 +388,8 @@ impl DiskBuffer {
                     shared: writer_shared,
                     id: next_id,
                     file: current,
-                    bytes: 0,
+                    bytes: frame::HEADER as u64,
+                    seq: next_seq,
                     committed: committed_tx,
                     lazy,
                 }
@@ -348,6 +404,9 @@ impl DiskBuffer {
             reader: Mutex::new(Reader {
                 pos: ack,
                 file: None,
+                expect_seq: ack_seq,
+                loss: None,
+                scanning: false,
             }),
             committed: committed_rx,
         })
@@ -408,7 +467,8 @@ impl DiskBuffer {
         max_points: u64,
         max_bytes: usize,
     ) -> Result<(), BufferError> {
-        let mut reader = lock(&self.reader);
+        let mut guard = lock(&self.reader);
+        let reader = &mut *guard;
         let mut points = batch.points();
         let mut bytes = batch.bytes();
         loop {
@@ -416,18 +476,22 @@ impl DiskBuffer {
                 return Ok(());
             }
             // Where may we read, and is our segment still there?
-            let (end, next) = {
+            let (end, legacy, next) = {
                 let state = lock(&self.shared.state);
                 let Some(first) = state.segments.front() else {
                     return Ok(());
                 };
                 if reader.pos.segment < first.id {
-                    // Dropped while we were behind; those points were counted.
+                    // Dropped while we were behind; those points were counted, and
+                    // so were the bytes of any damage being skipped there.
                     reader.pos = Pos {
                         segment: first.id,
                         offset: 0,
                     };
                     reader.file = None;
+                    reader.expect_seq = None;
+                    reader.loss = None;
+                    reader.scanning = false;
                 }
                 let current = state.segments.iter().find(|s| s.id == reader.pos.segment);
                 let Some(current) = current else {
@@ -438,7 +502,7 @@ impl DiskBuffer {
                     .iter()
                     .find(|s| s.id > reader.pos.segment)
                     .map(|s| s.id);
-                (current.bytes, next)
+                (current.bytes, current.legacy, next)
             };
             if reader.pos.offset >= end {
                 match next {
@@ -454,38 +518,94 @@ impl DiskBuffer {
                 }
             }
             let pos = reader.pos;
-            let file = match &mut reader.file {
+            let file = match &reader.file {
                 Some((id, file)) if *id == pos.segment => file,
                 _ => {
                     let path = segment_path(&self.shared.dir, pos.segment);
-                    let mut file = File::open(&path).map_err(|source| BufferError::Io {
-                        dir: self.shared.dir.clone(),
-                        context: format!("cannot open {}", path.display()),
-                        source,
-                    })?;
-                    file.seek(SeekFrom::Start(pos.offset))
-                        .map_err(|source| BufferError::Io {
-                            dir: self.shared.dir.clone(),
-                            context: "cannot seek".to_string(),
-                            source,
-                        })?;
-                    &mut reader.file.insert((pos.segment, BufReader::new(file))).1
+                    match File::open(&path) {
+                        Ok(file) => &reader.file.insert((pos.segment, file)).1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            // Removed behind our back: all of it is lost.
+                            self.skip_damage(reader, end - pos.offset);
+                            reader.scanning = false;
+                            continue;
+                        }
+                        Err(source) => {
+                            return Err(BufferError::Io {
+                                dir: self.shared.dir.clone(),
+                                context: format!("cannot open {}", path.display()),
+                                source,
+                            })
+                        }
+                    }
                 }
             };
-            let frame = read_frame(file).map_err(|source| BufferError::Io {
+            let io_err = |source| BufferError::Io {
                 dir: self.shared.dir.clone(),
                 context: format!("cannot read segment {} at {}", pos.segment, pos.offset),
                 source,
-            })?;
-            let Some((record, len)) = frame else {
-                // Committed data is complete and checked; this is a bug or tampering.
-                return Err(BufferError::Io {
-                    dir: self.shared.dir.clone(),
-                    context: format!("bad frame in segment {} at {}", pos.segment, pos.offset),
-                    source: io::Error::from(io::ErrorKind::InvalidData),
-                });
             };
-            reader.pos.offset += len;
+            if reader.scanning {
+                // Committed data is whole frames, so an intact frame starting before
+                // `end` ends before it: when there is none, the scan goes on from
+                // `end` once more is committed (or in the next segment).
+                let found = frame::resync(file, pos.offset, end).map_err(io_err)?;
+                reader.scanning = found.is_none();
+                self.skip_damage(reader, found.unwrap_or(end) - pos.offset);
+                continue;
+            }
+            let found = if legacy {
+                frame::read_legacy_at(file, pos.offset, end)
+            } else {
+                frame::read_at(file, pos.offset, end)
+            }
+            .map_err(io_err)?;
+            let frame = match found {
+                Found::Frame(frame) => frame,
+                Found::Lost { seq, points, len } => {
+                    // Points recovery cut out and counted: skip, count nothing more.
+                    if let Some(loss) = reader.loss.take() {
+                        let lost = reader.expect_seq.map(|e| seq.saturating_sub(e));
+                        self.settle_loss(loss, lost, batch);
+                    }
+                    reader.expect_seq = Some(seq + points);
+                    reader.pos.offset += len;
+                    continue;
+                }
+                Found::End => {
+                    reader.pos.offset = end;
+                    continue;
+                }
+                Found::Damaged => {
+                    tracing::warn!(sink = %self.shared.sink, segment = %segment_path(&self.shared.dir, pos.segment).display(), offset = pos.offset,
+                        "disk buffer: damaged data in a queued segment; skipping to the next intact frame");
+                    reader.loss.get_or_insert(Loss {
+                        segment: pos.segment,
+                        offset: pos.offset,
+                        bytes: 0,
+                    });
+                    if legacy {
+                        // Version 0 frames cannot be found by scanning: the rest of
+                        // this segment is lost.
+                        reader.expect_seq = None;
+                        self.skip_damage(reader, end - pos.offset);
+                    } else {
+                        self.skip_damage(reader, 1);
+                        reader.scanning = true;
+                    }
+                    continue;
+                }
+            };
+            if let Some(loss) = reader.loss.take() {
+                let lost = match (reader.expect_seq, frame.seq) {
+                    (Some(expected), Some(seq)) => Some(seq.saturating_sub(expected)),
+                    _ => None,
+                };
+                self.settle_loss(loss, lost, batch);
+            }
+            reader.expect_seq = frame.next_seq();
+            reader.pos.offset += frame.len;
+            let record = frame.record;
             points += u64::from(record.points);
             bytes += record.body.len();
             match batch.per_segment.last_mut() {
@@ -497,6 +617,55 @@ impl DiskBuffer {
             batch.records.push(record);
             batch.segments.push(pos.segment);
             batch.end = reader.pos;
+            batch.end_seq = reader.expect_seq;
+        }
+    }
+
+    /// Skips `bytes` damaged bytes at the reader's position and counts them.
+    fn skip_damage(&self, reader: &mut Reader, bytes: u64) {
+        if let Some(loss) = &mut reader.loss {
+            loss.bytes += bytes;
+        } else {
+            reader.loss = Some(Loss {
+                segment: reader.pos.segment,
+                offset: reader.pos.offset,
+                bytes,
+            });
+        }
+        self.shared.stats.add_corrupt_bytes(bytes);
+        reader.pos.offset += bytes;
+    }
+
+    /// Damage was skipped and delivery resumed at an intact frame: log and count
+    /// what was lost, and take the lost points out of the queue.
+    fn settle_loss(&self, loss: Loss, points: Option<u64>, batch: &ReadBatch) {
+        let segment = segment_path(&self.shared.dir, loss.segment);
+        match points {
+            Some(points) => {
+                tracing::warn!(sink = %self.shared.sink, segment = %segment.display(), offset = loss.offset, bytes = loss.bytes, points,
+                    "disk buffer: skipped damaged data; delivery resumed at the next intact frame");
+                self.shared.stats.add_corrupt_points(points);
+                let mut state = lock(&self.shared.state);
+                let mut left = points;
+                for segment in state.segments.iter_mut().filter(|s| s.id >= loss.segment) {
+                    let in_batch = batch
+                        .per_segment
+                        .iter()
+                        .find(|(id, _)| *id == segment.id)
+                        .map_or(0, |(_, n)| *n);
+                    let take = left.min(segment.unacked_points.saturating_sub(in_batch));
+                    segment.unacked_points -= take;
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                }
+                self.shared.publish(&state);
+            }
+            None => {
+                tracing::warn!(sink = %self.shared.sink, segment = %segment.display(), offset = loss.offset, bytes = loss.bytes,
+                    "disk buffer: skipped damaged data written before frames were numbered; delivery resumed at the next intact frame; its points cannot be counted");
+            }
         }
     }
 
@@ -542,6 +711,7 @@ impl DiskBuffer {
         }
         if batch.end > state.ack {
             state.ack = batch.end;
+            state.ack_seq = batch.end_seq;
         }
         let ack = state.ack;
         while state.segments.len() > 1 && state.segments.front().is_some_and(|s| s.id < ack.segment)
@@ -557,11 +727,13 @@ impl DiskBuffer {
                 first.oldest_ms = if first.unacked_points == 0 {
                     None
                 } else {
-                    peek_ms(&segment_path(&self.shared.dir, first.id), ack.offset)
+                    File::open(segment_path(&self.shared.dir, first.id))
+                        .ok()
+                        .and_then(|file| frame::peek_ms(&file, ack.offset, first.legacy))
                 };
             }
         }
-        write_ack(&self.shared.dir, ack).map_err(|source| BufferError::Io {
+        write_ack(&self.shared.dir, ack, state.ack_seq).map_err(|source| BufferError::Io {
             dir: self.shared.dir.clone(),
             context: "cannot write the ack file".to_string(),
             source,
@@ -596,6 +768,8 @@ struct SegmentWriter {
     id: u64,
     file: File,
     bytes: u64,
+    /// The running point number of the next record (points appended before it).
+    seq: u64,
     committed: watch::Sender<u64>,
     /// The background sync of `sync_every`; `None` when every append is synced.
     lazy: Option<LazySync>,
@@ -698,7 +872,8 @@ impl SegmentWriter {
         let mut points = 0u64;
         let mut oldest = None;
         for record in group.iter().flat_map(|a| a.records.iter()) {
-            encode_frame(record, frames);
+            frame::encode(record, self.seq, frames);
+            self.seq += u64::from(record.points);
             points += u64::from(record.points);
             oldest.get_or_insert(record.enqueued_ms);
             if self.bytes + frames.len() as u64 >= segment_bytes {
@@ -745,18 +920,15 @@ impl SegmentWriter {
             // A finished segment is always on disk.
             self.file.sync_data()?;
         }
-        self.file = create_segment(&self.shared.dir, id)?;
+        self.file = create_segment(&self.shared.dir, id, self.seq)?;
         if let Some(lazy) = &self.lazy {
             lazy.switch_to(&self.file)?;
         }
         self.id = id;
-        self.bytes = 0;
-        lock(&self.shared.state).segments.push_back(Segment {
-            id,
-            bytes: 0,
-            unacked_points: 0,
-            oldest_ms: None,
-        });
+        self.bytes = frame::HEADER as u64;
+        lock(&self.shared.state)
+            .segments
+            .push_back(Segment::fresh(id));
         Ok(())
     }
 
@@ -774,6 +946,7 @@ impl SegmentWriter {
                         segment: next.id,
                         offset: 0,
                     };
+                    state.ack_seq = None;
                 }
             }
             if oldest.unacked_points > 0 {
@@ -785,118 +958,240 @@ impl SegmentWriter {
     }
 }
 
-/// What a scan of one segment found.
-struct Scan {
-    valid_bytes: u64,
-    torn_bytes: Option<u64>,
-    points_after: u64,
-    oldest_ms_after: Option<u64>,
+/// The recovery scan's running view across segments, oldest first.
+struct Recovery<'a> {
+    sink: &'a str,
+    stats: &'a SinkStats,
+    /// The running point number the next intact frame should carry.
+    expect_seq: Option<u64>,
+    /// The highest running point number after any intact frame: where the writer
+    /// goes on.
+    last_seq: Option<u64>,
+    /// Damage not yet followed by an intact frame.
+    loss: Option<Loss>,
 }
 
-fn scan_segment(path: &Path, from: u64) -> io::Result<Scan> {
-    let total = fs::metadata(path)?.len();
-    let mut file = BufReader::new(File::open(path)?);
-    let mut offset = 0u64;
-    let mut points_after = 0;
-    let mut oldest_ms_after = None;
-    while let Some((record, len)) = read_frame(&mut file)? {
-        if offset >= from {
-            points_after += u64::from(record.points);
-            oldest_ms_after.get_or_insert(record.enqueued_ms);
+impl Recovery<'_> {
+    /// An intact frame carrying `seq` follows: settles (logs and counts) the damage
+    /// before it. Returns the lost points' range (first seq, count) when known.
+    fn settle(&mut self, dir: &Path, seq: Option<u64>) -> Option<(u64, u64)> {
+        let mut lost = None;
+        if let Some(loss) = self.loss.take() {
+            let points = match (self.expect_seq, seq) {
+                (Some(expected), Some(seq)) => {
+                    lost = Some((expected, seq.saturating_sub(expected)));
+                    Some(seq.saturating_sub(expected))
+                }
+                _ => None,
+            };
+            let segment = segment_path(dir, loss.segment);
+            match points {
+                Some(points) => {
+                    self.stats.add_corrupt_points(points);
+                    tracing::warn!(sink = self.sink, segment = %segment.display(), offset = loss.offset, bytes = loss.bytes, points,
+                        "disk buffer: damaged data skipped on recovery; the intact frames after it are kept");
+                }
+                None => {
+                    tracing::warn!(sink = self.sink, segment = %segment.display(), offset = loss.offset, bytes = loss.bytes,
+                        "disk buffer: damaged data skipped on recovery; the intact frames after it are kept; its points cannot be counted (written before frames were numbered)");
+                }
+            }
         }
-        offset += len;
+        lost
     }
-    Ok(Scan {
-        valid_bytes: offset,
-        torn_bytes: (offset < total).then_some(total - offset),
-        points_after,
-        oldest_ms_after,
-    })
+
+    /// Reading goes on after a frame (or loss marker) whose successor has `next`.
+    fn advance(&mut self, next: Option<u64>) {
+        self.expect_seq = next;
+        if let Some(next) = next {
+            self.last_seq = Some(self.last_seq.map_or(next, |last| last.max(next)));
+        }
+    }
+
+    fn damaged(&mut self, segment: u64, offset: u64, bytes: u64) {
+        self.stats.add_corrupt_bytes(bytes);
+        match &mut self.loss {
+            Some(loss) => loss.bytes += bytes,
+            None => {
+                self.loss = Some(Loss {
+                    segment,
+                    offset,
+                    bytes,
+                })
+            }
+        }
+    }
+
+    /// Damage after the last intact frame of the buffer: a write cut short by a
+    /// crash (never acknowledged when every append is synced), or damage nothing
+    /// intact follows. Its points cannot be known.
+    fn finish(&mut self, dir: &Path) {
+        if let Some(loss) = self.loss.take() {
+            tracing::warn!(sink = self.sink, segment = %segment_path(dir, loss.segment).display(), offset = loss.offset, bytes = loss.bytes,
+                "disk buffer: incomplete or damaged data at the end of the buffer (an interrupted write); cut off");
+        }
+    }
 }
 
-/// The enqueue time of the record at `offset` of a segment, if one is there.
-fn peek_ms(path: &Path, offset: u64) -> Option<u64> {
-    let mut file = File::open(path).ok()?;
-    file.seek(SeekFrom::Start(offset)).ok()?;
-    let mut head = [0u8; FRAME_HEADER + RECORD_HEADER];
-    file.read_exact(&mut head).ok()?;
-    Some(u64::from_le_bytes(
-        head[FRAME_HEADER + 5..].try_into().ok()?,
-    ))
-}
-
-fn encode_frame(record: &Record, out: &mut Vec<u8>) {
-    let len = RECORD_HEADER + record.body.len();
-    let start = out.len();
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.push(category_byte(record.category));
-    out.extend_from_slice(&record.points.to_le_bytes());
-    out.extend_from_slice(&record.enqueued_ms.to_le_bytes());
-    out.extend_from_slice(&record.body);
-    let crc = crc32fast::hash(&out[start + FRAME_HEADER..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// Reads one frame: `Ok(None)` at a clean end or at a torn/corrupt frame.
-fn read_frame(file: &mut impl Read) -> io::Result<Option<(Record, u64)>> {
-    let mut header = [0u8; FRAME_HEADER];
-    if !read_full(file, &mut header)? {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if (len as usize) < RECORD_HEADER || len > MAX_FRAME {
-        return Ok(None);
-    }
-    let mut payload = vec![0u8; len as usize];
-    if !read_full(file, &mut payload)? {
-        return Ok(None);
-    }
-    if crc32fast::hash(&payload) != crc {
-        return Ok(None);
-    }
-    let Some(category) = byte_category(payload[0]) else {
-        return Ok(None);
+/// Scans segment `id` from `from` (the delivered part before it is not read),
+/// skipping damage to the next intact frame, and repairs the file: rewritten without
+/// damaged runs in its middle, truncated after its last intact frame.
+fn recover_segment(
+    dir: &Path,
+    id: u64,
+    from: u64,
+    recovery: &mut Recovery<'_>,
+) -> io::Result<Segment> {
+    let path = segment_path(dir, id);
+    let file = File::open(&path)?;
+    let total = file.metadata()?.len();
+    let from = from.min(total);
+    let legacy = frame::is_legacy(&file, total)?;
+    let mut segment = Segment {
+        legacy,
+        ..Segment::new(id)
     };
-    let points = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]);
-    let mut ms = [0u8; 8];
-    ms.copy_from_slice(&payload[5..13]);
-    let body = payload.split_off(RECORD_HEADER);
-    Ok(Some((
-        Record {
-            category,
-            points,
-            enqueued_ms: u64::from_le_bytes(ms),
-            body,
-        },
-        (FRAME_HEADER + len as usize) as u64,
-    )))
-}
-
-/// Fills `buf`; false if the file ended first (a torn frame or a clean end).
-fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    // What stays after `from`: runs of intact frames and markers for lost points.
+    let mut kept: Vec<Piece> = Vec::new();
+    let mut holes = false;
+    let mut offset = from;
+    loop {
+        let found = if legacy {
+            frame::read_legacy_at(&file, offset, total)?
+        } else {
+            frame::read_at(&file, offset, total)?
+        };
+        match found {
+            Found::Frame(frame) => {
+                if let Some((seq, points)) = recovery.settle(dir, frame.seq) {
+                    holes = true;
+                    kept.push(Piece::Lost { seq, points });
+                }
+                recovery.advance(frame.next_seq());
+                segment.unacked_points += u64::from(frame.record.points);
+                segment.oldest_ms.get_or_insert(frame.record.enqueued_ms);
+                keep(&mut kept, offset, frame.len);
+                offset += frame.len;
+            }
+            Found::Lost { seq, points, len } => {
+                if let Some((seq, points)) = recovery.settle(dir, Some(seq)) {
+                    holes = true;
+                    kept.push(Piece::Lost { seq, points });
+                }
+                recovery.advance(Some(seq + points));
+                keep(&mut kept, offset, len);
+                offset += len;
+            }
+            Found::End => break,
+            Found::Damaged => {
+                let next = if legacy {
+                    None
+                } else {
+                    frame::resync(&file, offset + 1, total)?
+                };
+                let end = next.unwrap_or(total);
+                recovery.damaged(id, offset, end - offset);
+                if legacy {
+                    recovery.expect_seq = None;
+                }
+                match next {
+                    Some(next) => {
+                        holes = true;
+                        offset = next;
+                    }
+                    None => break,
+                }
+            }
         }
     }
-    Ok(true)
+    let intact_end = match kept.last() {
+        Some(Piece::Copy { end, .. }) => *end,
+        _ => from,
+    };
+    if holes {
+        segment.bytes = rewrite_segment(dir, id, &file, from, &kept)?;
+    } else if intact_end < total {
+        let file = OpenOptions::new().write(true).open(&path)?;
+        file.set_len(intact_end)?;
+        file.sync_all()?;
+        segment.bytes = intact_end;
+    } else {
+        segment.bytes = total;
+    }
+    Ok(segment)
 }
 
-fn category_byte(category: Category) -> u8 {
-    Category::ALL
-        .iter()
-        .position(|c| *c == category)
-        .map_or(0, |i| i as u8)
+/// What recovery keeps of a segment.
+enum Piece {
+    /// Bytes `start..end`: intact frames.
+    Copy { start: u64, end: u64 },
+    /// A loss marker for points `seq..seq + points`, cut out and counted.
+    Lost { seq: u64, points: u64 },
 }
 
-fn byte_category(byte: u8) -> Option<Category> {
-    Category::ALL.get(usize::from(byte)).copied()
+/// Adds the intact bytes `offset..offset + len` to `kept`.
+fn keep(kept: &mut Vec<Piece>, offset: u64, len: u64) {
+    match kept.last_mut() {
+        Some(Piece::Copy { end, .. }) if *end == offset => *end += len,
+        _ => kept.push(Piece::Copy {
+            start: offset,
+            end: offset + len,
+        }),
+    }
+}
+
+/// Replaces segment `id` by its first `prefix` bytes (delivered, so the ack offset
+/// stays valid) followed by the `kept` pieces; returns the new length. Crash-safe: a
+/// temporary file, synced, renamed over the segment, the directory synced.
+fn rewrite_segment(
+    dir: &Path,
+    id: u64,
+    file: &File,
+    prefix: u64,
+    kept: &[Piece],
+) -> io::Result<u64> {
+    let tmp = dir.join(format!("{id:020}{REPAIR_SUFFIX}"));
+    let mut out = File::create(&tmp)?;
+    let copy = |out: &mut File, start: u64, end: u64| -> io::Result<()> {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut at = start;
+        while at < end {
+            let n = ((end - at) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], at)?;
+            out.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    };
+    copy(&mut out, 0, prefix)?;
+    for piece in kept {
+        match piece {
+            Piece::Copy { start, end } => copy(&mut out, *start, *end)?,
+            Piece::Lost { seq, points } => {
+                let mut marker = Vec::new();
+                frame::encode_lost(*seq, *points, &mut marker);
+                out.write_all(&marker)?;
+            }
+        }
+    }
+    out.sync_all()?;
+    let len = out.metadata()?.len();
+    fs::rename(&tmp, segment_path(dir, id))?;
+    File::open(dir)?.sync_all()?;
+    Ok(len)
+}
+
+/// Suffix of a segment being rewritten by recovery; one left by a crash is removed.
+const REPAIR_SUFFIX: &str = ".repair";
+
+fn remove_leftovers(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(REPAIR_SUFFIX) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -915,12 +1210,18 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(ids)
 }
 
-/// Creates an empty segment and syncs the directory so the file survives power loss.
-fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
+/// Creates a segment and syncs the directory so the file survives power loss. The
+/// segment starts with a loss marker for no points that carries `seq`, the running
+/// point number of its first record: damage at the very start of a segment can then
+/// be counted in points too. It is synced with the segment's first append.
+fn create_segment(dir: &Path, id: u64, seq: u64) -> io::Result<File> {
+    let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(segment_path(dir, id))?;
+    let mut start = Vec::with_capacity(frame::HEADER);
+    frame::encode_lost(seq, 0, &mut start);
+    file.write_all(&start)?;
     File::open(dir)?.sync_all()?;
     Ok(file)
 }
@@ -943,25 +1244,41 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
     }
 }
 
-fn read_ack(dir: &Path) -> io::Result<Pos> {
+/// The delivery position saved in the `ack` file.
+#[derive(Debug, Default)]
+struct SavedAck {
+    pos: Pos,
+    /// The running point number there; absent in files written before frames were
+    /// numbered.
+    seq: Option<u64>,
+}
+
+fn read_ack(dir: &Path) -> io::Result<SavedAck> {
     let text = match fs::read_to_string(dir.join("ack")) {
         Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Pos::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SavedAck::default()),
         Err(e) => return Err(e),
     };
     let mut parts = text.split_whitespace().map(str::parse::<u64>);
-    match (parts.next(), parts.next()) {
-        (Some(Ok(segment)), Some(Ok(offset))) => Ok(Pos { segment, offset }),
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(segment)), Some(Ok(offset)), seq) => Ok(SavedAck {
+            pos: Pos { segment, offset },
+            seq: seq.and_then(Result::ok),
+        }),
         _ => {
             tracing::warn!(dir = %dir.display(), "disk buffer: unreadable ack file; delivering everything buffered (some points may be sent twice)");
-            Ok(Pos::default())
+            Ok(SavedAck::default())
         }
     }
 }
 
-fn write_ack(dir: &Path, pos: Pos) -> io::Result<()> {
+fn write_ack(dir: &Path, pos: Pos, seq: Option<u64>) -> io::Result<()> {
     let tmp = dir.join("ack.tmp");
-    fs::write(&tmp, format!("{} {}\n", pos.segment, pos.offset))?;
+    let text = match seq {
+        Some(seq) => format!("{} {} {seq}\n", pos.segment, pos.offset),
+        None => format!("{} {}\n", pos.segment, pos.offset),
+    };
+    fs::write(&tmp, text)?;
     fs::rename(tmp, dir.join("ack"))
 }
 
@@ -1067,13 +1384,13 @@ mod tests {
                 fs::metadata(segment_path(dir.path(), **id))
                     .expect("meta")
                     .len()
-                    > 0
+                    > frame::HEADER as u64
             })
             .copied()
             .expect("a segment with data");
         let path = segment_path(dir.path(), last_with_data);
         let mut frame = Vec::new();
-        encode_frame(&record(99), &mut frame);
+        frame::encode(&record(99), 5, &mut frame);
         let mut file = OpenOptions::new().append(true).open(&path).expect("open");
         file.write_all(&frame[..frame.len() / 2]).expect("write");
         drop(file);
@@ -1111,7 +1428,7 @@ mod tests {
         let path = ids
             .iter()
             .map(|id| segment_path(dir.path(), *id))
-            .find(|p| fs::metadata(p).expect("meta").len() > 0)
+            .find(|p| fs::metadata(p).expect("meta").len() > frame::HEADER as u64)
             .expect("data segment");
         let mut bytes = fs::read(&path).expect("read");
         let last = bytes.len() - 2;
@@ -1120,6 +1437,200 @@ mod tests {
         let (buffer, _) = open(dir.path(), 1 << 20);
         let batch = read_all(&buffer);
         assert_eq!(batch.records, (0..2).map(record).collect::<Vec<_>>());
+    }
+
+    /// The one segment holding data, and the offset of each of its frames.
+    fn data_segment(dir: &Path) -> (PathBuf, Vec<u64>) {
+        let mut ids = list_segments(dir).expect("list");
+        ids.sort_unstable();
+        let path = ids
+            .iter()
+            .map(|id| segment_path(dir, *id))
+            .find(|p| fs::metadata(p).expect("meta").len() > frame::HEADER as u64)
+            .expect("data segment");
+        let file = File::open(&path).expect("open");
+        let limit = file.metadata().expect("meta").len();
+        let mut offsets = Vec::new();
+        let mut at = 0;
+        loop {
+            match frame::read_at(&file, at, limit).expect("read") {
+                Found::Frame(frame) => {
+                    offsets.push(at);
+                    at += frame.len;
+                }
+                Found::Lost { len, .. } => at += len,
+                _ => break,
+            }
+        }
+        (path, offsets)
+    }
+
+    fn overwrite(path: &Path, offset: u64, bytes: &[u8]) {
+        let file = OpenOptions::new().write(true).open(path).expect("open");
+        file.write_all_at(bytes, offset).expect("write");
+    }
+
+    #[test]
+    fn damage_in_the_middle_loses_only_the_damaged_frames_and_counts_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        {
+            let (buffer, _) = open(dir.path(), 1 << 20);
+            for i in 0..10 {
+                rt.block_on(buffer.append(vec![record(i)])).expect("append");
+            }
+            buffer.close();
+        }
+        let (path, offsets) = data_segment(dir.path());
+        // Garbage over the end of frame 2 and the start of frame 3; a flipped
+        // body byte in frame 6; garbage inserted between frames 7 and 8.
+        overwrite(&path, offsets[3] - 5, b"0123456789");
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[offsets[7] as usize - 3] ^= 0x40;
+        bytes.splice(
+            offsets[8] as usize..offsets[8] as usize,
+            b"GARBAGE".iter().copied(),
+        );
+        fs::write(&path, &bytes).expect("write");
+
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        let expected: Vec<Record> = [0, 1, 4, 5, 7, 8, 9].into_iter().map(record).collect();
+        assert_eq!(buffer.queued_points(), 7);
+        let batch = read_all(&buffer);
+        assert_eq!(batch.records, expected);
+        let snap = stats.snapshot();
+        assert_eq!(snap.corrupt_points, 3, "{snap:?}");
+        let damaged = (offsets[4] - offsets[2]) + (offsets[7] - offsets[6]) + 7;
+        assert_eq!(snap.corrupt_bytes, damaged, "{snap:?}");
+        buffer.close();
+        drop(buffer);
+
+        // Repaired on recovery: the next start neither finds nor reports it again.
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        assert_eq!(read_all(&buffer).records, expected);
+        let snap = stats.snapshot();
+        assert_eq!((snap.corrupt_points, snap.corrupt_bytes), (0, 0));
+    }
+
+    #[test]
+    fn damage_found_while_running_is_skipped_and_delivery_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        for i in 0..6 {
+            rt.block_on(buffer.append(vec![record(i)])).expect("append");
+        }
+        let (path, offsets) = data_segment(dir.path());
+        overwrite(&path, offsets[2] + 3, b"garbage");
+        let mut batch = read_all(&buffer);
+        let expected: Vec<Record> = [0, 1, 3, 4, 5].into_iter().map(record).collect();
+        assert_eq!(batch.records, expected);
+        assert_eq!(stats.snapshot().corrupt_points, 1);
+        assert_eq!(stats.snapshot().corrupt_bytes, offsets[3] - offsets[2]);
+        buffer.ack(&batch).expect("ack");
+        assert_eq!(buffer.queued_points(), 0);
+
+        // Damage at the end of what is committed: found now, settled when the next
+        // append arrives.
+        rt.block_on(buffer.append(vec![record(6)])).expect("append");
+        let sixth = offsets[5] + (frame::HEADER + record(5).body.len()) as u64;
+        overwrite(&path, sixth + 10, b"XX");
+        batch = ReadBatch::default();
+        buffer
+            .read_more(&mut batch, u64::MAX, usize::MAX)
+            .expect("read");
+        assert!(batch.is_empty());
+        rt.block_on(buffer.append(vec![record(7), record(8)]))
+            .expect("append");
+        buffer
+            .read_more(&mut batch, u64::MAX, usize::MAX)
+            .expect("read");
+        assert_eq!(batch.records, vec![record(7), record(8)]);
+        buffer.ack(&batch).expect("ack");
+        let snap = stats.snapshot();
+        assert_eq!(
+            (snap.corrupt_points, snap.queued_points),
+            (2, 0),
+            "{snap:?}"
+        );
+    }
+
+    /// Today's writer before frames were versioned (version 0), frozen: the exact
+    /// bytes the previous release put on disk, category as its position in the
+    /// category list of that release.
+    fn legacy_frame(record: &Record) -> Vec<u8> {
+        let legacy_index = |c: Category| match c {
+            Category::Metric => 0u8,
+            Category::Logging => 1,
+            Category::Object => 2,
+            Category::CustomObject => 3,
+            Category::Keyevent => 4,
+            Category::Rum => 5,
+        };
+        let mut out = Vec::new();
+        let len = 1 + 4 + 8 + record.body.len();
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.push(legacy_index(record.category));
+        out.extend_from_slice(&record.points.to_le_bytes());
+        out.extend_from_slice(&record.enqueued_ms.to_le_bytes());
+        out.extend_from_slice(&record.body);
+        let crc = crc32fast::hash(&out[8..]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn a_buffer_written_before_the_upgrade_is_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let old: Vec<Record> = Category::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, category)| Record {
+                category: *category,
+                points: i as u32 + 1,
+                enqueued_ms: 1_700_000_000_000 + i as u64,
+                body: format!("m,k=v f={i}i {i}\n").repeat(i + 1).into_bytes(),
+            })
+            .collect();
+        // Two segments and an ack file as the previous release leaves them: the
+        // first record of segment 1 delivered, the rest queued.
+        let mut first = Vec::new();
+        for record in &old[..3] {
+            first.extend(legacy_frame(record));
+        }
+        fs::write(segment_path(dir.path(), 1), &first).expect("write");
+        let second: Vec<u8> = old[3..].iter().flat_map(legacy_frame).collect();
+        fs::write(segment_path(dir.path(), 2), &second).expect("write");
+        fs::write(segment_path(dir.path(), 3), b"").expect("write");
+        let delivered = legacy_frame(&old[0]).len();
+        fs::write(dir.path().join("ack"), format!("1 {delivered}\n")).expect("ack");
+
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        let queued: u64 = old[1..].iter().map(|r| u64::from(r.points)).sum();
+        assert_eq!(buffer.queued_points(), queued);
+        rt.block_on(buffer.append(vec![record(0)])).expect("append");
+        let mut batch = read_all(&buffer);
+        let mut expected = old[1..].to_vec();
+        expected.push(record(0));
+        assert_eq!(batch.records, expected);
+        assert_eq!(stats.snapshot().corrupt_bytes, 0);
+
+        // Acknowledge part of it; the rest, old and new, survives the next restart.
+        let rest = batch.records.split_off(2);
+        drop(buffer);
+        let (buffer, _) = open(dir.path(), 1 << 20);
+        let mut first_two = ReadBatch::default();
+        buffer
+            .read_more(&mut first_two, queued.min(5), usize::MAX)
+            .expect("read");
+        assert_eq!(first_two.records, expected[..2].to_vec());
+        buffer.ack(&first_two).expect("ack");
+        buffer.close();
+        drop(buffer);
+        let (buffer, _) = open(dir.path(), 1 << 20);
+        assert_eq!(read_all(&buffer).records, rest);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub struct SinkStats {
     dropped_points: AtomicU64,
     dead_lettered_points: AtomicU64,
     corrupt_bytes: AtomicU64,
+    corrupt_points: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -78,6 +79,10 @@ impl SinkStats {
         self.corrupt_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    pub(crate) fn add_corrupt_points(&self, points: u64) {
+        self.corrupt_points.fetch_add(points, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_last_error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
@@ -100,6 +105,7 @@ impl SinkStats {
             dropped_points: self.dropped_points.load(Ordering::Relaxed),
             dead_lettered_points: self.dead_lettered_points.load(Ordering::Relaxed),
             corrupt_bytes: self.corrupt_bytes.load(Ordering::Relaxed),
+            corrupt_points: self.corrupt_points.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -135,8 +141,12 @@ pub struct SinkSnapshot {
     pub dropped_points: u64,
     /// Points the backend refused for good, written to the dead-letter file.
     pub dead_lettered_points: u64,
-    /// Bytes of torn or corrupt buffer data discarded when the buffer was opened.
+    /// Bytes of damaged or torn buffer data skipped, when the buffer was opened or
+    /// while delivering (docs/BUFFER.md).
     pub corrupt_bytes: u64,
+    /// Points lost in that damaged data (counted where the frames around the damage
+    /// tell exactly how many; docs/BUFFER.md).
+    pub corrupt_points: u64,
     /// The last delivery or buffer error, if any.
     pub last_error: Option<String>,
 }

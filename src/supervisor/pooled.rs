@@ -463,6 +463,7 @@ mod tests {
             file: String::new(),
             interval,
             long_running: false,
+            kind: "datakit".to_string(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! frames, and the session that listens to a running worker.
 
 pub mod lines;
+pub mod orphans;
 pub mod process;
 pub mod protocol;
 pub mod runtime;

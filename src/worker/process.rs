@@ -3,7 +3,10 @@
 //! Every worker is started so that nothing it does can outlive or corrupt the agent:
 //! - its own process group, so a timeout kill takes its subprocesses too;
 //! - `PR_SET_PDEATHSIG` = SIGTERM, on which the runner kills its own group, so an
-//!   agent killed with SIGKILL leaves no orphans behind;
+//!   agent killed with SIGKILL leaves no orphans behind (the runner also kills the
+//!   descendants that left its group);
+//! - registered with [`super::orphans`] while it spawns, so the agent's sweep for
+//!   adopted processes never takes a worker for one;
 //! - the report channel is a private socket (`PYTHOND_CHANNEL_FD`), separate from
 //!   fd 1 and 2, which are pipes the agent drains into its log.
 //!
@@ -113,6 +116,8 @@ impl WorkerProcess {
                 Ok(())
             });
         }
+        // Registered before any sweep can list it among the agent's children.
+        let mut registry = super::orphans::workers();
         let mut child = command.spawn().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => SpawnError::InterpreterNotFound(spec.cmd.clone()),
             std::io::ErrorKind::PermissionDenied => {
@@ -120,8 +125,10 @@ impl WorkerProcess {
             }
             _ => io_err(source),
         })?;
-        drop(worker_end);
         let pid = child.id().unwrap_or_default();
+        super::orphans::register(&mut registry, pid);
+        drop(registry);
+        drop(worker_end);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         Ok(Spawned {
@@ -139,12 +146,20 @@ impl WorkerProcess {
 
     /// Waits for the worker to exit and reaps it.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        self.child.wait().await
+        let status = self.child.wait().await;
+        if status.is_ok() {
+            super::orphans::unregister(self.pid);
+        }
+        status
     }
 
     /// The exit status if the worker has already exited (reaping it), else `None`.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        let status = self.child.try_wait().ok().flatten();
+        if status.is_some() {
+            super::orphans::unregister(self.pid);
+        }
+        status
     }
 }
 

@@ -76,6 +76,15 @@ pub struct PluginInfo {
     pub interval: f64,
     #[serde(default)]
     pub long_running: bool,
+    /// What the collector is: `datakit` (a `DataKitFramework` subclass, also what an
+    /// older runner's hello means), `syslogng_fetcher`, `syslogng_source` or
+    /// `zenpython` (docs/PROTOCOL.md).
+    #[serde(default = "datakit_kind")]
+    pub kind: String,
+}
+
+fn datakit_kind() -> String {
+    "datakit".to_string()
 }
 
 /// A module that failed to load, with where it failed.

@@ -32,6 +32,10 @@ const OUTPUT_LINES_PER_SECOND: u32 = 200;
 const COMMAND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a finished worker's readers get to hand on what it wrote last.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the worker process exited, how long events it sent before dying are still
+/// passed on: a process it forked may hold the channel open, so end of stream cannot
+/// be waited for (docs/OPERATIONS.md, "Supervision").
+const EXIT_EVENT_GRACE: Duration = Duration::from_millis(500);
 /// How long the channel reader waits after a burst of reports before reading again.
 /// A reporting loop then costs the agent one wake-up per millisecond instead of one
 /// per report (see docs/BENCHMARKS.md); a lone report is forwarded at once.
@@ -65,6 +69,11 @@ pub struct Session {
     events: mpsc::Receiver<Event>,
     reader: JoinHandle<()>,
     drains: Vec<JoinHandle<()>>,
+    /// When and how the worker process itself exited, once it did. Watched beside the
+    /// channel: a child the worker forked inherits the channel and keeps it open after
+    /// the worker is gone, so end of stream alone would notice the death only when
+    /// that child exits (perhaps never).
+    exited: Option<(Instant, std::io::Result<std::process::ExitStatus>)>,
 }
 
 impl Session {
@@ -108,6 +117,7 @@ impl Session {
             events,
             reader,
             drains,
+            exited: None,
         })
     }
 
@@ -115,10 +125,36 @@ impl Session {
         self.process.pid
     }
 
-    /// The next lifecycle event; `None` once the worker closed its channel (it exited).
-    /// Cancel-safe.
+    /// The next lifecycle event; `None` once the worker is gone: it closed its channel,
+    /// or its process exited (events it sent just before are still passed on for
+    /// [`EXIT_EVENT_GRACE`]). Cancel-safe.
     pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
+        if self.exited.is_none() {
+            tokio::select! {
+                event = self.events.recv() => return event,
+                status = self.process.wait() => {
+                    tracing::debug!(pid = self.process.pid, "worker process exited");
+                    self.exited = Some((Instant::now(), status));
+                }
+            }
+        }
+        let since = self.exited.as_ref().map(|(at, _)| *at)?;
+        let left = EXIT_EVENT_GRACE.saturating_sub(since.elapsed());
+        tokio::time::timeout(left, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Why the session ended on the worker's side, for the log and status: its process
+    /// exited (the exit status is what [`Session::finish`] returns), or its channel
+    /// closed.
+    pub fn end_reason(&self) -> String {
+        match &self.exited {
+            Some((_, Ok(_))) => "its process exited".to_string(),
+            Some((_, Err(error))) => format!("its process could not be waited for: {error}"),
+            None => "it closed its channel".to_string(),
+        }
     }
 
     /// Waits for the worker's `hello`; `None` if it exited first. No run has been

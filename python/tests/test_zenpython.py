@@ -1,0 +1,210 @@
+"""zenpython data source plugins under the real worker runner: import paths, the
+collect -> onResult -> onSuccess/onError -> onComplete chain (plain and with a Twisted
+Deferred on the reactor thread), cleanup() at stop, and results -> points."""
+
+import json
+import os
+import tempfile
+import unittest
+
+from harness import TempPlugins, WorkerProcess
+
+DSPLUGINS = '''
+import logging
+import os
+import time
+
+from Products.DataCollector.plugins.DataMaps import ObjectMap, RelationshipMap
+from Products.ZenEvents import ZenEventClasses
+from Products.ZenUtils.Utils import prepId
+from ZenPacks.zenoss.PythonCollector.datasources.PythonDataSource import PythonDataSourcePlugin
+
+log = logging.getLogger("zen.MyZenPack")
+NOTES = os.environ["ZEN_NOTES"]
+
+
+def note(text):
+    with open(NOTES, "a") as f:
+        f.write(text + "\\n")
+
+
+class DiskPlugin(PythonDataSourcePlugin):
+    """Synchronous: values, an event and maps, straight from collect()."""
+
+    proxy_attributes = ("zDiskWarn",)
+
+    @classmethod
+    def params(cls, datasource, context):
+        return {"mount": "/"}
+
+    def collect(self, config):
+        ds = config.datasources[0]
+        note("collect %s %s %s" % (config.id, ds.params.get("mount"), ds.zDiskWarn))
+        data = self.new_data()
+        data["values"][None]["load"] = 0.5
+        data["values"][prepId("/var/log")]["used"] = (81.5, 1700000000)
+        data["events"].append({"device": config.id, "component": prepId("/var/log"),
+                               "severity": ZenEventClasses.Warning, "eventKey": "disk-used",
+                               "eventClassKey": "DiskUsage", "summary": "/var/log is 81% full"})
+        data["maps"].append(ObjectMap({"id": "var_log", "mount": "/var/log", "total": 1024}, modname="ZenPacks.x.FileSystem"))
+        data["maps"].append(RelationshipMap(relname="interfaces", modname="ZenPacks.x.Interface",
+                                            objmaps=[{"id": "eth0", "speed": 1000}]))
+        return data
+
+    def onSuccess(self, result, config):
+        note("onSuccess")
+        result["events"].append({"device": config.id, "severity": ZenEventClasses.Clear,
+                                 "eventKey": "collect", "summary": "collected"})
+        return result
+
+    def onComplete(self, result, config):
+        note("onComplete")
+        return result
+
+    def cleanup(self, config):
+        note("cleanup %s" % config.id)
+
+
+class FailingPlugin(PythonDataSourcePlugin):
+    """collect() raises: onError turns the failure into an error event."""
+
+    def collect(self, config):
+        raise IOError("connection refused by %s" % config.manageIp)
+
+    def onError(self, result, config):
+        note("onError %s" % result.getErrorMessage())
+        data = self.new_data()
+        data["events"].append({"device": config.id, "severity": ZenEventClasses.Error,
+                               "eventKey": "collect", "summary": "failed: %s" % result.getErrorMessage()})
+        return data
+'''
+
+DEFERRED = '''
+import os
+from twisted.internet import reactor, task
+from twisted.python import threadable
+from ZenPacks.zenoss.PythonCollector.datasources.PythonDataSource import PythonDataSourcePlugin
+
+
+class LaterPlugin(PythonDataSourcePlugin):
+    """collect() returns a Deferred that fires later on the reactor."""
+
+    def collect(self, config):
+        assert threadable.isInIOThread(), "collect() must run on the reactor thread"
+        data = self.new_data()
+        data["values"][""]["answer"] = 42
+        return task.deferLater(reactor, 0.05, lambda: data)
+
+    def onSuccess(self, result, config):
+        with open(os.environ["ZEN_NOTES"], "a") as f:
+            f.write("deferred onSuccess in reactor: %s\\n" % threadable.isInIOThread())
+        return result
+'''
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+class ZenPythonTest(unittest.TestCase):
+
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="pythond-zen-")
+        self.notes = os.path.join(self.state, "notes")
+
+    def start(self, files, devices=None, env=None):
+        tmp = TempPlugins(files)
+        self.addCleanup(tmp.cleanup)
+        environment = {"ZEN_NOTES": self.notes,
+                       "PYTHOND_KINDS": json.dumps({"zenpython_devices": devices, "state_dir": self.state}),
+                       "PYTHOND_OPTIONS": json.dumps({"options": {"mount": "/"}, "plugins": {}})}
+        environment.update(env or {})
+        worker = WorkerProcess([tmp.root], env=environment)
+        self.addCleanup(worker.close)
+        return worker, worker.hello()
+
+    def points(self, worker, category, plugin):
+        out = []
+        for frame in worker.frames_of("report", plugin):
+            out.extend(frame["data"].get(category, []))
+        return out
+
+    def check_sync_results(self, worker, hello):
+        self.assertEqual(hello["errors"], [])
+        kinds = dict((p["id"], (p["kind"], p["interval"])) for p in hello["plugins"])
+        self.assertEqual(kinds, {"mypack.dsplugins.DiskPlugin": ("zenpython", 60.0),
+                                 "mypack.dsplugins.FailingPlugin": ("zenpython", 60.0)})
+        done = worker.run_and_wait("mypack.dsplugins.DiskPlugin")
+        self.assertTrue(done["ok"], done)
+        metrics = self.points(worker, "M", "mypack.dsplugins.DiskPlugin")
+        self.assertEqual(metrics, [
+            {"measurement": "disk", "tags": {"device": "web01"}, "fields": {"load": 0.5}},
+            {"measurement": "disk", "tags": {"device": "web01", "component": "var_log"},
+             "fields": {"used": 81.5}, "time": 1700000000 * 10 ** 9},
+        ])
+        events = self.points(worker, "E", "mypack.dsplugins.DiskPlugin")
+        self.assertEqual([(e["fields"]["df_status"], e["fields"]["df_event_id"], e["fields"]["df_title"])
+                          for e in events],
+                         [("warning", "disk-used", "/var/log is 81% full"), ("ok", "collect", "collected")])
+        self.assertEqual(events[0]["tags"], {"device": "web01", "component": "var_log"})
+        objects = self.points(worker, "O", "mypack.dsplugins.DiskPlugin")
+        self.assertEqual([(o["measurement"], o["tags"]) for o in objects], [
+            ("FileSystem", {"name": "var_log", "device": "web01"}),
+            ("Interface", {"name": "eth0", "device": "web01", "relname": "interfaces"}),
+        ])
+        self.assertEqual(objects[0]["fields"]["mount"], "/var/log")
+        failed = worker.run_and_wait("mypack.dsplugins.FailingPlugin", 2)
+        self.assertTrue(failed["ok"], failed)  # onError handled it
+        [error] = self.points(worker, "E", "mypack.dsplugins.FailingPlugin")
+        self.assertEqual(error["fields"]["df_status"], "error")
+        self.assertEqual(error["fields"]["df_title"], "failed: connection refused by 10.0.0.5")
+        worker.send({"t": "shutdown", "grace": 5.0})
+        self.assertEqual(worker.wait_exit(), 0)
+        lines = read_lines(self.notes)
+        self.assertEqual(lines[:3], ["collect web01 /var zDiskWarn-90", "onSuccess", "onComplete"])
+        self.assertIn("onError connection refused by 10.0.0.5", lines)
+        self.assertEqual(lines[-1], "cleanup web01")
+
+    DEVICES = [{"id": "web01", "manageIp": "10.0.0.5", "datasource": "disk", "cycletime": 60,
+                "params": {"mount": "/var"}, "zDiskWarn": "zDiskWarn-90"}]
+
+    def test_sync_plugin_with_twisted_installed(self):
+        worker, hello = self.start({"mypack/dsplugins.py": DSPLUGINS}, devices=self.DEVICES)
+        self.check_sync_results(worker, hello)
+
+    def test_sync_plugin_without_twisted(self):
+        # A twisted package that cannot be imported, first on the path: the runner
+        # falls back to its own callback chain and Failure.
+        hide = tempfile.mkdtemp(prefix="pythond-no-twisted-")
+        os.makedirs(os.path.join(hide, "twisted"))
+        with open(os.path.join(hide, "twisted", "__init__.py"), "w") as f:
+            f.write("raise ImportError('twisted is hidden for this test')\n")
+        worker, hello = self.start({"mypack/dsplugins.py": DSPLUGINS}, devices=self.DEVICES,
+                                   env={"PYTHONPATH": hide})
+        self.check_sync_results(worker, hello)
+
+    def test_unhandled_failure_fails_the_run(self):
+        source = DSPLUGINS.replace("    def onError(self, result, config):", "    def _unused(self, result, config):")
+        worker, _ = self.start({"mypack/dsplugins.py": source}, devices=self.DEVICES)
+        done = worker.run_and_wait("mypack.dsplugins.FailingPlugin")
+        self.assertFalse(done["ok"])
+        self.assertIn("connection refused by 10.0.0.5", done["error"]["message"])
+
+    def test_deferred_collect_runs_on_the_reactor(self):
+        worker, hello = self.start({"later.py": DEFERRED})
+        self.assertEqual([p["kind"] for p in hello["plugins"]], ["zenpython"])
+        self.assertEqual(hello["plugins"][0]["interval"], 300.0)  # zenpython's default cycle
+        done = worker.run_and_wait("later.LaterPlugin")
+        self.assertTrue(done["ok"], done)
+        [point] = self.points(worker, "M", "later.LaterPlugin")
+        self.assertEqual(point["fields"], {"answer": 42})
+        self.assertEqual(point["measurement"], "LaterPlugin")
+        self.assertEqual(read_lines(self.notes), ["deferred onSuccess in reactor: True"])
+
+
+if __name__ == "__main__":
+    unittest.main()

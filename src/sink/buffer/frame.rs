@@ -1,0 +1,494 @@
+//! The disk buffer's record frame: how one [`Record`] is laid out in a segment file,
+//! how a frame is checked before it is trusted, and how a reader finds the next
+//! intact frame after damaged bytes (docs/BUFFER.md, "Frame format").
+//!
+//! Kept apart from the segment log so the byte layout, the one thing that must stay
+//! readable across releases, sits in one small place with its own tests.
+//!
+//! Version 1 (written by this release), little-endian, 40-byte header then the body:
+//!
+//! ```text
+//!  0  magic        F7 50 42 D1
+//!  4  version      1
+//!  5  category     Category::buffer_code (1 metric .. 6 rum)
+//!  6  body format  1 = line protocol
+//!  7  flags        0, or 1 for a loss marker (category 0, no body)
+//!  8  body length  u32
+//! 12  points       u32
+//! 16  seq          u64  points appended to this buffer before this record
+//! 24  enqueued ms  u64  Unix ms
+//! 32  header crc   CRC-32 of bytes 0..32
+//! 36  frame crc    CRC-32 of bytes 0..32 followed by the body
+//! 40  body
+//! ```
+//!
+//! The magic read as a version-0 length is far above any frame's size, so the two
+//! versions cannot be confused. The header CRC bounds the length before the body is
+//! read (a damaged length never makes the reader allocate or skip blindly); a frame
+//! found by scanning for the magic is only trusted once both CRCs match. `seq` lets
+//! a reader that skipped damage count exactly how many points it lost. A loss marker
+//! stands where recovery cut damaged frames out of a segment: its `seq` and `points`
+//! say which points were lost (and already counted), so a later reader neither
+//! delivers nor counts them again.
+//!
+//! Version 0 (written before the frame was versioned), still read:
+//! `[len u32][crc32 of payload u32][payload]`, payload
+//! `[category index u8][points u32][enqueued ms u64][body]`, the category being its
+//! position in [`LEGACY_CATEGORIES`].
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::Record;
+use crate::point::Category;
+
+/// First bytes of every version-1 frame.
+pub(super) const MAGIC: [u8; 4] = [0xF7, 0x50, 0x42, 0xD1];
+/// The frame version this release writes.
+const VERSION: u8 = 1;
+/// Body format code: line protocol, one point per line.
+const BODY_LINE_PROTOCOL: u8 = 1;
+/// Flag of a loss marker.
+const FLAG_LOST: u8 = 1;
+/// Size of a version-1 header.
+pub(super) const HEADER: usize = 40;
+/// A body claiming more than this is corruption, not data.
+const MAX_BODY: u32 = 256 << 20;
+
+/// Version 0: frame header (length, CRC) and payload header (category, points, ms).
+const V0_FRAME_HEADER: usize = 8;
+const V0_RECORD_HEADER: usize = 1 + 4 + 8;
+/// Version 0 stored a category as its index in this list, which is frozen here
+/// (it was `Category::ALL` when version 0 was written).
+const LEGACY_CATEGORIES: [Category; 6] = [
+    Category::Metric,
+    Category::Logging,
+    Category::Object,
+    Category::CustomObject,
+    Category::Keyevent,
+    Category::Rum,
+];
+
+/// How far one read of the resynchronising scan looks ahead.
+const SCAN_CHUNK: usize = 64 << 10;
+
+/// One intact frame.
+#[derive(Debug)]
+pub(super) struct Frame {
+    pub record: Record,
+    /// Points appended to the buffer before this record; `None` for version 0.
+    pub seq: Option<u64>,
+    /// Bytes the frame takes in the segment.
+    pub len: u64,
+}
+
+impl Frame {
+    /// The `seq` the record after this one has.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.seq.map(|s| s + u64::from(self.record.points))
+    }
+}
+
+/// What is at an offset of a segment.
+#[derive(Debug)]
+pub(super) enum Found {
+    Frame(Frame),
+    /// A loss marker: points `seq..seq + points` were lost to damage and counted.
+    Lost {
+        seq: u64,
+        points: u64,
+        len: u64,
+    },
+    /// The offset is the end of the readable data.
+    End,
+    /// No intact frame starts here: damage, or a write cut short.
+    Damaged,
+}
+
+/// Appends `record`'s version-1 frame to `out`.
+pub(super) fn encode(record: &Record, seq: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(record.category.buffer_code());
+    out.push(BODY_LINE_PROTOCOL);
+    out.push(0);
+    out.extend_from_slice(&(record.body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record.points.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&record.enqueued_ms.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[start..start + 32]);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&out[start..start + 32]);
+    hasher.update(&record.body);
+    out.extend_from_slice(&hasher.finalize().to_le_bytes());
+    out.extend_from_slice(&record.body);
+}
+
+/// Appends a loss marker for points `seq..seq + points` to `out`.
+pub(super) fn encode_lost(seq: u64, points: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[VERSION, 0, BODY_LINE_PROTOCOL, FLAG_LOST]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(points.min(u64::from(u32::MAX)) as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let crc = crc32fast::hash(&out[start..start + 32]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// A checked version-1 header.
+struct Header {
+    /// `None` for a loss marker.
+    category: Option<Category>,
+    body_len: u32,
+    points: u32,
+    seq: u64,
+    enqueued_ms: u64,
+    frame_crc: u32,
+}
+
+fn parse_header(bytes: &[u8; HEADER]) -> Option<Header> {
+    if bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[6] != BODY_LINE_PROTOCOL {
+        return None;
+    }
+    if bytes[7] > FLAG_LOST || crc32fast::hash(&bytes[..32]) != le_u32(&bytes[32..36]) {
+        return None;
+    }
+    let body_len = le_u32(&bytes[8..12]);
+    if body_len > MAX_BODY {
+        return None;
+    }
+    let category = if bytes[7] == FLAG_LOST {
+        if bytes[5] != 0 || body_len != 0 {
+            return None;
+        }
+        None
+    } else {
+        Some(Category::from_buffer_code(bytes[5])?)
+    };
+    Some(Header {
+        category,
+        body_len,
+        points: le_u32(&bytes[12..16]),
+        seq: le_u64(&bytes[16..24]),
+        enqueued_ms: le_u64(&bytes[24..32]),
+        frame_crc: le_u32(&bytes[36..40]),
+    })
+}
+
+/// Reads the version-1 frame at `offset`, which must end by `limit`.
+pub(super) fn read_at(file: &File, offset: u64, limit: u64) -> io::Result<Found> {
+    if offset >= limit {
+        return Ok(Found::End);
+    }
+    if limit - offset < HEADER as u64 {
+        return Ok(Found::Damaged);
+    }
+    let mut head = [0u8; HEADER];
+    if !read_exact_at(file, &mut head, offset)? {
+        return Ok(Found::Damaged);
+    }
+    let Some(header) = parse_header(&head) else {
+        return Ok(Found::Damaged);
+    };
+    let len = HEADER as u64 + u64::from(header.body_len);
+    if len > limit - offset {
+        return Ok(Found::Damaged);
+    }
+    let mut body = vec![0u8; header.body_len as usize];
+    if !read_exact_at(file, &mut body, offset + HEADER as u64)? {
+        return Ok(Found::Damaged);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head[..32]);
+    hasher.update(&body);
+    if hasher.finalize() != header.frame_crc {
+        return Ok(Found::Damaged);
+    }
+    let Some(category) = header.category else {
+        return Ok(Found::Lost {
+            seq: header.seq,
+            points: u64::from(header.points),
+            len,
+        });
+    };
+    Ok(Found::Frame(Frame {
+        record: Record {
+            category,
+            points: header.points,
+            enqueued_ms: header.enqueued_ms,
+            body,
+        },
+        seq: Some(header.seq),
+        len,
+    }))
+}
+
+/// Reads the version-0 frame at `offset`, which must end by `limit`.
+pub(super) fn read_legacy_at(file: &File, offset: u64, limit: u64) -> io::Result<Found> {
+    if offset >= limit {
+        return Ok(Found::End);
+    }
+    let mut head = [0u8; V0_FRAME_HEADER];
+    if !read_exact_at(file, &mut head, offset)? {
+        return Ok(Found::Damaged);
+    }
+    let len = le_u32(&head[..4]);
+    let crc = le_u32(&head[4..8]);
+    if (len as usize) < V0_RECORD_HEADER || len > MAX_BODY {
+        return Ok(Found::Damaged);
+    }
+    let frame_len = (V0_FRAME_HEADER as u64) + u64::from(len);
+    if frame_len > limit - offset {
+        return Ok(Found::Damaged);
+    }
+    let mut payload = vec![0u8; len as usize];
+    if !read_exact_at(file, &mut payload, offset + V0_FRAME_HEADER as u64)? {
+        return Ok(Found::Damaged);
+    }
+    if crc32fast::hash(&payload) != crc {
+        return Ok(Found::Damaged);
+    }
+    let Some(category) = LEGACY_CATEGORIES.get(usize::from(payload[0])).copied() else {
+        return Ok(Found::Damaged);
+    };
+    let points = le_u32(&payload[1..5]);
+    let enqueued_ms = le_u64(&payload[5..13]);
+    let body = payload.split_off(V0_RECORD_HEADER);
+    Ok(Found::Frame(Frame {
+        record: Record {
+            category,
+            points,
+            enqueued_ms,
+            body,
+        },
+        seq: None,
+        len: frame_len,
+    }))
+}
+
+/// Whether a segment holding `limit` bytes was written in version 0: it does not
+/// start with the magic and its first frame is an intact version-0 frame.
+pub(super) fn is_legacy(file: &File, limit: u64) -> io::Result<bool> {
+    let mut start = [0u8; 4];
+    if limit < 4 || !read_exact_at(file, &mut start, 0)? || start == MAGIC {
+        return Ok(false);
+    }
+    Ok(matches!(read_legacy_at(file, 0, limit)?, Found::Frame(_)))
+}
+
+/// The offset of the first intact version-1 frame at or after `from` that ends by
+/// `limit`, if any: candidates are found by their magic and trusted only when both
+/// CRCs match.
+pub(super) fn resync(file: &File, from: u64, limit: u64) -> io::Result<Option<u64>> {
+    let mut chunk = vec![0u8; SCAN_CHUNK];
+    let mut at = from;
+    while at < limit {
+        let want = ((limit - at) as usize).min(SCAN_CHUNK);
+        let got = read_up_to_at(file, &mut chunk[..want], at)?;
+        if got < MAGIC.len() {
+            return Ok(None);
+        }
+        let window = &chunk[..got];
+        for i in 0..=got - MAGIC.len() {
+            if window[i..i + MAGIC.len()] == MAGIC {
+                let candidate = at + i as u64;
+                if let Found::Frame(_) | Found::Lost { .. } = read_at(file, candidate, limit)? {
+                    return Ok(Some(candidate));
+                }
+            }
+        }
+        if got < want {
+            return Ok(None);
+        }
+        // Overlap so a magic split across two reads is still seen.
+        at += (got - (MAGIC.len() - 1)) as u64;
+    }
+    Ok(None)
+}
+
+/// The enqueue time in the intact header at `offset`.
+pub(super) fn peek_ms(file: &File, offset: u64, legacy: bool) -> Option<u64> {
+    if legacy {
+        let mut head = [0u8; V0_FRAME_HEADER + V0_RECORD_HEADER];
+        read_exact_at(file, &mut head, offset).ok()?.then_some(())?;
+        return Some(le_u64(&head[V0_FRAME_HEADER + 5..]));
+    }
+    let mut head = [0u8; HEADER];
+    read_exact_at(file, &mut head, offset).ok()?.then_some(())?;
+    parse_header(&head)
+        .filter(|h| h.category.is_some())
+        .map(|h| h.enqueued_ms)
+}
+
+/// Fills `buf` from `offset`; false if the file ends first.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+    Ok(read_up_to_at(file, buf, offset)? == buf.len())
+}
+
+/// Reads as much of `buf` as the file holds from `offset`.
+fn read_up_to_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn le_u32(bytes: &[u8]) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(b)
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn record(i: u32, category: Category) -> Record {
+        Record {
+            category,
+            points: i + 1,
+            enqueued_ms: 1_700_000_000_000 + u64::from(i),
+            body: format!("m v={i}i\n").repeat(i as usize + 1).into_bytes(),
+        }
+    }
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, u64) {
+        let mut file = tempfile::NamedTempFile::new().expect("temp");
+        file.write_all(bytes).expect("write");
+        (file, bytes.len() as u64)
+    }
+
+    fn read_all(file: &File, limit: u64) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Found::Frame(frame) = read_at(file, at, limit).expect("read") {
+            at += frame.len;
+            out.push(frame);
+        }
+        out
+    }
+
+    #[test]
+    fn magic_is_no_plausible_legacy_length() {
+        assert!(u32::from_le_bytes(MAGIC) > MAX_BODY);
+    }
+
+    #[test]
+    fn every_category_round_trips_with_its_seq() {
+        let mut bytes = Vec::new();
+        for (i, category) in Category::ALL.iter().enumerate() {
+            encode(&record(i as u32, *category), 100 * i as u64, &mut bytes);
+        }
+        let (file, limit) = file_with(&bytes);
+        let frames = read_all(file.as_file(), limit);
+        assert_eq!(frames.len(), Category::ALL.len());
+        for (i, frame) in frames.iter().enumerate() {
+            assert_eq!(frame.record, record(i as u32, Category::ALL[i]));
+            assert_eq!(frame.seq, Some(100 * i as u64));
+        }
+        assert!(!is_legacy(file.as_file(), limit).expect("detect"));
+    }
+
+    #[test]
+    fn every_single_flipped_bit_is_detected() {
+        let mut bytes = Vec::new();
+        encode(&record(2, Category::Logging), 7, &mut bytes);
+        for i in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[i / 8] ^= 1 << (i % 8);
+            let (file, limit) = file_with(&damaged);
+            assert!(
+                matches!(
+                    read_at(file.as_file(), 0, limit).expect("read"),
+                    Found::Damaged
+                ),
+                "bit {i} flipped went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn resync_finds_the_next_intact_frame_after_garbage() {
+        let mut bytes = Vec::new();
+        encode(&record(0, Category::Metric), 0, &mut bytes);
+        let first = bytes.len() as u64;
+        // Garbage that even contains the magic, and a frame cut short.
+        bytes.extend_from_slice(b"garbage");
+        bytes.extend_from_slice(&MAGIC);
+        bytes.extend_from_slice(&[0xAB; 100]);
+        let mut cut = Vec::new();
+        encode(&record(1, Category::Metric), 1, &mut cut);
+        bytes.extend_from_slice(&cut[..cut.len() - 3]);
+        let next = bytes.len() as u64;
+        encode(&record(2, Category::Rum), 3, &mut bytes);
+        let (file, limit) = file_with(&bytes);
+        assert!(matches!(
+            read_at(file.as_file(), first, limit).expect("read"),
+            Found::Damaged
+        ));
+        assert_eq!(
+            resync(file.as_file(), first, limit).expect("scan"),
+            Some(next)
+        );
+        // Not found when the only intact frame does not fit before the limit.
+        assert_eq!(
+            resync(file.as_file(), first, limit - 1).expect("scan"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_loss_marker_is_told_from_data() {
+        let mut bytes = Vec::new();
+        encode_lost(41, 3, &mut bytes);
+        assert_eq!(bytes.len(), HEADER);
+        encode(&record(0, Category::Metric), 44, &mut bytes);
+        let (file, limit) = file_with(&bytes);
+        assert!(matches!(
+            read_at(file.as_file(), 0, limit).expect("read"),
+            Found::Lost {
+                seq: 41,
+                points: 3,
+                len: 40
+            }
+        ));
+        assert_eq!(resync(file.as_file(), 0, limit).expect("scan"), Some(0));
+        let mut flipped = bytes.clone();
+        flipped[5] = 1; // a marker claiming a category is damage
+        let (file, limit) = file_with(&flipped);
+        assert!(matches!(
+            read_at(file.as_file(), 0, limit).expect("read"),
+            Found::Damaged
+        ));
+    }
+
+    #[test]
+    fn resync_sees_a_magic_split_across_reads() {
+        for shift in 0..6 {
+            let mut bytes = vec![0u8; SCAN_CHUNK - shift];
+            let at = bytes.len() as u64;
+            encode(&record(0, Category::Object), 0, &mut bytes);
+            let (file, limit) = file_with(&bytes);
+            assert_eq!(resync(file.as_file(), 0, limit).expect("scan"), Some(at));
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Process faults, observed from outside through `pythond run`: a worker that dies
+//! while a child it forked still holds its channel, descendants that escape the
+//! worker's process group (new sessions, double-forked daemons), and what a worker
+//! writes into its channel that is not a frame.
+//!
+//! Collectors find the test's home directory in `PYTHOND_TEST_MARKER` and leave the
+//! pids they start there.
+
+mod common;
+
+use common::{alive, http, wait_until, Home, DEADLINE};
+
+/// Pids a collector wrote, one per line, to `file` under the home.
+fn recorded_pids(home: &Home, file: &str) -> Vec<i32> {
+    home.read(file)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The status entry of input `name` from `GET /v1/status`.
+fn input_status(base: &str, name: &str) -> serde_json::Value {
+    let status = http::get(&format!("{base}/v1/status"), &[]).json();
+    status["inputs"]
+        .as_array()
+        .and_then(|inputs| inputs.iter().find(|i| i["name"] == name).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Forks a child that sleeps for an hour holding the worker's channel, then ends the
+/// worker itself: nothing but the worker's own exit says it is gone.
+const FORK_THEN_EXIT: &str = r#"
+import os, time
+from datakit_framework import DataKitFramework
+
+HOME = os.environ["PYTHOND_TEST_MARKER"]
+
+class ForkExit(DataKitFramework):
+    name = "forkexit"
+    interval = 1
+
+    def run(self):
+        with open(os.path.join(HOME, "workers"), "a") as f:
+            f.write("%d\n" % os.getpid())
+        child = os.fork()
+        if child == 0:
+            time.sleep(3600)
+            os._exit(0)
+        with open(os.path.join(HOME, "children"), "a") as f:
+            f.write("%d\n" % child)
+        os._exit(0)
+"#;
+
+#[test]
+fn a_worker_that_exits_while_its_forked_child_holds_the_channel_is_restarted() {
+    let home = Home::new();
+    home.write("python.d/forkexit/forkexit.py", FORK_THEN_EXIT);
+    // A run timeout far beyond the deadline: the hang detector must not be what
+    // notices the dead worker.
+    home.input("forking", &["forkexit"], "timeout = \"10m\"");
+    let agent = home.start();
+    let base = http::api_base(&agent);
+
+    assert!(
+        wait_until(DEADLINE, || !recorded_pids(&home, "children").is_empty()),
+        "the collector never forked; log:\n{}",
+        agent.stderr()
+    );
+    // The child sleeps for an hour: only watching the worker's own exit notices it
+    // within this deadline.
+    assert!(
+        wait_until(DEADLINE, || input_status(&base, "forking")["restarts"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1),
+        "the dead worker was never restarted; status: {}\nlog:\n{}",
+        input_status(&base, "forking"),
+        agent.stderr()
+    );
+    assert!(
+        wait_until(DEADLINE, || recorded_pids(&home, "workers").len() >= 2),
+        "no second worker ran; log:\n{}",
+        agent.stderr()
+    );
+    // The first worker's forked child went down with its process group.
+    let first_child = recorded_pids(&home, "children")[0];
+    assert!(
+        wait_until(DEADLINE, || !alive(first_child)),
+        "the forked child {first_child} outlived its dead worker"
+    );
+    agent.expect_log_line(&["forking", "its process exited", "restarting"]);
+}
+
+/// Once per worker: a `sleep` in a session of its own, and a daemon that double-forks
+/// with `setsid` in between; both pids are recorded.
+const ESCAPES: &str = r#"
+import os, subprocess, time
+from datakit_framework import DataKitFramework
+
+HOME = os.environ["PYTHOND_TEST_MARKER"]
+
+def note(file, pid):
+    with open(os.path.join(HOME, file), "a") as f:
+        f.write("%d\n" % pid)
+
+class Escape(DataKitFramework):
+    name = "escape"
+    interval = 3600
+
+    def run(self):
+        child = subprocess.Popen(["sleep", "3600"], start_new_session=True)
+        note("session_children", child.pid)
+        read, write = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            daemon = os.fork()
+            if daemon == 0:
+                os.execvp("sleep", ["sleep", "3601"])
+            os.write(write, b"%d" % daemon)
+            os._exit(0)
+        os.close(write)
+        daemon = int(os.read(read, 32))
+        note("daemons", daemon)
+        self.report({"M": [{"measurement": "escaped", "fields": {"child": child.pid, "daemon": daemon}}]})
+        while True:
+            time.sleep(1)
+"#;
+
+fn start_escapes(home: &Home) -> (common::Agent, i32, i32) {
+    home.write("python.d/escape/escape.py", ESCAPES);
+    // The run never ends: no timeout may kill the worker meanwhile.
+    home.input("escaping", &["escape"], "timeout = \"10m\"");
+    let agent = home.start();
+    agent.expect_points("the escapes started", |points| {
+        points.iter().any(|p| p["measurement"] == "escaped")
+    });
+    let child = recorded_pids(home, "session_children")[0];
+    let daemon = recorded_pids(home, "daemons")[0];
+    (agent, child, daemon)
+}
+
+/// Waits until `pid` is gone; panics naming `what` otherwise.
+fn expect_gone(pid: i32, what: &str, agent: &common::Agent) {
+    assert!(
+        wait_until(DEADLINE, || !alive(pid)),
+        "{what} {pid} is still alive ({}); log:\n{}",
+        common::cmdline(pid),
+        agent.stderr()
+    );
+}
+
+#[test]
+fn a_daemon_that_leaves_its_worker_is_killed_while_the_agent_runs() {
+    let home = Home::new();
+    let (agent, child, daemon) = start_escapes(&home);
+    // Its parent exited at once: re-parented to the agent, it is killed there.
+    expect_gone(daemon, "the double-forked daemon", &agent);
+    // The child in a session of its own still has its worker for a parent.
+    assert!(alive(child), "the worker's own child {child} was killed");
+    agent.expect_log_line(&["left its worker"]);
+}
+
+#[test]
+fn a_child_in_a_new_session_does_not_survive_sigterm_of_the_agent() {
+    let home = Home::new();
+    let (mut agent, child, daemon) = start_escapes(&home);
+    assert!(agent.stop().success(), "log:\n{}", agent.stderr());
+    expect_gone(child, "the child in a new session", &agent);
+    expect_gone(daemon, "the double-forked daemon", &agent);
+}
+
+#[test]
+fn a_child_in_a_new_session_does_not_survive_sigkill_of_the_agent() {
+    let home = Home::new();
+    let (mut agent, child, daemon) = start_escapes(&home);
+    // A daemon is the agent's to kill as soon as it leaves its worker's tree (see
+    // docs/OPERATIONS.md for the window in which a SIGKILL of the agent loses it).
+    expect_gone(daemon, "the double-forked daemon", &agent);
+    agent.signal(libc::SIGKILL);
+    agent.wait_exit(DEADLINE).expect("the agent dies");
+    // Still the worker's child: the worker, told by PDEATHSIG, kills it.
+    expect_gone(child, "the child in a new session", &agent);
+}
