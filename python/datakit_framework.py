@@ -286,6 +286,17 @@ class DataKitFramework(object):
         categories, rejected = _encode_report(data, _dumps_http)
         for rejection in rejected:
             _warn("point %s of '%s' not sent: %s" % (rejection["index"], rejection["category"], rejection["reason"]))
+        # The agent counts the points not sent, as it does over the pipe: each
+        # category's request names its own (a category whose points were all refused
+        # is posted as an empty array just to say so).
+        rejected_by_code = {}
+        for rejection in rejected:
+            rejected_by_code.setdefault(rejection["category"], []).append(rejection)
+        if _http_input:
+            sent = set(code for code, _points, _indices, _source in categories)
+            for code in rejected_by_code:
+                if code not in sent and code in dict(_CATEGORIES):
+                    categories.append((code, [], None, ()))
         if not categories:
             return ""
         query = []
@@ -311,7 +322,10 @@ class DataKitFramework(object):
         for code, points, _indices, _source in categories:
             url = self.construct_url("v1/write/" + paths[code]) + suffix
             body = ("[" + ", ".join(points) + "]").encode("ascii")
-            response = _http_post(url, body, headers)
+            request_headers = headers
+            if _http_input and rejected_by_code.get(code):
+                request_headers = dict(headers, **{"X-Pythond-Rejected": _rejected_header(rejected_by_code[code])})
+            response = _http_post(url, body, request_headers)
         return response
 
     def pretty_json(self, obj):
@@ -449,6 +463,19 @@ def _encode_report(data, dumps):
         if encoded:
             categories.append((code, encoded, indices, points))
     return categories, rejected
+
+
+# How many rejections an X-Pythond-Rejected header details (the rest are counted).
+_REJECTED_HEADER_DETAILS = 5
+
+
+def _rejected_header(rejections):
+    """X-Pythond-Rejected: percent-encoded JSON {"count": N, "first": [{"measurement",
+    "reason"}, ...]} naming the points of one category the shim could not send."""
+    first = [{"measurement": r.get("measurement"), "reason": str(r.get("reason"))[:200]}
+             for r in rejections[:_REJECTED_HEADER_DETAILS]]
+    text = json.dumps({"count": len(rejections), "first": first}, ensure_ascii=True)
+    return urllib.parse.quote(text, safe="")
 
 
 def _rejection(code, index, point, reason):

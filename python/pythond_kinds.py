@@ -116,6 +116,15 @@ def adapter_class(kind):
     return classes[kind]
 
 
+def new_collector(cls, kind):
+    """A collector object for class ``cls`` of ``kind`` (None: a DataKit class, made
+    with no arguments). Whoever creates collector objects -- one per plugin, or one
+    per instance -- creates them here, so every kind gets its adapter."""
+    if kind is None or kind == KIND_DATAKIT:
+        return cls()
+    return adapter_class(kind)(cls)
+
+
 _classes = {}
 
 
@@ -204,8 +213,14 @@ class _SyslogNgAdapter(object):
             self.measurement = options["measurement"]
         hook = getattr(self.driver, "init", None)
         if callable(hook) and _takes(hook, 1):
-            return hook(options)
+            with self.scope():
+                return hook(options)
         return True
+
+    def scope(self):
+        """While the driver runs: Persist stores of this collector object's instance
+        (set as ``self.instance`` by an input with instances) are its own."""
+        return sys.modules["syslogng"]._instance_scope(getattr(self, "instance", None))
 
     def deinit(self):
         hook = getattr(self.driver, "deinit", None)
@@ -243,7 +258,7 @@ class _SyslogNgAdapter(object):
                 _stderr("%s: message dropped at stop: the agent is not taking messages (%d dropped)"
                         % (self.measurement, self.dropped))
                 return
-            self._window.append(point)
+            self._window.append((point, getattr(msg, "_bookmark", None)))
             if getattr(self.driver, "auto_close_batches", True):
                 self._closed = len(self._window)
             self._cond.notify_all()
@@ -269,7 +284,8 @@ class _SyslogNgAdapter(object):
                 self._closed = max(0, self._closed - count)
                 self._in_report += 1
             try:
-                self.report({"L": batch, "precision": "ns"})
+                self.report({"L": [point for point, _ in batch], "precision": "ns"})
+                self._acknowledge([bookmark for _, bookmark in batch if bookmark is not None])
             except Exception as e:
                 _stderr("%s: report failed: %s" % (self.measurement, _error_text(e)))
             wakeup = None
@@ -281,6 +297,16 @@ class _SyslogNgAdapter(object):
                 self._cond.notify_all()
             if callable(wakeup):
                 wakeup()
+
+    def _acknowledge(self, bookmarks):
+        """Give delivered messages' bookmarks to the source's ack tracker, if any."""
+        tracker = getattr(self.driver, "ack_tracker", None)
+        if not bookmarks or tracker is None or not hasattr(tracker, "_ack"):
+            return
+        try:
+            tracker._ack(bookmarks)
+        except Exception as e:
+            _stderr("%s: the ack callback raised %s" % (self.measurement, _error_text(e)))
 
     def drain(self, timeout=None):
         """Wait until everything posted so far was handed to the agent."""
@@ -311,10 +337,11 @@ class _FetcherAdapter(_SyslogNgAdapter):
     def run(self):
         if self._forwarder is None:
             self.start_forwarder()
-        if self.once:
-            self._run_once()
-        else:
-            self._run_forever()
+        with self.scope():
+            if self.once:
+                self._run_once()
+            else:
+                self._run_forever()
         self.drain()
 
     def _open(self):
@@ -429,7 +456,8 @@ class _SourceAdapter(_SyslogNgAdapter):
         if self._forwarder is None:
             self.start_forwarder()
         try:
-            self.driver.run()
+            with self.scope():
+                self.driver.run()
         finally:
             self.drain()
 
@@ -510,6 +538,23 @@ class _Bag(object):
         return "<%s>" % ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items()))
 
 
+def instance_device_config(cls, name, interval, instance, options):
+    """The config of the one device an input instance stands for: the instance's
+    options are the device table (``id`` defaults to the instance name), and the
+    options without the documented device keys are the datasource's params."""
+    device = dict(options)
+    device.setdefault("id", instance)
+    params = dict((k, v) for k, v in options.items() if k not in _DEVICE_KEYS)
+    own = device.get("params")
+    if isinstance(own, dict):
+        params.update(own)
+    device["params"] = params
+    return _device_config(cls, name, interval, device, {})
+
+
+_DEVICE_KEYS = ("id", "manageIp", "component", "template", "datasource", "cycletime", "params", "points")
+
+
 def device_configs(cls, name, interval, params):
     """The zenpython ``config`` of each device this plugin collects for.
 
@@ -522,38 +567,38 @@ def device_configs(cls, name, interval, params):
     devices = _settings.get("zenpython_devices")
     if not isinstance(devices, list) or not devices:
         devices = [{"id": socket.gethostname(), "manageIp": "127.0.0.1"}]
-    configs = []
-    for device in devices:
-        if not isinstance(device, dict):
-            continue
-        device = dict(device)
-        device_id = str(device.pop("id", "") or socket.gethostname())
-        manage_ip = str(device.pop("manageIp", "") or device_id)
-        component = str(device.pop("component", "") or "")
-        template = str(device.pop("template", "") or "")
-        datasource = str(device.pop("datasource", "") or name)
-        cycletime = device.pop("cycletime", None)
-        if not isinstance(cycletime, numbers.Real) or isinstance(cycletime, bool) or cycletime <= 0:
-            cycletime = interval
-        own_params = device.pop("params", None)
-        merged = dict(params)
-        if isinstance(own_params, dict):
-            merged.update(own_params)
-        points = device.pop("points", None) or []
-        extra = dict((k, v) for k, v in device.items())
-        ds = _Bag(device=device_id, component=component, template=template, datasource=datasource,
-                  plugin_classname="%s.%s" % (cls.__module__, cls.__name__), cycletime=float(cycletime),
-                  params=merged, eventClass="", eventKey="", severity=3,
-                  points=[_Bag(id=str(p), dpName="%s_%s" % (datasource, p), component=component,
-                               rrdType="GAUGE", rrdmin=None, rrdmax=None, metadata={})
-                          for p in points if isinstance(p, (str, int))])
-        for key, value in extra.items():
-            setattr(ds, key, value)
-        config = _Bag(id=device_id, manageIp=manage_ip, datasources=[ds])
-        for key, value in extra.items():
-            setattr(config, key, value)
-        configs.append(config)
-    return configs
+    return [_device_config(cls, name, interval, device, params) for device in devices if isinstance(device, dict)]
+
+
+def _device_config(cls, name, interval, device, params):
+    """One device table (docs/MIGRATING.md) as zenpython's config object."""
+    device = dict(device)
+    device_id = str(device.pop("id", "") or socket.gethostname())
+    manage_ip = str(device.pop("manageIp", "") or device_id)
+    component = str(device.pop("component", "") or "")
+    template = str(device.pop("template", "") or "")
+    datasource = str(device.pop("datasource", "") or name)
+    cycletime = device.pop("cycletime", None)
+    if not isinstance(cycletime, numbers.Real) or isinstance(cycletime, bool) or cycletime <= 0:
+        cycletime = interval
+    own_params = device.pop("params", None)
+    merged = dict(params)
+    if isinstance(own_params, dict):
+        merged.update(own_params)
+    points = device.pop("points", None) or []
+    extra = dict((k, v) for k, v in device.items())
+    ds = _Bag(device=device_id, component=component, template=template, datasource=datasource,
+              plugin_classname="%s.%s" % (cls.__module__, cls.__name__), cycletime=float(cycletime),
+              params=merged, eventClass="", eventKey="", severity=3,
+              points=[_Bag(id=str(p), dpName="%s_%s" % (datasource, p), component=component,
+                           rrdType="GAUGE", rrdmin=None, rrdmax=None, metadata={})
+                      for p in points if isinstance(p, (str, int))])
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    config = _Bag(id=device_id, manageIp=manage_ip, datasources=[ds])
+    for key, value in extra.items():
+        setattr(config, key, value)
+    return config
 
 
 class _ZenPythonAdapter(object):
@@ -575,16 +620,35 @@ class _ZenPythonAdapter(object):
         self.devices = []  # (plugin object, config)
 
     def init(self, options):
-        for config in device_configs(self.cls, self.name, self.interval, options):
+        instance = getattr(self, "instance", None)
+        if isinstance(instance, str) and instance:
+            configs = [instance_device_config(self.cls, self.name, self.interval, instance, options)]
+        else:
+            configs = device_configs(self.cls, self.name, self.interval, options)
+        for config in configs:
             plugin = self.cls(config=config) if _takes(self.cls, 1) else self.cls()
             self.devices.append((plugin, config))
         return True
 
     def run(self):
+        """One cycle for every device: on the reactor all devices at once (as zenpython
+        does), else one after the other in this thread."""
         failures = []
+        tw = _twisted()
+        on_reactor = [(p, c) for p, c in self.devices if tw is not None and not getattr(p, "is_blocking", False)]
+        if on_reactor:
+            outcomes = tw[2].blockingCallFromThread(tw[3], self._deferred_cycles, tw, on_reactor)
+            for (plugin, config), (ok, value) in zip(on_reactor, outcomes):
+                if ok:
+                    self.report_result(value, config)
+                else:
+                    failures.append((config.id, value.value))
+        reactor_objects = set(id(plugin) for plugin, _ in on_reactor)
         for plugin, config in self.devices:
+            if id(plugin) in reactor_objects:
+                continue
             try:
-                result = self._cycle(plugin, config)
+                result = self._plain_cycle(tw, plugin, config)
             except Exception as e:
                 failures.append((config.id, e))
                 continue
@@ -594,13 +658,12 @@ class _ZenPythonAdapter(object):
                 raise failures[0][1]
             raise RuntimeError("; ".join("%s: %s" % (d, _error_text(e)) for d, e in failures))
 
-    def _cycle(self, plugin, config):
-        tw = _twisted()
-        if tw is not None and not getattr(plugin, "is_blocking", False):
-            # zenpython calls collect() and the callbacks in its reactor thread.
-            threads = tw[2]
-            return threads.blockingCallFromThread(tw[3], self._deferred_cycle, tw, plugin, config)
-        return self._plain_cycle(tw, plugin, config)
+    @classmethod
+    def _deferred_cycles(cls, tw, devices):
+        """In the reactor thread: every device's chain, as zenpython runs them there;
+        fires with [(ok, result or Failure)] once all have ended."""
+        defer = tw[0]
+        return defer.DeferredList([cls._deferred_cycle(tw, p, c) for p, c in devices], consumeErrors=True)
 
     @staticmethod
     def _deferred_cycle(tw, plugin, config):
@@ -685,8 +748,13 @@ class _ZenPythonAdapter(object):
     def metric_points(self, values, config):
         measurement = config.datasources[0].datasource if config.datasources else self.name
         groups = collections.OrderedDict()
+        if values is not None and not isinstance(values, dict):
+            _stderr("%s: result values for %s are a %s, not a dict; dropped" % (self.name, config.id, type(values).__name__))
+            values = None
         for component, datapoints in (values or {}).items():
             if not isinstance(datapoints, dict):
+                _stderr("%s: values[%r] for %s is a %s, not a dict of datapoints; dropped"
+                        % (self.name, component, config.id, type(datapoints).__name__))
                 continue
             for datapoint, value in datapoints.items():
                 stamp = None
@@ -711,6 +779,7 @@ class _ZenPythonAdapter(object):
         points = []
         for event in events or []:
             if not isinstance(event, dict):
+                _stderr("%s: an event for %s is a %s, not a dict; dropped" % (self.name, config.id, type(event).__name__))
                 continue
             event = dict(event)
             severity = event.pop("severity", 3)
@@ -750,6 +819,9 @@ class _ZenPythonAdapter(object):
                                                      modname=getattr(item, "modname", "")))
             elif hasattr(item, "items"):
                 points.append(self._object_point(item, config))
+            else:
+                _stderr("%s: a map for %s is a %s, not an ObjectMap or RelationshipMap; dropped"
+                        % (self.name, config.id, type(item).__name__))
         return [p for p in points if p is not None]
 
     def _object_point(self, objmap, config, relname="", compname="", modname=""):

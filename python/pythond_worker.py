@@ -637,6 +637,10 @@ class Plugin(object):
         self.running = False  # a run was dispatched and its done is not sent yet
         self.enabled = True  # false: [inputs.pythond.plugins.<name>] enabled = false
 
+    def new_object(self):
+        """A fresh collector object of this plugin (its adapter for a non-DataKit kind)."""
+        return kinds.new_collector(self.cls, None if self.kind == KIND_DATAKIT else self.kind)
+
     def hello_entry(self):
         return {"id": self.id, "name": _clean(_plugin_name(self.cls)), "class": self.cls.__name__,
                 "module": self.cls.__module__, "file": _clean(self.file) if self.file else None,
@@ -872,7 +876,7 @@ def _instantiate(cls, file, user, plugins, kind=None):
     """One plugin of class ``cls``; a non-DataKit ``kind`` is wrapped in its adapter,
     which the runner drives like any DataKitFramework (see pythond_kinds.py)."""
     try:
-        instance = cls() if kind is None else kinds.adapter_class(kind)(cls)
+        instance = kinds.new_collector(cls, kind)
     except BaseException as e:
         where_file, line = _where(e, user, file)
         return None, {"module": cls.__module__, "file": _clean(where_file or file), "line": line,

@@ -159,6 +159,10 @@ class LogMessage(object):
     def set_recvd_rawmsg_size(self, size):
         pass  # a receive counter of syslog-ng's; nothing here reads it
 
+    def set_bookmark(self, bookmark):
+        """What the source's ``ack_tracker`` gets back once the message is delivered."""
+        self._bookmark = bookmark
+
     @property
     def facility(self):
         return _FACILITIES[self._pri >> 3] if (self._pri >> 3) < len(_FACILITIES) else str(self._pri >> 3)
@@ -322,6 +326,42 @@ class LogFetcher(object):
         return LogFetcher.FETCH_TRY_AGAIN, None
 
 
+class _AckTracker(object):
+    """Base of the ack trackers a ``LogSource`` may set as ``self.ack_tracker``: the
+    runner acknowledges a message's bookmark once the message was handed to the agent
+    (written to its channel, or accepted by its HTTP API)."""
+
+    def __init__(self, ack_callback=None):
+        self.ack_callback = ack_callback
+
+    def _ack(self, bookmarks):
+        if self.ack_callback is not None:
+            for bookmark in bookmarks:
+                self.ack_callback(bookmark)
+
+
+class InstantAckTracker(_AckTracker):
+    """Calls ``ack_callback(bookmark)`` for every delivered message."""
+
+
+class ConsecutiveAckTracker(_AckTracker):
+    """Calls ``ack_callback(bookmark)`` in posting order (deliveries are in order)."""
+
+
+class BatchedAckTracker(_AckTracker):
+    """Calls ``batched_ack_callback([bookmarks])`` once per delivered batch."""
+
+    def __init__(self, timeout=None, batch_size=None, batched_ack_callback=None):
+        super(BatchedAckTracker, self).__init__(None)
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self.batched_ack_callback = batched_ack_callback
+
+    def _ack(self, bookmarks):
+        if self.batched_ack_callback is not None and bookmarks:
+            self.batched_ack_callback(list(bookmarks))
+
+
 # Also importable as module constants, as some drivers do.
 FETCH_ERROR = LogFetcher.FETCH_ERROR
 FETCH_NOT_CONNECTED = LogFetcher.FETCH_NOT_CONNECTED
@@ -359,16 +399,38 @@ class Logger(object):
 # ---------------------------------------------------------------------- persist
 
 _PERSIST_LOCK = threading.Lock()
+# The input instance whose driver is running on this thread (set by the runner's
+# adapter); its Persist stores live in a directory of their own.
+_scope = threading.local()
+
+
+class _instance_scope(object):
+    def __init__(self, instance):
+        self._instance = instance
+
+    def __enter__(self):
+        self._previous = getattr(_scope, "instance", None)
+        _scope.instance = self._instance
+
+    def __exit__(self, *exc):
+        _scope.instance = self._previous
+
+
+def _safe(name):
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+    if safe != name or safe in (".", ".."):
+        # Two names that differ only in unsafe characters must not share a file.
+        safe += "-%08x" % (_stable_hash(name) & 0xffffffff)
+    return safe
 
 
 def _persist_file(name):
     base = _persist_dir or os.path.join(os.getcwd(), ".pythond-persist")
-    safe_input = re.sub(r"[^A-Za-z0-9_.-]", "_", _input_name) or "_"
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
-    if safe_name != name:
-        # Two names that differ only in unsafe characters must not share a file.
-        safe_name += "-%08x" % (_stable_hash(name) & 0xffffffff)
-    return os.path.join(base, safe_input, safe_name + ".json")
+    parts = [base, _safe(_input_name)]
+    instance = getattr(_scope, "instance", None)
+    if instance:
+        parts.append("@" + _safe(instance))
+    return os.path.join(*(parts + [_safe(name) + ".json"]))
 
 
 def _stable_hash(text):

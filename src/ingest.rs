@@ -209,16 +209,11 @@ impl Ingest {
         for shim_rejection in &report.rejected {
             let category =
                 Category::from_code(&shim_rejection.category).unwrap_or(Category::Metric);
-            let what = shim_rejection
-                .measurement
-                .as_deref()
-                .map(|m| format!("point `{m}`"))
-                .unwrap_or_else(|| "a point".to_string());
-            self.reject(
+            self.reject_from_shim(
                 origin,
                 category,
-                "not_json_serializable",
-                &format!("{what} rejected by the shim: {}", shim_rejection.reason),
+                shim_rejection.measurement.as_deref(),
+                &shim_rejection.reason,
             );
             outcome.rejected += 1;
         }
@@ -268,6 +263,26 @@ impl Ingest {
             self.decode_into(origin, &ctx, points, accepted, &mut outcome);
         }
         outcome
+    }
+
+    /// Counts and logs a point the worker's shim could not send (not JSON-serializable),
+    /// whether its report came over the pipe or over HTTP.
+    pub fn reject_from_shim(
+        &self,
+        origin: &Origin<'_>,
+        category: Category,
+        measurement: Option<&str>,
+        reason: &str,
+    ) {
+        let what = measurement
+            .map(|m| format!("point `{m}`"))
+            .unwrap_or_else(|| "a point".to_string());
+        self.reject(
+            origin,
+            category,
+            "not_json_serializable",
+            &format!("{what} rejected by the shim: {reason}"),
+        );
     }
 
     /// Validates the points of one HTTP write request and forwards what is valid, in

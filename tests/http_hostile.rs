@@ -310,3 +310,42 @@ fn lasterror_is_bounded_throttled_and_cannot_forge_log_lines() {
         "{lines} log lines for 500 reports"
     );
 }
+
+const REJECTS_OVER_HTTP: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Rejects(DataKitFramework):
+    name = "rejects"
+    interval = 0.5
+    def run(self):
+        self.report({
+            "M": [{"measurement": "good", "fields": {"v": 1}},
+                  {"measurement": "bad_metric", "fields": {"v": object()}}],
+            "L": [{"measurement": "bad_log", "fields": {"message": object()}}],
+        })
+"#;
+
+#[test]
+fn points_the_shim_cannot_send_over_http_are_counted_like_over_the_pipe() {
+    let home = Home::new();
+    home.write("python.d/rej/rej.py", REJECTS_OVER_HTTP);
+    home.input("rej", &["rej"], "transport = \"http\"");
+    let agent = home.start();
+    let base = api_base(&agent);
+    agent.expect_points("the good point", |points| {
+        points.iter().any(|p| p["measurement"] == "good")
+    });
+    let metric_rejected =
+        "pythond_points_rejected_total{category=\"metric\",reason=\"not_json_serializable\"}";
+    let logging_rejected =
+        "pythond_points_rejected_total{category=\"logging\",reason=\"not_json_serializable\"}";
+    assert!(
+        common::wait_until(common::DEADLINE, || {
+            metric(&base, metric_rejected) >= 1.0 && metric(&base, logging_rejected) >= 1.0
+        }),
+        "both refused points are counted, the one of the category with no point sent too"
+    );
+    let status = get(&format!("{base}/v1/status"), &[]).json();
+    let plugin = &status["inputs"][0]["plugins"][0];
+    assert!(plugin["rejected"].as_u64().unwrap_or(0) >= 2, "{status:#}");
+}

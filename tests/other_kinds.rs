@@ -3,7 +3,8 @@
 //! an agent restart, nothing fetched twice), a blocking `LogSource` stopped by
 //! `request_exit()` on reload and shutdown, a zenpython plugin's values/events/maps in
 //! the sink and its `cleanup()` on reload, each plugin's kind in `/v1/status`, and
-//! `pythond check` running every kind once.
+//! `pythond check` running every kind once, and flow control end to end: a source
+//! whose agent takes nothing (stopped) is suspended, blocks, and loses no message.
 
 mod common;
 
@@ -485,4 +486,144 @@ fn status_json_and_text_show_the_kind() {
         .find(|l| l.contains("dsplugins.ServicePlugin"))
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(row.contains("zenpython"), "{row}");
+}
+
+#[test]
+fn each_kind_runs_in_a_worker_of_its_own_under_plugin_isolation() {
+    let home = Home::new();
+    home.write(
+        "python.d/mixed/lines.py",
+        r#"
+from syslogng import LogFetcher, LogMessage
+
+class Lines(LogFetcher):
+    def init(self, options):
+        self.left = 2
+        return True
+
+    def fetch(self):
+        if not self.left:
+            return LogFetcher.FETCH_NO_DATA, None
+        self.left -= 1
+        return LogFetcher.FETCH_SUCCESS, LogMessage("line %d" % self.left)
+"#,
+    );
+    home.write(
+        "python.d/mixed/dsplugins.py",
+        &DSPLUGINS
+            .replace("ds.zServiceName", "'svc'")
+            .replace("ds.params[\"base\"]", "1")
+            .replace("config.datasources[0].params[\"notes\"]", "'/dev/null'"),
+    );
+    home.input(
+        "mixed",
+        &["mixed"],
+        "isolation = \"plugin\"\ninterval = \"1s\"\nfetch_no_data_delay = \"1h\"\n",
+    );
+    let mut agent = home.start();
+    agent.expect_points("both kinds' points", |points| {
+        points
+            .iter()
+            .filter(|p| p["measurement"] == "Lines")
+            .count()
+            == 2
+            && points.iter().any(|p| p["measurement"] == "ServicePlugin")
+    });
+    assert!(
+        wait_until(DEADLINE, || agent.workers().len() == 2),
+        "one worker per plugin: {:?}",
+        agent.workers()
+    );
+    assert!(agent.stop().success());
+}
+
+const BURSTING_SOURCE: &str = r#"
+import os
+import threading
+import time
+
+from syslogng import LogMessage, LogSource
+
+COUNT = 5000
+
+
+class Burst(LogSource):
+    """Posts one message, waits for the go file, then posts COUNT messages at once."""
+
+    def init(self, options):
+        self.dir = options["dir"]
+        self.stop = threading.Event()
+        return True
+
+    def note(self, text):
+        with open(os.path.join(self.dir, "notes"), "a") as f:
+            f.write(text + "\n")
+
+    def run(self):
+        self.post_message(LogMessage("ready"))
+        while not os.path.exists(os.path.join(self.dir, "go")) and not self.stop.is_set():
+            time.sleep(0.05)
+        for n in range(COUNT):
+            msg = LogMessage("x" * 1000)
+            msg["n"] = n
+            self.post_message(msg)
+        self.note("posted %d" % COUNT)
+        self.stop.wait()
+
+    def request_exit(self):
+        self.stop.set()
+
+    def suspend(self):
+        self.note("suspend")
+
+    def wakeup(self):
+        self.note("wakeup")
+"#;
+
+#[test]
+fn a_source_is_suspended_while_the_agent_takes_nothing_and_loses_no_message() {
+    let home = Home::new();
+    home.write("python.d/burst/burst.py", BURSTING_SOURCE);
+    let dir = home.path().display().to_string();
+    home.input(
+        "burst",
+        &["burst"],
+        &format!("[inputs.pythond.options]\ndir = {dir:?}\n"),
+    );
+    let mut agent = home.start();
+    agent.expect_points("the ready message", |points| {
+        points.iter().any(|p| p["fields"]["message"] == "ready")
+    });
+    // The agent takes nothing while stopped: the worker's channel fills, then the
+    // source's window; post_message() blocks and suspend() is called.
+    agent.signal(libc::SIGSTOP);
+    home.write("go", "");
+    let suspended = wait_until(DEADLINE, || home.read("notes").contains("suspend"));
+    let posted_while_stopped = home.read("notes").contains("posted");
+    agent.signal(libc::SIGCONT);
+    assert!(
+        suspended,
+        "suspend() was not called: {}",
+        home.read("notes")
+    );
+    assert!(
+        !posted_while_stopped,
+        "post_message() did not block while the agent took nothing"
+    );
+    assert!(
+        wait_until(DEADLINE, || home.read("notes").contains("wakeup")),
+        "wakeup() was not called: {}",
+        home.read("notes")
+    );
+    agent.expect_points("every message", |points| {
+        points.iter().filter(|p| p["fields"]["n"].is_u64()).count() == 5000
+    });
+    let mut seen: Vec<u64> = agent
+        .points()
+        .iter()
+        .filter_map(|p| p["fields"]["n"].as_u64())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..5000).collect::<Vec<u64>>(), "each message once");
+    assert!(agent.stop().success());
 }

@@ -355,6 +355,9 @@ fn package_installs_binary_runtime_collectors_config_and_unit() {
     for file in [
         "usr/lib/pythond/python/datakit_framework.py",
         "usr/lib/pythond/python/pythond_worker.py",
+        "usr/lib/pythond/python/pythond_kinds.py",
+        "usr/lib/pythond/python/syslogng.py",
+        "usr/lib/pythond/python/ZenPacks/zenoss/PythonCollector/datasources/PythonDataSource.py",
         "usr/lib/systemd/system/pythond.service",
         "etc/pythond/pythond.toml",
         "usr/share/doc/pythond/README.md",

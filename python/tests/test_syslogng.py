@@ -5,7 +5,8 @@ Covered: LogMessage name-value access, priority, timestamp and parse(); Persist
 durability (a new process sees what the last one wrote, atomically); discovery with
 kind; a fetcher's result codes and their delays; a LogSource stopped by
 request_exit() at shutdown; the flow-control window (post_message blocks, suspend()
-and wakeup() are called) while the channel is not read; messages -> logging points.
+and wakeup() are called) while the channel is not read; ack trackers; the http
+transport; messages -> logging points.
 """
 
 import datetime
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import DEADLINE, PYTHON_DIR, TempPlugins, WorkerProcess, wait_until
+from harness import PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, wait_until
 
 import syslogng  # noqa: E402  (python/ is on sys.path through harness)
 
@@ -97,6 +98,21 @@ class PersistTest(unittest.TestCase):
             self.assertEqual((p["cursor"], p["n"], p["raw"]), ("page-3", 2, b"\x00\xff"))
             with self.assertRaises(TypeError):
                 p["x"] = [1]
+        finally:
+            syslogng._persist_dir, syslogng._input_name = None, "default"
+
+
+    def test_a_damaged_store_is_an_error_naming_its_file(self):
+        state = tempfile.mkdtemp(prefix="pythond-persist-")
+        os.makedirs(os.path.join(state, "in"))
+        path = os.path.join(state, "in", "cursor.json")
+        with open(path, "w") as f:
+            f.write('{"after": 3')  # cut short
+        syslogng._persist_dir, syslogng._input_name = state, "in"
+        try:
+            with self.assertRaises(RuntimeError) as caught:
+                syslogng.Persist("cursor")
+            self.assertIn(path, str(caught.exception))
         finally:
             syslogng._persist_dir, syslogng._input_name = None, "default"
 
@@ -298,11 +314,60 @@ class FetcherTest(unittest.TestCase):
         self.assertEqual([p["fields"]["message"] for p in logging_points(worker)],
                          ["event 0", "event 1", "event 2", "event 3"])
 
+    def test_messages_go_to_the_write_api_under_the_http_transport(self):
+        server = RecordingHTTPServer()
+        self.addCleanup(server.close)
+        tmp = TempPlugins({"counter.py": FETCHER})
+        self.addCleanup(tmp.cleanup)
+        environment = kinds_env(self.state, once=True)
+        environment["PYTHOND_OPTIONS"] = json.dumps({"options": {"total": 2}, "plugins": {}})
+        worker = WorkerProcess([tmp.root], args=("--transport", "http", "--http-url", server.url), env=environment)
+        self.addCleanup(worker.close)
+        worker.hello()
+        self.assertTrue(worker.run_and_wait("counter.Counter")["ok"])
+        # run() returned only after everything it posted was handed over.
+        requests = list(server.requests)
+        for request in requests:
+            self.assertEqual(request["path"], "/v1/write/logging")
+            self.assertIn("precision=ns", request["query"])
+            self.assertEqual(request["headers"].get("X-Pythond-Plugin"), "counter.Counter")
+        self.assertEqual([p["fields"]["message"] for r in requests for p in json.loads(r["body"])],
+                         ["event 0", "event 1"])
+
     def test_init_false_keeps_the_fetcher_out(self):
         source = FETCHER.replace("return True\n\n    def open", "return False\n\n    def open")
         _, hello = self.start({"counter.py": source})
         self.assertEqual(hello["plugins"], [])
         self.assertIn("init() returned False", hello["errors"][0]["message"])
+
+
+ACKED = '''
+import os
+import threading
+from syslogng import BatchedAckTracker, ConsecutiveAckTracker, LogMessage, LogSource
+
+class Acked(LogSource):
+    """Keeps its position in an ack callback, as queue consumers do."""
+
+    def init(self, options):
+        self.stop = threading.Event()
+        self.ack_tracker = ConsecutiveAckTracker(ack_callback=self.acked)
+        return True
+
+    def acked(self, bookmark):
+        with open(os.environ["SOURCE_LOG"], "a") as f:
+            f.write("ack %s\\n" % bookmark)
+
+    def run(self):
+        for n in range(3):
+            msg = LogMessage("m%d" % n)
+            msg.set_bookmark("offset-%d" % n)
+            self.post_message(msg)
+        self.stop.wait()
+
+    def request_exit(self):
+        self.stop.set()
+'''
 
 
 class SourceTest(unittest.TestCase):
@@ -320,6 +385,19 @@ class SourceTest(unittest.TestCase):
         worker = WorkerProcess([tmp.root], env=environment)
         self.addCleanup(worker.close)
         return worker, worker.hello()
+
+    def test_bookmarks_are_acknowledged_once_delivered(self):
+        tmp = TempPlugins({"acked.py": ACKED})
+        self.addCleanup(tmp.cleanup)
+        environment = kinds_env(self.state)
+        environment["SOURCE_LOG"] = self.log
+        worker = WorkerProcess([tmp.root], env=environment)
+        self.addCleanup(worker.close)
+        worker.hello()
+        worker.run("acked.Acked", 1)
+        wait_until(lambda: len(read_lines(self.log)) >= 3, what="3 acks")
+        self.assertEqual(read_lines(self.log), ["ack offset-0", "ack offset-1", "ack offset-2"])
+        self.assertEqual([p["fields"]["message"] for p in logging_points(worker)], ["m0", "m1", "m2"])
 
     def test_blocking_source_is_stopped_by_request_exit_at_shutdown(self):
         worker, hello = self.start()

@@ -6,6 +6,7 @@ back on the channel, on fd 1/2, and what is left running afterwards.
 """
 
 import json
+import urllib.parse
 import os
 import signal
 import unittest
@@ -389,9 +390,17 @@ class HttpTransportTest(unittest.TestCase):
         worker.hello()
         self.assertTrue(worker.run_and_wait("web.ToDefault")["ok"])
         self.assertTrue(worker.run_and_wait("web.ToOwn")["ok"])
-        [metric] = default_server.wait_requests(1)
+        metric, refused = default_server.wait_requests(2)
         self.assertEqual((metric["path"], metric["query"]), ("/v1/write/metric", "input=web"))
         self.assertEqual(metric["body"], b'[{"measurement": "m", "tags": {"a": "b"}, "fields": {"v": 1}, "time": null}]')
+        # A report whose only point could not be sent still tells the agent, so it
+        # counts the point as it would over the pipe.
+        self.assertEqual((refused["path"], refused["body"]), ("/v1/write/metric", b"[]"))
+        header = {k.lower(): v for k, v in refused["headers"].items()}["x-pythond-rejected"]
+        detail = json.loads(urllib.parse.unquote(header))
+        self.assertEqual(detail["count"], 1)
+        self.assertEqual(detail["first"][0]["measurement"], "bad")
+        self.assertIn("NaN", detail["first"][0]["reason"])
         logging_request, lasterror = own_server.wait_requests(2)
         self.assertEqual(logging_request["path"], "/v1/write/logging")
         self.assertEqual(json.loads(logging_request["body"])[0]["fields"], {"message": "hello"})

@@ -205,6 +205,52 @@ class ZenPythonTest(unittest.TestCase):
         self.assertEqual(point["measurement"], "LaterPlugin")
         self.assertEqual(read_lines(self.notes), ["deferred onSuccess in reactor: True"])
 
+    def test_every_device_is_collected_in_one_cycle(self):
+        worker, _ = self.start({"later.py": DEFERRED}, devices=[{"id": "a"}, {"id": "b"}])
+        done = worker.run_and_wait("later.LaterPlugin")
+        self.assertTrue(done["ok"], done)
+        points = self.points(worker, "M", "later.LaterPlugin")
+        self.assertEqual(sorted(p["tags"]["device"] for p in points), ["a", "b"])
+
+
+class InstanceMappingTest(unittest.TestCase):
+    """Under an input with instances every collector object has ``self.instance``
+    (its instance's name) and that instance's options: a zenpython plugin then
+    collects for the one device the instance describes, and a syslog-ng driver's
+    Persist stores are the instance's own."""
+
+    def test_one_device_per_instance(self):
+        import pythond_kinds
+        from ZenPacks.zenoss.PythonCollector.datasources.PythonDataSource import PythonDataSourcePlugin
+
+        class Probe(PythonDataSourcePlugin):
+            def collect(self, config):
+                return self.new_data()
+
+        adapter = pythond_kinds.new_collector(Probe, pythond_kinds.KIND_ZENPYTHON)
+        adapter.instance = "db-2"
+        self.assertTrue(adapter.init({"manageIp": "10.0.0.2", "port": 5432, "zDbUser": "mon"}))
+        [(plugin, config)] = adapter.devices
+        self.assertIsInstance(plugin, Probe)
+        self.assertEqual((config.id, config.manageIp), ("db-2", "10.0.0.2"))
+        ds = config.datasources[0]
+        self.assertEqual(ds.params, {"port": 5432, "zDbUser": "mon"})
+        self.assertEqual((ds.zDbUser, config.zDbUser), ("mon", "mon"))
+
+    def test_persist_of_an_instance_is_its_own(self):
+        import syslogng
+        state = tempfile.mkdtemp(prefix="pythond-persist-")
+        syslogng._persist_dir, syslogng._input_name = state, "in"
+        try:
+            with syslogng._instance_scope("db-2"):
+                mine = syslogng.Persist("cursor", defaults={"after": 1})
+            other = syslogng.Persist("cursor", defaults={"after": 7})
+            self.assertEqual((mine["after"], other["after"]), (1, 7))
+            self.assertEqual(mine.path, os.path.join(state, "in", "@db-2", "cursor.json"))
+            self.assertEqual(other.path, os.path.join(state, "in", "cursor.json"))
+        finally:
+            syslogng._persist_dir, syslogng._input_name = None, "default"
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -368,6 +368,16 @@ fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
             "Points the backend refused for good, written to the dead-letter file.",
             |s| s.dead_lettered_points,
         ),
+        (
+            "pythond_sink_buffer_corrupt_points_total",
+            "Points lost to damaged data in the disk buffer (docs/BUFFER.md).",
+            |s| s.corrupt_points,
+        ),
+        (
+            "pythond_sink_buffer_corrupt_bytes_total",
+            "Bytes of damaged or torn data skipped in the disk buffer.",
+            |s| s.corrupt_bytes,
+        ),
     ] {
         w.counter(name, help, sinks.iter().map(|s| (label(s), value(s))));
     }

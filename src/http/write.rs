@@ -77,6 +77,11 @@ pub async fn write(
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
 
     let claimed = worker_identity(&state, &headers);
+    // Only the agent's own workers report the points their shim could not send.
+    let shim_rejected = claimed
+        .is_some()
+        .then(|| shim_rejections(&headers))
+        .flatten();
     let (input, plugin, tags, plugin_stats) = match claimed {
         Some((input, plugin, tags, stats)) => {
             (input, plugin.unwrap_or_else(|| "-".into()), tags, stats)
@@ -104,6 +109,7 @@ pub async fn write(
         plugin_stats,
         max_points: state.max_points,
         deadline: limits.deadline.into_std(),
+        shim_rejected,
     };
     // Decoding a large body takes a while: off the runtime's threads, so /health and
     // the other requests stay responsive. If this handler is dropped (the middleware's
@@ -169,6 +175,37 @@ struct WriteJob {
     plugin_stats: Option<Arc<crate::stats::PluginStats>>,
     max_points: usize,
     deadline: std::time::Instant,
+    shim_rejected: Option<ShimRejected>,
+}
+
+/// `X-Pythond-Rejected` of a `transport = "http"` worker: the points of this category
+/// its shim could not send (docs/PROTOCOL.md), counted like the pipe's `rejected`.
+#[derive(Debug, Deserialize)]
+struct ShimRejected {
+    count: u64,
+    #[serde(default)]
+    first: Vec<ShimRejectedPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShimRejectedPoint {
+    #[serde(default)]
+    measurement: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Reads `X-Pythond-Rejected` (percent-encoded JSON); a malformed one counts as
+/// nothing but is logged.
+fn shim_rejections(headers: &HeaderMap) -> Option<ShimRejected> {
+    let value = headers.get("x-pythond-rejected")?.to_str().ok()?;
+    match serde_json::from_str(&percent_decode(value)) {
+        Ok(parsed) => Some(parsed),
+        Err(e) => {
+            tracing::warn!("ignoring a malformed X-Pythond-Rejected header: {e}");
+            None
+        }
+    }
 }
 
 impl WriteJob {
@@ -225,6 +262,21 @@ impl WriteJob {
             tags: &self.tags,
             plugin_stats: self.plugin_stats.as_deref(),
         };
+        if let Some(shim) = &self.shim_rejected {
+            let detailed = shim.first.len() as u64;
+            for point in shim.first.iter().take(shim.count as usize) {
+                self.ingest.reject_from_shim(
+                    &origin,
+                    self.category,
+                    point.measurement.as_deref(),
+                    &escape_control(&point.reason),
+                );
+            }
+            for _ in detailed..shim.count.min(self.max_points as u64) {
+                self.ingest
+                    .reject_from_shim(&origin, self.category, None, "not serializable");
+            }
+        }
         let request = WriteRequest {
             category: self.category,
             precision: self.precision,

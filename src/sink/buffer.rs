@@ -664,7 +664,7 @@ impl DiskBuffer {
             }
             None => {
                 tracing::warn!(sink = %self.shared.sink, segment = %segment.display(), offset = loss.offset, bytes = loss.bytes,
-                    "disk buffer: skipped damaged data written before frames were numbered; delivery resumed at the next intact frame; its points cannot be counted");
+                    "disk buffer: skipped damaged data; delivery resumed at the next intact frame; its points cannot be counted (no numbered frame just before it)");
             }
         }
     }
@@ -993,7 +993,7 @@ impl Recovery<'_> {
                 }
                 None => {
                     tracing::warn!(sink = self.sink, segment = %segment.display(), offset = loss.offset, bytes = loss.bytes,
-                        "disk buffer: damaged data skipped on recovery; the intact frames after it are kept; its points cannot be counted (written before frames were numbered)");
+                        "disk buffer: damaged data skipped on recovery; the intact frames after it are kept; its points cannot be counted (no numbered frame just before it)");
                 }
             }
         }

@@ -11,6 +11,7 @@
 
 pub mod buffer;
 mod file;
+mod local_queue;
 pub mod network;
 pub mod state;
 mod stdout;
@@ -19,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -33,9 +33,6 @@ pub use state::{SinkSnapshot, SinkStats};
 
 /// Points accepted together, shared by every sink.
 pub type Batch = Arc<Vec<Point>>;
-
-/// How many batches may wait for one sink before senders wait.
-const QUEUE_BATCHES: usize = 1024;
 
 /// A sink could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +67,7 @@ struct Buffered {
 pub struct Sinks {
     // Behind locks so that shutdown can close the queues while senders still hold a
     // shared reference (a worker's channel reader may outlive its session briefly).
-    outlets: RwLock<Vec<mpsc::Sender<Batch>>>,
+    outlets: RwLock<Vec<local_queue::Sender>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     buffered: Vec<Buffered>,
     deliveries: Mutex<Vec<JoinHandle<()>>>,
@@ -153,7 +150,8 @@ impl Sinks {
                 )?),
                 SinkKind::Datakit { .. } | SinkKind::Influxdb { .. } => continue,
             };
-            let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+            let (tx, rx) =
+                local_queue::channel(local_queue::QUEUE_BATCHES, local_queue::QUEUE_BYTES);
             tasks.push(tokio::spawn(drive(writer, config.categories.clone(), rx)));
             outlets.push(tx);
         }
@@ -314,18 +312,19 @@ impl Writer {
 async fn drive(
     mut writer: Writer,
     categories: Option<Vec<Category>>,
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: local_queue::Receiver,
 ) {
     let name = writer.name();
     let mut failing = false;
-    while let Some(batch) = rx.recv().await {
-        let mut pending = vec![batch];
-        while let Ok(more) = rx.try_recv() {
+    while let Some(queued) = rx.recv().await {
+        // Each batch keeps its share of the queue's byte budget until written.
+        let mut pending = vec![queued];
+        while let Some(more) = rx.try_recv() {
             pending.push(more);
         }
         let points: Vec<&Point> = pending
             .iter()
-            .flat_map(|b| b.iter())
+            .flat_map(|q| q.batch.iter())
             .filter(|p| {
                 categories
                     .as_ref()

@@ -1,10 +1,11 @@
 //! The Python half of pythond, embedded in the binary.
 //!
-//! The shim (`datakit_framework.py`), the runner (`pythond_worker.py`) and the
-//! compatibility modules for the other collector kinds (`pythond_kinds.py`,
-//! `syslogng.py`, the `ZenPacks`/`Products` import paths of zenpython plugins; see
-//! docs/MIGRATING.md), and the runner's instance pool (`pythond_pool.py`) are compiled into the agent so that the two ends of the protocol
-//! always match and `cargo install` alone gives a working agent. At start-up they are written to a
+//! The shim (`datakit_framework.py`), the runner (`pythond_worker.py`), its instance
+//! pool (`pythond_pool.py`) and the compatibility modules for the other collector kinds
+//! (`pythond_kinds.py`, `syslogng.py`, the `ZenPacks`/`Products` import paths of
+//! zenpython plugins; see docs/MIGRATING.md) are compiled into the agent so that the two
+//! ends of the protocol always match and `cargo install` alone gives a working agent.
+//! At start-up they are written to a
 //! runtime directory (rewritten only when their content differs, atomically, so a
 //! worker starting concurrently never imports a half-written file).
 
