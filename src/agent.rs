@@ -283,6 +283,7 @@ async fn reload(
             restarted = ?applied.restarted,
             stopped = ?applied.stopped,
             unchanged = applied.unchanged,
+            reconfigured = ?applied.reconfigured,
             "configuration reloaded"
         );
     }
@@ -317,7 +318,12 @@ pub fn worker_options(input: &InputConfig) -> serde_json::Value {
             )
         })
         .collect();
-    serde_json::json!({"options": input.options, "plugins": plugins})
+    let mut options = serde_json::json!({"options": input.options, "plugins": plugins});
+    if input.has_instances() {
+        // The worker runs its instances on a pool (docs/PROTOCOL.md, "Pooled inputs").
+        options["pool"] = serde_json::json!({"concurrency": input.effective_concurrency()});
+    }
+    options
 }
 
 /// How to start the worker of `input` on the resolved plugin `paths`.

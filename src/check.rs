@@ -82,6 +82,9 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
         max_rss: None,
         max_age: None,
         start_delay: None,
+        instances: Vec::new(),
+        concurrency: None,
+        instance_metrics: false,
         kinds: Default::default(),
         origin: Default::default(),
     };
@@ -218,7 +221,7 @@ async fn run_once(
                 };
                 results.insert(done.plugin, result);
             }
-            Ok(Some(Event::Hello(_))) => {}
+            Ok(Some(Event::Hello(_) | Event::Runs(_) | Event::TimedOut(_))) => {}
             Ok(None) => {
                 eprintln!("error: the worker died during the run (see its output above)");
                 *passed = false;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Transport;
+use crate::config::{Isolation, Transport};
 use crate::http::HttpTransport;
 use crate::ingest::Ingest;
 use crate::reload::{Desired, DesiredInput, Fingerprint};
@@ -28,6 +28,11 @@ use crate::worker::{Runtime, SessionContext};
 /// One input as it runs.
 struct Running {
     fingerprint: Fingerprint,
+    /// The fingerprint without `instances`: equal before and after a reload that only
+    /// changed instances, which then go to the running supervisor instead of a restart.
+    base: Fingerprint,
+    /// Hands new `instances` to the running supervisor (inputs with instances only).
+    instances: Option<tokio::sync::watch::Sender<Vec<crate::config::InstanceConfig>>>,
     /// The conf file that declares it.
     file: PathBuf,
     cancel: CancellationToken,
@@ -45,6 +50,15 @@ pub struct Applied {
     pub restarted: Vec<String>,
     pub stopped: Vec<String>,
     pub unchanged: usize,
+    /// Inputs whose instances changed and were updated inside the running worker.
+    pub reconfigured: Vec<String>,
+}
+
+/// The fingerprint of `input` with its `instances` left out (its files included).
+fn base_fingerprint(input: &DesiredInput) -> Fingerprint {
+    let mut config = input.config.clone();
+    config.instances.clear();
+    crate::reload::fingerprint(&config, &input.paths)
 }
 
 /// Every running input of the agent.
@@ -127,12 +141,26 @@ impl InputSet {
             }
         }
         for input in &desired.inputs {
-            if let Some(running) = self.running.get(&input.config.name) {
+            if let Some(running) = self.running.get_mut(&input.config.name) {
                 let api_moved = self.http_changed && running.uses_http;
-                if running.fingerprint != input.fingerprint || api_moved {
+                if api_moved {
                     to_stop.push((input.config.name.clone(), false));
-                } else {
+                } else if running.fingerprint == input.fingerprint {
                     applied.unchanged += 1;
+                } else if let Some(sender) = running
+                    .instances
+                    .as_ref()
+                    .filter(|_| input.config.has_instances())
+                    .filter(|_| running.base == base_fingerprint(input))
+                {
+                    // Only instances changed: the worker adds, removes and re-initialises
+                    // just those (src/supervisor/pooled.rs); nothing restarts.
+                    tracing::info!(input = %input.config.name, instances = input.config.instances.len(), "input instances changed; updating them in the running worker");
+                    sender.send_replace(input.config.instances.clone());
+                    running.fingerprint = input.fingerprint;
+                    applied.reconfigured.push(input.config.name.clone());
+                } else {
+                    to_stop.push((input.config.name.clone(), false));
                 }
             }
         }
@@ -178,6 +206,7 @@ impl InputSet {
     }
 
     fn start(&self, input: DesiredInput) -> Running {
+        let base = base_fingerprint(&input);
         let DesiredInput {
             config,
             paths,
@@ -194,6 +223,8 @@ impl InputSet {
                 input_stats.set_state(InputState::Failed { reason });
                 return Running {
                     fingerprint,
+                    base,
+                    instances: None,
                     file,
                     cancel,
                     task: None,
@@ -217,10 +248,22 @@ impl InputSet {
             stats: input_stats,
         });
         tracing::info!(input = %config.name, origin = %config.origin, "starting input");
-        let supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
+        let (instances, updates) = if config.has_instances() && config.isolation == Isolation::Input
+        {
+            let (sender, receiver) = tokio::sync::watch::channel(config.instances.clone());
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let mut supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
             .isolated(self.stats.clone());
+        if let Some(updates) = updates {
+            supervisor = supervisor.instance_updates(updates);
+        }
         Running {
             fingerprint,
+            base,
+            instances,
             file,
             cancel,
             task: Some(tokio::spawn(supervisor.run())),

@@ -26,6 +26,7 @@ pub mod sink;
 pub mod state_dump;
 pub mod stats;
 pub mod status;
+pub mod status_filter;
 pub mod supervisor;
 pub mod tap;
 pub mod tap_client;

@@ -65,6 +65,15 @@ enum Commands {
         /// The agent's pythond.toml: take the address and token from its [http].
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Only this input.
+        #[arg(long, value_name = "NAME")]
+        input: Option<String>,
+        /// Only this plugin id (or one instance, `<plugin id>@<instance>`).
+        #[arg(long, value_name = "ID")]
+        plugin: Option<String>,
+        /// List every instance, not only those with problems.
+        #[arg(long)]
+        all: bool,
     },
     /// Print the points a running agent accepts, live (GET /v1/tap), until Ctrl-C.
     ///
@@ -171,6 +180,9 @@ fn main() -> ExitCode {
             json,
             wide,
             config,
+            input,
+            plugin,
+            all,
         } => {
             let target = match ApiTarget::resolve(&addr, token, config.as_deref()) {
                 Ok(target) => target,
@@ -179,7 +191,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match pythond::status::fetch(&target.addr, target.token.as_deref()) {
+            let filter = pythond::status_filter::StatusFilter { input, plugin, all };
+            match pythond::status::fetch_filtered(&target.addr, target.token.as_deref(), &filter) {
                 Ok(status) if json => {
                     println!("{status:#}");
                     ExitCode::SUCCESS

@@ -35,6 +35,15 @@ pub enum StatusError {
 
 /// Fetches `/v1/status` from `addr` (`HOST:PORT`), sending `token` if given.
 pub fn fetch(addr: &str, token: Option<&str>) -> Result<Value, StatusError> {
+    fetch_filtered(addr, token, &crate::status_filter::StatusFilter::default())
+}
+
+/// Like [`fetch`], asking the agent to apply `filter` (src/status_filter.rs).
+pub fn fetch_filtered(
+    addr: &str,
+    token: Option<&str>,
+    filter: &crate::status_filter::StatusFilter,
+) -> Result<Value, StatusError> {
     let not_running = |source| StatusError::NotRunning {
         addr: addr.to_string(),
         source,
@@ -55,8 +64,10 @@ pub fn fetch(addr: &str, token: Option<&str>) -> Result<Value, StatusError> {
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(not_running)?;
-    let mut request =
-        format!("GET /v1/status HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
+    let mut request = format!(
+        "GET /v1/status{} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n",
+        filter.query()
+    );
     if let Some(token) = token {
         let _ = write!(request, "Authorization: Bearer {token}\r\n");
     }
@@ -186,6 +197,7 @@ pub fn render_with(status: &Value, wide: bool) -> String {
     }
     out.push('\n');
     out.push_str(&table(&rows));
+    out.push_str(&instance_summaries(inputs));
 
     let mut rows = vec![vec![
         "INPUT".to_string(),
@@ -346,6 +358,42 @@ pub fn render_with(status: &Value, wide: bool) -> String {
         }
     }
     out
+}
+
+/// The inputs with instances: how many, how many have problems, lateness p99 (only
+/// instances with problems are listed in the plugin table unless `--all`).
+fn instance_summaries(inputs: &[Value]) -> String {
+    let mut rows = vec![vec![
+        "INPUT".to_string(),
+        "INSTANCES".into(),
+        "FAILING".into(),
+        "QUARANTINED".into(),
+        "DISABLED".into(),
+        "LATENESS P99".into(),
+    ]];
+    for input in inputs {
+        let summary = &input["instances_summary"];
+        if summary.is_null() {
+            continue;
+        }
+        let p99 = match &summary["lateness_p99_seconds"] {
+            Value::Number(n) => format!("<= {} ms", n.as_f64().unwrap_or(0.0) * 1000.0),
+            Value::Null => "-".into(),
+            other => format!("> {}", text(other)),
+        };
+        rows.push(vec![
+            text(&input["name"]),
+            text(&summary["instances"]),
+            text(&summary["failing"]),
+            text(&summary["quarantined"]),
+            text(&summary["disabled"]),
+            p99,
+        ]);
+    }
+    if rows.len() == 1 {
+        return String::new();
+    }
+    format!("\n{}", table(&rows))
 }
 
 /// `metric=3 logging=1` (categories with points only; `0` if none).

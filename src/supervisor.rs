@@ -22,6 +22,9 @@ use crate::stats::{InputState, InputStats, PluginState, Stats};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
 use crate::worker::{Event, Session, SessionContext, WorkerSpec};
 
+mod pooled;
+pub use pooled::{instance_options, instance_timing, plan, PoolState};
+
 /// Interval of a plugin whose class gives none (DataKit would have crashed).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a worker may take to import its plugins and say `hello`.
@@ -43,6 +46,9 @@ pub struct InputSupervisor {
     /// The agent's stats, where each plugin's worker gets an entry `<input>/<plugin>`
     /// under `isolation = "plugin"` (see [`InputSupervisor::isolated`]).
     isolated: Option<Arc<Stats>>,
+    /// New `instances` from a reload, applied inside the running worker
+    /// (src/supervisor/pooled.rs); `None` when the input has none.
+    updates: Option<tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>>,
 }
 
 /// Why a worker's session ended.
@@ -74,7 +80,18 @@ impl InputSupervisor {
             grace,
             events: Mutex::new(FailureEvents::default()),
             isolated: None,
+            updates: None,
         }
+    }
+
+    /// Takes an input's new `instances` from `updates` while it runs: a reload that only
+    /// changes instances then touches only those, inside the running worker.
+    pub fn instance_updates(
+        mut self,
+        updates: tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>,
+    ) -> Self {
+        self.updates = Some(updates);
+        self
     }
 
     /// Honours the input's `isolation = "plugin"`: a discovery worker lists the
@@ -212,6 +229,8 @@ impl InputSupervisor {
         let input = self.config.name.clone();
         let mut backoff = Backoff::default();
         let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
+        let mut pool = PoolState::default();
+        let mut updates = self.updates.clone();
         while !self.shutdown.is_cancelled() {
             self.stats().set_state(InputState::Starting);
             let mut session = match Session::start(&self.spec, self.ctx.clone()) {
@@ -229,7 +248,12 @@ impl InputSupervisor {
             let started = Instant::now();
             self.stats().set_worker_pid(session.pid());
             tracing::debug!(input = %input, pid = session.pid(), "worker started");
-            let end = self.drive(&mut session, &mut schedules, started).await;
+            let end = if self.config.has_instances() {
+                self.drive_instances(&mut session, &mut pool, &mut updates, started)
+                    .await
+            } else {
+                self.drive(&mut session, &mut schedules, started).await
+            };
             let grace = match end {
                 SessionEnd::Shutdown | SessionEnd::Recycled(_) => {
                     self.grace + Duration::from_secs(1)
@@ -329,6 +353,7 @@ impl InputSupervisor {
                 event = session.next_event() => match event {
                     Some(Event::Done(done)) => self.on_done(done, schedules).await,
                     Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
+                    Some(Event::Runs(_) | Event::TimedOut(_)) => tracing::debug!(input = %self.config.name, "pool frame from a worker without instances; ignored"),
                     None => return SessionEnd::Died(session.end_reason()),
                 },
                 _ = tokio::time::sleep_until(wake) => {
@@ -340,8 +365,37 @@ impl InputSupervisor {
         }
     }
 
-    /// Registers the plugins a fresh worker reported and logs what failed to load.
-    fn adopt_plugins(&self, hello: &Hello, schedules: &mut HashMap<String, PluginSchedule>) {
+    /// One worker session of an input with `instances`: handshake, then the worker's
+    /// pool runs the schedule (src/supervisor/pooled.rs).
+    async fn drive_instances(
+        &self,
+        session: &mut Session,
+        pool: &mut PoolState,
+        updates: &mut Option<tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>>,
+        started: Instant,
+    ) -> SessionEnd {
+        let hello = tokio::select! {
+            _ = self.shutdown.cancelled() => {
+                let _ = session.send(&Command::Shutdown { grace: 0.0 }).await;
+                return SessionEnd::Shutdown;
+            }
+            hello = wait_for_hello(session) => match hello {
+                Ok(hello) => hello,
+                Err(why) => return SessionEnd::Died(why),
+            },
+        };
+        if hello.v != PROTOCOL_VERSION {
+            return SessionEnd::Died(format!(
+                "worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            ));
+        }
+        self.drive_pooled(session, &hello, pool, updates, started)
+            .await
+    }
+
+    /// Logs and records what a fresh worker could not load.
+    fn record_load_errors(&self, hello: &Hello) {
         let input = &self.config.name;
         let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
         for error in &hello.errors {
@@ -351,6 +405,12 @@ impl InputSupervisor {
         if hello.plugins.is_empty() {
             tracing::warn!(input = %input, dirs = ?self.config.dirs, "no DataKitFramework subclasses found");
         }
+    }
+
+    /// Registers the plugins a fresh worker reported and logs what failed to load.
+    fn adopt_plugins(&self, hello: &Hello, schedules: &mut HashMap<String, PluginSchedule>) {
+        let input = &self.config.name;
+        self.record_load_errors(hello);
         let now = Instant::now();
         let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
         schedules.retain(|id, _| ids.contains(&id.as_str()));

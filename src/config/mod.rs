@@ -15,6 +15,7 @@
 
 mod error;
 mod inputs;
+mod instances;
 mod kinds;
 mod main_config;
 pub(crate) mod network_sink;
@@ -29,6 +30,7 @@ pub use inputs::{
     load_inputs, parse_inputs, InputConfig, Inputs, Isolation, PluginOverride, SkippedTable,
     Transport, CONF_SUFFIX, INPUT_KIND,
 };
+pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY};
 pub use kinds::KindSettings;
 pub use main_config::{
     load, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig, GitReposConfig,

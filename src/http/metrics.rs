@@ -175,9 +175,22 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             .map(|(input, bytes)| (vec![("input", *input)], *bytes as f64)),
     );
 
+    // Inputs with instances: one series per plugin, not per instance, unless the input
+    // asks for `instance_metrics` (docs/HTTP.md).
+    let aggregated: Vec<(&str, Vec<crate::stats::PluginSnapshot>)> = inputs
+        .iter()
+        .filter(|i| !i.instance_metrics)
+        .map(|i| (i.name.as_str(), crate::stats::per_plugin(&i.plugins)))
+        .collect();
     let plugins: Vec<(&str, &crate::stats::PluginSnapshot)> = inputs
         .iter()
+        .filter(|i| i.instance_metrics)
         .flat_map(|i| i.plugins.iter().map(move |p| (i.name.as_str(), p)))
+        .chain(
+            aggregated
+                .iter()
+                .flat_map(|(input, ps)| ps.iter().map(move |p| (*input, p))),
+        )
         .collect();
     let per_plugin = |f: fn(&crate::stats::PluginSnapshot) -> u64| {
         plugins
@@ -211,12 +224,13 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
     );
     w.gauge(
         "pythond_plugin_quarantined",
-        "1 while the plugin is quarantined, else 0.",
+        "1 while the plugin is quarantined, else 0 (with instances: how many are).",
         plugins.iter().map(|(input, p)| {
             let q = matches!(p.state, crate::stats::PluginState::Quarantined);
             (
                 vec![("input", *input), ("plugin", p.id.as_str())],
-                if q { 1.0 } else { 0.0 },
+                p.quarantined_instances
+                    .map_or(if q { 1.0 } else { 0.0 }, |n| n as f64),
             )
         }),
     );
@@ -240,6 +254,14 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
                 &p.run_seconds,
             )
         }),
+    );
+    w.histogram(
+        "pythond_input_run_lateness_seconds",
+        "How long after its due time a run started (inputs with instances).",
+        inputs
+            .iter()
+            .filter(|i| i.lateness_seconds.count > 0)
+            .map(|i| (vec![("input", i.name.as_str())], &i.lateness_seconds)),
     );
     w.counter(
         "pythond_plugin_points_total",
