@@ -4,11 +4,12 @@
 //! does: SIGINT/SIGTERM stop scheduling and give runs in flight `[agent]
 //! shutdown_timeout` (30 s) before their workers are killed; a second SIGINT/SIGTERM
 //! kills every worker at once (points already received are still flushed); a third
-//! exits the process immediately. SIGUSR1 writes the run log and SIGUSR2 a full state
+//! exits the process immediately. Signals less than a second apart count as one. SIGUSR1 writes the run log and SIGUSR2 a full state
 //! dump under `<data_dir>/state/` ([`crate::state_dump`]). SIGHUP, a change under the
-//! local conf/python directories, or a pulled git commit reload the configuration
-//! ([`crate::reload`]): only inputs whose config or files changed are restarted
-//! ([`crate::inputs`]).
+//! local conf/python directories (unless `[agent] watch = false`), or a pulled git
+//! commit reload the inputs ([`crate::reload`]): only inputs whose config or files
+//! changed are restarted ([`crate::inputs`]). SIGHUP also re-reads pythond.toml and
+//! applies what changed in it ([`crate::main_reload`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,19 +21,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, InputConfig};
-use crate::gitsync;
 use crate::http::HttpServer;
 use crate::ingest::Ingest;
 use crate::inputs::InputSet;
+use crate::live_sinks::LiveSinks;
 use crate::log_dedupe::SeenOnce;
+use crate::main_reload::LiveAgent;
 use crate::reload::{self, Layout, Trigger};
-use crate::sink::Sinks;
 use crate::state_dump::{self, Dump};
 use crate::stats::Stats;
 use crate::worker::{orphans, Runtime, WorkerSpec};
 
 /// Exit status after a third SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
 const FORCED_EXIT_STATUS: i32 = 130;
+/// SIGINT/SIGTERMs this close to the one before count as one (docs/OPERATIONS.md).
+const SIGNAL_BURST: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long the shutdown waits for the processes workers left behind to be reaped.
 const ORPHAN_SWEEP_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest frame a worker may send on its channel.
@@ -48,8 +51,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(%error, "cannot become a child subreaper; processes that leave their worker's group may outlive it");
     }
     let stats = Stats::new();
-    let sinks =
-        Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
+    // Private before anything is written into it: buffers, checkouts, state dumps.
+    crate::data_dir::prepare(&config.agent.data_dir)?;
+    let sinks = LiveSinks::open(&config.sinks, &config.agent.data_dir, &stats)
+        .context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
     let runtime_dir = config.agent.data_dir.join("runtime");
     let runtime = Arc::new(
@@ -78,13 +83,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         grace,
     );
-    let repos = gitsync::repos(&config.git_repos, &config.agent.data_dir);
-    let checkouts: Vec<_> = repos.iter().map(|r| r.dir.clone()).collect();
-    let layout = Layout::new(&config.agent.conf_dir, &config.agent.python_dir, &checkouts);
+    let (triggers, mut triggered) = mpsc::unbounded_channel();
+    let mut live = LiveAgent::start(
+        config,
+        ingest.clone(),
+        stats.clone(),
+        http,
+        triggers,
+        shutdown.clone(),
+    );
     let mut skipped_noted = SeenOnce::default();
-    reload(&mut inputs, &layout, &stats, None, &mut skipped_noted).await;
-    if inputs.is_empty() && checkouts.is_empty() {
-        tracing::warn!(conf_dir = %config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
+    reload(
+        &mut inputs,
+        &live.layout,
+        &stats,
+        None,
+        Vec::new(),
+        &mut skipped_noted,
+    )
+    .await;
+    if inputs.is_empty() && !live.has_git_repos() {
+        tracing::warn!(conf_dir = %live.config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
     }
     let not_started = inputs.not_started();
     if not_started.is_empty() {
@@ -93,55 +112,54 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(inputs = inputs.len() - not_started.len(), not_started = ?not_started, "pythond running; some inputs could not start (see above)");
     }
 
-    let (triggers, mut triggered) = mpsc::unbounded_channel();
-    let _watcher = reload::watch(
-        &[config.agent.conf_dir.clone(), config.agent.python_dir.clone()],
-        triggers.clone(),
-    )
-    .map_err(|error| tracing::error!(%error, "cannot watch conf.d/python.d for changes; reload with SIGHUP"))
-    .ok();
-    gitsync::spawn(
-        repos,
-        config.git_repos.pull_interval,
-        stats.clone(),
-        triggers,
-        shutdown.clone(),
-    );
-
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let mut user1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
     let mut user2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
-    loop {
+    let last_signal = loop {
         let trigger = tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => Trigger::Signal,
-            _ = user1.recv() => { dump(Dump::RunLog, &config, &stats, started); continue }
-            _ = user2.recv() => { dump(Dump::State, &config, &stats, started); continue }
+            _ = terminate.recv() => break std::time::Instant::now(),
+            _ = interrupt.recv() => break std::time::Instant::now(),
+            _ = hangup.recv() => {
+                // A replaced conf.d/python.d is watched again, whatever the watch saw.
+                live.rewatch();
+                Trigger::Signal
+            }
+            _ = user1.recv() => { dump(Dump::RunLog, &live.config, &stats, started); continue }
+            _ = user2.recv() => { dump(Dump::State, &live.config, &stats, started); continue }
             Some(trigger) = triggered.recv() => trigger,
+        };
+        // SIGHUP re-reads pythond.toml too (docs/RELOAD.md); files and git commits
+        // concern the inputs only.
+        let main_errors = if trigger == Trigger::Signal {
+            live.reread(&mut inputs).await
+        } else {
+            Vec::new()
         };
         reload(
             &mut inputs,
-            &layout,
+            &live.layout,
             &stats,
             Some(trigger),
+            main_errors,
             &mut skipped_noted,
         )
         .await;
-    }
+    };
+    let grace = live.config.agent.shutdown_timeout;
     tracing::info!(grace = ?grace, "shutting down: no new runs; waiting for runs in flight (signal again to kill the workers now)");
     shutdown.cancel();
     // Later signals are watched for the whole shutdown, flushing included.
-    let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone()));
+    let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone(), last_signal));
     inputs.join_all().await;
     sweeper.cancel();
     let killed = orphans::sweep_until_gone(ORPHAN_SWEEP_AT_EXIT).await;
     if killed > 0 {
         tracing::info!(killed, "killed processes the workers left behind");
     }
-    if let Some(http) = http {
+    ingest.tap().close();
+    if let Some(http) = live.http.take() {
         http.stop().await;
     }
     ingest.shutdown().await;
@@ -150,19 +168,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// After the first SIGINT/SIGTERM: a second kills every worker now, a third exits the
-/// process at once.
+/// After the first SIGINT/SIGTERM (received at `first`): a second kills every worker
+/// now, a third exits the process at once. Signals within [`SIGNAL_BURST`] of the one
+/// counted before are the same signal sent twice (GNU `timeout`, a `kill` of the
+/// process group, an init system signalling the process and its group) and count once.
 async fn escalate(
     mut terminate: tokio::signal::unix::Signal,
     mut interrupt: tokio::signal::unix::Signal,
     stats: Arc<Stats>,
+    first: std::time::Instant,
 ) {
-    next_signal(&mut terminate, &mut interrupt).await;
+    let second = next_distinct_signal(&mut terminate, &mut interrupt, first).await;
     tracing::warn!(
         "second signal: killing every worker now (signal a third time to exit without flushing)"
     );
     kill_all_workers(&stats);
-    next_signal(&mut terminate, &mut interrupt).await;
+    next_distinct_signal(&mut terminate, &mut interrupt, second).await;
     tracing::error!(
         "third signal: exiting now; points not yet handed to a sink or its disk buffer are lost"
     );
@@ -171,11 +192,21 @@ async fn escalate(
     std::process::exit(FORCED_EXIT_STATUS);
 }
 
-async fn next_signal(
+/// Waits for a SIGINT/SIGTERM that arrives at least [`SIGNAL_BURST`] after `previous`;
+/// returns when it arrived. Earlier ones are ignored (logged at debug).
+async fn next_distinct_signal(
     terminate: &mut tokio::signal::unix::Signal,
     interrupt: &mut tokio::signal::unix::Signal,
-) {
-    tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+    previous: std::time::Instant,
+) -> std::time::Instant {
+    loop {
+        tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+        let now = std::time::Instant::now();
+        if now.duration_since(previous) >= SIGNAL_BURST {
+            return now;
+        }
+        tracing::debug!("a signal right after the previous one; counted as the same");
+    }
 }
 
 /// Kills the process group of every live worker.
@@ -225,12 +256,13 @@ async fn start_http(
 
 /// Computes the inputs `layout` asks for and applies them to `inputs` (restarting
 /// only what changed); logs and records configuration errors. `trigger` is `None` for
-/// the first load. Tables of other input kinds are noted once (`skipped_noted`).
+/// the first load.
 async fn reload(
     inputs: &mut InputSet,
     layout: &Layout,
     stats: &Stats,
     trigger: Option<Trigger>,
+    main_errors: Vec<String>,
     skipped_noted: &mut SeenOnce,
 ) {
     if let Some(trigger) = &trigger {
@@ -248,16 +280,18 @@ async fn reload(
             return;
         }
     };
+    let mut all_errors = main_errors;
+    all_errors.extend(desired.errors.iter().cloned());
     for error in &desired.errors {
         tracing::error!("config: {error}");
     }
     for skipped in skipped_noted.new_items(&desired.skipped) {
         tracing::info!("config: {skipped}; not a pythond input, ignored");
     }
-    stats.set_reload_error(if desired.errors.is_empty() {
+    stats.set_reload_error(if all_errors.is_empty() {
         None
     } else {
-        Some(desired.errors.join("; "))
+        Some(all_errors.join("; "))
     });
     let applied = inputs.apply(desired).await;
     if trigger.is_some() {
@@ -266,21 +300,23 @@ async fn reload(
             restarted = ?applied.restarted,
             stopped = ?applied.stopped,
             unchanged = applied.unchanged,
+            reconfigured = ?applied.reconfigured,
             "configuration reloaded"
         );
     }
 }
 
 /// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds them.
-pub fn global_tags(config: &Config) -> BTreeMap<String, String> {
+pub(crate) fn global_tags(config: &Config) -> BTreeMap<String, String> {
     let mut tags = config.global_tags.clone();
     tags.entry("host".to_string())
         .or_insert_with(|| config.agent.hostname.clone());
     tags
 }
 
-/// Environment variable carrying [`worker_options`] to the worker (not its command
-/// line, where `ps` would show them; the runner removes it from its environment).
+/// Name under which [`worker_options`] reach the worker: through its private variables
+/// ([`WorkerSpec::private_env`]), neither its command line (`ps`) nor its environment
+/// (`/proc/<pid>/environ`).
 pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
 /// The environment variable carrying an input's [`crate::config::KindSettings`] and
 /// the state directory (read by `python/pythond_kinds.py`).
@@ -299,7 +335,12 @@ pub fn worker_options(input: &InputConfig) -> serde_json::Value {
             )
         })
         .collect();
-    serde_json::json!({"options": input.options, "plugins": plugins})
+    let mut options = serde_json::json!({"options": input.options, "plugins": plugins});
+    if input.has_instances() {
+        // The worker runs its instances on a pool (docs/PROTOCOL.md, "Pooled inputs").
+        options["pool"] = serde_json::json!({"concurrency": input.effective_concurrency()});
+    }
+    options
 }
 
 /// How to start the worker of `input` on the resolved plugin `paths`.
@@ -317,7 +358,6 @@ pub fn worker_spec(
     ];
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
     let mut envs = input.envs.clone();
-    envs.push((OPTIONS_ENV.to_string(), worker_options(input).to_string()));
     envs.push((
         KINDS_ENV.to_string(),
         input
@@ -330,6 +370,7 @@ pub fn worker_spec(
         cmd: input.cmd.clone(),
         args,
         envs,
+        private_env: vec![(OPTIONS_ENV.to_string(), worker_options(input).to_string())],
         max_frame: MAX_FRAME,
     }
 }

@@ -185,6 +185,9 @@ fn prepare_paths(paths: &[PathBuf], cmd: &str, timeout: Duration) -> Option<Prep
         max_rss: None,
         max_age: None,
         start_delay: None,
+        instances: Vec::new(),
+        concurrency: None,
+        instance_metrics: false,
         kinds: Default::default(),
         origin: Default::default(),
     };

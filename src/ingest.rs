@@ -7,23 +7,71 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::live_sinks::LiveSinks;
 use crate::point::{self, Category, DecodeContext, Point, Precision, RejectReason};
-use crate::sink::Sinks;
 use crate::stats::{PluginStats, Stats};
+use crate::tap::Tap;
 use crate::worker::protocol::Report;
 
 /// How often the same (input, plugin, reason) may be logged at warn/info level; the
 /// repeats in between go to debug level and are still counted.
 const LOG_REPEAT_EVERY: Duration = Duration::from_secs(60);
 
-/// The tags an input adds to its points, with and without the global tags.
+/// `[global_tags]` (plus `host`) as they are now: a reload of pythond.toml replaces
+/// them, and every point decoded from then on carries the new set (docs/RELOAD.md).
+#[derive(Debug, Default)]
+pub struct GlobalTags {
+    current: RwLock<Arc<BTreeMap<String, String>>>,
+}
+
+impl GlobalTags {
+    fn get(&self) -> Arc<BTreeMap<String, String>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, tags: BTreeMap<String, String>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tags);
+    }
+}
+
+/// The tags an input adds to its points: its own, and the agent's global ones as they
+/// are when a point is decoded.
 #[derive(Clone, Debug, Default)]
 pub struct InputTags {
-    with_global: BTreeMap<String, String>,
-    without_global: BTreeMap<String, String>,
+    own: BTreeMap<String, String>,
+    global: Arc<GlobalTags>,
+    /// The last merge, and the global set it was made from: merging again only when
+    /// a reload replaced the global tags keeps the hot path to a pointer comparison.
+    merged: Arc<Mutex<Option<MergedTags>>>,
+}
+
+type MergedTags = (Arc<BTreeMap<String, String>>, Arc<BTreeMap<String, String>>);
+
+impl InputTags {
+    /// The global tags overlaid with the input's own (the input's win).
+    fn with_global(&self) -> Arc<BTreeMap<String, String>> {
+        let global = self.global.get();
+        if self.own.is_empty() {
+            return global;
+        }
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((from, tags)) = merged.as_ref() {
+            if Arc::ptr_eq(from, &global) {
+                return tags.clone();
+            }
+        }
+        let mut tags = (*global).clone();
+        tags.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let tags = Arc::new(tags);
+        *merged = Some((global, tags.clone()));
+        tags
+    }
 }
 
 /// Where a report came from.
@@ -80,6 +128,12 @@ pub struct WriteOutcome {
 /// How many accepted points of a write request are handed to the sinks at a time: a
 /// request never holds more decoded points than this, whatever its body expands to.
 pub const WRITE_CHUNK_POINTS: usize = 4096;
+
+/// How many chunks of one write request may be in the sinks' hands at once (handed
+/// on, not yet written by every sink). Decoding waits for the oldest before handing on
+/// more, so a request's decoded points stay bounded even when decoding outpaces the
+/// sinks.
+pub const WRITE_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// When a write request must stop decoding.
 pub struct WriteLimits<'a> {
@@ -152,19 +206,27 @@ impl WriteLimits<'_> {
 /// The single path every point takes into the sinks.
 pub struct Ingest {
     stats: Arc<Stats>,
-    global_tags: BTreeMap<String, String>,
-    sinks: Sinks,
+    global_tags: Arc<GlobalTags>,
+    sinks: LiveSinks,
+    tap: Tap,
     throttle: Mutex<HashMap<(String, String, &'static str), Instant>>,
     log_every_point: bool,
 }
 
 impl Ingest {
     /// `global_tags` are added to every point unless a report sets `ignore_global_tags`.
-    pub fn new(stats: Arc<Stats>, global_tags: BTreeMap<String, String>, sinks: Sinks) -> Self {
+    pub fn new(
+        stats: Arc<Stats>,
+        global_tags: BTreeMap<String, String>,
+        sinks: impl Into<LiveSinks>,
+    ) -> Self {
+        let global = GlobalTags::default();
+        global.set(global_tags);
         Self {
             stats,
-            global_tags,
-            sinks,
+            global_tags: Arc::new(global),
+            sinks: sinks.into(),
+            tap: Tap::default(),
             throttle: Mutex::new(HashMap::new()),
             log_every_point: false,
         }
@@ -179,12 +241,27 @@ impl Ingest {
 
     /// Combines an input's own tags with the global ones (the input's win).
     pub fn input_tags(&self, input_tags: &BTreeMap<String, String>) -> InputTags {
-        let mut with_global = self.global_tags.clone();
-        with_global.extend(input_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         InputTags {
-            with_global,
-            without_global: input_tags.clone(),
+            own: input_tags.clone(),
+            global: self.global_tags.clone(),
+            merged: Arc::default(),
         }
+    }
+
+    /// Replaces the global tags: points decoded from now on carry `tags` (nothing is
+    /// restarted).
+    pub fn set_global_tags(&self, tags: BTreeMap<String, String>) {
+        self.global_tags.set(tags);
+    }
+
+    /// The running sinks, for a reload of `[[sinks]]`.
+    pub fn sinks(&self) -> &LiveSinks {
+        &self.sinks
+    }
+
+    /// Where `GET /v1/tap` subscribers get a copy of every accepted point.
+    pub fn tap(&self) -> &Tap {
+        &self.tap
     }
 
     /// Validates a worker's report and forwards what is valid.
@@ -206,6 +283,7 @@ impl Ingest {
         accepted: &mut Vec<Point>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        let first_new = accepted.len();
         for shim_rejection in &report.rejected {
             let category =
                 Category::from_code(&shim_rejection.category).unwrap_or(Category::Metric);
@@ -219,10 +297,12 @@ impl Ingest {
             outcome.rejected += 1;
         }
 
+        let with_global;
         let extra_tags = if report.ignores_global_tags() {
-            &origin.tags.without_global
+            &origin.tags.own
         } else {
-            &origin.tags.with_global
+            with_global = origin.tags.with_global();
+            &*with_global
         };
         let precision = match report.precision.as_deref().map(str::parse::<Precision>) {
             None => Ok(None),
@@ -268,6 +348,8 @@ impl Ingest {
             };
             self.decode_into(origin, &ctx, points, accepted, &mut outcome);
         }
+        self.tap
+            .publish(origin.input, origin.plugin, &accepted[first_new..]);
         outcome
     }
 
@@ -310,10 +392,12 @@ impl Ingest {
         limits: &WriteLimits<'_>,
         runtime: &tokio::runtime::Handle,
     ) -> WriteOutcome {
+        let with_global;
         let extra_tags = if request.ignore_global_tags {
-            &origin.tags.without_global
+            &origin.tags.own
         } else {
-            &origin.tags.with_global
+            with_global = origin.tags.with_global();
+            &*with_global
         };
         let ctx = DecodeContext {
             category: request.category,
@@ -328,6 +412,7 @@ impl Ingest {
             limits,
             runtime,
             chunk: Vec::with_capacity(WRITE_CHUNK_POINTS),
+            in_flight: std::collections::VecDeque::new(),
             taken: 0,
             result: WriteOutcome::default(),
         };
@@ -365,6 +450,10 @@ impl Ingest {
             }
         }
         chunker.flush();
+        // Until the sinks have written every chunk, this request's points still take
+        // memory: wait for them (within the deadline), so what the caller frees and
+        // trims afterwards is the request's whole footprint.
+        chunker.wait_in_flight(0);
         chunker.result
     }
 
@@ -440,6 +529,14 @@ impl Ingest {
         }
     }
 
+    /// Like [`Ingest::forward`], for a batch the caller keeps a handle on (to learn
+    /// when every sink is done with it).
+    pub async fn forward_batch(&self, batch: Arc<Vec<Point>>) {
+        if !batch.is_empty() {
+            self.sinks.send(batch).await;
+        }
+    }
+
     /// Flushes and closes the sinks.
     pub async fn shutdown(&self) {
         self.sinks.shutdown().await;
@@ -495,6 +592,8 @@ struct Chunker<'i, 'o> {
     limits: &'i WriteLimits<'i>,
     runtime: &'i tokio::runtime::Handle,
     chunk: Vec<Point>,
+    /// Chunks handed to the sinks; a chunk is written once only this holds it.
+    in_flight: std::collections::VecDeque<Arc<Vec<Point>>>,
     /// Points taken so far (accepted or not).
     taken: usize,
     result: WriteOutcome,
@@ -547,7 +646,31 @@ impl Chunker<'_, '_> {
             points.len() as u64,
             &mut self.result.outcome,
         );
-        self.runtime.block_on(self.ingest.forward(points));
+        self.ingest
+            .tap
+            .publish(self.origin.input, self.origin.plugin, &points);
+        self.wait_in_flight(WRITE_CHUNKS_IN_FLIGHT - 1);
+        let batch = Arc::new(points);
+        self.in_flight.push_back(batch.clone());
+        self.runtime.block_on(self.ingest.forward_batch(batch));
+    }
+
+    /// Waits until at most `most` handed-on chunks are still held by a sink, or the
+    /// limits run out (then decoding stops at its next check).
+    fn wait_in_flight(&mut self, most: usize) {
+        loop {
+            while self
+                .in_flight
+                .front()
+                .is_some_and(|batch| Arc::strong_count(batch) == 1)
+            {
+                self.in_flight.pop_front();
+            }
+            if self.in_flight.len() <= most || self.limits.exhausted() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `pythond` command line: `run`, `check`, `status`, `config check`, and the
-//! `completions` and `man` pages generated from these very definitions.
+//! The `pythond` command line: `run`, `check`, `status`, `tap`, `top`, `config check`,
+//! and the `completions` and `man` pages generated from these very definitions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use pythond::api_target::ApiTarget;
 use pythond::check::CheckOptions;
 use pythond::config::{self, LogFormat, OutputFormat};
 
@@ -109,6 +110,61 @@ enum Commands {
         /// Print the raw JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Print last errors in full instead of cut to the table's width.
+        #[arg(long)]
+        wide: bool,
+        /// The agent's pythond.toml: take the address and token from its [http].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only this input.
+        #[arg(long, value_name = "NAME")]
+        input: Option<String>,
+        /// Only this plugin id (or one instance, `<plugin id>@<instance>`).
+        #[arg(long, value_name = "ID")]
+        plugin: Option<String>,
+        /// List every instance, not only those with problems.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the points a running agent accepts, live (GET /v1/tap), until Ctrl-C.
+    ///
+    /// The agent's sinks are not touched. Points go to stdout; what this reader was
+    /// too slow to take is counted on stderr.
+    Tap {
+        /// The agent's HTTP API address ([http] listen).
+        #[arg(long, default_value = pythond::config::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+        addr: String,
+        /// The agent's [http] token, if it has one.
+        #[arg(long, env = "PYTHOND_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The agent's pythond.toml: take the address and token from its [http].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only the points of this input.
+        #[arg(long, value_name = "NAME")]
+        input: Option<String>,
+        /// Only the points of this category (metric, logging, object, ...).
+        #[arg(long, value_name = "CATEGORY")]
+        category: Option<String>,
+        /// Output format of the points.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+    /// A live terminal view of a running agent: plugins' runs/s, points/s, errors,
+    /// lateness and trends, sinks' queues. `q` quits.
+    Top {
+        /// The agent's HTTP API address ([http] listen).
+        #[arg(long, default_value = pythond::config::DEFAULT_LISTEN, value_name = "HOST:PORT")]
+        addr: String,
+        /// The agent's [http] token, if it has one.
+        #[arg(long, env = "PYTHOND_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The agent's pythond.toml: take the address and token from its [http].
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// How often to refresh, e.g. 1s, 500ms.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
     },
     /// Configuration commands.
     Config {
@@ -218,16 +274,58 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Commands::Status { addr, token, json } => {
-            match pythond::status::fetch(&addr, token.as_deref()) {
+        Commands::Status {
+            addr,
+            token,
+            json,
+            wide,
+            config,
+            input,
+            plugin,
+            all,
+        } => {
+            let target = match ApiTarget::resolve(&addr, token, config.as_deref()) {
+                Ok(target) => target,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let filter = pythond::status_filter::StatusFilter { input, plugin, all };
+            match pythond::status::fetch_filtered(&target.addr, target.token.as_deref(), &filter) {
                 Ok(status) if json => {
                     println!("{status:#}");
                     ExitCode::SUCCESS
                 }
                 Ok(status) => {
-                    print!("{}", pythond::status::render(&status));
+                    print!("{}", pythond::status::render_with(&status, wide));
                     ExitCode::SUCCESS
                 }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Commands::Tap {
+            addr,
+            token,
+            config,
+            input,
+            category,
+            format,
+        } => tap(&addr, token, config.as_deref(), input, category, format),
+        Commands::Top {
+            addr,
+            token,
+            config,
+            interval,
+        } => {
+            let result = ApiTarget::resolve(&addr, token, config.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|target| pythond::top::run(&target, interval).map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("error: {error}");
                     ExitCode::FAILURE
@@ -237,6 +335,44 @@ fn main() -> ExitCode {
         Commands::Config {
             command: ConfigCommands::Check { config },
         } => pythond::config_check::report(config.as_deref()),
+    }
+}
+
+/// `pythond tap`: streams until the agent closes the stream or the user interrupts.
+fn tap(
+    addr: &str,
+    token: Option<String>,
+    config: Option<&std::path::Path>,
+    input: Option<String>,
+    category: Option<String>,
+    format: Format,
+) -> ExitCode {
+    let request = pythond::tap_client::TapRequest {
+        input,
+        category,
+        format: match format {
+            Format::Json => "json",
+            Format::Lp => "lp",
+        }
+        .to_string(),
+    };
+    let result = ApiTarget::resolve(addr, token, config)
+        .map_err(|e| e.to_string())
+        .and_then(|target| {
+            pythond::tap_client::run(
+                &target,
+                &request,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr(),
+            )
+            .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

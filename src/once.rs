@@ -200,7 +200,7 @@ pub async fn run_plugins_once(
                 };
                 results.insert(done.plugin, result);
             }
-            Ok(Some(Event::Hello(_))) => {}
+            Ok(Some(Event::Hello(_) | Event::Runs(_) | Event::TimedOut(_))) => {}
             Ok(None) => {
                 report.error(
                     "the worker died during the run (see its output above)".into(),

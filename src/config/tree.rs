@@ -381,6 +381,9 @@ pub(crate) struct Doc<'a> {
     file: &'a Path,
     text: &'a str,
     problems: RefCell<Vec<(Rank, ConfigError)>>,
+    /// Byte offsets of every `\n`, found on first use: a file with 10,000 instance
+    /// tables asks for 10,000 lines, which must not rescan the text each time.
+    newlines: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> Doc<'a> {
@@ -390,6 +393,7 @@ impl<'a> Doc<'a> {
             file,
             text,
             problems: RefCell::new(Vec::new()),
+            newlines: std::cell::OnceCell::new(),
         };
         match toml::from_str::<RawNode>(text) {
             Ok(raw) => {
@@ -422,11 +426,16 @@ impl<'a> Doc<'a> {
     /// 1-based line where `span` starts.
     pub(crate) fn line(&self, span: &Span) -> usize {
         let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+        let newlines = self.newlines.get_or_init(|| {
+            self.text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect()
+        });
+        // Newlines strictly before `end`.
+        newlines.partition_point(|at| *at < end) + 1
     }
 
     /// 1-based column, in characters, of byte `offset`.

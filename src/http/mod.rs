@@ -19,8 +19,10 @@ mod body;
 mod error;
 mod metrics;
 mod pools;
+mod process_metrics;
 mod serve;
 mod status;
+mod tap;
 mod write;
 
 use std::net::SocketAddr;
@@ -110,9 +112,9 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// Makes the worker's `report()` post to the write API: the URL goes as
-    /// `--http-url`, the per-agent worker key as `PYTHOND_HTTP_TOKEN` (accepted like
-    /// `[http] token`, and it puts the worker's requests in their own pool), and the API
-    /// learns the tags the input's points get.
+    /// `--http-url`, the per-agent worker key as the private `PYTHOND_HTTP_TOKEN`
+    /// (accepted like `[http] token`, and it puts the worker's requests in their own
+    /// pool), and the API learns the tags the input's points get.
     pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
         self.state
             .http_inputs
@@ -128,7 +130,8 @@ impl HttpTransport {
                 self.url.clone().into(),
             ],
         );
-        spec.envs.push((
+        // Not in the environment: /proc/<pid>/environ would keep showing it.
+        spec.private_env.push((
             "PYTHOND_HTTP_TOKEN".into(),
             self.state.worker_key.as_str().into(),
         ));
@@ -248,6 +251,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(status::health))
         .route("/v1/status", get(status::status))
         .route("/metrics", get(metrics_handler))
+        .route("/v1/tap", get(tap::tap))
         .fallback(not_found)
         // Layers run outside in: count, then limit, then time, then authenticate.
         .layer(middleware::from_fn_with_state(
@@ -265,6 +269,7 @@ fn router(state: Arc<AppState>) -> Router {
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    text.push_str(&tap::metrics(state.ingest.tap()));
     let mut in_flight = PromWriter::default();
     in_flight.gauge(
         "pythond_http_requests_in_flight",
@@ -303,6 +308,7 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/v1/status" => "/v1/status",
         "/metrics" => "/metrics",
+        "/v1/tap" => "/v1/tap",
         _ => "other",
     }
 }
