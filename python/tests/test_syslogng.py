@@ -16,7 +16,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import DEADLINE, PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, wait_until
+from harness import DEADLINE, PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, read_lines, wait_until
 
 import syslogng  # noqa: E402  (python/ is on sys.path through harness)
 
@@ -232,14 +232,6 @@ class Listener(LogSource):
     def wakeup(self):
         note("wakeup")
 '''
-
-
-def read_lines(path):
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 class FetcherTest(unittest.TestCase):
