@@ -258,7 +258,7 @@ class _SyslogNgAdapter(object):
                 _stderr("%s: message dropped at stop: the agent is not taking messages (%d dropped)"
                         % (self.measurement, self.dropped))
                 return
-            self._window.append(point)
+            self._window.append((point, getattr(msg, "_bookmark", None)))
             if getattr(self.driver, "auto_close_batches", True):
                 self._closed = len(self._window)
             self._cond.notify_all()
@@ -284,7 +284,8 @@ class _SyslogNgAdapter(object):
                 self._closed = max(0, self._closed - count)
                 self._in_report += 1
             try:
-                self.report({"L": batch, "precision": "ns"})
+                self.report({"L": [point for point, _ in batch], "precision": "ns"})
+                self._acknowledge([bookmark for _, bookmark in batch if bookmark is not None])
             except Exception as e:
                 _stderr("%s: report failed: %s" % (self.measurement, _error_text(e)))
             wakeup = None
@@ -296,6 +297,16 @@ class _SyslogNgAdapter(object):
                 self._cond.notify_all()
             if callable(wakeup):
                 wakeup()
+
+    def _acknowledge(self, bookmarks):
+        """Give delivered messages' bookmarks to the source's ack tracker, if any."""
+        tracker = getattr(self.driver, "ack_tracker", None)
+        if not bookmarks or tracker is None or not hasattr(tracker, "_ack"):
+            return
+        try:
+            tracker._ack(bookmarks)
+        except Exception as e:
+            _stderr("%s: the ack callback raised %s" % (self.measurement, _error_text(e)))
 
     def drain(self, timeout=None):
         """Wait until everything posted so far was handed to the agent."""

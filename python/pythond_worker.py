@@ -34,7 +34,8 @@ What this file owns, and why it is arranged the way it is:
   even in a session of its own, may outlive the agent); ``shutdown`` lets runs in flight
   finish within the grace period and exits 0.
 * **Options and hooks** (all optional, so DataKit scripts are untouched): the input's
-  ``options`` (``$PYTHOND_OPTIONS``, removed from the environment) become
+  ``options`` (``PYTHOND_OPTIONS``, a private variable read from the memory file
+  ``$PYTHOND_PRIVATE_FD``, never in the environment) become
   ``self.options``; ``init(self, options)`` runs before ``hello`` (returning False or
   raising keeps the plugin out, reported in ``hello.errors``); ``on_error(self, exc)``
   runs when ``run()`` raises; at ``shutdown``, ``request_exit(self)`` is called from
@@ -864,13 +865,61 @@ def _instantiate(cls, file, user, plugins, kind=None):
 # ---------------------------------------------------------------------- options and hooks
 
 OPTIONS_ENV = "PYTHOND_OPTIONS"
+PRIVATE_FD_ENV = "PYTHOND_PRIVATE_FD"
+# What the agent passed through $PYTHOND_PRIVATE_FD (see _read_private).
+_PRIVATE = {}
+
+
+def _read_private():
+    """Read the agent's private variables: a JSON object of strings in the inherited
+    memory file ``$PYTHOND_PRIVATE_FD``, then close it.
+
+    Options and the HTTP token come this way, not in the environment, because
+    ``/proc/<pid>/environ`` keeps showing a variable even after it is removed."""
+    fd_text = os.environ.pop(PRIVATE_FD_ENV, None)
+    if not fd_text:
+        return {}
+    try:
+        fd = int(fd_text)
+    except ValueError:
+        _stderr("ignoring $%s: not a file descriptor" % PRIVATE_FD_ENV)
+        return {}
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as e:
+        _stderr("cannot read $%s: %s" % (PRIVATE_FD_ENV, e))
+        return {}
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    try:
+        value = json.loads(b"".join(chunks).decode("utf-8"))
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        _stderr("ignoring $%s: not the JSON object the agent writes" % PRIVATE_FD_ENV)
+        return {}
+    return dict((k, v) for k, v in value.items() if isinstance(v, str))
+
+
+def _private(name):
+    """A private variable, else (an older agent) the environment's, removed from it."""
+    from_env = os.environ.pop(name, None)
+    return _PRIVATE.get(name, from_env)
 
 
 def _load_options():
     """The agent's ``{"options": {...}, "plugins": {name: {"enabled", "options"}}}``.
 
-    Taken out of the environment: collectors' subprocesses need not see it."""
-    text = os.environ.pop(OPTIONS_ENV, None)
+    A private variable (see _read_private): collectors' subprocesses never see it."""
+    text = _private(OPTIONS_ENV)
     if not text:
         return {}, {}
     try:
@@ -1167,9 +1216,9 @@ def _configure_http(shim, url):
     # constructor still overrides them, as it would override DataKit's 127.0.0.1:9529.
     shim.DataKitFramework._DataKitFramework__dk_host = parsed.hostname
     shim.DataKitFramework._DataKitFramework__dk_port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    # The agent's [http] token, if it has one. Taken out of the environment so the
-    # processes collectors start do not inherit the secret.
-    token = os.environ.pop("PYTHOND_HTTP_TOKEN", None)
+    # The agent's [http] token, if it has one: a private variable, so neither the
+    # processes collectors start nor /proc/<pid>/environ show the secret.
+    token = _private("PYTHOND_HTTP_TOKEN")
     if token:
         shim._http_token = token
 
@@ -1194,6 +1243,7 @@ def main(argv=None):
     # Collectors' subprocesses must not inherit (and hold open, or write into) the channel.
     os.set_inheritable(fd, False)
     os.environ.pop("PYTHOND_CHANNEL_FD", None)
+    _PRIVATE.update(_read_private())
 
     _ensure_own_process_group()
     _install_signal_handlers()

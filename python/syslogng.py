@@ -159,6 +159,10 @@ class LogMessage(object):
     def set_recvd_rawmsg_size(self, size):
         pass  # a receive counter of syslog-ng's; nothing here reads it
 
+    def set_bookmark(self, bookmark):
+        """What the source's ``ack_tracker`` gets back once the message is delivered."""
+        self._bookmark = bookmark
+
     @property
     def facility(self):
         return _FACILITIES[self._pri >> 3] if (self._pri >> 3) < len(_FACILITIES) else str(self._pri >> 3)
@@ -320,6 +324,42 @@ class LogFetcher(object):
 
     def fetch(self):
         return LogFetcher.FETCH_TRY_AGAIN, None
+
+
+class _AckTracker(object):
+    """Base of the ack trackers a ``LogSource`` may set as ``self.ack_tracker``: the
+    runner acknowledges a message's bookmark once the message was handed to the agent
+    (written to its channel, or accepted by its HTTP API)."""
+
+    def __init__(self, ack_callback=None):
+        self.ack_callback = ack_callback
+
+    def _ack(self, bookmarks):
+        if self.ack_callback is not None:
+            for bookmark in bookmarks:
+                self.ack_callback(bookmark)
+
+
+class InstantAckTracker(_AckTracker):
+    """Calls ``ack_callback(bookmark)`` for every delivered message."""
+
+
+class ConsecutiveAckTracker(_AckTracker):
+    """Calls ``ack_callback(bookmark)`` in posting order (deliveries are in order)."""
+
+
+class BatchedAckTracker(_AckTracker):
+    """Calls ``batched_ack_callback([bookmarks])`` once per delivered batch."""
+
+    def __init__(self, timeout=None, batch_size=None, batched_ack_callback=None):
+        super(BatchedAckTracker, self).__init__(None)
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self.batched_ack_callback = batched_ack_callback
+
+    def _ack(self, bookmarks):
+        if self.batched_ack_callback is not None and bookmarks:
+            self.batched_ack_callback(list(bookmarks))
 
 
 # Also importable as module constants, as some drivers do.

@@ -4,7 +4,7 @@
 //! does: SIGINT/SIGTERM stop scheduling and give runs in flight `[agent]
 //! shutdown_timeout` (30 s) before their workers are killed; a second SIGINT/SIGTERM
 //! kills every worker at once (points already received are still flushed); a third
-//! exits the process immediately. SIGUSR1 writes the run log and SIGUSR2 a full state
+//! exits the process immediately. Signals less than a second apart count as one. SIGUSR1 writes the run log and SIGUSR2 a full state
 //! dump under `<data_dir>/state/` ([`crate::state_dump`]). SIGHUP, a change under the
 //! local conf/python directories, or a pulled git commit reload the configuration
 //! ([`crate::reload`]): only inputs whose config or files changed are restarted
@@ -32,6 +32,8 @@ use crate::worker::{orphans, Runtime, WorkerSpec};
 
 /// Exit status after a third SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
 const FORCED_EXIT_STATUS: i32 = 130;
+/// SIGINT/SIGTERMs this close to the one before count as one (docs/OPERATIONS.md).
+const SIGNAL_BURST: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long the shutdown waits for the processes workers left behind to be reaped.
 const ORPHAN_SWEEP_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Largest frame a worker may send on its channel.
@@ -47,6 +49,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(%error, "cannot become a child subreaper; processes that leave their worker's group may outlive it");
     }
     let stats = Stats::new();
+    // Private before anything is written into it: buffers, checkouts, state dumps.
+    crate::data_dir::prepare(&config.agent.data_dir)?;
     let sinks =
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
@@ -87,7 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(inputs = inputs.len(), "pythond running");
 
     let (triggers, mut triggered) = mpsc::unbounded_channel();
-    let _watcher = reload::watch(
+    let watcher = reload::watch(
         &[config.agent.conf_dir.clone(), config.agent.python_dir.clone()],
         triggers.clone(),
     )
@@ -106,21 +110,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let mut user1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
     let mut user2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
-    loop {
+    let last_signal = loop {
         let trigger = tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => Trigger::Signal,
+            _ = terminate.recv() => break std::time::Instant::now(),
+            _ = interrupt.recv() => break std::time::Instant::now(),
+            _ = hangup.recv() => {
+                // A replaced conf.d/python.d is watched again, whatever the watch saw.
+                if let Some(watcher) = &watcher {
+                    watcher.rewatch();
+                }
+                Trigger::Signal
+            }
             _ = user1.recv() => { dump(Dump::RunLog, &config, &stats, started); continue }
             _ = user2.recv() => { dump(Dump::State, &config, &stats, started); continue }
             Some(trigger) = triggered.recv() => trigger,
         };
         reload(&mut inputs, &layout, &stats, Some(trigger)).await;
-    }
+    };
     tracing::info!(grace = ?grace, "shutting down: no new runs; waiting for runs in flight (signal again to kill the workers now)");
     shutdown.cancel();
     // Later signals are watched for the whole shutdown, flushing included.
-    let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone()));
+    let escalation = tokio::spawn(escalate(terminate, interrupt, stats.clone(), last_signal));
     inputs.join_all().await;
     sweeper.cancel();
     let killed = orphans::sweep_until_gone(ORPHAN_SWEEP_AT_EXIT).await;
@@ -136,19 +146,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// After the first SIGINT/SIGTERM: a second kills every worker now, a third exits the
-/// process at once.
+/// After the first SIGINT/SIGTERM (received at `first`): a second kills every worker
+/// now, a third exits the process at once. Signals within [`SIGNAL_BURST`] of the one
+/// counted before are the same signal sent twice (GNU `timeout`, a `kill` of the
+/// process group, an init system signalling the process and its group) and count once.
 async fn escalate(
     mut terminate: tokio::signal::unix::Signal,
     mut interrupt: tokio::signal::unix::Signal,
     stats: Arc<Stats>,
+    first: std::time::Instant,
 ) {
-    next_signal(&mut terminate, &mut interrupt).await;
+    let second = next_distinct_signal(&mut terminate, &mut interrupt, first).await;
     tracing::warn!(
         "second signal: killing every worker now (signal a third time to exit without flushing)"
     );
     kill_all_workers(&stats);
-    next_signal(&mut terminate, &mut interrupt).await;
+    next_distinct_signal(&mut terminate, &mut interrupt, second).await;
     tracing::error!(
         "third signal: exiting now; points not yet handed to a sink or its disk buffer are lost"
     );
@@ -157,11 +170,21 @@ async fn escalate(
     std::process::exit(FORCED_EXIT_STATUS);
 }
 
-async fn next_signal(
+/// Waits for a SIGINT/SIGTERM that arrives at least [`SIGNAL_BURST`] after `previous`;
+/// returns when it arrived. Earlier ones are ignored (logged at debug).
+async fn next_distinct_signal(
     terminate: &mut tokio::signal::unix::Signal,
     interrupt: &mut tokio::signal::unix::Signal,
-) {
-    tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+    previous: std::time::Instant,
+) -> std::time::Instant {
+    loop {
+        tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+        let now = std::time::Instant::now();
+        if now.duration_since(previous) >= SIGNAL_BURST {
+            return now;
+        }
+        tracing::debug!("a signal right after the previous one; counted as the same");
+    }
 }
 
 /// Kills the process group of every live worker.
@@ -259,8 +282,9 @@ fn global_tags(config: &Config) -> BTreeMap<String, String> {
     tags
 }
 
-/// Environment variable carrying [`worker_options`] to the worker (not its command
-/// line, where `ps` would show them; the runner removes it from its environment).
+/// Name under which [`worker_options`] reach the worker: through its private variables
+/// ([`WorkerSpec::private_env`]), neither its command line (`ps`) nor its environment
+/// (`/proc/<pid>/environ`).
 pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
 /// The environment variable carrying an input's [`crate::config::KindSettings`] and
 /// the state directory (read by `python/pythond_kinds.py`).
@@ -297,7 +321,6 @@ pub fn worker_spec(
     ];
     args.extend(paths.iter().map(|p| p.clone().into_os_string()));
     let mut envs = input.envs.clone();
-    envs.push((OPTIONS_ENV.to_string(), worker_options(input).to_string()));
     envs.push((
         KINDS_ENV.to_string(),
         input
@@ -310,6 +333,7 @@ pub fn worker_spec(
         cmd: input.cmd.clone(),
         args,
         envs,
+        private_env: vec![(OPTIONS_ENV.to_string(), worker_options(input).to_string())],
         max_frame: MAX_FRAME,
     }
 }

@@ -81,6 +81,12 @@ pub struct WriteOutcome {
 /// request never holds more decoded points than this, whatever its body expands to.
 pub const WRITE_CHUNK_POINTS: usize = 4096;
 
+/// How many chunks of one write request may be in the sinks' hands at once (handed
+/// on, not yet written by every sink). Decoding waits for the oldest before handing on
+/// more, so a request's decoded points stay bounded even when decoding outpaces the
+/// sinks.
+pub const WRITE_CHUNKS_IN_FLIGHT: usize = 4;
+
 /// When a write request must stop decoding.
 pub struct WriteLimits<'a> {
     /// The request's `request_timeout` deadline.
@@ -316,6 +322,7 @@ impl Ingest {
             limits,
             runtime,
             chunk: Vec::with_capacity(WRITE_CHUNK_POINTS),
+            in_flight: std::collections::VecDeque::new(),
             taken: 0,
             result: WriteOutcome::default(),
         };
@@ -353,6 +360,10 @@ impl Ingest {
             }
         }
         chunker.flush();
+        // Until the sinks have written every chunk, this request's points still take
+        // memory: wait for them (within the deadline), so what the caller frees and
+        // trims afterwards is the request's whole footprint.
+        chunker.wait_in_flight(0);
         chunker.result
     }
 
@@ -428,6 +439,14 @@ impl Ingest {
         }
     }
 
+    /// Like [`Ingest::forward`], for a batch the caller keeps a handle on (to learn
+    /// when every sink is done with it).
+    pub async fn forward_batch(&self, batch: Arc<Vec<Point>>) {
+        if !batch.is_empty() {
+            self.sinks.send(batch).await;
+        }
+    }
+
     /// Flushes and closes the sinks.
     pub async fn shutdown(&self) {
         self.sinks.shutdown().await;
@@ -483,6 +502,8 @@ struct Chunker<'i, 'o> {
     limits: &'i WriteLimits<'i>,
     runtime: &'i tokio::runtime::Handle,
     chunk: Vec<Point>,
+    /// Chunks handed to the sinks; a chunk is written once only this holds it.
+    in_flight: std::collections::VecDeque<Arc<Vec<Point>>>,
     /// Points taken so far (accepted or not).
     taken: usize,
     result: WriteOutcome,
@@ -535,7 +556,28 @@ impl Chunker<'_, '_> {
             points.len() as u64,
             &mut self.result.outcome,
         );
-        self.runtime.block_on(self.ingest.forward(points));
+        self.wait_in_flight(WRITE_CHUNKS_IN_FLIGHT - 1);
+        let batch = Arc::new(points);
+        self.in_flight.push_back(batch.clone());
+        self.runtime.block_on(self.ingest.forward_batch(batch));
+    }
+
+    /// Waits until at most `most` handed-on chunks are still held by a sink, or the
+    /// limits run out (then decoding stops at its next check).
+    fn wait_in_flight(&mut self, most: usize) {
+        loop {
+            while self
+                .in_flight
+                .front()
+                .is_some_and(|batch| Arc::strong_count(batch) == 1)
+            {
+                self.in_flight.pop_front();
+            }
+            if self.in_flight.len() <= most || self.limits.exhausted() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

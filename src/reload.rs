@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -239,60 +240,148 @@ pub fn is_noise(path: &Path) -> bool {
     })
 }
 
+/// A running watch of the local conf and python directories ([`watch`]); it ends
+/// when dropped.
+pub struct DirWatch {
+    state: Arc<Mutex<WatchState>>,
+}
+
+struct WatchState {
+    watcher: notify::RecommendedWatcher,
+    /// Each root and the identity (device, inode) of the directory watched under its
+    /// name, `None` while nothing is watched there.
+    roots: Vec<(PathBuf, Option<(u64, u64)>)>,
+}
+
+impl DirWatch {
+    /// Watches every root afresh (SIGHUP): whatever happened to the directories,
+    /// the ones that exist now are the ones watched.
+    pub fn rewatch(&self) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.rewatch(true);
+    }
+}
+
+impl WatchState {
+    /// Watches again every root whose directory was replaced or has appeared since;
+    /// with `force`, every root. Identity alone cannot tell a directory removed and
+    /// recreated at once (the inode number is often reused), so an event on a root
+    /// itself forces it.
+    fn rewatch(&mut self, force: bool) {
+        use notify::{RecursiveMode, Watcher};
+        let WatchState { watcher, roots } = self;
+        for (root, watched) in roots.iter_mut() {
+            let current = dir_identity(root);
+            if current == *watched && !force {
+                continue;
+            }
+            if watched.is_some() {
+                // The old directory may live on elsewhere (after `mv`): stop following it.
+                let _ = watcher.unwatch(root);
+            }
+            *watched = None;
+            if current.is_none() {
+                tracing::warn!(dir = %root.display(), "watched directory is gone; watching for it to reappear");
+                continue;
+            }
+            match watcher.watch(root, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    *watched = current;
+                    tracing::info!(dir = %root.display(), "watching for changes");
+                }
+                Err(error) => {
+                    tracing::warn!(dir = %root.display(), %error, "cannot watch for changes; reload with SIGHUP")
+                }
+            }
+        }
+    }
+}
+
+/// Device and inode of the directory at `path`, `None` if there is none.
+fn dir_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).ok()?;
+    meta.is_dir().then(|| (meta.dev(), meta.ino()))
+}
+
 /// Watches `dirs` recursively and sends [`Trigger::Files`] once the file system has
-/// been quiet for [`DEBOUNCE`] after a relevant change. Directories that do not
-/// exist are skipped with a warning. The watcher lives as long as the returned value.
+/// been quiet for [`DEBOUNCE`] after a relevant change. The parent of each directory is
+/// watched too (not recursively), so a directory that is removed and recreated, or
+/// replaced with `mv`, is watched again as soon as it is back; one that does not exist
+/// yet is watched from the moment it appears. The watch lives as long as the returned
+/// value.
 pub fn watch(
     dirs: &[PathBuf],
     triggers: mpsc::UnboundedSender<Trigger>,
-) -> Result<notify::RecommendedWatcher, notify::Error> {
+) -> Result<DirWatch, notify::Error> {
     use notify::{EventKind, RecursiveMode, Watcher};
 
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<()>();
+    // `true` when the event was about a root itself (removed, created, renamed).
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<bool>();
     let roots: Vec<PathBuf> = dirs.to_vec();
-    let mut watcher =
+    let watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) => {
                 if matches!(event.kind, EventKind::Access(_)) {
                     return;
                 }
+                // Only what is under a root counts: the parents' other entries
+                // (pythond.toml, data/) are none of this watch's business.
                 let relevant = event.paths.iter().any(|p| {
-                    let relative = roots
+                    roots
                         .iter()
                         .find_map(|root| p.strip_prefix(root).ok())
-                        .unwrap_or(p);
-                    !is_noise(relative)
+                        .is_some_and(|relative| !is_noise(relative))
                 });
                 if relevant {
-                    let _ = raw_tx.send(());
+                    let root_itself = event.paths.iter().any(|p| roots.contains(p));
+                    let _ = raw_tx.send(root_itself);
                 }
             }
             Err(error) => tracing::warn!(%error, "file watcher error"),
         })?;
+    let mut state = WatchState {
+        watcher,
+        roots: dirs.iter().map(|d| (d.clone(), None)).collect(),
+    };
     for dir in dirs {
-        if !dir.is_dir() {
-            tracing::warn!(dir = %dir.display(), "not watching for changes: not a directory");
-            continue;
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or_else(|| Path::new("."));
+        if let Err(error) = state.watcher.watch(parent, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %parent.display(), %error, "cannot watch for {} to be replaced; reload with SIGHUP", dir.display());
         }
-        watcher.watch(dir, RecursiveMode::Recursive)?;
-        tracing::debug!(dir = %dir.display(), "watching for changes");
     }
+    state.rewatch(false);
+    let state = Arc::new(Mutex::new(state));
+    // Weak: dropping the DirWatch drops the watcher, whose callback holds `raw_tx`,
+    // and that ends this task.
+    let rewatcher = Arc::downgrade(&state);
     tokio::spawn(async move {
-        while raw_rx.recv().await.is_some() {
+        while let Some(mut root_touched) = raw_rx.recv().await {
             // Wait for a quiet period: every further event restarts it.
             loop {
                 match tokio::time::timeout(DEBOUNCE, raw_rx.recv()).await {
-                    Ok(Some(())) => continue,
+                    Ok(Some(root_itself)) => root_touched |= root_itself,
                     Ok(None) => return,
                     Err(_) => break,
                 }
+            }
+            match rewatcher.upgrade() {
+                Some(state) => state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .rewatch(root_touched),
+                None => return,
             }
             if triggers.send(Trigger::Files).is_err() {
                 return;
             }
         }
     });
-    Ok(watcher)
+    Ok(DirWatch { state })
 }
 
 #[cfg(test)]

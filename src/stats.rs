@@ -173,6 +173,10 @@ pub struct InputStats {
     /// Graceful restarts for `max_rss`/`max_age` (not counted in `restarts`).
     recycles: AtomicU64,
     worker_pid: AtomicU32,
+    /// Lines on the worker's channel that were not frames (or over the frame limit).
+    bad_frames: AtomicU64,
+    /// Lines of worker output and bad-frame errors not logged (over the rate limit).
+    log_lines_suppressed: AtomicU64,
     last_error: Mutex<Option<String>>,
     load_errors: Mutex<Vec<String>>,
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
@@ -186,6 +190,8 @@ impl InputStats {
             restarts: AtomicU64::new(0),
             recycles: AtomicU64::new(0),
             worker_pid: AtomicU32::new(0),
+            bad_frames: AtomicU64::new(0),
+            log_lines_suppressed: AtomicU64::new(0),
             last_error: Mutex::new(None),
             load_errors: Mutex::new(Vec::new()),
             plugins: Mutex::new(BTreeMap::new()),
@@ -206,6 +212,14 @@ impl InputStats {
 
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub fn add_bad_frame(&self) {
+        self.bad_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add_log_lines_suppressed(&self, n: u64) {
+        self.log_lines_suppressed.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn add_recycle(&self) {
@@ -263,6 +277,8 @@ impl InputStats {
             },
             restarts: self.restarts(),
             recycles: self.recycles.load(Ordering::Relaxed),
+            bad_frames: self.bad_frames.load(Ordering::Relaxed),
+            log_lines_suppressed: self.log_lines_suppressed.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
             load_errors: self.load_errors(),
             plugins: self
@@ -498,6 +514,10 @@ pub struct InputSnapshot {
     pub restarts: u64,
     /// Graceful worker restarts for `max_rss` / `max_age`.
     pub recycles: u64,
+    /// Lines on the worker's channel that were not valid frames; each is dropped.
+    pub bad_frames: u64,
+    /// Worker output lines and bad-frame errors not logged for the rate limit.
+    pub log_lines_suppressed: u64,
     pub last_error: Option<String>,
     pub load_errors: Vec<String>,
     pub plugins: Vec<PluginSnapshot>,

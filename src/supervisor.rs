@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{InputConfig, Isolation};
 use crate::events::{self, FailureEvents, FailureKind};
+use crate::log_text::escape;
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
 use crate::stats::{InputState, InputStats, PluginState, Stats};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
@@ -136,7 +137,7 @@ impl InputSupervisor {
         };
         let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
         for error in &hello.errors {
-            tracing::error!(input = %input, module = error.module.as_deref().unwrap_or("-"), "cannot load collector: {error}");
+            tracing::error!(input = %input, module = %escape(error.module.as_deref().unwrap_or("-")), "cannot load collector: {}", escape(&error.to_string()));
         }
         self.stats().set_load_errors(load_errors);
         self.stats().retain_plugins(&[]);
@@ -344,7 +345,7 @@ impl InputSupervisor {
         let input = &self.config.name;
         let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
         for error in &hello.errors {
-            tracing::error!(input = %input, module = error.module.as_deref().unwrap_or("-"), "cannot load collector: {error}");
+            tracing::error!(input = %input, module = %escape(error.module.as_deref().unwrap_or("-")), "cannot load collector: {}", escape(&error.to_string()));
         }
         self.stats().set_load_errors(load_errors);
         if hello.plugins.is_empty() {
@@ -424,7 +425,7 @@ impl InputSupervisor {
                     .map(ToString::to_string)
                     .unwrap_or_else(|| "failed".to_string());
                 let traceback = error.and_then(|e| e.traceback).unwrap_or_default();
-                tracing::warn!(input = %input, plugin = %done.plugin, run = done.run, traceback = %traceback, "run failed: {message}");
+                tracing::warn!(input = %input, plugin = %escape(&done.plugin), run = done.run, traceback = %escape(&traceback), "run failed: {}", escape(&message));
                 if self
                     .failure_events()
                     .failed(&done.plugin, FailureKind::Exception)

@@ -167,8 +167,11 @@ fn a_third_sigint_exits_at_once_while_the_agent_is_stopping() {
 
     agent.signal(libc::SIGINT);
     agent.expect_log_line(&["shutting down"]);
+    // Closer signals count as one (GNU `timeout` sends two at once).
+    std::thread::sleep(common::DISTINCT_SIGNAL_GAP);
     agent.signal(libc::SIGINT);
     agent.expect_log_line(&["second signal"]);
+    std::thread::sleep(common::DISTINCT_SIGNAL_GAP);
     agent.signal(libc::SIGINT);
     let status = agent.wait_exit(DEADLINE).expect("agent exits");
     assert_eq!(status.code(), Some(130), "log:\n{}", agent.stderr());

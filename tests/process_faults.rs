@@ -181,3 +181,181 @@ fn a_child_in_a_new_session_does_not_survive_sigkill_of_the_agent() {
     // Still the worker's child: the worker, told by PDEATHSIG, kills it.
     expect_gone(child, "the child in a new session", &agent);
 }
+
+/// Writes 100,000 lines that are not frames into its own channel, then frames whose
+/// text carries a newline followed by a forged agent log line, then fails a run with
+/// such a message.
+const GARBAGE: &str = r#"
+import gc, json, os
+from datakit_framework import DataKitFramework
+
+FORGED = "2026-12-01T07:16:00Z ERROR pythond::agent: FORGED"
+
+def channel():
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "Channel" and hasattr(obj, "_sock"):
+            return obj
+    raise RuntimeError("no channel")
+
+class Garbage(DataKitFramework):
+    name = "garbage"
+    interval = 3600
+
+    def run(self):
+        ch = channel()
+        ch.send(b"".join(b"not a frame %d\n" % i for i in range(100000)))
+        ch.send((json.dumps({"t": "log", "stream": "stdout", "plugin": "garbage.Garbage",
+                             "line": "oops\n" + FORGED + " log"}) + "\n").encode())
+        ch.send((json.dumps({"t": "lasterror", "plugin": "garbage.Garbage",
+                             "message": "bad\n" + FORGED + " lasterror"}) + "\n").encode())
+        os.write(1, b"raw\r" + FORGED.encode() + b" raw\n")
+        raise RuntimeError("boom\n" + FORGED + " done")
+"#;
+
+#[test]
+fn a_flood_of_bad_frames_is_counted_and_rate_limited_and_no_line_can_be_forged() {
+    let home = Home::new();
+    home.write("python.d/garbage/garbage.py", GARBAGE);
+    home.input("garbage", &["garbage"], "");
+    let agent = home.start();
+    let base = http::api_base(&agent);
+
+    assert!(
+        wait_until(DEADLINE, || input_status(&base, "garbage")["bad_frames"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 100_000),
+        "not every bad frame was counted; status: {}",
+        input_status(&base, "garbage")
+    );
+    agent.expect_log_line(&["run failed", "boom"]);
+    let status = input_status(&base, "garbage");
+    assert_eq!(status["bad_frames"], 100_000, "{status}");
+    // Every bad frame was either logged or counted as suppressed, and most were not
+    // logged: the flood took far less than the 500 s that 200 lines a second allow.
+    let logged = agent.log_lines(&["bad frame from worker"]).len() as u64;
+    let suppressed = status["log_lines_suppressed"].as_u64().unwrap_or(0);
+    assert_eq!(logged + suppressed, 100_000, "{status}");
+    assert!(
+        logged < 20_000,
+        "{logged} error lines for 100,000 bad frames"
+    );
+
+    // Each forged text stays inside the line of the message that carried it.
+    for kind in ["log", "lasterror", "raw", "done"] {
+        let needle = format!("FORGED {kind}");
+        let lines = agent.log_lines(&[&needle]);
+        assert!(
+            !lines.is_empty(),
+            "no line carries {needle:?}; log:\n{}",
+            agent.stderr()
+        );
+        for line in lines {
+            assert!(
+                !line.starts_with("2026-12-01T07:16:00Z"),
+                "a forged line of its own: {line:?}"
+            );
+            assert!(
+                line.contains("\\n2026-12-01T07:16:00Z")
+                    || line.contains("\\r2026-12-01T07:16:00Z"),
+                "the forged text was not escaped: {line:?}"
+            );
+        }
+    }
+}
+
+/// A run that takes a few seconds and notes when it starts and finishes.
+const SLOW_RUN: &str = r#"
+import os, time
+from datakit_framework import DataKitFramework
+
+JOURNAL = os.path.join(os.environ["PYTHOND_TEST_MARKER"], "journal")
+
+class Slow(DataKitFramework):
+    name = "slow"
+    interval = 3600
+
+    def run(self):
+        with open(JOURNAL, "a") as f:
+            f.write("started\n")
+        time.sleep(4)
+        with open(JOURNAL, "a") as f:
+            f.write("finished\n")
+"#;
+
+#[test]
+fn two_sigterms_arriving_together_count_as_one_and_the_stop_stays_graceful() {
+    let home = Home::new();
+    home.write("python.d/slow/slow.py", SLOW_RUN);
+    home.input("slow", &["slow"], "");
+    let mut agent = home.start();
+    assert!(
+        wait_until(DEADLINE, || home.read("journal") == "started\n"),
+        "log:\n{}",
+        agent.stderr()
+    );
+    // What GNU `timeout` does: the process, then its group, at once. The second one
+    // goes once the agent has acted on the first, the worst case for telling them
+    // apart; well within the one second that makes signals distinct.
+    agent.signal(libc::SIGTERM);
+    let first = std::time::Instant::now();
+    agent.expect_log("shutting down");
+    agent.signal(libc::SIGTERM);
+    let gap = first.elapsed();
+    let status = agent.wait_exit(DEADLINE).expect("the agent exits");
+    assert!(status.success(), "{status:?}; log:\n{}", agent.stderr());
+    assert_eq!(
+        home.read("journal"),
+        "started\nfinished\n",
+        "the run in flight was cut short; log:\n{}",
+        agent.stderr()
+    );
+    assert!(
+        agent.log_lines(&["second signal"]).is_empty(),
+        "two signals {gap:?} apart counted twice; log:\n{}",
+        agent.stderr()
+    );
+}
+
+/// Reports, over the HTTP transport, whether its worker's `/proc/<pid>/environ` still
+/// shows the options or the token, and the option it got.
+const ENVIRON: &str = r#"
+import os
+from datakit_framework import DataKitFramework
+
+class Environ(DataKitFramework):
+    name = "environ"
+    interval = 3600
+
+    def run(self):
+        with open("/proc/%d/environ" % os.getpid(), "rb") as f:
+            environ = f.read()
+        self.report({"M": [{"measurement": "environ", "fields": {
+            "options_shown": int(b"PYTHOND_OPTIONS" in environ or b"s3cret-option" in environ),
+            "token_shown": int(b"PYTHOND_HTTP_TOKEN" in environ or b"t0ken-for-http" in environ),
+            "option_received": int(self.options.get("word") == "s3cret-option")}}]})
+"#;
+
+#[test]
+fn options_and_the_http_token_never_show_in_the_workers_environ() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"t0ken-for-http\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    home.write("python.d/environ/environ.py", ENVIRON);
+    home.input(
+        "environ",
+        &["environ"],
+        "transport = \"http\"\n[inputs.pythond.options]\nword = \"s3cret-option\"\n",
+    );
+    let agent = home.start();
+    // The point arrived over HTTP: the token reached the worker.
+    agent.expect_points("the environ report", |points| {
+        points.iter().any(|p| p["measurement"] == "environ")
+    });
+    let point = agent.points_of("environ").remove(0);
+    assert_eq!(point["fields"]["option_received"], 1, "{point}");
+    assert_eq!(point["fields"]["options_shown"], 0, "{point}");
+    assert_eq!(point["fields"]["token_shown"], 0, "{point}");
+}

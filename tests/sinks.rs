@@ -10,166 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::backends::{free_port, Influxdb, Recorder, Sample, VictoriaMetrics};
+use common::seq::{expect_log_line, labels, log_lines, seq_values, Setup, IN_FLIGHT};
 use common::{hostname, wait_until, Home, DEADLINE};
-
-/// A long-running collector reporting `seq` points numbered 0..SEQ_MAX, one report
-/// per number (SEQ_POINTS points, tag `part`), timestamped START_MS + seq (ms). The
-/// number is persisted (SEQ_FILE) before each report, so a restarted worker goes on
-/// where the last one stopped.
-const SEQ: &str = r#"
-import os, time
-from datakit_framework import DataKitFramework
-
-class Seq(DataKitFramework):
-    name = "seq"
-    interval = 1
-    long_running = True
-
-    def run(self):
-        path = os.environ["SEQ_FILE"]
-        end = int(os.environ["SEQ_MAX"])
-        start_ms = int(os.environ["START_MS"])
-        pause = float(os.environ.get("SEQ_PAUSE", "0.01"))
-        per = int(os.environ.get("SEQ_POINTS", "1"))
-        try:
-            with open(path) as f:
-                seq = int(f.read()) + 1
-        except (FileNotFoundError, ValueError):
-            seq = 0
-        while seq < end:
-            with open(path + ".tmp", "w") as f:
-                f.write(str(seq))
-            os.replace(path + ".tmp", path)
-            self.report({"M": [{"measurement": "seq", "tags": {"part": str(i)},
-                                "fields": {"v": seq, "x": seq * 0.5}, "time": start_ms + seq}
-                               for i in range(per)],
-                         "precision": "ms"})
-            seq += 1
-            time.sleep(pause)
-        if os.environ.get("SEQ_NOGLOBAL"):
-            self.report({"M": [{"measurement": "noglobal", "tags": {}, "fields": {"v": 7}, "time": start_ms}],
-                         "precision": "ms", "ignore_global_tags": True})
-        while True:
-            time.sleep(3600)
-"#;
-
-/// The agent's log without terminal colour codes.
-fn plain_log(agent: &common::Agent) -> String {
-    let mut out = String::new();
-    let log = agent.stderr();
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Log lines (colours removed) containing every one of `needles`.
-fn log_lines(agent: &common::Agent, needles: &[&str]) -> Vec<String> {
-    plain_log(agent)
-        .lines()
-        .filter(|line| needles.iter().all(|n| line.contains(n)))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Waits for a log line containing every one of `needles`.
-fn expect_log_line(agent: &common::Agent, needles: &[&str]) -> String {
-    let mut found = None;
-    let seen = wait_until(DEADLINE, || {
-        found = log_lines(agent, needles).into_iter().next();
-        found.is_some()
-    });
-    assert!(
-        seen,
-        "no log line with {needles:?}; log:\n{}",
-        plain_log(agent)
-    );
-    found.unwrap_or_default()
-}
-
-/// A test's agent home with the seq collector and the given sinks.
-struct Setup {
-    home: Home,
-    start_ms: i64,
-}
-
-impl Setup {
-    fn new(sinks: &str, seq_max: u64, extra_env: &[&str]) -> Self {
-        let home = Home::new();
-        let start_ms = common::now_ns() / 1_000_000 - 3_600_000;
-        home.write(
-            "pythond.toml",
-            &format!("[global_tags]\nregion = \"eu\"\n\n{sinks}"),
-        );
-        home.write("python.d/seq/seq.py", SEQ);
-        let seq_file = home.path().join("seq.txt");
-        let mut envs = vec![
-            format!("SEQ_FILE={}", seq_file.display()),
-            format!("SEQ_MAX={seq_max}"),
-            format!("START_MS={start_ms}"),
-        ];
-        envs.extend(extra_env.iter().map(|e| e.to_string()));
-        let envs: Vec<String> = envs.iter().map(|e| format!("{e:?}")).collect();
-        // The harness writes `envs` with its marker; add ours through a second file
-        // would duplicate the input, so write the input table here.
-        home.write(
-            "conf.d/seq.conf",
-            &format!(
-                "[[inputs.pythond]]\nname = \"seq\"\ncmd = \"python3\"\ndirs = [\"seq\"]\nenvs = [\"PYTHOND_TEST_MARKER={}\", {}]\n",
-                home.marker,
-                envs.join(", ")
-            ),
-        );
-        Self { home, start_ms }
-    }
-
-    /// The last number the collector persisted (-1 before the first).
-    fn seq(&self) -> i64 {
-        self.home.read("seq.txt").trim().parse().unwrap_or(-1)
-    }
-
-    fn wait_seq(&self, at_least: i64) {
-        assert!(
-            wait_until(DEADLINE, || self.seq() >= at_least),
-            "the collector never reached {at_least} (at {})",
-            self.seq()
-        );
-    }
-}
-
-/// VictoriaMetrics samples of `seq_v`, as seq numbers (the value), per sample.
-fn seq_values(samples: &[Sample]) -> Vec<i64> {
-    let mut seqs: Vec<i64> = samples
-        .iter()
-        .filter(|s| s.label("__name__") == Some("seq_v"))
-        .map(|s| s.value as i64)
-        .collect();
-    seqs.sort_unstable();
-    seqs
-}
 
 fn influx_sink(url: &str, extra: &str) -> String {
     format!(
         "[[sinks]]\ntype = \"influxdb\"\nurl = \"{url}\"\ndb = \"pythond\"\nflush_interval = \"100ms\"\nretry_max_interval = \"1s\"\n{extra}\n"
     )
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut labels: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    labels.sort();
-    labels
 }
 
 #[test]
@@ -340,9 +187,6 @@ fn a_sigkilled_agent_loses_none_of_the_points_it_buffered() {
         agent.stderr()
     );
 }
-
-/// Reports that may sit in the worker's pipe at the instant of a kill.
-const IN_FLIGHT: usize = 100;
 
 #[test]
 fn a_full_buffer_drops_the_oldest_points_and_counts_them() {

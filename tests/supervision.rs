@@ -658,6 +658,8 @@ class Stuck(DataKitFramework):
     );
     agent.signal(libc::SIGTERM);
     agent.expect_log("shutting down");
+    // Closer signals count as one (GNU `timeout` sends two at once).
+    std::thread::sleep(common::DISTINCT_SIGNAL_GAP);
     let second = std::time::Instant::now();
     agent.signal(libc::SIGTERM);
     // The grace for the stuck run is 10 s; a second signal must not wait for it.

@@ -5,7 +5,8 @@ Covered: LogMessage name-value access, priority, timestamp and parse(); Persist
 durability (a new process sees what the last one wrote, atomically); discovery with
 kind; a fetcher's result codes and their delays; a LogSource stopped by
 request_exit() at shutdown; the flow-control window (post_message blocks, suspend()
-and wakeup() are called) while the channel is not read; messages -> logging points.
+and wakeup() are called) while the channel is not read; ack trackers; the http
+transport; messages -> logging points.
 """
 
 import datetime
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import DEADLINE, PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, read_lines, wait_until
+from harness import PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, read_lines, wait_until
 
 import syslogng  # noqa: E402  (python/ is on sys.path through harness)
 
@@ -332,6 +333,35 @@ class FetcherTest(unittest.TestCase):
         self.assertIn("init() returned False", hello["errors"][0]["message"])
 
 
+ACKED = '''
+import os
+import threading
+from syslogng import BatchedAckTracker, ConsecutiveAckTracker, LogMessage, LogSource
+
+class Acked(LogSource):
+    """Keeps its position in an ack callback, as queue consumers do."""
+
+    def init(self, options):
+        self.stop = threading.Event()
+        self.ack_tracker = ConsecutiveAckTracker(ack_callback=self.acked)
+        return True
+
+    def acked(self, bookmark):
+        with open(os.environ["SOURCE_LOG"], "a") as f:
+            f.write("ack %s\\n" % bookmark)
+
+    def run(self):
+        for n in range(3):
+            msg = LogMessage("m%d" % n)
+            msg.set_bookmark("offset-%d" % n)
+            self.post_message(msg)
+        self.stop.wait()
+
+    def request_exit(self):
+        self.stop.set()
+'''
+
+
 class SourceTest(unittest.TestCase):
 
     def setUp(self):
@@ -347,6 +377,19 @@ class SourceTest(unittest.TestCase):
         worker = WorkerProcess([tmp.root], env=environment)
         self.addCleanup(worker.close)
         return worker, worker.hello()
+
+    def test_bookmarks_are_acknowledged_once_delivered(self):
+        tmp = TempPlugins({"acked.py": ACKED})
+        self.addCleanup(tmp.cleanup)
+        environment = kinds_env(self.state)
+        environment["SOURCE_LOG"] = self.log
+        worker = WorkerProcess([tmp.root], env=environment)
+        self.addCleanup(worker.close)
+        worker.hello()
+        worker.run("acked.Acked", 1)
+        wait_until(lambda: len(read_lines(self.log)) >= 3, what="3 acks")
+        self.assertEqual(read_lines(self.log), ["ack offset-0", "ack offset-1", "ack offset-2"])
+        self.assertEqual([p["fields"]["message"] for p in logging_points(worker)], ["m0", "m1", "m2"])
 
     def test_blocking_source_is_stopped_by_request_exit_at_shutdown(self):
         worker, hello = self.start()

@@ -20,9 +20,12 @@ use serde::Deserialize;
 use crate::point::Category;
 
 use super::error::ConfigError;
-use super::network_sink::{self, InfluxApi, NetworkSinkConfig};
+use super::network_sink::{InfluxApi, NetworkSinkConfig};
 use super::tree::{self, Doc, Node, Problem, Section, Value};
 use super::values;
+use crate::sink::otlp::OtlpConfig;
+use crate::sink::prometheus_remote_write::RemoteWriteConfig;
+use crate::sink::registry::{self, ReadContext};
 
 /// Name of the main configuration file looked for in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "pythond.toml";
@@ -60,10 +63,7 @@ const HTTP_KEYS: &[&str] = &[
     "min_body_rate",
     "max_points_per_request",
 ];
-const SINK_TYPES: &[&str] = &["stdout", "file", "datakit", "influxdb"];
 const SINK_COMMON_KEYS: &[&str] = &["type", "categories"];
-const STDOUT_SINK_KEYS: &[&str] = &["type", "categories", "format"];
-const FILE_SINK_KEYS: &[&str] = &["type", "categories", "path"];
 const GIT_KEYS: &[&str] = &["pull_interval", "repo"];
 const GIT_REPO_KEYS: &[&str] = &[
     "enable",
@@ -302,6 +302,12 @@ pub enum SinkKind {
         net: NetworkSinkConfig,
         api: InfluxApi,
     },
+    /// `type = "prometheus_remote_write"`: metric points as Prometheus remote write
+    /// 1.0 (protobuf, snappy), behind a disk buffer.
+    PrometheusRemoteWrite(RemoteWriteConfig),
+    /// `type = "otlp"`: metrics and logs as OTLP/HTTP protobuf (gzip), behind a disk
+    /// buffer.
+    Otlp(OtlpConfig),
 }
 
 impl SinkKind {
@@ -312,6 +318,8 @@ impl SinkKind {
             SinkKind::File { .. } => "file",
             SinkKind::Datakit { .. } => "datakit",
             SinkKind::Influxdb { .. } => "influxdb",
+            SinkKind::PrometheusRemoteWrite(_) => "prometheus_remote_write",
+            SinkKind::Otlp(_) => "otlp",
         }
     }
 
@@ -319,6 +327,8 @@ impl SinkKind {
     pub fn network(&self) -> Option<&NetworkSinkConfig> {
         match self {
             SinkKind::Datakit { net } | SinkKind::Influxdb { net, .. } => Some(net),
+            SinkKind::PrometheusRemoteWrite(config) => Some(&config.net),
+            SinkKind::Otlp(config) => Some(&config.net),
             SinkKind::Stdout { .. } | SinkKind::File { .. } => None,
         }
     }
@@ -520,7 +530,16 @@ pub(crate) fn parse_main_in(text: &str, file: &Path, cwd: &Path) -> Result<Confi
         read_http(&mut section, &mut config.http);
         section.finish();
     }
-    let sinks = read_sinks(top.tables("sinks", "[[sinks]]", SINK_COMMON_KEYS), &base);
+    let mut agent_tags: Vec<String> = config.global_tags.keys().cloned().collect();
+    if !agent_tags.iter().any(|t| t == "host") {
+        agent_tags.push("host".to_string());
+    }
+    let context = ReadContext {
+        base: &base,
+        agent_tags: &agent_tags,
+        file_paths: Default::default(),
+    };
+    let sinks = read_sinks(top.tables("sinks", "[[sinks]]", SINK_COMMON_KEYS), &context);
     if !sinks.is_empty() {
         config.sinks = sinks;
     }
@@ -630,62 +649,18 @@ fn positive_count(node: &Node) -> Result<usize, Problem> {
     }
 }
 
-fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
+fn read_sinks(sections: Vec<Section<'_, '_>>, context: &ReadContext<'_>) -> Vec<SinkConfig> {
     let mut sinks = Vec::new();
-    let mut file_paths: Vec<(PathBuf, usize)> = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
     for mut section in sections {
         // Without a valid `type` the accepted keys are unknown: skip the key check.
-        let Some(kind) = section.require("type", sink_type) else {
+        let Some(sink_type) = section.require("type", sink_type) else {
             continue;
         };
-        section.set_name(format!("[[sinks]] with type = {kind:?}"));
+        section.set_name(format!("[[sinks]] with type = {:?}", sink_type.name));
         let categories = section.get("categories", categories);
-        let kind = match kind {
-            "stdout" => {
-                section.set_expected(STDOUT_SINK_KEYS);
-                let format = section
-                    .get("format", |node| {
-                        Ok(tree::string(node)?.parse::<OutputFormat>()?)
-                    })
-                    .unwrap_or_default();
-                Some(SinkKind::Stdout { format })
-            }
-            "datakit" => {
-                section.set_expected(network_sink::DATAKIT_SINK_KEYS);
-                network_sink::read_network(&mut section, kind, "", base)
-                    .map(|net| SinkKind::Datakit { net })
-            }
-            "influxdb" => {
-                section.set_expected(network_sink::INFLUXDB_SINK_KEYS);
-                let api = network_sink::read_influx_api(&mut section);
-                let destination = api.as_ref().map_or("", InfluxApi::destination).to_owned();
-                let net = network_sink::read_network(&mut section, kind, &destination, base);
-                api.zip(net)
-                    .map(|(api, net)| SinkKind::Influxdb { net, api })
-            }
-            _ => {
-                section.set_expected(FILE_SINK_KEYS);
-                let path = section.require_located("path", |node| {
-                    tree::non_empty_string(node).map(|p| values::resolve(base, &p))
-                });
-                if let Some((path, span)) = &path {
-                    let line = section.doc().line(span);
-                    match file_paths.iter().find(|(p, _)| p == path) {
-                        Some((_, first)) => section.invalid(
-                            span,
-                            "path",
-                            &format!(
-                                "{} is already written by the file sink at line {first}",
-                                path.display()
-                            ),
-                        ),
-                        None => file_paths.push((path.clone(), line)),
-                    }
-                }
-                path.map(|(path, _)| SinkKind::File { path })
-            }
-        };
+        section.set_expected(sink_type.keys);
+        let kind = (sink_type.read)(&mut section, context);
         if let Some(net) = kind.as_ref().and_then(SinkKind::network) {
             let line = section.doc().line(section.span());
             match names.iter().find(|(n, _)| *n == net.name) {
@@ -711,19 +686,15 @@ fn read_sinks(sections: Vec<Section<'_, '_>>, base: &Path) -> Vec<SinkConfig> {
     sinks
 }
 
-fn sink_type(node: &Node) -> Result<&'static str, Problem> {
+fn sink_type(node: &Node) -> Result<&'static registry::SinkType, Problem> {
     let name = tree::string(node)?;
-    SINK_TYPES
-        .iter()
-        .copied()
-        .find(|t| *t == name)
-        .ok_or_else(|| {
-            format!(
-                "unknown sink type {name:?} (expected one of: {})",
-                SINK_TYPES.join(", ")
-            )
-            .into()
-        })
+    registry::find(&name).ok_or_else(|| {
+        format!(
+            "unknown sink type {name:?} (expected one of: {})",
+            registry::names().join(", ")
+        )
+        .into()
+    })
 }
 
 fn categories(node: &Node) -> Result<Vec<Category>, Problem> {

@@ -17,9 +17,9 @@ mod error;
 mod inputs;
 mod kinds;
 mod main_config;
-mod network_sink;
-mod tree;
-mod values;
+pub(crate) mod network_sink;
+pub(crate) mod tree;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;
@@ -35,4 +35,4 @@ pub use main_config::{
     HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
-pub use network_sink::{redact_query, InfluxApi, NetworkSinkConfig};
+pub use network_sink::{redact_query, HttpAuth, InfluxApi, NetworkSinkConfig, RequestOptions};

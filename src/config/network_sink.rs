@@ -6,6 +6,7 @@
 //! type and the destination (URL plus database or bucket), so reordering `[[sinks]]`
 //! keeps every buffer with its sink, while pointing a sink elsewhere starts a new one.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -304,4 +305,126 @@ pub(crate) fn default_name(kind: &str, url: &str, destination: &str) -> String {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     format!("{kind}-{hash:08x}")
+}
+
+/// How a sink authenticates to its backend. The secrets come from environment
+/// variables named in the file, read when the configuration is read. `Debug` hides
+/// them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum HttpAuth {
+    /// No `Authorization` header.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>` (key `bearer_token_env`: the variable's name).
+    Bearer(String),
+    /// `Authorization: Basic base64(<username>:<password>)` (keys `username` and
+    /// `password_env`: the variable holding the password).
+    Basic { username: String, password: String },
+}
+
+impl fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpAuth::None => f.write_str("None"),
+            HttpAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            HttpAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Authentication and extra headers of a sink's requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// Keys `bearer_token_env`, or `username` with `password_env`; default none.
+    pub auth: HttpAuth,
+    /// Extra headers sent with every request, e.g. a tenant header
+    /// (`X-Scope-OrgID` for Mimir and Cortex, `THANOS-TENANT` for Thanos receive).
+    ///
+    /// Key `headers`, optional table of strings. Headers the sink sets itself
+    /// (`Content-Type`, `Content-Encoding`, `Authorization`, ...) are refused.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Headers a sink sets itself, which `headers` may not override.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "x-prometheus-remote-write-version",
+];
+
+/// Reads `bearer_token_env`, `username`, `password_env` and `headers`.
+pub(crate) fn read_request_options(section: &mut Section<'_, '_>) -> RequestOptions {
+    let from_env = |node: &Node| {
+        let var = tree::non_empty_string(node)?;
+        match std::env::var(&var) {
+            Ok(value) if !value.is_empty() => Ok(value),
+            Ok(_) => Err(Problem::from(format!(
+                "environment variable {var} is empty"
+            ))),
+            Err(_) => Err(Problem::from(format!(
+                "environment variable {var} is not set"
+            ))),
+        }
+    };
+    let bearer = section.get_located("bearer_token_env", from_env);
+    let username = section.get_located("username", tree::non_empty_string);
+    let password = section.get_located("password_env", from_env);
+    let headers = section
+        .get("headers", |node| {
+            let headers = tree::string_map(node)?;
+            for name in headers.keys() {
+                if !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    return Err(Problem::from(format!(
+                        "{name:?} is not a valid HTTP header name"
+                    )));
+                }
+                if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    return Err(Problem::from(format!(
+                        "header {name:?} is set by the sink itself (use bearer_token_env or username/password_env for authorization)"
+                    )));
+                }
+            }
+            for (name, value) in &headers {
+                if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                    return Err(Problem::from(format!(
+                        "the value of header {name:?} holds a control character"
+                    )));
+                }
+            }
+            Ok(headers)
+        })
+        .unwrap_or_default();
+    let auth = match (bearer, username, password) {
+        (None, None, None) => HttpAuth::None,
+        (Some((token, _)), None, None) => HttpAuth::Bearer(token),
+        (None, Some((username, _)), Some((password, _))) => HttpAuth::Basic { username, password },
+        (Some((_, span)), Some(_), _) | (Some((_, span)), _, Some(_)) => {
+            section.invalid(
+                &span,
+                "bearer_token_env",
+                "set either `bearer_token_env` or `username` with `password_env`, not both",
+            );
+            HttpAuth::None
+        }
+        (None, Some((_, span)), None) => {
+            section.invalid(&span, "username", "needs `password_env` too");
+            HttpAuth::None
+        }
+        (None, None, Some((_, span))) => {
+            section.invalid(&span, "password_env", "needs `username` too");
+            HttpAuth::None
+        }
+    };
+    RequestOptions { auth, headers }
 }

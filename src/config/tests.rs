@@ -516,7 +516,7 @@ fn bad_values_in_the_main_file() {
             "[[sinks]]\ntype = \"kafka\"\n",
             2,
             "type",
-            "invalid value for key `type` in [[sinks]]: unknown sink type \"kafka\" (expected one of: stdout, file, datakit, influxdb)",
+            "invalid value for key `type` in [[sinks]]: unknown sink type \"kafka\" (expected one of: stdout, file, datakit, influxdb, prometheus_remote_write, otlp)",
         ),
         (
             "[[sinks]]\nformat = \"lp\"\n",

@@ -110,9 +110,9 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// Makes the worker's `report()` post to the write API: the URL goes as
-    /// `--http-url`, the per-agent worker key as `PYTHOND_HTTP_TOKEN` (accepted like
-    /// `[http] token`, and it puts the worker's requests in their own pool), and the API
-    /// learns the tags the input's points get.
+    /// `--http-url`, the per-agent worker key as the private `PYTHOND_HTTP_TOKEN`
+    /// (accepted like `[http] token`, and it puts the worker's requests in their own
+    /// pool), and the API learns the tags the input's points get.
     pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
         self.state
             .http_inputs
@@ -128,7 +128,8 @@ impl HttpTransport {
                 self.url.clone().into(),
             ],
         );
-        spec.envs.push((
+        // Not in the environment: /proc/<pid>/environ would keep showing it.
+        spec.private_env.push((
             "PYTHOND_HTTP_TOKEN".into(),
             self.state.worker_key.as_str().into(),
         ));

@@ -5,7 +5,8 @@
 //! (cliutils `point/check.go`) plus the per-category rules from DESIGN §2, in one fixed
 //! order so that the same input always yields the same fixes:
 //!
-//! 1. measurement: required; newlines become spaces; cut to 1024 bytes
+//! 1. measurement: required; no NUL nor byte-order mark; newlines become spaces; cut
+//!    to 1024 bytes
 //! 2. extra tags (input/global/host) added where the key is free
 //! 3. tag keys and values: newline, length, trailing `\`, dots, empty, reserved keys
 //! 4. field keys and values: the same for keys, then tag/field clashes, metric
@@ -189,6 +190,17 @@ fn fix_measurement(m: &mut String, fixes: &mut Vec<Fix>) -> Result<(), Rejection
         return Err(Rejection::new(
             RejectReason::MissingMeasurement,
             "point without a measurement: \"measurement\" is empty",
+        ));
+    }
+    // A NUL ends the name in C-string backends and a BOM (U+FEFF, invisible) makes two
+    // series that look the same: neither is a fixable typo, so the point is refused.
+    if m.contains('\0') || m.contains('\u{feff}') {
+        return Err(Rejection::new(
+            RejectReason::InvalidMeasurement,
+            format!(
+                "measurement {} holds a NUL or a byte-order mark (U+FEFF); refused",
+                preview(m)
+            ),
         ));
     }
     if m.contains('\n') {
@@ -625,6 +637,16 @@ mod tests {
         p.measurement.clear();
         let err = run(p).unwrap_err();
         assert_eq!(err.reason, RejectReason::MissingMeasurement);
+    }
+
+    #[test]
+    fn nul_and_bom_in_a_measurement_are_refused() {
+        for name in ["cpu\0x", "\u{feff}cpu", "c\u{feff}pu"] {
+            let mut p = point(Category::Metric, &[], &[("v", int(1))]);
+            p.measurement = name.to_owned();
+            let err = run(p).unwrap_err();
+            assert_eq!(err.reason, RejectReason::InvalidMeasurement, "{name:?}");
+        }
     }
 
     #[test]

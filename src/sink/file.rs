@@ -6,8 +6,38 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
-use crate::config::OutputFormat;
+use super::registry::{ReadContext, SinkType};
+use crate::config::tree::{self, Section};
+use crate::config::values;
+use crate::config::{OutputFormat, SinkKind};
 use crate::point::Point;
+
+/// `type = "file"`: key `path`, required, relative to the configuration file.
+pub const SINK_TYPE: SinkType = SinkType {
+    name: "file",
+    keys: &["type", "categories", "path"],
+    read,
+};
+
+fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+    let (path, span) = section.require_located("path", |node| {
+        tree::non_empty_string(node).map(|p| values::resolve(context.base, &p))
+    })?;
+    let line = section.doc().line(&span);
+    let mut seen = context.file_paths.borrow_mut();
+    match seen.iter().find(|(p, _)| *p == path) {
+        Some((_, first)) => section.invalid(
+            &span,
+            "path",
+            &format!(
+                "{} is already written by the file sink at line {first}",
+                path.display()
+            ),
+        ),
+        None => seen.push((path.clone(), line)),
+    }
+    Some(SinkKind::File { path })
+}
 
 pub struct FileSink {
     path: PathBuf,

@@ -1,5 +1,7 @@
 //! Where accepted points go: one task per configured sink, fed by a bounded queue
-//! (stdout, file) or by a disk buffer (the network sinks, datakit and influxdb).
+//! (stdout, file) or by a disk buffer (the network sinks: datakit, influxdb,
+//! prometheus_remote_write, otlp). The sink types are listed in [`registry`]; what
+//! differs between network types is their [`protocol::Protocol`].
 //!
 //! The ingest path hands every accepted batch to [`Sinks::send`], which waits for room
 //! in each local sink's queue and until every network sink's disk buffer has durably
@@ -11,8 +13,13 @@
 
 pub mod buffer;
 mod file;
+mod line_protocol;
 mod local_queue;
 pub mod network;
+pub mod otlp;
+pub mod prometheus_remote_write;
+pub mod protocol;
+pub mod registry;
 pub mod state;
 mod stdout;
 
@@ -23,12 +30,14 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{OutputFormat, SinkConfig, SinkKind};
+use crate::config::{OutputFormat, SinkConfig};
 use crate::point::{Category, Point};
 use crate::stats::Stats;
 
 use buffer::{BufferLimits, DiskBuffer, Record};
-use network::{Delivery, Endpoint};
+use network::Delivery;
+use protocol::{Protocol, Skipped};
+use registry::Built;
 pub use state::{SinkSnapshot, SinkStats};
 
 /// Points accepted together, shared by every sink.
@@ -49,6 +58,8 @@ pub enum SinkError {
     },
     #[error("sink {0} needs a data directory for its disk buffer")]
     NoDataDir(String),
+    #[error("sink {name}: {message}")]
+    Setup { name: String, message: String },
 }
 
 /// How long shutdown lets network sinks deliver what is queued before leaving the rest
@@ -59,8 +70,11 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 struct Buffered {
     name: String,
     categories: Option<Vec<Category>>,
+    protocol: Arc<dyn Protocol>,
     buffer: Arc<DiskBuffer>,
     stats: Arc<SinkStats>,
+    /// Categories whose skipped points were logged already.
+    skip_logged: Mutex<Vec<Category>>,
 }
 
 /// The running sinks.
@@ -98,57 +112,56 @@ impl Sinks {
         let mut deliveries = Vec::new();
         let stop = CancellationToken::new();
         for config in configs {
-            if let Some(net) = config.kind.network() {
-                let data_dir = data_dir.ok_or_else(|| SinkError::NoDataDir(net.name.clone()))?;
-                let sink_stats = match stats {
-                    Some(stats) => stats.sink(&net.name, config.kind.type_name()),
-                    None => Arc::new(SinkStats::new(&net.name, config.kind.type_name())),
-                };
-                let endpoint = match &config.kind {
-                    SinkKind::Influxdb { api, .. } => Endpoint::influx(&net.url, api),
-                    _ => Endpoint::datakit(&net.url),
-                };
-                let buffer = DiskBuffer::open(
-                    &data_dir.join("buffers").join(&net.name),
-                    &net.name,
-                    BufferLimits {
-                        max_bytes: net.max_bytes,
-                        sync_every: net.fsync_every,
-                    },
-                    sink_stats.clone(),
-                )
-                .map_err(|source| SinkError::Buffer {
-                    name: net.name.clone(),
-                    source,
-                })?;
-                let buffer = Arc::new(buffer);
-                let delivery = Arc::new(Delivery {
-                    name: net.name.clone(),
-                    endpoint,
-                    net: net.clone(),
-                    buffer: buffer.clone(),
-                    stats: sink_stats.clone(),
-                    deadletter: deadletter_path(data_dir, &net.name),
-                });
-                tracing::info!(sink = %net.name, r#type = config.kind.type_name(), url = %crate::config::redact_query(&net.url), "network sink started");
-                deliveries.push(tokio::spawn(delivery.run(stop.clone())));
-                buffered.push(Buffered {
-                    name: net.name.clone(),
-                    categories: config.categories.clone(),
-                    buffer,
-                    stats: sink_stats,
-                });
-                continue;
-            }
-            let writer = match &config.kind {
-                SinkKind::Stdout { format } => Writer::Stdout(stdout::StdoutSink::new(*format)),
-                SinkKind::File { path } => Writer::File(file::FileSink::open(path).map_err(
-                    |source| SinkError::File {
-                        path: path.clone(),
+            let built = registry::build(&config.kind)?;
+            let writer = match (built, config.kind.network()) {
+                (Built::Local(writer), _) => writer,
+                (Built::Network(protocol), Some(net)) => {
+                    let data_dir =
+                        data_dir.ok_or_else(|| SinkError::NoDataDir(net.name.clone()))?;
+                    let sink_stats = match stats {
+                        Some(stats) => stats.sink(&net.name, config.kind.type_name()),
+                        None => Arc::new(SinkStats::new(&net.name, config.kind.type_name())),
+                    };
+                    let buffer = DiskBuffer::open(
+                        &data_dir.join("buffers").join(&net.name),
+                        &net.name,
+                        BufferLimits {
+                            max_bytes: net.max_bytes,
+                            sync_every: net.fsync_every,
+                        },
+                        sink_stats.clone(),
+                    )
+                    .map_err(|source| SinkError::Buffer {
+                        name: net.name.clone(),
                         source,
-                    },
-                )?),
-                SinkKind::Datakit { .. } | SinkKind::Influxdb { .. } => continue,
+                    })?;
+                    let buffer = Arc::new(buffer);
+                    let delivery = Arc::new(Delivery {
+                        name: net.name.clone(),
+                        protocol: protocol.clone(),
+                        net: net.clone(),
+                        buffer: buffer.clone(),
+                        stats: sink_stats.clone(),
+                        deadletter: deadletter_path(data_dir, &net.name),
+                    });
+                    tracing::info!(sink = %net.name, r#type = config.kind.type_name(), url = %crate::config::redact_query(&net.url), "network sink started");
+                    deliveries.push(tokio::spawn(delivery.run(stop.clone())));
+                    buffered.push(Buffered {
+                        name: net.name.clone(),
+                        categories: config.categories.clone(),
+                        protocol,
+                        buffer,
+                        stats: sink_stats,
+                        skip_logged: Mutex::new(Vec::new()),
+                    });
+                    continue;
+                }
+                (Built::Network(_), None) => {
+                    return Err(SinkError::Setup {
+                        name: config.kind.type_name().to_string(),
+                        message: "a network sink without network settings".to_string(),
+                    })
+                }
             };
             let (tx, rx) =
                 local_queue::channel(local_queue::QUEUE_BATCHES, local_queue::QUEUE_BYTES);
@@ -169,7 +182,7 @@ impl Sinks {
     pub async fn send(&self, batch: Batch) {
         let mut pending = Vec::new();
         for sink in &self.buffered {
-            let records = records_for(&batch, sink.categories.as_deref());
+            let records = sink.records_for(&batch);
             if records.is_empty() {
                 continue;
             }
@@ -241,37 +254,60 @@ impl Buffered {
     }
 }
 
-/// The records a network sink stores for `batch`: its categories only, one record of
-/// line protocol per category, stamped now.
-fn records_for(batch: &[Point], categories: Option<&[Category]>) -> Vec<Record> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut records: Vec<(Category, String, u32)> = Vec::new();
-    for point in batch {
-        if categories.is_some_and(|c| !c.contains(&point.category)) {
-            continue;
-        }
-        let slot = match records.iter().position(|(c, _, _)| *c == point.category) {
-            Some(i) => i,
-            None => {
-                records.push((point.category, String::new(), 0));
-                records.len() - 1
+impl Buffered {
+    /// The records this sink stores for `batch`: its categories only, one record per
+    /// category in the sink type's encoding, stamped now. What the type cannot carry
+    /// is counted (and logged the first time per category).
+    fn records_for(&self, batch: &[Point]) -> Vec<Record> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut groups: Vec<(Category, Vec<&Point>)> = Vec::new();
+        for point in batch {
+            if self
+                .categories
+                .as_ref()
+                .is_some_and(|c| !c.contains(&point.category))
+            {
+                continue;
             }
-        };
-        let (_, text, n) = &mut records[slot];
-        point.write_line_protocol(text);
-        *n += 1;
+            match groups.iter_mut().find(|(c, _)| *c == point.category) {
+                Some((_, points)) => points.push(point),
+                None => groups.push((point.category, vec![point])),
+            }
+        }
+        let mut records = Vec::with_capacity(groups.len());
+        for (category, points) in groups {
+            let mut skipped = Skipped::default();
+            let mut body = Vec::new();
+            let encoded = self
+                .protocol
+                .encode(category, &points, &mut body, &mut skipped);
+            if skipped != Skipped::default() {
+                self.skipped(category, skipped);
+            }
+            if encoded > 0 {
+                records.push(Record {
+                    category,
+                    points: encoded,
+                    enqueued_ms: now_ms,
+                    body,
+                });
+            }
+        }
+        records
     }
-    records
-        .into_iter()
-        .map(|(category, text, points)| Record {
-            category,
-            points,
-            enqueued_ms: now_ms,
-            body: text.into_bytes(),
-        })
-        .collect()
+
+    /// Counts what the sink's type left out; logs it once per category.
+    fn skipped(&self, category: Category, skipped: Skipped) {
+        self.stats.add_skipped(skipped.points, skipped.fields);
+        let mut logged = self.skip_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if !logged.contains(&category) {
+            logged.push(category);
+            tracing::warn!(sink = %self.name, category = category.name(), points = skipped.points, string_fields = skipped.fields,
+                "this sink's backend cannot hold these points or fields; they are left out and counted (skipped_points, skipped_fields; logged once per category)");
+        }
+    }
 }
 
 /// `data_dir/deadletter/<sink>.ndjson`: requests a backend refused for good.
@@ -279,8 +315,8 @@ pub fn deadletter_path(data_dir: &Path, sink: &str) -> PathBuf {
     data_dir.join("deadletter").join(format!("{sink}.ndjson"))
 }
 
-/// One sink's way of writing points.
-enum Writer {
+/// One local sink's way of writing points.
+pub(crate) enum Writer {
     Stdout(stdout::StdoutSink),
     File(file::FileSink),
 }
@@ -367,10 +403,32 @@ pub(crate) fn encode(format: OutputFormat, points: &[&Point], out: &mut Vec<u8>)
     }
 }
 
+/// Settings for the unit tests of sink types.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::config::NetworkSinkConfig;
+    use std::time::Duration;
+
+    /// A network sink's settings with short intervals.
+    pub fn net(name: &str, url: &str) -> NetworkSinkConfig {
+        NetworkSinkConfig {
+            name: name.into(),
+            url: url.into(),
+            max_bytes: 1 << 20,
+            batch_points: 100,
+            flush_interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(5),
+            retry_max_interval: Duration::from_millis(200),
+            fsync_every: None,
+            ca_file: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InfluxApi, NetworkSinkConfig};
+    use crate::config::{InfluxApi, NetworkSinkConfig, SinkKind};
     use std::collections::BTreeMap;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,11 +1,14 @@
-//! The network sinks, `datakit` and `influxdb`: from the disk buffer to the backend.
+//! Delivery for every network sink type (`datakit`, `influxdb`,
+//! `prometheus_remote_write`, `otlp`): from the disk buffer to the backend.
 //!
 //! One delivery task per sink reads batches from its [`DiskBuffer`] (by size: up to
-//! `batch_points`; by age: a partial batch waits at most `flush_interval`), gzips them
-//! and POSTs them. Refused connections, timeouts, 408, 429 and 5xx are retried with
-//! capped exponential backoff and jitter, forever: the buffer (bounded by `max_bytes`)
-//! holds the points meanwhile. Any other 4xx cannot be fixed by retrying: the backend's
-//! message is logged and the request is written to the dead-letter file
+//! `batch_points`; by age: a partial batch waits at most `flush_interval`), turns them
+//! into requests with the sink type's [`Protocol`] and POSTs them. Refused
+//! connections, timeouts, 408, 429 and 5xx are retried with capped exponential
+//! backoff and jitter, forever, waiting at least as long as a `Retry-After` answer
+//! asks (up to [`MAX_RETRY_AFTER`]): the buffer (bounded by `max_bytes`) holds the
+//! points meanwhile. Any other 4xx cannot be fixed by retrying: the backend's message
+//! is logged and the request is written to the dead-letter file
 //! `data_dir/deadletter/<sink>.ndjson`, so nothing disappears without a trace. Only
 //! then is the batch acknowledged in the buffer.
 
@@ -14,167 +17,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flate2::write::GzEncoder;
 use tokio_util::sync::CancellationToken;
 
-use super::buffer::{DiskBuffer, ReadBatch, Record};
+use super::buffer::{DiskBuffer, ReadBatch};
+use super::protocol::{DeadLetterBody, Protocol, Request, MAX_REQUEST_BYTES};
 use super::state::SinkStats;
-use crate::config::{redact_query, InfluxApi, NetworkSinkConfig};
+use crate::config::{redact_query, NetworkSinkConfig};
 use crate::point::Category;
 
 /// First retry delay; doubled per failure up to `retry_max_interval`.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
-/// Largest uncompressed body per request, whatever `batch_points` says.
-const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Longest wait a backend's `Retry-After` can impose.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// How much of a backend's error answer is kept for logs and the dead-letter file.
 const MAX_MESSAGE: usize = 2048;
 
-/// Where and how a sink POSTs.
-#[derive(Clone, Debug)]
-pub enum Endpoint {
-    /// `<base>/v1/write/<category>?<query>`; one request per category.
-    Datakit { base: String, query: Option<String> },
-    /// One URL for every category, with an optional `Authorization` header.
-    Influx {
-        url: String,
-        authorization: Option<String>,
-    },
-}
-
-impl Endpoint {
-    pub fn datakit(url: &str) -> Self {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, Some(query.to_string())),
-            None => (url, None),
-        };
-        Endpoint::Datakit {
-            base: base.trim_end_matches('/').to_string(),
-            query: query.filter(|q| !q.is_empty()),
-        }
-    }
-
-    pub fn influx(url: &str, api: &InfluxApi) -> Self {
-        let base = url.trim_end_matches('/');
-        match api {
-            InfluxApi::V1 { db } => Endpoint::Influx {
-                url: format!("{base}/write?db={}&precision=ns", encode_query(db)),
-                authorization: None,
-            },
-            InfluxApi::V2 { org, bucket, token } => {
-                let mut url = format!("{base}/api/v2/write?bucket={}", encode_query(bucket));
-                if let Some(org) = org {
-                    url.push_str(&format!("&org={}", encode_query(org)));
-                }
-                url.push_str("&precision=ns");
-                Endpoint::Influx {
-                    url,
-                    authorization: token.as_ref().map(|t| format!("Token {t}")),
-                }
-            }
-        }
-    }
-
-    /// The requests that deliver `records`, in order.
-    fn requests(&self, records: &[Record]) -> Vec<Request> {
-        match self {
-            Endpoint::Influx { url, .. } => chunk(records, |_| url.clone(), None),
-            Endpoint::Datakit { base, query } => {
-                let mut order: Vec<Category> = Vec::new();
-                for record in records {
-                    if !order.contains(&record.category) {
-                        order.push(record.category);
-                    }
-                }
-                order
-                    .into_iter()
-                    .flat_map(|category| {
-                        let mut url = format!("{base}/v1/write/{}", category.name());
-                        match query {
-                            Some(q) => url.push_str(&format!("?{q}&precision=n")),
-                            None => url.push_str("?precision=n"),
-                        }
-                        let same: Vec<&Record> =
-                            records.iter().filter(|r| r.category == category).collect();
-                        chunk_refs(&same, &url, Some(category))
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    fn authorization(&self) -> Option<&str> {
-        match self {
-            Endpoint::Influx { authorization, .. } => authorization.as_deref(),
-            Endpoint::Datakit { .. } => None,
-        }
-    }
-}
-
-/// One POST: its URL, its line protocol and how many points that is.
-struct Request {
-    url: String,
-    category: Option<Category>,
-    body: Vec<u8>,
-    points: u64,
-}
-
-fn chunk(
-    records: &[Record],
-    url: impl Fn(&Record) -> String,
-    category: Option<Category>,
-) -> Vec<Request> {
-    let refs: Vec<&Record> = records.iter().collect();
-    match records.first() {
-        Some(first) => chunk_refs(&refs, &url(first), category),
-        None => Vec::new(),
-    }
-}
-
-/// Concatenates records into requests of at most [`MAX_REQUEST_BYTES`].
-fn chunk_refs(records: &[&Record], url: &str, category: Option<Category>) -> Vec<Request> {
-    let mut requests = Vec::new();
-    let mut current = Request {
-        url: url.to_string(),
-        category,
-        body: Vec::new(),
-        points: 0,
-    };
-    for record in records {
-        if !current.body.is_empty() && current.body.len() + record.body.len() > MAX_REQUEST_BYTES {
-            let next = Request {
-                url: url.to_string(),
-                category,
-                body: Vec::new(),
-                points: 0,
-            };
-            requests.push(std::mem::replace(&mut current, next));
-        }
-        current.body.extend_from_slice(&record.body);
-        current.points += u64::from(record.points);
-    }
-    if !current.body.is_empty() {
-        requests.push(current);
-    }
-    requests
-}
-
-/// Percent-encodes a query value (database, bucket and org names are usually plain).
-fn encode_query(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// Why a request did not succeed.
 enum Failure {
-    /// Worth retrying: the backend may accept it later.
-    Retry(String),
+    /// Worth retrying: the backend may accept it later (not before `after`, if the
+    /// backend said so with `Retry-After`).
+    Retry {
+        message: String,
+        after: Option<Duration>,
+    },
     /// The backend refused it for good.
     Reject { status: u16, message: String },
 }
@@ -182,7 +47,7 @@ enum Failure {
 /// A network sink's delivery side.
 pub struct Delivery {
     pub name: String,
-    pub endpoint: Endpoint,
+    pub protocol: Arc<dyn Protocol>,
     pub net: NetworkSinkConfig,
     pub buffer: Arc<DiskBuffer>,
     pub stats: Arc<SinkStats>,
@@ -284,30 +149,47 @@ impl Delivery {
         stop: &CancellationToken,
         failing: &mut bool,
     ) -> bool {
-        let mut requests = self.endpoint.requests(&batch.records);
+        let mut requests = self.protocol.requests(&batch.records);
         let mut next = 0;
         'requests: while next < requests.len() {
             let request = &requests[next];
             next += 1;
-            let body = match gzip(&request.body) {
-                Ok(body) => body,
+            let body = match self.protocol.wire(&request.body) {
+                Ok(body) => bytes::Bytes::from(body),
                 Err(error) => {
-                    tracing::error!(sink = %self.name, %error, "gzip failed; sending uncompressed");
-                    Vec::new()
+                    // Compressing into memory does not fail short of a bug; keep the
+                    // points rather than send something the backend cannot read.
+                    let message = format!("cannot compress the request: {error}");
+                    tracing::error!(sink = %self.name, points = request.points, %error, "cannot compress a request; written to the dead-letter file");
+                    self.stats.set_last_error(message.clone());
+                    self.dead_letter(request, 0, &message);
+                    continue 'requests;
                 }
             };
             let mut delay = FIRST_RETRY;
             loop {
-                match self.post(client, request, &body).await {
-                    Ok(()) => {
-                        self.stats.add_sent(request.points);
+                match self.post(client, request, body.clone()).await {
+                    Ok(partly) => {
+                        let rejected = partly.as_ref().map_or(0, |p| p.points.min(request.points));
+                        self.stats.add_sent(request.points - rejected);
+                        if let Some(partly) = partly.filter(|_| rejected > 0) {
+                            let message = self.without_secret(&format!(
+                                "partial success: {rejected} of {} points rejected: {}",
+                                request.points, partly.message
+                            ));
+                            tracing::error!(sink = %self.name, points = rejected, backend_message = %message,
+                                deadletter = %self.deadletter.display(),
+                                "backend accepted the request but refused some of its points for good; the request is written to the dead-letter file");
+                            self.stats.set_last_error(message.clone());
+                            self.dead_letter_counted(request, rejected, 200, &message);
+                        }
                         if *failing {
                             tracing::info!(sink = %self.name, "backend accepts points again");
                             *failing = false;
                         }
                         break;
                     }
-                    Err(Failure::Retry(message)) => {
+                    Err(Failure::Retry { message, after }) => {
                         self.stats.add_retry();
                         self.stats.set_last_error(message.clone());
                         if *failing {
@@ -320,7 +202,7 @@ impl Delivery {
                         if stop.is_cancelled() {
                             return false;
                         }
-                        let jittered = delay.mul_f64(0.5 + fastrand::f64() * 0.5);
+                        let jittered = retry_wait(delay, after);
                         tokio::select! {
                             _ = tokio::time::sleep(jittered) => {}
                             _ = stop.cancelled() => return false,
@@ -329,7 +211,7 @@ impl Delivery {
                         // While we waited, a full buffer may have dropped (and counted)
                         // the oldest of these points: do not deliver them after all.
                         if self.buffer.prune_dropped(batch) > 0 {
-                            requests = self.endpoint.requests(&batch.records);
+                            requests = self.protocol.requests(&batch.records);
                             next = 0;
                             continue 'requests;
                         }
@@ -353,33 +235,38 @@ impl Delivery {
         &self,
         client: &reqwest::Client,
         request: &Request,
-        gz: &[u8],
-    ) -> Result<(), Failure> {
-        let mut builder = client
+        wire: bytes::Bytes,
+    ) -> Result<Option<super::protocol::PartlyRejected>, Failure> {
+        let response = client
             .post(&request.url)
-            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8");
-        builder = if gz.is_empty() {
-            builder.body(request.body.clone())
-        } else {
-            builder
-                .header(reqwest::header::CONTENT_ENCODING, "gzip")
-                .body(gz.to_vec())
-        };
-        if let Some(auth) = self.endpoint.authorization() {
-            builder = builder.header(reqwest::header::AUTHORIZATION, auth);
-        }
-        let response = builder.send().await.map_err(|e| {
-            // reqwest's message repeats the whole URL, query (a Dataway token) included.
-            Failure::Retry(format!(
-                "POST {}: {}",
-                redact_query(&request.url),
-                error_chain(&e.without_url())
-            ))
-        })?;
+            .headers(self.protocol.headers().clone())
+            .body(wire)
+            .send()
+            .await
+            .map_err(|e| {
+                // reqwest's message repeats the whole URL, query (a Dataway token) included.
+                Failure::Retry {
+                    message: format!(
+                        "POST {}: {}",
+                        redact_query(&request.url),
+                        error_chain(&e.without_url())
+                    ),
+                    after: None,
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            if !self.protocol.reads_success_body() {
+                return Ok(None);
+            }
+            let body = response.bytes().await.unwrap_or_default();
+            return Ok(self.protocol.rejected_in_success(request, &body));
         }
+        let after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let mut message = response.text().await.unwrap_or_default();
         if message.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
@@ -388,13 +275,16 @@ impl Delivery {
             }
             message.truncate(end);
         }
-        let message = message.trim().to_string();
+        let message = self.without_secret(message.trim());
         let code = status.as_u16();
         if code == 408 || code == 429 || status.is_server_error() {
-            Err(Failure::Retry(format!(
-                "POST {}: HTTP {code}: {message}",
-                redact_query(&request.url)
-            )))
+            Err(Failure::Retry {
+                message: format!(
+                    "POST {}: HTTP {code}: {message}",
+                    redact_query(&request.url)
+                ),
+                after,
+            })
         } else {
             Err(Failure::Reject {
                 status: code,
@@ -403,9 +293,32 @@ impl Delivery {
         }
     }
 
+    /// `message` (a backend's answer) without the sink's credentials, which some
+    /// backends repeat when they refuse them.
+    fn without_secret(&self, message: &str) -> String {
+        let secret = self
+            .protocol
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .map(|(_, secret)| secret.trim())
+            .filter(|secret| !secret.is_empty());
+        match secret {
+            Some(secret) => message.replace(secret, "<redacted>"),
+            None => message.to_string(),
+        }
+    }
+
     /// Appends a refused request to the dead-letter file (one JSON object per line).
     fn dead_letter(&self, request: &Request, status: u16, message: &str) {
-        self.stats.add_dead_lettered(request.points);
+        self.dead_letter_counted(request, request.points, status, message);
+    }
+
+    /// [`Delivery::dead_letter`], counting `points` of the request as refused (a
+    /// partial success refuses only some).
+    fn dead_letter_counted(&self, request: &Request, points: u64, status: u16, message: &str) {
+        self.stats.add_dead_lettered(points);
         let line = serde_json::json!({
             "unix_ms": now_ms(),
             "sink": self.name,
@@ -414,8 +327,19 @@ impl Delivery {
             "status": status,
             "message": message,
             "points": request.points,
-            "lines": String::from_utf8_lossy(&request.body),
         });
+        let mut line = line;
+        match self.protocol.dead_letter_body() {
+            DeadLetterBody::Text => {
+                line["lines"] = String::from_utf8_lossy(&request.body).into();
+            }
+            DeadLetterBody::Binary => {
+                use base64::Engine;
+                line["body_base64"] = base64::engine::general_purpose::STANDARD
+                    .encode(&request.body)
+                    .into();
+            }
+        }
         let result = (|| {
             if let Some(parent) = self.deadletter.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -436,13 +360,61 @@ impl Delivery {
     }
 }
 
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body)?;
-    encoder.finish()
+/// How long to wait before the next attempt: the backoff `delay` with jitter (half
+/// to all of it), or longer if the backend asked for it with `Retry-After`.
+fn retry_wait(delay: Duration, after: Option<Duration>) -> Duration {
+    let jittered = delay.mul_f64(0.5 + fastrand::f64() * 0.5);
+    match after {
+        Some(after) => jittered.max(after.min(MAX_RETRY_AFTER)),
+        None => jittered,
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date (RFC 9110 section 10.2.3).
+fn parse_retry_after(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate_to_system_time(text)?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Parses the IMF-fixdate form, `Sun, 06 Nov 1994 08:49:37 GMT` (the only form
+/// servers may send).
+fn httpdate_to_system_time(text: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = text.split_ascii_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + s))
 }
 
 /// The sink's HTTP client: its request timeout, and the extra certificate authorities
@@ -482,59 +454,48 @@ fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
-    fn record(category: Category, line: &str) -> Record {
-        Record {
-            category,
-            points: 1,
-            enqueued_ms: 0,
-            body: format!("{line}\n").into_bytes(),
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        // A date in the past means "now".
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            httpdate_to_system_time("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        );
+        assert_eq!(
+            httpdate_to_system_time("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        for bad in [
+            "soon",
+            "-5",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_retry_after(bad), None, "{bad:?}");
         }
     }
 
     #[test]
-    fn datakit_requests_go_per_category_and_keep_the_token() {
-        let endpoint = Endpoint::datakit("http://127.0.0.1:9529/?token=tkn_x");
-        let records = [
-            record(Category::Metric, "cpu v=1i 1"),
-            record(Category::Logging, "log message=\"a\" 2"),
-            record(Category::Metric, "cpu v=2i 3"),
-        ];
-        let requests = endpoint.requests(&records);
-        let urls: Vec<&str> = requests.iter().map(|r| r.url.as_str()).collect();
-        assert_eq!(
-            urls,
-            [
-                "http://127.0.0.1:9529/v1/write/metric?token=tkn_x&precision=n",
-                "http://127.0.0.1:9529/v1/write/logging?token=tkn_x&precision=n"
-            ]
-        );
-        assert_eq!(requests[0].body, b"cpu v=1i 1\ncpu v=2i 3\n");
-        assert_eq!(requests[0].points, 2);
-    }
-
-    #[test]
-    fn influx_urls_for_both_apis() {
-        let v1 = Endpoint::influx("http://h:8086/", &InfluxApi::V1 { db: "my db".into() });
-        let Endpoint::Influx { url, authorization } = v1 else {
-            panic!("influx endpoint")
-        };
-        assert_eq!(url, "http://h:8086/write?db=my%20db&precision=ns");
-        assert_eq!(authorization, None);
-        let v2 = Endpoint::influx(
-            "http://h:8086",
-            &InfluxApi::V2 {
-                org: Some("o".into()),
-                bucket: "b".into(),
-                token: Some("t".into()),
-            },
-        );
-        let Endpoint::Influx { url, authorization } = v2 else {
-            panic!("influx endpoint")
-        };
-        assert_eq!(
-            url,
-            "http://h:8086/api/v2/write?bucket=b&org=o&precision=ns"
-        );
-        assert_eq!(authorization.as_deref(), Some("Token t"));
+    fn the_wait_is_the_jittered_backoff_or_longer_when_the_backend_asks() {
+        let delay = Duration::from_secs(2);
+        for _ in 0..100 {
+            let plain = retry_wait(delay, None);
+            assert!(
+                plain >= Duration::from_secs(1) && plain <= delay,
+                "{plain:?}"
+            );
+            assert!(retry_wait(delay, Some(Duration::from_secs(10))) >= Duration::from_secs(10));
+            assert_eq!(
+                retry_wait(delay, Some(Duration::from_secs(86_400))),
+                MAX_RETRY_AFTER
+            );
+        }
     }
 }

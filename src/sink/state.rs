@@ -1,6 +1,6 @@
 //! What one sink is doing, for status and metrics: queue depth (points, bytes, age of
 //! the oldest queued point) and delivery counters (sent, retried, dropped,
-//! dead-lettered, last error).
+//! dead-lettered, skipped, last error).
 //!
 //! The buffer and the delivery task write here; [`crate::stats::Stats`] holds one per
 //! sink and copies them into its snapshot. Counters are atomics; the last error sits
@@ -28,6 +28,8 @@ pub struct SinkStats {
     dropped_points: AtomicU64,
     dead_lettered_points: AtomicU64,
     corrupt_bytes: AtomicU64,
+    skipped_points: AtomicU64,
+    skipped_fields: AtomicU64,
     corrupt_points: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -79,6 +81,12 @@ impl SinkStats {
         self.corrupt_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Counts points and fields the sink's backend has no place for (never buffered).
+    pub(crate) fn add_skipped(&self, points: u64, fields: u64) {
+        self.skipped_points.fetch_add(points, Ordering::Relaxed);
+        self.skipped_fields.fetch_add(fields, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_corrupt_points(&self, points: u64) {
         self.corrupt_points.fetch_add(points, Ordering::Relaxed);
     }
@@ -105,6 +113,8 @@ impl SinkStats {
             dropped_points: self.dropped_points.load(Ordering::Relaxed),
             dead_lettered_points: self.dead_lettered_points.load(Ordering::Relaxed),
             corrupt_bytes: self.corrupt_bytes.load(Ordering::Relaxed),
+            skipped_points: self.skipped_points.load(Ordering::Relaxed),
+            skipped_fields: self.skipped_fields.load(Ordering::Relaxed),
             corrupt_points: self.corrupt_points.load(Ordering::Relaxed),
             last_error: self
                 .last_error
@@ -144,6 +154,13 @@ pub struct SinkSnapshot {
     /// Bytes of damaged or torn buffer data skipped, when the buffer was opened or
     /// while delivering (docs/BUFFER.md).
     pub corrupt_bytes: u64,
+    /// Points not sent because the sink's backend has no place for them (a category
+    /// a `prometheus_remote_write` or `otlp` sink does not carry, or a metric point
+    /// whose fields are all strings). Never buffered.
+    pub skipped_points: u64,
+    /// String fields left out of metric points sent to a `prometheus_remote_write`
+    /// or `otlp` sink.
+    pub skipped_fields: u64,
     /// Points lost in that damaged data (counted where the frames around the damage
     /// tell exactly how many; docs/BUFFER.md).
     pub corrupt_points: u64,

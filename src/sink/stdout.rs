@@ -3,8 +3,26 @@
 
 use tokio::io::AsyncWriteExt;
 
-use crate::config::OutputFormat;
+use super::registry::{ReadContext, SinkType};
+use crate::config::tree::{self, Section};
+use crate::config::{OutputFormat, SinkKind};
 use crate::point::Point;
+
+/// `type = "stdout"`: key `format`, `"lp"` (default) or `"json"`.
+pub const SINK_TYPE: SinkType = SinkType {
+    name: "stdout",
+    keys: &["type", "categories", "format"],
+    read,
+};
+
+fn read(section: &mut Section<'_, '_>, _: &ReadContext<'_>) -> Option<SinkKind> {
+    let format = section
+        .get("format", |node| {
+            Ok(tree::string(node)?.parse::<OutputFormat>()?)
+        })
+        .unwrap_or_default();
+    Some(SinkKind::Stdout { format })
+}
 
 pub struct StdoutSink {
     format: OutputFormat,

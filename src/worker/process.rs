@@ -34,6 +34,12 @@ pub struct WorkerSpec {
     pub args: Vec<OsString>,
     /// Added to the agent's own environment (DataKit replaced it, losing PATH and HOME).
     pub envs: Vec<(String, String)>,
+    /// Variables the runner needs but its environment must not carry, because
+    /// `/proc/<pid>/environ` keeps showing them after the runner removed them (input
+    /// options, the HTTP token). They reach the runner as one JSON object in an
+    /// inherited, already-rewound memory file, `$PYTHOND_PRIVATE_FD`, which it reads
+    /// and closes before importing collectors (docs/PROTOCOL.md).
+    pub private_env: Vec<(String, String)>,
     /// Largest frame the worker may send.
     pub max_frame: usize,
 }
@@ -74,6 +80,8 @@ impl WorkerProcess {
         };
         let (agent_end, worker_end) = StdUnixStream::pair().map_err(io_err)?;
         let worker_fd: RawFd = worker_end.as_raw_fd();
+        let private = private_env_file(&spec.private_env).map_err(io_err)?;
+        let private_fd: Option<RawFd> = private.as_ref().map(|f| f.as_raw_fd());
         // SAFETY: getpid has no preconditions.
         let agent_pid = unsafe { libc::getpid() };
 
@@ -85,6 +93,7 @@ impl WorkerProcess {
             .env("PYTHOND_PROTOCOL", PROTOCOL_VERSION.to_string())
             .env("PYTHOND_INPUT", &spec.input)
             .env("PYTHOND_MAX_FRAME", spec.max_frame.to_string())
+            .envs(private_fd.map(|fd| ("PYTHOND_PRIVATE_FD", fd.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -97,6 +106,11 @@ impl WorkerProcess {
                 // Keep the worker's end of the channel open across exec.
                 if libc::fcntl(worker_fd, libc::F_SETFD, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = private_fd {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 if libc::prctl(
                     libc::PR_SET_PDEATHSIG,
@@ -129,6 +143,7 @@ impl WorkerProcess {
         super::orphans::register(&mut registry, pid);
         drop(registry);
         drop(worker_end);
+        drop(private);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         Ok(Spawned {
@@ -161,6 +176,30 @@ impl WorkerProcess {
         }
         status
     }
+}
+
+/// A memory file holding `vars` as a JSON object, rewound, close-on-exec (the spawn
+/// clears that for the worker alone); `None` when there is nothing to pass.
+fn private_env_file(vars: &[(String, String)]) -> std::io::Result<Option<std::fs::File>> {
+    use std::io::{Seek, Write};
+    use std::os::fd::FromRawFd;
+    if vars.is_empty() {
+        return Ok(None);
+    }
+    let object: serde_json::Map<String, serde_json::Value> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    // SAFETY: the name is a NUL-terminated literal; the flags are valid.
+    let fd = unsafe { libc::memfd_create(c"pythond-private".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(serde_json::Value::Object(object).to_string().as_bytes())?;
+    file.rewind()?;
+    Ok(Some(file))
 }
 
 /// SIGKILL to process group `pgid` (the worker's pid, as it leads its own group).

@@ -21,12 +21,14 @@ use super::lines::{Line, LineReader};
 use super::process::{SpawnError, WorkerProcess, WorkerSpec};
 use super::protocol::{Command, Done, Hello, WorkerFrame};
 use crate::ingest::{Ingest, InputTags, Origin};
+use crate::log_text::escape;
 use crate::point::Point;
 use crate::stats::InputStats;
 
 /// Longest line of raw worker output (fd 1 and 2) logged as one line.
 const MAX_OUTPUT_LINE: usize = 16 * 1024;
-/// Lines of worker output logged per second per stream; the rest are counted.
+/// Lines of worker output logged per second per stream, and error lines per second
+/// about bad frames; the rest are counted (status: `log_lines_suppressed`).
 const OUTPUT_LINES_PER_SECOND: u32 = 200;
 /// How long a command write may block before the worker counts as gone.
 const COMMAND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,6 +85,7 @@ impl Session {
             drains.push(tokio::spawn(drain_output(
                 stdout,
                 ctx.input.clone(),
+                ctx.stats.clone(),
                 "stdout",
             )));
         }
@@ -90,6 +93,7 @@ impl Session {
             drains.push(tokio::spawn(drain_output(
                 stderr,
                 ctx.input.clone(),
+                ctx.stats.clone(),
                 "stderr",
             )));
         }
@@ -242,7 +246,10 @@ fn read_channel(
         std::io::BufReader::with_capacity(64 * 1024, reader),
         max_frame,
     );
-    let mut plugin_log = RateLimit::new(&ctx.input, "plugin output");
+    let mut plugin_log = RateLimit::new(&ctx.input, "plugin output", ctx.stats.clone());
+    // A worker writing garbage into its channel gets as many error lines as a chatty
+    // print loop gets output lines; every bad frame is counted all the same.
+    let mut bad_frame_log = RateLimit::new(&ctx.input, "bad-frame errors", ctx.stats.clone());
     // Points validated since the last hand-off to the sinks. Every frame already read
     // is handled before they go (one batch per burst, not one per report); they always
     // go before a `done` or `hello` is passed on, and before this task ends.
@@ -257,7 +264,10 @@ fn read_channel(
         let line = match lines.next_line_blocking() {
             Ok(Some(Line::Complete(line))) => line,
             Ok(Some(Line::TooLong(n))) => {
-                tracing::error!(input = %ctx.input, bytes = n, limit = max_frame, "frame from worker exceeds the frame limit; dropped");
+                ctx.stats.add_bad_frame();
+                if bad_frame_log.allow() {
+                    tracing::error!(input = %ctx.input, bytes = n, limit = max_frame, "frame from worker exceeds the frame limit; dropped");
+                }
                 ctx.stats.set_last_error(format!(
                     "frame of {n} bytes exceeds the {max_frame}-byte limit"
                 ));
@@ -272,8 +282,12 @@ fn read_channel(
         let frame = match WorkerFrame::parse(&line) {
             Ok(frame) => frame,
             Err(error) => {
-                let preview = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
-                tracing::error!(input = %ctx.input, %error, frame = %preview, "bad frame from worker; ignored");
+                ctx.stats.add_bad_frame();
+                if bad_frame_log.allow() {
+                    let preview = crate::log_text::escape_bytes(&line[..line.len().min(200)]);
+                    let error = crate::log_text::escape(&error.to_string()).into_owned();
+                    tracing::error!(input = %ctx.input, %error, frame = %preview, "bad frame from worker; ignored");
+                }
                 ctx.stats
                     .set_last_error(format!("bad frame from worker: {error}"));
                 continue;
@@ -293,17 +307,19 @@ fn read_channel(
             }
             WorkerFrame::Log(log) => {
                 if plugin_log.allow() {
-                    let plugin = log.plugin.as_deref().unwrap_or("-");
+                    let plugin = escape(log.plugin.as_deref().unwrap_or("-"));
+                    let line = escape(&log.line);
                     if log.stream == "stderr" {
-                        tracing::warn!(input = %ctx.input, plugin, stream = "stderr", "{}", log.line);
+                        tracing::warn!(input = %ctx.input, %plugin, stream = "stderr", "{line}");
                     } else {
-                        tracing::info!(input = %ctx.input, plugin, stream = "stdout", "{}", log.line);
+                        tracing::info!(input = %ctx.input, %plugin, stream = "stdout", "{line}");
                     }
                 }
             }
             WorkerFrame::Lasterror(last) => {
-                let plugin = last.plugin.as_deref().unwrap_or("-");
-                tracing::warn!(input = %ctx.input, plugin, reported_input = last.input.as_deref().unwrap_or(""), "set_lasterror: {}", last.message);
+                let plugin = escape(last.plugin.as_deref().unwrap_or("-"));
+                let reported_input = escape(last.input.as_deref().unwrap_or(""));
+                tracing::warn!(input = %ctx.input, %plugin, %reported_input, "set_lasterror: {}", escape(&last.message));
                 match last.plugin.as_deref() {
                     Some(id) => ctx.stats.plugin(id).set_last_error(last.message),
                     None => ctx.stats.set_last_error(last.message),
@@ -331,16 +347,21 @@ fn read_channel(
 
 /// Logs what the worker writes to fd 1 or 2 (C extensions, subprocesses, raw writes).
 /// Reads continuously, so a chatty script never blocks on a full pipe.
-async fn drain_output(pipe: impl AsyncRead + Unpin, input: String, stream: &'static str) {
+async fn drain_output(
+    pipe: impl AsyncRead + Unpin,
+    input: String,
+    stats: Arc<InputStats>,
+    stream: &'static str,
+) {
     let mut lines = LineReader::new(BufReader::new(pipe), MAX_OUTPUT_LINE);
-    let mut limit = RateLimit::new(&input, stream);
+    let mut limit = RateLimit::new(&input, stream, stats);
     while let Ok(Some(line)) = lines.next_line().await {
         if !limit.allow() {
             continue;
         }
         match line {
             Line::Complete(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
+                let text = crate::log_text::escape_bytes(&bytes);
                 if stream == "stderr" {
                     tracing::warn!(input = %input, plugin = "-", stream, "{text}");
                 } else {
@@ -355,20 +376,23 @@ async fn drain_output(pipe: impl AsyncRead + Unpin, input: String, stream: &'sta
 }
 
 /// Lets through at most [`OUTPUT_LINES_PER_SECOND`] lines a second and says how many
-/// it held back, so a script printing megabytes cannot flood the agent's log.
+/// it held back (in the log, and counted in the input's stats), so a script printing
+/// megabytes cannot flood the agent's log.
 struct RateLimit {
     input: String,
     what: &'static str,
+    stats: Arc<InputStats>,
     window_start: Instant,
     in_window: u32,
     suppressed: u64,
 }
 
 impl RateLimit {
-    fn new(input: &str, what: &'static str) -> Self {
+    fn new(input: &str, what: &'static str, stats: Arc<InputStats>) -> Self {
         Self {
             input: input.to_string(),
             what,
+            stats,
             window_start: Instant::now(),
             in_window: 0,
             suppressed: 0,
@@ -387,6 +411,7 @@ impl RateLimit {
         self.in_window += 1;
         if self.in_window > OUTPUT_LINES_PER_SECOND {
             self.suppressed += 1;
+            self.stats.add_log_lines_suppressed(1);
             false
         } else {
             true

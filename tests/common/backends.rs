@@ -471,3 +471,116 @@ pub fn self_signed_cert(dir: &Path) -> SelfSigned {
     assert!(status.success(), "openssl could not make a certificate");
     SelfSigned { cert, key }
 }
+
+/// Another VictoriaMetrics program (`vmagent`, `vmauth`, from the same Debian package)
+/// on a free loopback port, with the given flags; stopped on drop.
+pub struct VmTool {
+    pub port: u16,
+    program: String,
+    flags: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl VmTool {
+    /// vmagent accepting remote write and line protocol, forwarding to `remote_write`
+    /// (a full write URL) with its persistent queue under `dir`.
+    pub fn vmagent(dir: &Path, remote_write: &str) -> Self {
+        Self::start(
+            dir,
+            "vmagent",
+            vec![
+                format!("-remoteWrite.url={remote_write}"),
+                format!(
+                    "-remoteWrite.tmpDataPath={}",
+                    dir.join("vmagent-queue").display()
+                ),
+                "-remoteWrite.flushInterval=100ms".to_string(),
+            ],
+        )
+    }
+
+    /// vmauth with the auth configuration `config` (YAML).
+    pub fn vmauth(dir: &Path, config: &str) -> Self {
+        let path = dir.join("vmauth.yml");
+        std::fs::write(&path, config).expect("vmauth config");
+        Self::start(
+            dir,
+            "vmauth",
+            vec![format!("-auth.config={}", path.display())],
+        )
+    }
+
+    fn start(dir: &Path, program: &str, flags: Vec<String>) -> Self {
+        let mut tool = Self {
+            port: 0,
+            program: program.to_string(),
+            flags,
+            log: dir.join(format!("{program}.log")),
+            child: None,
+        };
+        for _ in 0..10 {
+            tool.port = free_port();
+            if tool.try_start() {
+                return tool;
+            }
+        }
+        panic!("{program} did not start; log:\n{}", tool.log_text());
+    }
+
+    fn try_start(&mut self) -> bool {
+        let log = std::fs::File::create(&self.log).expect("log");
+        let mut child = Command::new(&self.program)
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg("-loggerLevel=WARN")
+            .args(&self.flags)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} (apt-get install victoria-metrics): {e}",
+                    self.program
+                )
+            });
+        let addr = self.addr();
+        let up = wait_until(DEADLINE, || {
+            matches!(child.try_wait(), Ok(Some(_)))
+                || http("GET", &addr, "/health", b"").is_some_and(|a| a.status == 200)
+        });
+        if up && matches!(child.try_wait(), Ok(None)) {
+            self.child = Some(child);
+            true
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            false
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id, for CPU accounting.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for VmTool {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+}

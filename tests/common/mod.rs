@@ -6,6 +6,7 @@
 pub mod backends;
 pub mod git;
 pub mod http;
+pub mod seq;
 pub mod versioned;
 
 use std::io::{BufRead, BufReader, Read};
@@ -17,6 +18,11 @@ use std::time::{Duration, Instant};
 
 /// Generous: CI machines are small and shared.
 pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// SIGINT/SIGTERMs closer together than this count as one signal (docs/OPERATIONS.md,
+/// "Signals"), plus a margin: a test that means a *second* signal waits this long
+/// after the first.
+pub const DISTINCT_SIGNAL_GAP: Duration = Duration::from_millis(1300);
 
 /// The binary under test.
 pub fn pythond() -> Command {

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Forwarding speed side by side: pythond (prometheus_remote_write sink), pythond
+(influxdb sink) and vmagent, each relaying the same line protocol into one
+VictoriaMetrics on this machine.
+
+Per round and agent: a fresh VictoriaMetrics and a fresh agent; CLIENTS keep-alive
+client threads POST TOTAL points (2 fields each) in bodies of PER_BODY points
+(pythond: POST /v1/write/metric?precision=ns; vmagent: POST /write?precision=ns). The
+clock runs from the first request until VictoriaMetrics has counted every row
+(`vm_rows_inserted_total`, two rows per point). Printed per agent: points/s delivered,
+the agent's CPU seconds (user + system, /proc) per million points over that span,
+its peak RSS, and the rate at which the clients got their answers (acknowledged).
+
+Durability differs: pythond acknowledges a write only once it is in its disk buffer
+and fdatasync'ed (default fsync = "always"); vmagent acknowledges once the rows are in
+its memory queue, spilling to its on-disk queue (-remoteWrite.tmpDataPath) without a
+sync when the remote is slow or down. FSYNC=100ms runs pythond with fsync = "100ms"
+as well (acknowledged once written to the buffer file: survives kill -9, not a power
+loss), the closest match to vmagent.
+
+Usage: cargo build --release && bench/forward_vs_vmagent.py [--rounds N] [--points N] [--only AGENT]
+Environment: BENCH_CLIENTS (4), BENCH_PER_BODY (1000), FSYNC (unset: default only),
+BENCH_PERF=<path prefix> to record a `perf` profile of each pythond run (profiling
+only: its CPU figures then include perf).
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "pythond")
+TICK = os.sysconf("SC_CLK_TCK")
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
+PER_BODY = int(os.environ.get("BENCH_PER_BODY", "1000"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
+
+
+def wait_health(port, what):
+    for _ in range(600):
+        try:
+            get(f"http://127.0.0.1:{port}/health")
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{what} did not come up on port {port}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rows_inserted(port):
+    total = 0
+    for line in get(f"http://127.0.0.1:{port}/metrics").splitlines():
+        if line.startswith("vm_rows_inserted_total{"):
+            total += int(float(line.split()[-1]))
+    return total
+
+
+def bodies(total, client, start_ns):
+    """This client's share of the points as line protocol bodies, built before the
+    clock starts. Every point is its own (series, timestamp)."""
+    out = []
+    share = total // CLIENTS
+    base = client * share
+    for first in range(0, share, PER_BODY):
+        lines = []
+        for i in range(first, min(first + PER_BODY, share)):
+            n = base + i
+            lines.append(f"bench,client={client},host_id={n % 100} v={n}i,f={n * 0.5} "
+                         f"{start_ns + n * 1000}")
+        out.append(("\n".join(lines) + "\n").encode())
+    return out
+
+
+def post_all(port, path, my_bodies, acked, errors):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for body in my_bodies:
+        try:
+            conn.request("POST", path, body, {"Content-Type": "text/plain"})
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status >= 300:
+                errors.append(f"HTTP {answer.status}")
+        except (OSError, http.client.HTTPException) as e:
+            errors.append(str(e))
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.close()
+    acked.append(time.time())
+
+
+def start_agent(kind, work, vm_port):
+    port = free_port()
+    if kind == "vmagent":
+        proc = subprocess.Popen(
+            ["vmagent", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR",
+             f"-remoteWrite.url=http://127.0.0.1:{vm_port}/api/v1/write",
+             f"-remoteWrite.tmpDataPath={os.path.join(work, 'vmagent-queue')}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_health(port, "vmagent")
+        return proc, port, "/write?precision=ns"
+    home = os.path.join(work, "pythond")
+    os.makedirs(os.path.join(home, "conf.d"))
+    os.makedirs(os.path.join(home, "python.d"))
+    if kind.startswith("pythond-prw"):
+        sink = ('[[sinks]]\ntype = "prometheus_remote_write"\n'
+                f'url = "http://127.0.0.1:{vm_port}/api/v1/write"\n')
+    else:
+        sink = f'[[sinks]]\ntype = "influxdb"\nurl = "http://127.0.0.1:{vm_port}"\nbucket = "bench"\n'
+    if kind.endswith("-fsync100ms"):
+        sink += 'fsync = "100ms"\n'
+    with open(os.path.join(home, "pythond.toml"), "w") as f:
+        f.write(f'[http]\nlisten = "127.0.0.1:{port}"\n\n{sink}')
+    command = [BIN, "run", "--config", os.path.join(home, "pythond.toml")]
+    if os.environ.get("BENCH_PERF"):
+        # Profiling only: `perf report -i <BENCH_PERF>.<kind>` afterwards; the CPU
+        # figures of such a run include perf's own overhead.
+        command = ["perf", "record", "-q", "-F", os.environ.get("BENCH_PERF_HZ", "1999")] + os.environ.get("BENCH_PERF_ARGS", "").split() + ["-o",
+                   f"{os.environ['BENCH_PERF']}.{kind}", "--"] + command
+    proc = subprocess.Popen(command,
+                            cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RUST_LOG": "warn"})
+    wait_health(port, "pythond")
+    return proc, port, "/v1/write/metric?precision=ns"
+
+
+def run(kind, total, work):
+    work = os.path.join(work, kind)
+    os.makedirs(work)
+    vm_port = free_port()
+    vm = subprocess.Popen(["victoria-metrics", f"-httpListenAddr=127.0.0.1:{vm_port}",
+                           f"-storageDataPath={os.path.join(work, 'vm-data')}",
+                           "-loggerLevel=ERROR"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_health(vm_port, "victoria-metrics")
+    agent, port, path = start_agent(kind, work, vm_port)
+    start_ns = (int(time.time()) - 1800) * 1_000_000_000
+    shares = [bodies(total, c, start_ns) for c in range(CLIENTS)]
+    sent = sum(b.count(b"\n") for share in shares for b in share)
+    acked, errors = [], []
+    try:
+        cpu0 = cpu_seconds(agent.pid)
+        t0 = time.time()
+        threads = [threading.Thread(target=post_all, args=(port, path, share, acked, errors))
+                   for share in shares]
+        for t in threads:
+            t.start()
+        rows = 0
+        deadline = t0 + 900
+        while time.time() < deadline:
+            rows = rows_inserted(vm_port)
+            if rows >= 2 * sent:
+                break
+            time.sleep(0.05)
+        end = time.time()
+        cpu = cpu_seconds(agent.pid)
+        for t in threads:
+            t.join()
+        rss = peak_rss_mib(agent.pid)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+        vm.send_signal(signal.SIGTERM)
+        vm.wait(60)
+    if rows < 2 * sent or errors:
+        return {"agent": kind, "error": f"{rows // 2} of {sent} points arrived; "
+                                        f"{len(errors)} client errors {errors[:3]}"}
+    seconds = end - t0
+    return {
+        "agent": kind,
+        "points": sent,
+        "seconds": round(seconds, 2),
+        "points_per_s_delivered": round(sent / seconds),
+        "points_per_s_acknowledged": round(sent / (max(acked) - t0)),
+        "agent_cpu_s_per_million_points": round((cpu - cpu0) / (sent / 1e6), 2),
+        "agent_peak_rss_mib": round(rss, 1),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--only", help="run only this agent (pythond-prw, pythond-influxdb, vmagent, ...)")
+    args = parser.parse_args()
+    if not os.path.exists(BIN):
+        sys.exit(f"{BIN} missing: run `cargo build --release` first")
+    for tool in ("victoria-metrics", "vmagent"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} missing: apt-get install victoria-metrics")
+    kinds = ["pythond-prw", "pythond-influxdb", "vmagent"]
+    if os.environ.get("FSYNC") == "100ms":
+        kinds += ["pythond-prw-fsync100ms", "pythond-influxdb-fsync100ms"]
+    if args.only:
+        kinds = [args.only]
+    for round_ in range(1, args.rounds + 1):
+        for kind in kinds:
+            work = tempfile.mkdtemp(prefix="pythond-fwd-")
+            try:
+                result = run(kind, args.points, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            result["round"] = round_
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
