@@ -115,6 +115,9 @@ class DataKitFramework(object):
     # Set by the worker runner on the instances it creates: the plugin id as a JSON
     # string, ready to splice into frames. Instances a script creates itself keep null.
     _pythond_id_json = "null"
+    # Set by the runner on the objects of an input's instances: the instance's tags,
+    # added to every point (docs/CONFIG.md, "Instances").
+    _pythond_tags = None
 
     def __init__(self, **kwargs):
         ip = kwargs.get("ip")
@@ -140,6 +143,9 @@ class DataKitFramework(object):
         the last post over HTTP, "" through the pythond pipe (the agent validates the
         points asynchronously and logs what it rejects).
         """
+        tags = self._pythond_tags
+        if tags and isinstance(data, dict):
+            data = _with_instance_tags(data, tags)
         transport = _transport
         if transport is not None:
             return transport.report(self, data)
@@ -465,8 +471,9 @@ _REJECTED_HEADER_DETAILS = 5
 
 def _rejected_header(rejections):
     """X-Pythond-Rejected: percent-encoded JSON {"count": N, "first": [{"measurement",
-    "reason"}, ...]} naming the points of one category the shim could not send."""
-    first = [{"measurement": r.get("measurement"), "reason": str(r.get("reason"))[:200]}
+    "reason", "label"}, ...]} naming the points of one category the shim could not send."""
+    first = [{"measurement": r.get("measurement"), "reason": str(r.get("reason"))[:200],
+              "label": r.get("label")}
              for r in rejections[:_REJECTED_HEADER_DETAILS]]
     text = json.dumps({"count": len(rejections), "first": first}, ensure_ascii=True)
     return urllib.parse.quote(text, safe="")
@@ -478,7 +485,20 @@ def _rejection(code, index, point, reason):
         measurement = None
     elif len(measurement) > 256:
         measurement = measurement[:256] + "..."
-    return {"category": code, "index": index, "measurement": measurement, "reason": reason}
+    return {"category": code, "index": index, "measurement": measurement, "reason": reason,
+            "label": _rejection_label(point)}
+
+
+def _rejection_label(point):
+    """The agent's reason label: a NaN or infinite field is ``invalid_field_value``,
+    exactly as when the same point arrives as line protocol over HTTP; anything else
+    JSON cannot carry is ``not_json_serializable`` (docs/POINTS.md)."""
+    fields = point.get("fields") if isinstance(point, dict) else None
+    if isinstance(fields, dict):
+        for value in fields.values():
+            if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+                return "invalid_field_value"
+    return "not_json_serializable"
 
 
 def _encode_point(point, dumps):
@@ -679,6 +699,31 @@ def _report_header(plugin_json, data):
     if version:
         header += ',"version":' + _header_value(version)
     return header
+
+
+def _with_instance_tags(data, tags):
+    """``data`` with ``tags`` added to each point that has neither a tag nor a field of
+    that name (the point's own wins, as with the input's tags). Copies; never changes
+    the caller's dicts."""
+    out = dict(data)
+    for code, _path in _CATEGORIES:
+        points = data.get(code)
+        if not isinstance(points, list):
+            continue
+        tagged = []
+        for point in points:
+            if isinstance(point, dict):
+                own = point.get("tags")
+                fields = point.get("fields")
+                merged = dict(own) if isinstance(own, dict) else {}
+                for key, value in tags.items():
+                    if key not in merged and not (isinstance(fields, dict) and key in fields):
+                        merged[key] = value
+                point = dict(point)
+                point["tags"] = merged
+            tagged.append(point)
+        out[code] = tagged
+    return out
 
 
 def _report_frames(plugin_json, data, max_frame):

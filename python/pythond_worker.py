@@ -79,6 +79,8 @@ TRACEBACK_LIMIT = 32 * 1024
 MESSAGE_LIMIT = 8 * 1024
 # Frames produced before hello (prints and reports at import time) are held in memory.
 HELD_LIMIT = 4 * 1024 * 1024
+# Pooled inputs: report frames held for one write at most this many bytes.
+BATCH_LIMIT = 256 * 1024
 
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 SHIM_FILE = os.path.join(RUNNER_DIR, "datakit_framework.py")
@@ -238,6 +240,10 @@ class Channel(object):
         self._held = []
         self._held_bytes = 0
         self._held_dropped = 0
+        # Pooled inputs: report frames held for one write (see send_report).
+        self.batch_reports = False
+        self._batch = []
+        self._batch_bytes = 0
 
     def send(self, frame):
         """Send one frame (bytes, newline-terminated)."""
@@ -252,6 +258,40 @@ class Channel(object):
                 self._held_bytes += len(frame)
             else:
                 self._held_dropped += 1
+
+    def send_report(self, frame):
+        """A ``report`` frame. With ``batch_reports`` (pooled inputs) it is held until
+        the next ``flush_reports`` (the pool's run records flush, every 100 ms) or
+        until ``BATCH_LIMIT`` bytes are held: the agent then reads a hundred reports per
+        wake-up instead of one (docs/PROTOCOL.md, "Pooled inputs")."""
+        if not self.batch_reports:
+            self.send(frame)
+            return
+        with self._lock:
+            if not self._open:
+                held = True
+            else:
+                held = False
+                self._batch.append(frame)
+                self._batch_bytes += len(frame)
+                if self._batch_bytes >= BATCH_LIMIT:
+                    self._send_batch_locked()
+        if held:
+            self.send(frame)
+
+    def flush_reports(self):
+        with self._lock:
+            if self._open:
+                self._send_batch_locked()
+
+    def _send_batch_locked(self):
+        if not self._batch:
+            return
+        data, self._batch, self._batch_bytes = b"".join(self._batch), [], 0
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            _die_with_group()  # the agent is gone
 
     def send_obj(self, obj):
         frame = _dumps(obj) + "\n"
@@ -495,7 +535,7 @@ class PipeTransport(object):
         self._channel = channel
 
     def report(self, instance, data):
-        send = self._channel.send
+        send = self._channel.send_report
         for frame in self._frames(instance._pythond_id_json, data, self._channel.max_frame):
             send(frame.encode("ascii"))
         return ""
@@ -916,22 +956,24 @@ def _private(name):
 
 
 def _load_options():
-    """The agent's ``{"options": {...}, "plugins": {name: {"enabled", "options"}}}``.
+    """The agent's ``{"options": {...}, "plugins": {name: {"enabled", "options"}},
+    "pool": {"concurrency": N}}`` as (options, plugins, pool or None).
 
     A private variable (see _read_private): collectors' subprocesses never see it."""
     text = _private(OPTIONS_ENV)
     if not text:
-        return {}, {}
+        return {}, {}, None
     try:
         value = json.loads(text)
         options = value.get("options") or {}
         plugins = value.get("plugins") or {}
+        pool = value.get("pool")
         if isinstance(options, dict) and isinstance(plugins, dict):
-            return options, plugins
+            return options, plugins, pool if isinstance(pool, dict) else None
     except (ValueError, AttributeError):
         pass
     _stderr("ignoring $%s: not the JSON object the agent writes" % OPTIONS_ENV)
-    return {}, {}
+    return {}, {}, None
 
 
 def _hook(instance, name):
@@ -1014,7 +1056,7 @@ def _call_hook(plugin, name, *args):
 # ---------------------------------------------------------------------- the worker
 
 class Worker(object):
-    def __init__(self, channel, plugins, user, writers):
+    def __init__(self, channel, plugins, user, writers, pool=None):
         self.channel = channel
         self.plugins = dict((p.id, p) for p in plugins)
         self.user = user
@@ -1023,6 +1065,9 @@ class Worker(object):
         self._in_flight = 0
         self._cond = threading.Condition()
         self._stopping = False
+        # An input with instances: its plugins run on this pool (pythond_pool.py),
+        # on the schedule the agent hands over, instead of on `run` commands.
+        self.pool = pool
 
     def start_threads(self, plugin_of_thread):
         self.plugin_of_thread = plugin_of_thread
@@ -1071,6 +1116,10 @@ class Worker(object):
         kind = command.get("t")
         if kind == "run":
             self._dispatch_run(command)
+        elif kind == "instances" and self.pool is not None:
+            self.pool.set_instances(command)
+        elif kind == "pause" and self.pool is not None:
+            self.pool.pause(command)
         elif kind == "shutdown":
             grace = command.get("grace", 5.0)
             try:
@@ -1106,6 +1155,8 @@ class Worker(object):
 
     def shutdown(self, grace):
         self._stopping = True
+        if self.pool is not None:
+            self.pool.shutdown(grace)
         deadline = time.monotonic() + grace
         # A run() blocked in a long_running loop is told to stop, from this thread.
         for plugin in self.plugins.values():
@@ -1276,14 +1327,14 @@ def main(argv=None):
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(channel, (stdout, stderr)))
 
     user = UserCode()
-    options, overrides = _load_options()
+    options, overrides, pool_settings = _load_options()
     kinds.load_settings(args.input)
     plugins, errors = discover(args.paths, shim, user)
     if args.only is not None:
         # Ids are assigned in discovery order, so they are the same as in the
         # discovery worker that named this one.
         plugins = [p for p in plugins if p.id == args.only]
-    if not args.discover:
+    if not args.discover and pool_settings is None:
         plugins, init_errors = configure(plugins, options, overrides, user, plugin_of_thread)
         errors.extend(init_errors)
     _install_signal_handlers()  # a collector may have installed its own at import
@@ -1293,10 +1344,61 @@ def main(argv=None):
     frame = _dumps(hello) + "\n"
     if len(frame) > channel.max_frame:
         frame = _shrink(hello, channel.max_frame) or _dumps(dict(hello, errors=[])) + "\n"
-    worker = Worker(channel, plugins, user, (stdout, stderr))
-    worker.start_threads(plugin_of_thread)
-    channel.open(frame.encode("utf-8"))
+    writers = (stdout, stderr)
+    if pool_settings is not None and not args.discover:
+        pool = _make_pool(channel, plugins, pool_settings, user, writers, plugin_of_thread)
+        worker = Worker(channel, [], user, writers, pool)
+        channel.open(frame.encode("utf-8"))
+        pool.start()
+    else:
+        worker = Worker(channel, plugins, user, writers)
+        worker.start_threads(plugin_of_thread)
+        channel.open(frame.encode("utf-8"))
     worker.serve(sock)
+
+
+def _load_pool_module():
+    """pythond_pool.py from next to this file (like the shim: never another copy)."""
+    path = os.path.join(RUNNER_DIR, "pythond_pool.py")
+    spec = importlib.util.spec_from_file_location("_pythond_pool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _make_pool(channel, plugins, settings, user, writers, plugin_of_thread):
+    """The instance pool of an input with instances (docs/PROTOCOL.md, "Pooled inputs")."""
+    def describe(error, plugin):
+        file, line = _where(error, user, None)
+        if file is None:
+            file = plugin.file
+        return {"type": type(error).__name__, "message": _cut(_clean(_message_of(error)), MESSAGE_LIMIT),
+                "file": _clean(file) if file else None, "line": line,
+                "traceback": _format_traceback(error)}
+
+    def call(obj, key, name, *args):
+        hook = _hook(obj, name)
+        if hook is None or not _takes_args(hook, len(args)):
+            return
+        try:
+            hook(*args)
+        except BaseException as e:
+            _stderr("%s.%s() failed: %s" % (key, name, _exception_text(e)))
+
+    def make(plugin):
+        # Other kinds (syslog-ng drivers, zenpython plugins) run through their adapter.
+        if plugin.kind == KIND_DATAKIT:
+            return plugin.cls()
+        return kinds.adapter_class(plugin.kind)(plugin.cls)
+
+    hooks = {"describe": describe, "call": call, "hook": _hook, "takes": _takes_args,
+             "text": _exception_text, "stderr": _stderr, "make": make}
+    try:
+        concurrency = int(settings.get("concurrency") or 4)
+    except (TypeError, ValueError):
+        concurrency = 4
+    channel.batch_reports = True
+    return _load_pool_module().Pool(channel, plugins, concurrency, writers, plugin_of_thread, hooks)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@
 //! kills every worker at once (points already received are still flushed); a third
 //! exits the process immediately. Signals less than a second apart count as one. SIGUSR1 writes the run log and SIGUSR2 a full state
 //! dump under `<data_dir>/state/` ([`crate::state_dump`]). SIGHUP, a change under the
-//! local conf/python directories, or a pulled git commit reload the configuration
-//! ([`crate::reload`]): only inputs whose config or files changed are restarted
-//! ([`crate::inputs`]).
+//! local conf/python directories (unless `[agent] watch = false`), or a pulled git
+//! commit reload the inputs ([`crate::reload`]): only inputs whose config or files
+//! changed are restarted ([`crate::inputs`]). SIGHUP also re-reads pythond.toml and
+//! applies what changed in it ([`crate::main_reload`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -20,12 +21,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, InputConfig};
-use crate::gitsync;
 use crate::http::HttpServer;
 use crate::ingest::Ingest;
 use crate::inputs::InputSet;
+use crate::live_sinks::LiveSinks;
+use crate::log_dedupe::SeenOnce;
+use crate::main_reload::LiveAgent;
 use crate::reload::{self, Layout, Trigger};
-use crate::sink::Sinks;
 use crate::state_dump::{self, Dump};
 use crate::stats::Stats;
 use crate::worker::{orphans, Runtime, WorkerSpec};
@@ -51,8 +53,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stats = Stats::new();
     // Private before anything is written into it: buffers, checkouts, state dumps.
     crate::data_dir::prepare(&config.agent.data_dir)?;
-    let sinks =
-        Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
+    let sinks = LiveSinks::open(&config.sinks, &config.agent.data_dir, &stats)
+        .context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
     let runtime_dir = config.agent.data_dir.join("runtime");
     let runtime = Arc::new(
@@ -81,29 +83,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         grace,
     );
-    let repos = gitsync::repos(&config.git_repos, &config.agent.data_dir);
-    let checkouts: Vec<_> = repos.iter().map(|r| r.dir.clone()).collect();
-    let layout = Layout::new(&config.agent.conf_dir, &config.agent.python_dir, &checkouts);
-    reload(&mut inputs, &layout, &stats, None).await;
-    if inputs.is_empty() && checkouts.is_empty() {
-        tracing::warn!(conf_dir = %config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
-    }
-    tracing::info!(inputs = inputs.len(), "pythond running");
-
     let (triggers, mut triggered) = mpsc::unbounded_channel();
-    let watcher = reload::watch(
-        &[config.agent.conf_dir.clone(), config.agent.python_dir.clone()],
-        triggers.clone(),
-    )
-    .map_err(|error| tracing::error!(%error, "cannot watch conf.d/python.d for changes; reload with SIGHUP"))
-    .ok();
-    gitsync::spawn(
-        repos,
-        config.git_repos.pull_interval,
+    let mut live = LiveAgent::start(
+        config,
+        ingest.clone(),
         stats.clone(),
+        http,
         triggers,
         shutdown.clone(),
     );
+    let mut skipped_noted = SeenOnce::default();
+    reload(
+        &mut inputs,
+        &live.layout,
+        &stats,
+        None,
+        Vec::new(),
+        &mut skipped_noted,
+    )
+    .await;
+    if inputs.is_empty() && !live.has_git_repos() {
+        tracing::warn!(conf_dir = %live.config.agent.conf_dir.display(), "no [[inputs.pythond]] configured; nothing to run");
+    }
+    let not_started = inputs.not_started();
+    if not_started.is_empty() {
+        tracing::info!(inputs = inputs.len(), "pythond running");
+    } else {
+        tracing::warn!(inputs = inputs.len() - not_started.len(), not_started = ?not_started, "pythond running; some inputs could not start (see above)");
+    }
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
@@ -116,17 +123,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = interrupt.recv() => break std::time::Instant::now(),
             _ = hangup.recv() => {
                 // A replaced conf.d/python.d is watched again, whatever the watch saw.
-                if let Some(watcher) = &watcher {
-                    watcher.rewatch();
-                }
+                live.rewatch();
                 Trigger::Signal
             }
-            _ = user1.recv() => { dump(Dump::RunLog, &config, &stats, started); continue }
-            _ = user2.recv() => { dump(Dump::State, &config, &stats, started); continue }
+            _ = user1.recv() => { dump(Dump::RunLog, &live.config, &stats, started); continue }
+            _ = user2.recv() => { dump(Dump::State, &live.config, &stats, started); continue }
             Some(trigger) = triggered.recv() => trigger,
         };
-        reload(&mut inputs, &layout, &stats, Some(trigger)).await;
+        // SIGHUP re-reads pythond.toml too (docs/RELOAD.md); files and git commits
+        // concern the inputs only.
+        let main_errors = if trigger == Trigger::Signal {
+            live.reread(&mut inputs).await
+        } else {
+            Vec::new()
+        };
+        reload(
+            &mut inputs,
+            &live.layout,
+            &stats,
+            Some(trigger),
+            main_errors,
+            &mut skipped_noted,
+        )
+        .await;
     };
+    let grace = live.config.agent.shutdown_timeout;
     tracing::info!(grace = ?grace, "shutting down: no new runs; waiting for runs in flight (signal again to kill the workers now)");
     shutdown.cancel();
     // Later signals are watched for the whole shutdown, flushing included.
@@ -137,7 +158,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if killed > 0 {
         tracing::info!(killed, "killed processes the workers left behind");
     }
-    if let Some(http) = http {
+    ingest.tap().close();
+    if let Some(http) = live.http.take() {
         http.stop().await;
     }
     ingest.shutdown().await;
@@ -235,7 +257,14 @@ async fn start_http(
 /// Computes the inputs `layout` asks for and applies them to `inputs` (restarting
 /// only what changed); logs and records configuration errors. `trigger` is `None` for
 /// the first load.
-async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: Option<Trigger>) {
+async fn reload(
+    inputs: &mut InputSet,
+    layout: &Layout,
+    stats: &Stats,
+    trigger: Option<Trigger>,
+    main_errors: Vec<String>,
+    skipped_noted: &mut SeenOnce,
+) {
     if let Some(trigger) = &trigger {
         tracing::info!("reloading configuration after {trigger}");
     }
@@ -251,16 +280,18 @@ async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: 
             return;
         }
     };
+    let mut all_errors = main_errors;
+    all_errors.extend(desired.errors.iter().cloned());
     for error in &desired.errors {
         tracing::error!("config: {error}");
     }
-    for skipped in &desired.skipped {
+    for skipped in skipped_noted.new_items(&desired.skipped) {
         tracing::info!("config: {skipped}; not a pythond input, ignored");
     }
-    stats.set_reload_error(if desired.errors.is_empty() {
+    stats.set_reload_error(if all_errors.is_empty() {
         None
     } else {
-        Some(desired.errors.join("; "))
+        Some(all_errors.join("; "))
     });
     let applied = inputs.apply(desired).await;
     if trigger.is_some() {
@@ -269,13 +300,14 @@ async fn reload(inputs: &mut InputSet, layout: &Layout, stats: &Stats, trigger: 
             restarted = ?applied.restarted,
             stopped = ?applied.stopped,
             unchanged = applied.unchanged,
+            reconfigured = ?applied.reconfigured,
             "configuration reloaded"
         );
     }
 }
 
 /// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds them.
-fn global_tags(config: &Config) -> BTreeMap<String, String> {
+pub(crate) fn global_tags(config: &Config) -> BTreeMap<String, String> {
     let mut tags = config.global_tags.clone();
     tags.entry("host".to_string())
         .or_insert_with(|| config.agent.hostname.clone());
@@ -303,7 +335,12 @@ pub fn worker_options(input: &InputConfig) -> serde_json::Value {
             )
         })
         .collect();
-    serde_json::json!({"options": input.options, "plugins": plugins})
+    let mut options = serde_json::json!({"options": input.options, "plugins": plugins});
+    if input.has_instances() {
+        // The worker runs its instances on a pool (docs/PROTOCOL.md, "Pooled inputs").
+        options["pool"] = serde_json::json!({"concurrency": input.effective_concurrency()});
+    }
+    options
 }
 
 /// How to start the worker of `input` on the resolved plugin `paths`.

@@ -7,23 +7,71 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::point::{self, Category, DecodeContext, Point, Precision};
-use crate::sink::Sinks;
+use crate::live_sinks::LiveSinks;
+use crate::point::{self, Category, DecodeContext, Point, Precision, RejectReason};
 use crate::stats::{PluginStats, Stats};
+use crate::tap::Tap;
 use crate::worker::protocol::Report;
 
 /// How often the same (input, plugin, reason) may be logged at warn/info level; the
 /// repeats in between go to debug level and are still counted.
 const LOG_REPEAT_EVERY: Duration = Duration::from_secs(60);
 
-/// The tags an input adds to its points, with and without the global tags.
+/// `[global_tags]` (plus `host`) as they are now: a reload of pythond.toml replaces
+/// them, and every point decoded from then on carries the new set (docs/RELOAD.md).
+#[derive(Debug, Default)]
+pub struct GlobalTags {
+    current: RwLock<Arc<BTreeMap<String, String>>>,
+}
+
+impl GlobalTags {
+    fn get(&self) -> Arc<BTreeMap<String, String>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, tags: BTreeMap<String, String>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tags);
+    }
+}
+
+/// The tags an input adds to its points: its own, and the agent's global ones as they
+/// are when a point is decoded.
 #[derive(Clone, Debug, Default)]
 pub struct InputTags {
-    with_global: BTreeMap<String, String>,
-    without_global: BTreeMap<String, String>,
+    own: BTreeMap<String, String>,
+    global: Arc<GlobalTags>,
+    /// The last merge, and the global set it was made from: merging again only when
+    /// a reload replaced the global tags keeps the hot path to a pointer comparison.
+    merged: Arc<Mutex<Option<MergedTags>>>,
+}
+
+type MergedTags = (Arc<BTreeMap<String, String>>, Arc<BTreeMap<String, String>>);
+
+impl InputTags {
+    /// The global tags overlaid with the input's own (the input's win).
+    fn with_global(&self) -> Arc<BTreeMap<String, String>> {
+        let global = self.global.get();
+        if self.own.is_empty() {
+            return global;
+        }
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((from, tags)) = merged.as_ref() {
+            if Arc::ptr_eq(from, &global) {
+                return tags.clone();
+            }
+        }
+        let mut tags = (*global).clone();
+        tags.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let tags = Arc::new(tags);
+        *merged = Some((global, tags.clone()));
+        tags
+    }
 }
 
 /// Where a report came from.
@@ -158,19 +206,27 @@ impl WriteLimits<'_> {
 /// The single path every point takes into the sinks.
 pub struct Ingest {
     stats: Arc<Stats>,
-    global_tags: BTreeMap<String, String>,
-    sinks: Sinks,
+    global_tags: Arc<GlobalTags>,
+    sinks: LiveSinks,
+    tap: Tap,
     throttle: Mutex<HashMap<(String, String, &'static str), Instant>>,
     log_every_point: bool,
 }
 
 impl Ingest {
     /// `global_tags` are added to every point unless a report sets `ignore_global_tags`.
-    pub fn new(stats: Arc<Stats>, global_tags: BTreeMap<String, String>, sinks: Sinks) -> Self {
+    pub fn new(
+        stats: Arc<Stats>,
+        global_tags: BTreeMap<String, String>,
+        sinks: impl Into<LiveSinks>,
+    ) -> Self {
+        let global = GlobalTags::default();
+        global.set(global_tags);
         Self {
             stats,
-            global_tags,
-            sinks,
+            global_tags: Arc::new(global),
+            sinks: sinks.into(),
+            tap: Tap::default(),
             throttle: Mutex::new(HashMap::new()),
             log_every_point: false,
         }
@@ -185,12 +241,27 @@ impl Ingest {
 
     /// Combines an input's own tags with the global ones (the input's win).
     pub fn input_tags(&self, input_tags: &BTreeMap<String, String>) -> InputTags {
-        let mut with_global = self.global_tags.clone();
-        with_global.extend(input_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         InputTags {
-            with_global,
-            without_global: input_tags.clone(),
+            own: input_tags.clone(),
+            global: self.global_tags.clone(),
+            merged: Arc::default(),
         }
+    }
+
+    /// Replaces the global tags: points decoded from now on carry `tags` (nothing is
+    /// restarted).
+    pub fn set_global_tags(&self, tags: BTreeMap<String, String>) {
+        self.global_tags.set(tags);
+    }
+
+    /// The running sinks, for a reload of `[[sinks]]`.
+    pub fn sinks(&self) -> &LiveSinks {
+        &self.sinks
+    }
+
+    /// Where `GET /v1/tap` subscribers get a copy of every accepted point.
+    pub fn tap(&self) -> &Tap {
+        &self.tap
     }
 
     /// Validates a worker's report and forwards what is valid.
@@ -212,6 +283,7 @@ impl Ingest {
         accepted: &mut Vec<Point>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
+        let first_new = accepted.len();
         for shim_rejection in &report.rejected {
             let category =
                 Category::from_code(&shim_rejection.category).unwrap_or(Category::Metric);
@@ -219,15 +291,18 @@ impl Ingest {
                 origin,
                 category,
                 shim_rejection.measurement.as_deref(),
+                shim_rejection.label.as_deref(),
                 &shim_rejection.reason,
             );
             outcome.rejected += 1;
         }
 
+        let with_global;
         let extra_tags = if report.ignores_global_tags() {
-            &origin.tags.without_global
+            &origin.tags.own
         } else {
-            &origin.tags.with_global
+            with_global = origin.tags.with_global();
+            &*with_global
         };
         let precision = match report.precision.as_deref().map(str::parse::<Precision>) {
             None => Ok(None),
@@ -241,7 +316,7 @@ impl Ingest {
                     self.reject(
                         origin,
                         Category::Metric,
-                        "unknown_category",
+                        RejectReason::UnknownCategory.as_str(),
                         &format!(
                             "report key `{code}` is not a category (expected M, L, O, CO, E or R)"
                         ),
@@ -254,7 +329,12 @@ impl Ingest {
                 Ok(p) => *p,
                 Err(message) => {
                     for _ in points {
-                        self.reject(origin, category, "bad_precision", message);
+                        self.reject(
+                            origin,
+                            category,
+                            RejectReason::BadPrecision.as_str(),
+                            message,
+                        );
                         outcome.rejected += 1;
                     }
                     continue;
@@ -268,25 +348,33 @@ impl Ingest {
             };
             self.decode_into(origin, &ctx, points, accepted, &mut outcome);
         }
+        self.tap
+            .publish(origin.input, origin.plugin, &accepted[first_new..]);
         outcome
     }
 
     /// Counts and logs a point the worker's shim could not send (not JSON-serializable),
-    /// whether its report came over the pipe or over HTTP.
+    /// whether its report came over the pipe or over HTTP. `label` is the shim's reason
+    /// label: it names NaN and infinities `invalid_field_value`, as the line-protocol
+    /// path does for the same value (docs/POINTS.md); else `not_json_serializable`.
     pub fn reject_from_shim(
         &self,
         origin: &Origin<'_>,
         category: Category,
         measurement: Option<&str>,
+        label: Option<&str>,
         reason: &str,
     ) {
         let what = measurement
             .map(|m| format!("point `{m}`"))
             .unwrap_or_else(|| "a point".to_string());
+        let label = label
+            .and_then(RejectReason::from_label)
+            .unwrap_or(RejectReason::NotJsonSerializable);
         self.reject(
             origin,
             category,
-            "not_json_serializable",
+            label.as_str(),
             &format!("{what} rejected by the shim: {reason}"),
         );
     }
@@ -304,10 +392,12 @@ impl Ingest {
         limits: &WriteLimits<'_>,
         runtime: &tokio::runtime::Handle,
     ) -> WriteOutcome {
+        let with_global;
         let extra_tags = if request.ignore_global_tags {
-            &origin.tags.without_global
+            &origin.tags.own
         } else {
-            &origin.tags.with_global
+            with_global = origin.tags.with_global();
+            &*with_global
         };
         let ctx = DecodeContext {
             category: request.category,
@@ -556,6 +646,9 @@ impl Chunker<'_, '_> {
             points.len() as u64,
             &mut self.result.outcome,
         );
+        self.ingest
+            .tap
+            .publish(self.origin.input, self.origin.plugin, &points);
         self.wait_in_flight(WRITE_CHUNKS_IN_FLIGHT - 1);
         let batch = Arc::new(points);
         self.in_flight.push_back(batch.clone());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Transport;
+use crate::config::{Isolation, Transport};
 use crate::http::HttpTransport;
 use crate::ingest::Ingest;
 use crate::reload::{Desired, DesiredInput, Fingerprint};
@@ -28,11 +28,21 @@ use crate::worker::{Runtime, SessionContext};
 /// One input as it runs.
 struct Running {
     fingerprint: Fingerprint,
+    /// The fingerprint without `instances`: equal before and after a reload that only
+    /// changed instances, which then go to the running supervisor instead of a restart.
+    base: Fingerprint,
+    /// Hands new `instances` to the running supervisor (inputs with instances only).
+    instances: Option<tokio::sync::watch::Sender<Vec<crate::config::InstanceConfig>>>,
     /// The conf file that declares it.
     file: PathBuf,
     cancel: CancellationToken,
     /// `None` when the input could not start (bad `dirs`): nothing to stop.
     task: Option<JoinHandle<()>>,
+    /// False when its interpreter could not be found or executed when it started.
+    startable: bool,
+    /// Reports through the HTTP API (`transport = "http"`): restarted when the API
+    /// moves or changes its token.
+    uses_http: bool,
 }
 
 /// What [`InputSet::apply`] did, for the log and the tests.
@@ -42,6 +52,15 @@ pub struct Applied {
     pub restarted: Vec<String>,
     pub stopped: Vec<String>,
     pub unchanged: usize,
+    /// Inputs whose instances changed and were updated inside the running worker.
+    pub reconfigured: Vec<String>,
+}
+
+/// The fingerprint of `input` with its `instances` left out (its files included).
+fn base_fingerprint(input: &DesiredInput) -> Fingerprint {
+    let mut config = input.config.clone();
+    config.instances.clear();
+    crate::reload::fingerprint(&config, &input.paths)
 }
 
 /// Every running input of the agent.
@@ -56,6 +75,8 @@ pub struct InputSet {
     /// Parent of every input's token: cancelling it stops them all.
     shutdown: CancellationToken,
     grace: Duration,
+    /// The HTTP API changed since the last apply: `transport = "http"` inputs restart.
+    http_changed: bool,
 }
 
 impl InputSet {
@@ -76,7 +97,20 @@ impl InputSet {
             http,
             shutdown,
             grace,
+            http_changed: false,
         }
+    }
+
+    /// A new `[agent] shutdown_timeout`, for inputs stopped from now on.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// The HTTP API restarted (another address or token): inputs with `transport =
+    /// "http"` are restarted on the next [`InputSet::apply`] to report to it.
+    pub fn set_http(&mut self, http: Option<HttpTransport>) {
+        self.http = http;
+        self.http_changed = true;
     }
 
     /// Number of inputs (running or failed to start).
@@ -86,6 +120,16 @@ impl InputSet {
 
     pub fn is_empty(&self) -> bool {
         self.running.is_empty()
+    }
+
+    /// The inputs that could not start at all: `dirs` that do not resolve, or an
+    /// interpreter (`cmd`) that is not there to start (its supervisor keeps retrying).
+    pub fn not_started(&self) -> Vec<String> {
+        self.running
+            .iter()
+            .filter(|(_, running)| running.task.is_none() || !running.startable)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Brings the running inputs to `desired`, restarting only what changed.
@@ -109,17 +153,33 @@ impl InputSet {
             }
         }
         for input in &desired.inputs {
-            if let Some(running) = self.running.get(&input.config.name) {
-                if running.fingerprint != input.fingerprint {
+            if let Some(running) = self.running.get_mut(&input.config.name) {
+                let api_moved = self.http_changed && running.uses_http;
+                if api_moved {
                     to_stop.push((input.config.name.clone(), false));
-                } else {
+                } else if running.fingerprint == input.fingerprint {
                     applied.unchanged += 1;
+                } else if let Some(sender) = running
+                    .instances
+                    .as_ref()
+                    .filter(|_| input.config.has_instances())
+                    .filter(|_| running.base == base_fingerprint(input))
+                {
+                    // Only instances changed: the worker adds, removes and re-initialises
+                    // just those (src/supervisor/pooled.rs); nothing restarts.
+                    tracing::info!(input = %input.config.name, instances = input.config.instances.len(), "input instances changed; updating them in the running worker");
+                    sender.send_replace(input.config.instances.clone());
+                    running.fingerprint = input.fingerprint;
+                    applied.reconfigured.push(input.config.name.clone());
+                } else {
+                    to_stop.push((input.config.name.clone(), false));
                 }
             }
         }
 
         // Stop them all at once: each gets the shutdown grace, in parallel.
         let mut stopping = Vec::new();
+        self.http_changed = false;
         for (name, removed) in &to_stop {
             if let Some(running) = self.running.remove(name) {
                 tracing::info!(input = %name, "{}", if *removed { "input removed from config; stopping it" } else { "input config or files changed; restarting it" });
@@ -158,6 +218,7 @@ impl InputSet {
     }
 
     fn start(&self, input: DesiredInput) -> Running {
+        let base = base_fingerprint(&input);
         let DesiredInput {
             config,
             paths,
@@ -166,6 +227,7 @@ impl InputSet {
         let input_stats = self.stats.input(&config.name);
         let cancel = self.shutdown.child_token();
         let file = config.origin.file.clone();
+        let uses_http = config.transport == Transport::Http;
         let paths = match paths {
             Ok(paths) => paths,
             Err(reason) => {
@@ -173,9 +235,13 @@ impl InputSet {
                 input_stats.set_state(InputState::Failed { reason });
                 return Running {
                     fingerprint,
+                    base,
+                    instances: None,
                     file,
                     cancel,
                     task: None,
+                    startable: false,
+                    uses_http,
                 };
             }
         };
@@ -195,13 +261,28 @@ impl InputSet {
             stats: input_stats,
         });
         tracing::info!(input = %config.name, origin = %config.origin, "starting input");
-        let supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
+        let startable = crate::config_check::interpreter(&config.cmd).is_ok();
+        let (instances, updates) = if config.has_instances() && config.isolation == Isolation::Input
+        {
+            let (sender, receiver) = tokio::sync::watch::channel(config.instances.clone());
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let mut supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
             .isolated(self.stats.clone());
+        if let Some(updates) = updates {
+            supervisor = supervisor.instance_updates(updates);
+        }
         Running {
             fingerprint,
+            base,
+            instances,
             file,
             cancel,
             task: Some(tokio::spawn(supervisor.run())),
+            startable,
+            uses_http,
         }
     }
 

@@ -6,6 +6,7 @@
 //! [`point`].
 
 pub mod agent;
+pub mod api_target;
 pub mod check;
 pub mod config;
 pub mod config_check;
@@ -15,13 +16,23 @@ pub mod gitsync;
 pub mod http;
 pub mod ingest;
 pub mod inputs;
+pub mod live_sinks;
+pub mod log_dedupe;
 pub mod log_text;
+pub mod logging;
+pub mod main_reload;
+pub mod once;
 pub mod point;
 pub mod reload;
+pub mod run_once;
 pub mod schedule;
 pub mod sink;
 pub mod state_dump;
 pub mod stats;
 pub mod status;
+pub mod status_filter;
 pub mod supervisor;
+pub mod tap;
+pub mod tap_client;
+pub mod top;
 pub mod worker;

@@ -25,6 +25,8 @@ pub struct Stats {
     git_repos: Mutex<Vec<crate::gitsync::GitRepoStatus>>,
     /// Why the last configuration reload found errors; `None` when it found none.
     reload_error: Mutex<Option<String>>,
+    /// When a configuration load last found no error (Unix ms; 0: never).
+    reload_success_unix_ms: AtomicU64,
 }
 
 impl Stats {
@@ -63,6 +65,11 @@ impl Stats {
             .clone()
     }
 
+    /// Forgets the network sinks not named in `names` (removed from the config).
+    pub fn retain_sinks(&self, names: &[&str]) {
+        lock(&self.sinks).retain(|name, _| names.contains(&name.as_str()));
+    }
+
     /// Sets the list of git repositories shown in status.
     pub fn set_git_repos(&self, repos: Vec<crate::gitsync::GitRepoStatus>) {
         *lock(&self.git_repos) = repos;
@@ -76,7 +83,12 @@ impl Stats {
     }
 
     /// Records the errors of the last configuration reload (`None`: it had none).
+    /// A load without errors also records when it happened.
     pub fn set_reload_error(&self, error: Option<String>) {
+        if error.is_none() {
+            self.reload_success_unix_ms
+                .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+        }
         *lock(&self.reload_error) = error;
     }
 
@@ -88,6 +100,10 @@ impl Stats {
             sinks: lock(&self.sinks).values().map(|s| s.snapshot()).collect(),
             git_repos: lock(&self.git_repos).clone(),
             last_reload_error: lock(&self.reload_error).clone(),
+            last_reload_success_unix_ms: match self.reload_success_unix_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(ms),
+            },
         }
     }
 }
@@ -180,6 +196,9 @@ pub struct InputStats {
     last_error: Mutex<Option<String>>,
     load_errors: Mutex<Vec<String>>,
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
+    /// Pooled inputs: how late runs started (due time to actual start).
+    lateness: Histogram,
+    instance_metrics: std::sync::atomic::AtomicBool,
 }
 
 impl InputStats {
@@ -195,6 +214,8 @@ impl InputStats {
             last_error: Mutex::new(None),
             load_errors: Mutex::new(Vec::new()),
             plugins: Mutex::new(BTreeMap::new()),
+            lateness: Histogram::with_bounds(&LATENESS_SECONDS_BUCKETS),
+            instance_metrics: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -255,9 +276,24 @@ impl InputStats {
         lock(&self.plugins).get(id).cloned()
     }
 
+    /// Drops plugin entries not in `keep` (for inputs with thousands of instances).
+    pub fn retain_plugin_keys(&self, keep: &std::collections::HashSet<String>) {
+        lock(&self.plugins).retain(|id, _| keep.contains(id));
+    }
+
     /// Drops plugins that a new worker no longer has.
     pub fn retain_plugins(&self, keep: &[&str]) {
         lock(&self.plugins).retain(|id, _| keep.contains(&id.as_str()));
+    }
+
+    /// Whether `/metrics` shows this input's instances one by one.
+    pub fn set_instance_metrics(&self, on: bool) {
+        self.instance_metrics.store(on, Ordering::Relaxed);
+    }
+
+    /// Records how late a pooled run started.
+    pub fn observe_lateness(&self, late: Duration) {
+        self.lateness.observe(late);
     }
 
     pub fn plugins(&self) -> Vec<(String, Arc<PluginStats>)> {
@@ -286,6 +322,8 @@ impl InputStats {
                 .into_iter()
                 .map(|(id, p)| p.snapshot(id))
                 .collect(),
+            lateness_seconds: self.lateness.snapshot(),
+            instance_metrics: self.instance_metrics.load(Ordering::Relaxed),
         }
     }
 }
@@ -316,6 +354,8 @@ pub struct PluginStats {
     fixed: AtomicU64,
     rejected: AtomicU64,
     state: Mutex<PluginState>,
+    /// Whether the most recent run failed or timed out (cleared by a success).
+    failing: std::sync::atomic::AtomicBool,
     /// The collector kind from the worker's hello (`datakit`, `zenpython`, ...).
     kind: Mutex<String>,
     last_success: Mutex<Option<SystemTime>>,
@@ -341,22 +381,49 @@ impl PluginStats {
 
     pub fn run_succeeded(&self) {
         self.run_ended();
+        self.failing.store(false, Ordering::Relaxed);
         *lock(&self.last_success) = Some(SystemTime::now());
         self.set_state(PluginState::Idle);
     }
 
     pub fn run_failed(&self, error: String) {
         self.run_ended();
+        self.failing.store(true, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
     }
 
+    /// A finished run reported afterwards (pooled inputs: the worker ran it on its own
+    /// schedule and says how long it took). `error` is `None` for a success.
+    pub fn run_finished(&self, took: Duration, error: Option<String>) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.durations.observe(took);
+        self.failing.store(error.is_some(), Ordering::Relaxed);
+        match error {
+            None => *lock(&self.last_success) = Some(SystemTime::now()),
+            Some(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.last_error) = Some(error);
+            }
+        }
+        let mut state = lock(&self.state);
+        if *state != PluginState::Disabled {
+            *state = PluginState::Idle;
+        }
+    }
+
     pub fn timed_out(&self, error: String) {
         self.run_ended();
+        self.failing.store(true, Ordering::Relaxed);
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         *lock(&self.last_error) = Some(error);
         self.set_state(PluginState::Idle);
+    }
+
+    /// Counts a run whose outcome is recorded separately (a pooled run that timed out).
+    pub fn add_run(&self) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn quarantined(&self) {
@@ -417,6 +484,7 @@ impl PluginStats {
             id,
             kind: Some(lock(&self.kind).clone()).filter(|k| !k.is_empty()),
             state: self.state(),
+            failing: self.failing.load(Ordering::Relaxed),
             runs: self.runs(),
             failures: self.failures(),
             timeouts: self.timeouts(),
@@ -440,6 +508,7 @@ impl PluginStats {
             fixed: self.fixed.load(Ordering::Relaxed),
             rejected: self.rejected(),
             run_seconds: self.durations.snapshot(),
+            quarantined_instances: None,
         }
     }
 }
@@ -449,21 +518,42 @@ pub const RUN_SECONDS_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// Upper bounds (seconds) of the lateness histogram: how long after its due time a
+/// run started (docs/OPERATIONS.md, "Lateness").
+pub const LATENESS_SECONDS_BUCKETS: [f64; 15] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// A fixed-bucket histogram of durations (Prometheus style, lock-free).
-#[derive(Default)]
 struct Histogram {
+    bounds: &'static [f64],
     /// Per-bucket counts (not cumulative); the last slot is above every bound.
-    buckets: [AtomicU64; RUN_SECONDS_BUCKETS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_bounds(&RUN_SECONDS_BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     fn observe(&self, took: Duration) {
         let seconds = took.as_secs_f64();
-        let slot = RUN_SECONDS_BUCKETS
+        let slot = self
+            .bounds
             .iter()
             .position(|bound| seconds <= *bound)
-            .unwrap_or(RUN_SECONDS_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[slot].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
@@ -471,12 +561,12 @@ impl Histogram {
 
     fn snapshot(&self) -> HistogramSnapshot {
         let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(RUN_SECONDS_BUCKETS.len());
-        for (bound, count) in RUN_SECONDS_BUCKETS.iter().zip(&self.buckets) {
+        let mut buckets = Vec::with_capacity(self.bounds.len());
+        for (bound, count) in self.bounds.iter().zip(self.buckets.iter()) {
             cumulative += count.load(Ordering::Relaxed);
             buckets.push((*bound, cumulative));
         }
-        let count = cumulative + self.buckets[RUN_SECONDS_BUCKETS.len()].load(Ordering::Relaxed);
+        let count = cumulative + self.buckets[self.bounds.len()].load(Ordering::Relaxed);
         HistogramSnapshot {
             buckets,
             count,
@@ -486,11 +576,28 @@ impl Histogram {
 }
 
 /// A histogram's cumulative buckets `(upper bound, count <= bound)`, total count and sum.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct HistogramSnapshot {
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
     pub sum: f64,
+}
+
+impl HistogramSnapshot {
+    /// The upper bound of the bucket holding quantile `q` (0..=1): "p99 ≤ this". `None`
+    /// without observations, `f64::INFINITY` when it lies above every bound.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
+        Some(
+            self.buckets
+                .iter()
+                .find(|(_, count)| *count >= rank)
+                .map_or(f64::INFINITY, |(bound, _)| *bound),
+        )
+    }
 }
 
 /// A serializable copy of every counter, for status output.
@@ -504,6 +611,8 @@ pub struct StatsSnapshot {
     pub git_repos: Vec<crate::gitsync::GitRepoStatus>,
     /// The configuration errors found by the last reload (file:line each), if any.
     pub last_reload_error: Option<String>,
+    /// When a configuration load (the first one included) last found no error.
+    pub last_reload_success_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -521,15 +630,21 @@ pub struct InputSnapshot {
     pub last_error: Option<String>,
     pub load_errors: Vec<String>,
     pub plugins: Vec<PluginSnapshot>,
+    /// Pooled inputs: how late runs started (empty for other inputs).
+    pub lateness_seconds: HistogramSnapshot,
+    /// `/metrics` carries one series per instance (input key `instance_metrics`).
+    pub instance_metrics: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct PluginSnapshot {
     pub id: String,
     /// `datakit`, `syslogng_fetcher`, `syslogng_source` or `zenpython`; null until the
     /// worker's hello named it.
     pub kind: Option<String>,
     pub state: PluginState,
+    /// The most recent run failed or timed out.
+    pub failing: bool,
     pub runs: u64,
     pub failures: u64,
     pub timeouts: u64,
@@ -542,6 +657,58 @@ pub struct PluginSnapshot {
     pub rejected: u64,
     /// How long finished runs took (successes, failures and timeouts).
     pub run_seconds: HistogramSnapshot,
+    /// Set on entries that sum a plugin's instances ([`per_plugin`]): how many are
+    /// quarantined. Never serialized.
+    #[serde(skip)]
+    pub quarantined_instances: Option<u64>,
+}
+
+/// One entry per plugin: instance entries (`<plugin id>@<instance>`) summed into their
+/// plugin's (counters and histograms added, the latest success kept, the quarantined
+/// ones counted); other entries copied. For `/metrics` at thousands of instances.
+pub fn per_plugin(plugins: &[PluginSnapshot]) -> Vec<PluginSnapshot> {
+    let mut out: Vec<PluginSnapshot> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for p in plugins {
+        let Some((plugin, _)) = p.id.split_once('@') else {
+            out.push(p.clone());
+            continue;
+        };
+        let quarantined = u64::from(p.state == PluginState::Quarantined);
+        let Some(&at) = index.get(plugin) else {
+            index.insert(plugin, out.len());
+            let mut first = p.clone();
+            first.id = plugin.to_string();
+            first.quarantined_instances = Some(quarantined);
+            out.push(first);
+            continue;
+        };
+        let sum = &mut out[at];
+        sum.runs += p.runs;
+        sum.failures += p.failures;
+        sum.timeouts += p.timeouts;
+        sum.skipped += p.skipped;
+        sum.quarantines += p.quarantines;
+        sum.fixed += p.fixed;
+        sum.rejected += p.rejected;
+        sum.failing |= p.failing;
+        sum.last_success_unix_ms = sum.last_success_unix_ms.max(p.last_success_unix_ms);
+        for (category, n) in &p.points {
+            *sum.points.entry(category).or_default() += n;
+        }
+        for (bucket, (_, n)) in sum
+            .run_seconds
+            .buckets
+            .iter_mut()
+            .zip(&p.run_seconds.buckets)
+        {
+            bucket.1 += n;
+        }
+        sum.run_seconds.count += p.run_seconds.count;
+        sum.run_seconds.sum += p.run_seconds.sum;
+        sum.quarantined_instances = Some(sum.quarantined_instances.unwrap_or(0) + quarantined);
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -571,4 +738,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Milliseconds since the Unix epoch (0 for a time before it).
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

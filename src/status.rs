@@ -29,12 +29,21 @@ pub enum StatusError {
         status: u16,
         body: String,
     },
-    #[error("{addr} did not answer like a pythond agent: {detail}")]
+    #[error("{addr} is not a pythond agent: {detail}")]
     Garbled { addr: String, detail: String },
 }
 
 /// Fetches `/v1/status` from `addr` (`HOST:PORT`), sending `token` if given.
 pub fn fetch(addr: &str, token: Option<&str>) -> Result<Value, StatusError> {
+    fetch_filtered(addr, token, &crate::status_filter::StatusFilter::default())
+}
+
+/// Like [`fetch`], asking the agent to apply `filter` (src/status_filter.rs).
+pub fn fetch_filtered(
+    addr: &str,
+    token: Option<&str>,
+    filter: &crate::status_filter::StatusFilter,
+) -> Result<Value, StatusError> {
     let not_running = |source| StatusError::NotRunning {
         addr: addr.to_string(),
         source,
@@ -55,8 +64,10 @@ pub fn fetch(addr: &str, token: Option<&str>) -> Result<Value, StatusError> {
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(not_running)?;
-    let mut request =
-        format!("GET /v1/status HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n");
+    let mut request = format!(
+        "GET /v1/status{} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n",
+        filter.query()
+    );
     if let Some(token) = token {
         let _ = write!(request, "Authorization: Bearer {token}\r\n");
     }
@@ -74,25 +85,69 @@ pub fn fetch(addr: &str, token: Option<&str>) -> Result<Value, StatusError> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| garbled(format!("bad status line {:?}", head.lines().next())))?;
     if status != 200 {
+        // A pythond answers errors in DataKit's JSON shape; anything else (an HTML
+        // page, say) means another server listens there.
         let message = serde_json::from_str::<Value>(body)
             .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| body.trim().to_string());
-        return Err(StatusError::Refused {
-            addr: addr.to_string(),
-            status,
-            body: message,
+            .and_then(|v| v["message"].as_str().map(str::to_string));
+        return Err(match message {
+            Some(message) => StatusError::Refused {
+                addr: addr.to_string(),
+                status,
+                body: message,
+            },
+            None => garbled(format!(
+                "it answered HTTP {status} with {}, not pythond's JSON; is --addr the agent's [http] listen?",
+                content_type(head)
+            )),
         });
     }
-    serde_json::from_str(body).map_err(|e| garbled(format!("body is not JSON: {e}")))
+    let document: Value = serde_json::from_str(body).map_err(|_| {
+        garbled(format!(
+            "it answered {} instead of pythond's status JSON; is --addr the agent's [http] listen?",
+            content_type(head)
+        ))
+    })?;
+    if document.get("inputs").is_none() {
+        return Err(garbled(
+            "its JSON has no `inputs`: not a pythond status; is --addr the agent's [http] listen?"
+                .into(),
+        ));
+    }
+    Ok(document)
 }
 
-/// Renders a status document as text tables: inputs, plugins, points, last errors.
+/// The Content-Type of an HTTP head, for messages ("no Content-Type" if absent).
+fn content_type(head: &str) -> String {
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| "no Content-Type".into())
+}
+
+/// Renders a status document as text tables: inputs, plugins, points, last errors
+/// (each cut to one line of 80 characters).
 pub fn render(status: &Value) -> String {
+    render_with(status, false)
+}
+
+/// [`render`]; `wide` prints every last error in full after the tables (`status
+/// --wide`).
+pub fn render_with(status: &Value, wide: bool) -> String {
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    let cut = |text: &str| {
+        if wide {
+            text.lines().next().unwrap_or("").to_string()
+        } else {
+            one_line(text)
+        }
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -137,11 +192,12 @@ pub fn render(status: &Value) -> String {
                 .as_array()
                 .map(|p| p.len().to_string())
                 .unwrap_or_else(|| "0".into()),
-            one_line(last_error),
+            cut(last_error),
         ]);
     }
     out.push('\n');
     out.push_str(&table(&rows));
+    out.push_str(&instance_summaries(inputs));
 
     let mut rows = vec![vec![
         "INPUT".to_string(),
@@ -155,7 +211,9 @@ pub fn render(status: &Value) -> String {
         "LAST SUCCESS".into(),
         "POINTS".into(),
         "REJECTED".into(),
+        "LAST ERROR".into(),
     ]];
+    let mut full_errors: Vec<(String, String)> = Vec::new();
     for input in inputs {
         for plugin in input["plugins"].as_array().unwrap_or(&empty) {
             let last = plugin["last_success_unix_ms"]
@@ -174,7 +232,14 @@ pub fn render(status: &Value) -> String {
                 last,
                 per_category(&plugin["points"]),
                 text(&plugin["rejected"]),
+                cut(plugin["last_error"].as_str().unwrap_or("")),
             ]);
+            if let Some(error) = plugin["last_error"].as_str() {
+                full_errors.push((
+                    format!("{} {}", text(&input["name"]), text(&plugin["id"])),
+                    error.to_string(),
+                ));
+            }
         }
     }
     if rows.len() > 1 {
@@ -210,7 +275,7 @@ pub fn render(status: &Value) -> String {
                 text(&sink["retries"]),
                 text(&sink["dropped_points"]),
                 text(&sink["dead_lettered_points"]),
-                one_line(sink["last_error"].as_str().unwrap_or("")),
+                cut(sink["last_error"].as_str().unwrap_or("")),
             ]);
         }
         out.push('\n');
@@ -240,7 +305,7 @@ pub fn render(status: &Value) -> String {
                     .as_u64()
                     .map(|ms| format!("{} ago", human_age(now_ms.saturating_sub(ms))))
                     .unwrap_or_else(|| "never".into()),
-                one_line(repo["last_error"].as_str().unwrap_or("")),
+                cut(repo["last_error"].as_str().unwrap_or("")),
             ]);
         }
         out.push('\n');
@@ -277,19 +342,58 @@ pub fn render(status: &Value) -> String {
             let _ = writeln!(out, "points {label}: {}", reasons.join(" "));
         }
     }
+    if wide && !full_errors.is_empty() {
+        out.push_str("\nlast errors of plugins in full:\n");
+        for (who, error) in &full_errors {
+            let _ = writeln!(out, "--- {who}\n{}", error.trim_end());
+        }
+    }
     let lasterrors = status["lasterrors"].as_array().unwrap_or(&empty);
     if !lasterrors.is_empty() {
         out.push_str("\nlast errors reported by inputs:\n");
         for e in lasterrors {
-            let _ = writeln!(
-                out,
-                "  {}: {}",
-                text(&e["input"]),
-                one_line(&text(&e["message"]))
-            );
+            let message = text(&e["message"]);
+            let shown = if wide { message } else { cut(&message) };
+            let _ = writeln!(out, "  {}: {}", text(&e["input"]), shown);
         }
     }
     out
+}
+
+/// The inputs with instances: how many, how many have problems, lateness p99 (only
+/// instances with problems are listed in the plugin table unless `--all`).
+fn instance_summaries(inputs: &[Value]) -> String {
+    let mut rows = vec![vec![
+        "INPUT".to_string(),
+        "INSTANCES".into(),
+        "FAILING".into(),
+        "QUARANTINED".into(),
+        "DISABLED".into(),
+        "LATENESS P99".into(),
+    ]];
+    for input in inputs {
+        let summary = &input["instances_summary"];
+        if summary.is_null() {
+            continue;
+        }
+        let p99 = match &summary["lateness_p99_seconds"] {
+            Value::Number(n) => format!("<= {} ms", n.as_f64().unwrap_or(0.0) * 1000.0),
+            Value::Null => "-".into(),
+            other => format!("> {}", text(other)),
+        };
+        rows.push(vec![
+            text(&input["name"]),
+            text(&summary["instances"]),
+            text(&summary["failing"]),
+            text(&summary["quarantined"]),
+            text(&summary["disabled"]),
+            p99,
+        ]);
+    }
+    if rows.len() == 1 {
+        return String::new();
+    }
+    format!("\n{}", table(&rows))
 }
 
 /// `metric=3 logging=1` (categories with points only; `0` if none).

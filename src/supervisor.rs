@@ -16,16 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{InputConfig, Isolation};
 use crate::events::{self, FailureEvents, FailureKind};
+use crate::log_dedupe::{Failure, RepeatedFailures};
 use crate::log_text::escape;
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
 use crate::stats::{InputState, InputStats, PluginState, Stats};
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
 use crate::worker::{Event, Session, SessionContext, WorkerSpec};
 
+mod pooled;
+pub use pooled::{instance_options, instance_timing, plan, PoolState};
+
 /// Interval of a plugin whose class gives none (DataKit would have crashed).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a worker may take to import its plugins and say `hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// First runs are spread over this much time (or one interval, if shorter).
 const MAX_FIRST_RUN_JITTER: Duration = Duration::from_secs(1);
 /// A worker that ran this long without dying resets the restart backoff.
@@ -40,9 +44,15 @@ pub struct InputSupervisor {
     grace: Duration,
     /// Open failures per plugin, for `emit_events` (kept across worker restarts).
     events: Mutex<FailureEvents>,
+    /// Each plugin's last run error, so a repeat is counted rather than logged in
+    /// full ([`crate::log_dedupe`]).
+    repeats: Mutex<RepeatedFailures>,
     /// The agent's stats, where each plugin's worker gets an entry `<input>/<plugin>`
     /// under `isolation = "plugin"` (see [`InputSupervisor::isolated`]).
     isolated: Option<Arc<Stats>>,
+    /// New `instances` from a reload, applied inside the running worker
+    /// (src/supervisor/pooled.rs); `None` when the input has none.
+    updates: Option<tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>>,
 }
 
 /// Why a worker's session ended.
@@ -73,8 +83,20 @@ impl InputSupervisor {
             shutdown,
             grace,
             events: Mutex::new(FailureEvents::default()),
+            repeats: Mutex::new(RepeatedFailures::default()),
             isolated: None,
+            updates: None,
         }
+    }
+
+    /// Takes an input's new `instances` from `updates` while it runs: a reload that only
+    /// changes instances then touches only those, inside the running worker.
+    pub fn instance_updates(
+        mut self,
+        updates: tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>,
+    ) -> Self {
+        self.updates = Some(updates);
+        self
     }
 
     /// Honours the input's `isolation = "plugin"`: a discovery worker lists the
@@ -212,6 +234,8 @@ impl InputSupervisor {
         let input = self.config.name.clone();
         let mut backoff = Backoff::default();
         let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
+        let mut pool = PoolState::default();
+        let mut updates = self.updates.clone();
         while !self.shutdown.is_cancelled() {
             self.stats().set_state(InputState::Starting);
             let mut session = match Session::start(&self.spec, self.ctx.clone()) {
@@ -229,7 +253,12 @@ impl InputSupervisor {
             let started = Instant::now();
             self.stats().set_worker_pid(session.pid());
             tracing::debug!(input = %input, pid = session.pid(), "worker started");
-            let end = self.drive(&mut session, &mut schedules, started).await;
+            let end = if self.config.has_instances() {
+                self.drive_instances(&mut session, &mut pool, &mut updates, started)
+                    .await
+            } else {
+                self.drive(&mut session, &mut schedules, started).await
+            };
             let grace = match end {
                 SessionEnd::Shutdown | SessionEnd::Recycled(_) => {
                     self.grace + Duration::from_secs(1)
@@ -329,6 +358,7 @@ impl InputSupervisor {
                 event = session.next_event() => match event {
                     Some(Event::Done(done)) => self.on_done(done, schedules).await,
                     Some(Event::Hello(_)) => tracing::warn!(input = %self.config.name, "worker said hello twice; ignored"),
+                    Some(Event::Runs(_) | Event::TimedOut(_)) => tracing::debug!(input = %self.config.name, "pool frame from a worker without instances; ignored"),
                     None => return SessionEnd::Died(session.end_reason()),
                 },
                 _ = tokio::time::sleep_until(wake) => {
@@ -340,8 +370,37 @@ impl InputSupervisor {
         }
     }
 
-    /// Registers the plugins a fresh worker reported and logs what failed to load.
-    fn adopt_plugins(&self, hello: &Hello, schedules: &mut HashMap<String, PluginSchedule>) {
+    /// One worker session of an input with `instances`: handshake, then the worker's
+    /// pool runs the schedule (src/supervisor/pooled.rs).
+    async fn drive_instances(
+        &self,
+        session: &mut Session,
+        pool: &mut PoolState,
+        updates: &mut Option<tokio::sync::watch::Receiver<Vec<crate::config::InstanceConfig>>>,
+        started: Instant,
+    ) -> SessionEnd {
+        let hello = tokio::select! {
+            _ = self.shutdown.cancelled() => {
+                let _ = session.send(&Command::Shutdown { grace: 0.0 }).await;
+                return SessionEnd::Shutdown;
+            }
+            hello = wait_for_hello(session) => match hello {
+                Ok(hello) => hello,
+                Err(why) => return SessionEnd::Died(why),
+            },
+        };
+        if hello.v != PROTOCOL_VERSION {
+            return SessionEnd::Died(format!(
+                "worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            ));
+        }
+        self.drive_pooled(session, &hello, pool, updates, started)
+            .await
+    }
+
+    /// Logs and records what a fresh worker could not load.
+    fn record_load_errors(&self, hello: &Hello) {
         let input = &self.config.name;
         let load_errors: Vec<String> = hello.errors.iter().map(ToString::to_string).collect();
         for error in &hello.errors {
@@ -351,6 +410,12 @@ impl InputSupervisor {
         if hello.plugins.is_empty() {
             tracing::warn!(input = %input, dirs = ?self.config.dirs, "no DataKitFramework subclasses found");
         }
+    }
+
+    /// Registers the plugins a fresh worker reported and logs what failed to load.
+    fn adopt_plugins(&self, hello: &Hello, schedules: &mut HashMap<String, PluginSchedule>) {
+        let input = &self.config.name;
+        self.record_load_errors(hello);
         let now = Instant::now();
         let ids: Vec<&str> = hello.plugins.iter().map(|p| p.id.as_str()).collect();
         schedules.retain(|id, _| ids.contains(&id.as_str()));
@@ -413,6 +478,9 @@ impl InputSupervisor {
             (true, _) => {
                 stats.run_succeeded();
                 tracing::debug!(input = %input, plugin = %done.plugin, run = done.run, seconds = done.seconds, "run finished");
+                if let Some(failed) = self.repeats().succeeded(&done.plugin) {
+                    tracing::info!(input = %input, plugin = %done.plugin, run = done.run, "run succeeded after {failed} failed run(s) in a row");
+                }
                 let recovered = self.failure_events().succeeded(&done.plugin);
                 for kind in recovered {
                     self.emit(&done.plugin, kind, true, "a run finished successfully")
@@ -425,7 +493,18 @@ impl InputSupervisor {
                     .map(ToString::to_string)
                     .unwrap_or_else(|| "failed".to_string());
                 let traceback = error.and_then(|e| e.traceback).unwrap_or_default();
-                tracing::warn!(input = %input, plugin = %escape(&done.plugin), run = done.run, traceback = %escape(&traceback), "run failed: {}", escape(&message));
+                let error_text = format!("{message}\n{traceback}");
+                match self.repeats().failed(&done.plugin, &error_text) {
+                    Failure::New { after: 0 } => {
+                        tracing::warn!(input = %input, plugin = %escape(&done.plugin), run = done.run, traceback = %escape(&traceback), "run failed: {}", escape(&message))
+                    }
+                    Failure::New { after } => {
+                        tracing::warn!(input = %input, plugin = %escape(&done.plugin), run = done.run, traceback = %escape(&traceback), "run failed with a new error (the previous one repeated {after} more time(s)): {}", escape(&message))
+                    }
+                    Failure::Repeat { count } => {
+                        tracing::debug!(input = %input, plugin = %escape(&done.plugin), run = done.run, repeats = count, "run failed again with the same error: {}", escape(&message))
+                    }
+                }
                 if self
                     .failure_events()
                     .failed(&done.plugin, FailureKind::Exception)
@@ -567,6 +646,13 @@ impl InputSupervisor {
             }
         }
         None
+    }
+
+    fn repeats(&self) -> std::sync::MutexGuard<'_, RepeatedFailures> {
+        // Plain bookkeeping; a panic elsewhere cannot leave it inconsistent.
+        self.repeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn failure_events(&self) -> std::sync::MutexGuard<'_, FailureEvents> {

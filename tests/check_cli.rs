@@ -1121,3 +1121,147 @@ class Cmd(DataKitFramework):
     assert_eq!(points.len(), 1, "{stdout}");
     assert_eq!(points[0]["fields"]["message"], python.as_str());
 }
+
+/// A collector that prints why it reports nothing, as the shipped ones do.
+const SILENT: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Silent(DataKitFramework):
+    name = "silent"
+    interval = 10
+
+    def run(self):
+        print("silent: no targets configured (set option `targets` or SILENT_TARGETS); nothing to do")
+"#;
+
+#[test]
+fn check_fails_when_nothing_was_reported_and_shows_what_the_collector_printed() {
+    let home = Home::new();
+    home.write("python.d/silent/silent.py", SILENT);
+    let (code, stdout, stderr) = home.check(&["python.d/silent"]);
+    assert_ne!(code, 0, "an empty check passed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("no targets configured (set option `targets` or SILENT_TARGETS)"),
+        "what the collector printed is not shown:\n{stderr}"
+    );
+    assert!(stderr.contains("no point was reported"), "{stderr}");
+    assert!(stderr.contains("FAIL"), "{stderr}");
+    let (code, _, stderr) = home.check(&["--allow-empty", "python.d/silent"]);
+    assert_eq!(code, 0, "--allow-empty did not pass:\n{stderr}");
+    assert!(stderr.contains("PASS"), "{stderr}");
+}
+
+/// Reports what its configuration gave it; its sibling must never run.
+const CONFIGURED: &str = r#"
+import os
+from datakit_framework import DataKitFramework
+
+class Configured(DataKitFramework):
+    name = "configured"
+    interval = 10
+
+    def run(self):
+        self.report({"M": [{"measurement": "configured",
+                            "tags": {"greeting": self.options.get("greeting", "none"),
+                                     "env": os.environ.get("CHECK_ENV", "unset")},
+                            "fields": {"v": 1}}]})
+
+class Disabled(DataKitFramework):
+    name = "disabled"
+    interval = 10
+
+    def run(self):
+        raise RuntimeError("a disabled plugin ran")
+"#;
+
+#[test]
+fn check_input_runs_the_configured_input_with_its_settings_and_global_tags() {
+    let home = Home::new();
+    home.write("python.d/configured/configured.py", CONFIGURED);
+    home.write(
+        "pythond.toml",
+        "[agent]\nhostname = \"checked-host\"\n\n[global_tags]\nregion = \"eu\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n",
+    );
+    home.write(
+        "conf.d/mine.conf",
+        "[[inputs.pythond]]\nname = \"mine\"\ncmd = \"python3\"\ndirs = [\"configured\"]\n\
+         envs = [\"CHECK_ENV=from-envs\"]\ntags = { team = \"shop\" }\n\
+         [inputs.pythond.options]\ngreeting = \"hello\"\n\
+         [inputs.pythond.plugins.disabled]\nenabled = false\n",
+    );
+    let config = home.path().join("pythond.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = home.check(&["--input", "mine", "--config", config]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let points = parse_points(&stdout);
+    let point = the_point(&points, "metric", "configured");
+    assert_eq!(point["tags"]["greeting"], "hello", "{point}");
+    assert_eq!(point["tags"]["env"], "from-envs", "{point}");
+    assert_eq!(point["tags"]["team"], "shop", "{point}");
+    assert_eq!(point["tags"]["region"], "eu", "{point}");
+    assert_eq!(point["tags"]["host"], "checked-host", "{point}");
+    assert!(!stderr.contains("a disabled plugin ran"), "{stderr}");
+    assert!(stderr.contains("disabled by configuration"), "{stderr}");
+    // Nothing reached the configured sinks: check prints, it does not forward.
+    assert!(home.read("points.ndjson").is_empty());
+}
+
+#[test]
+fn check_input_applies_the_configured_timeout_and_names_unknown_inputs() {
+    let home = Home::new();
+    home.write(
+        "python.d/slow/slow.py",
+        "import time\nfrom datakit_framework import DataKitFramework\n\n\
+         class Slow(DataKitFramework):\n    name = \"slow\"\n    interval = 10\n\n\
+         \x20   def run(self):\n        time.sleep(30)\n",
+    );
+    home.input(
+        "slow",
+        &["slow"],
+        "[inputs.pythond.plugins.slow]\ntimeout = \"1s\"\n",
+    );
+    let config = home.path().join("pythond.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let (code, _, stderr) = home.check(&["--input", "slow", "--config", config]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("did not finish within 1s"),
+        "the input's plugin timeout was not used:\n{stderr}"
+    );
+    let (code, _, stderr) = home.check(&["--input", "nope", "--config", config]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("no input named \"nope\""), "{stderr}");
+}
+
+#[test]
+fn check_input_finds_an_input_of_a_pulled_git_repository() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[agent]\ndata_dir = \"data\"\n\n[[git_repos.repo]]\nurl = \"https://git.example/team/collectors.git\"\n",
+    );
+    // Already pulled into data_dir/gitrepos/<name>: run would load it from there.
+    home.write(
+        "data/gitrepos/collectors/conf.d/remote.conf",
+        "[[inputs.pythond]]\nname = \"remote\"\ncmd = \"python3\"\ndirs = [\"mine\"]\ntags = { from = \"git\" }\n",
+    );
+    home.write(
+        "data/gitrepos/collectors/python.d/mine/mine.py",
+        "from datakit_framework import DataKitFramework\n\n\
+         class Mine(DataKitFramework):\n    name = \"mine\"\n    interval = 10\n\n\
+         \x20   def run(self):\n        self.report({\"M\": [{\"measurement\": \"remote\", \"fields\": {\"v\": 1}}]})\n",
+    );
+    let config = home.path().join("pythond.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = home.check(&["--input", "remote", "--config", config]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let points = parse_points(&stdout);
+    assert_eq!(
+        the_point(&points, "metric", "remote")["tags"]["from"],
+        "git"
+    );
+    assert!(
+        stderr.contains("gitrepos/collectors/conf.d/remote.conf:1"),
+        "{stderr}"
+    );
+}

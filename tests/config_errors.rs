@@ -192,3 +192,152 @@ fn run_reports_a_broken_input_file_and_runs_the_others() {
         agent.stderr()
     );
 }
+
+#[test]
+fn config_check_reports_every_problem_of_a_file() {
+    // Two problems in one table and one in another: all three are reported.
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"a\"\ndirs = [\"good\"]\ninterval = \"5 parsecs\"\n\n\
+         [[inputs.pythond]]\nname = \"b\"\ncmd = \"python3\"\ndirs = [\"good\"]\ntimeout = 0\n",
+    );
+    let stderr = assert_config_error(&home, &["bad.conf:1", "`cmd`"]);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("bad.conf:4") && l.contains("interval")),
+        "the bad interval is not reported next to the missing cmd:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("bad.conf:10") && l.contains("timeout")),
+        "the second table's problem is not reported:\n{stderr}"
+    );
+    assert!(stderr.contains("3 problem(s) found"), "{stderr}");
+}
+
+#[test]
+fn config_check_reports_every_problem_of_the_main_file() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[agent]\nshutdown_timeout = \"soon\"\nlog_formt = \"json\"\n\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body = -1\n",
+    );
+    let (code, _, stderr) = home.config_check();
+    assert_ne!(code, 0, "{stderr}");
+    for needle in ["pythond.toml:2", "pythond.toml:3", "pythond.toml:7"] {
+        assert!(stderr.contains(needle), "{needle} not reported:\n{stderr}");
+    }
+}
+
+/// DataKit's own sample `[git_repos]` block (datakit.conf), written literally.
+const DATAKIT_GIT_REPOS_SAMPLE: &str = r#"
+[git_repos]
+  pull_interval = "1m"
+
+  [[git_repos.repo]]
+    enable = false
+    branch = "master"
+    url = ""
+    ssh_private_key_path = ""
+    ssh_private_key_password = ""
+"#;
+
+#[test]
+fn datakits_sample_git_repos_block_is_accepted_and_run_starts() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.input("fine", &["good"], "");
+    let main =
+        format!("[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\n{DATAKIT_GIT_REPOS_SAMPLE}");
+    home.write("pythond.toml", &main);
+    let (code, stdout, stderr) = home.config_check();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let agent = home.start();
+    agent.expect_points("the input's points", |points| {
+        points.iter().any(|p| p["measurement"] == "good")
+    });
+}
+
+#[test]
+fn an_enabled_git_repo_still_needs_a_url() {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[[git_repos.repo]]\nenable = true\nurl = \"\"\nssh_private_key_path = \"\"\n",
+    );
+    let (code, _, stderr) = home.config_check();
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("pythond.toml:3") && l.contains("`url`")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_lists_inputs_with_origins_including_git_checkouts() {
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    home.input("local", &["good"], "");
+    // A repository already pulled into data_dir/gitrepos/<name>: its inputs count.
+    home.write(
+        "pythond.toml",
+        "[agent]\ndata_dir = \"data\"\n\n[[git_repos.repo]]\nurl = \"https://git.example/team/collectors.git\"\n",
+    );
+    home.write(
+        "data/gitrepos/collectors/conf.d/remote.conf",
+        "[[inputs.pythond]]\nname = \"remote\"\ncmd = \"python3\"\ndirs = [\"mine\"]\n",
+    );
+    home.write(
+        "data/gitrepos/collectors/python.d/mine/mine.py",
+        GOOD_PLUGIN,
+    );
+    let (code, stdout, stderr) = home.config_check();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("input {name:?} from ")))
+            .unwrap_or_else(|| panic!("input {name} not listed:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("remote").contains("gitrepos/collectors/conf.d/remote.conf:1"),
+        "{stdout}"
+    );
+    assert!(line("local").contains("conf.d/local.conf:1"), "{stdout}");
+    assert!(stdout.contains("2 input(s)"), "{stdout}");
+}
+
+#[test]
+fn config_check_refuses_what_run_would_refuse() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    home.write("python.d/good/good.py", GOOD_PLUGIN);
+    // An interpreter that exists but cannot be executed.
+    let fake = home.write("bin/python-not-executable", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    home.input_with_cmd("noexec", &fake.display().to_string(), &["good"], "");
+    // A data_dir that cannot be created: its parent is a file (true even for root).
+    home.write("occupied", "not a directory\n");
+    home.write(
+        "pythond.toml",
+        "[agent]\ndata_dir = \"occupied/data\"\n\n[[sinks]]\ntype = \"stdout\"\n",
+    );
+    let (code, _, stderr) = home.config_check();
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("noexec.conf:1") && l.contains("not executable")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("data_dir") && l.contains("occupied/data")),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,8 @@ fn the_data_dir_the_agent_creates_is_0700_whatever_the_umask() {
     home.input("tick", &["tick"], "");
     let mut agent = home.start();
     let data = home.path().join("data");
+    // Up and listening for signals: the data directory was prepared before that.
+    agent.expect_log("pythond running");
     assert!(
         wait_until(DEADLINE, || data.join("runtime").is_dir()),
         "no data directory; log:\n{}",

@@ -60,7 +60,18 @@ fn an_exception_and_its_recovery_become_events_only_where_enabled() {
     );
     home.input("ev", &["flaky"], &format!("emit_events = true\n{options}"));
     home.input("quiet", &["flaky"], &options);
-    let mut agent = home.start();
+    // Repeats of the same failure are logged at debug only: the test counts them.
+    let mut command = common::pythond();
+    command
+        .args([
+            "run",
+            "--log-level",
+            "info,pythond::supervisor=debug",
+            "--config",
+        ])
+        .arg(home.path().join("pythond.toml"))
+        .current_dir(home.path());
+    let mut agent = Agent::spawn(command, home.path().join("points.ndjson"), &home.marker);
 
     let id = "pythond/ev/flaky.Flaky/exception";
     let failed = wait_event(&agent, "ev", "error", id);

@@ -568,3 +568,69 @@ fn tarball_holds_the_same_tree_as_the_deb() {
         );
     }
 }
+
+#[test]
+fn package_ships_the_man_page_and_shell_completions_of_its_binary() {
+    let root = &built().root;
+    let man = root.join("usr/share/man/man1/pythond.1.gz");
+    let (code, page, stderr) = run(Command::new("gzip").arg("-dc").arg(&man));
+    assert_eq!(code, 0, "{}: {stderr}", man.display());
+    assert!(page.contains(".TH pythond 1"), "not a man(1) page:\n{page}");
+    for word in ["check", "completions", "\\-\\-log\\-level"] {
+        assert!(page.contains(word), "the man page lacks {word}");
+    }
+    // One page per command, with its own options: pythond-check(1) has --allow-empty.
+    let check = root.join("usr/share/man/man1/pythond-check.1.gz");
+    let (code, page, stderr) = run(Command::new("gzip").arg("-dc").arg(&check));
+    assert_eq!(code, 0, "{}: {stderr}", check.display());
+    assert!(page.contains(".TH pythond-check 1"), "{page}");
+    assert!(page.contains("\\-\\-allow\\-empty"), "{page}");
+    // It renders (man -l reads a local file; no pager, fixed width).
+    let (code, text, stderr) = run(Command::new("man")
+        .arg("-l")
+        .arg(&man)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "80"));
+    if code == 0 {
+        assert!(text.contains("pythond"), "{text}");
+    } else {
+        eprintln!("man could not render here ({stderr}); the roff was checked above");
+    }
+    let bash = root.join("usr/share/bash-completion/completions/pythond");
+    let (code, stdout, stderr) = run(Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p pythond", bash.display())));
+    assert_eq!(code, 0, "the bash completion does not load: {stderr}");
+    assert!(stdout.contains("pythond"), "{stdout}");
+    for file in [
+        "usr/share/zsh/vendor-completions/_pythond",
+        "usr/share/fish/vendor_completions.d/pythond.fish",
+    ] {
+        let text = std::fs::read_to_string(root.join(file))
+            .unwrap_or_else(|e| panic!("{file} missing from the package: {e}"));
+        assert!(text.contains("allow-empty"), "{file} is not pythond's");
+    }
+}
+
+#[test]
+fn tarball_install_steps_give_python_d_the_owner_the_deb_gives_it() {
+    let install = std::fs::read_to_string(Path::new(REPO).join("packaging/INSTALL.txt"))
+        .expect("INSTALL.txt");
+    let postinst = std::fs::read_to_string(Path::new(REPO).join("packaging/debian/postinst"))
+        .expect("postinst");
+    let owner = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("install -d") && l.contains("python.d"))
+            .map(|l| {
+                l.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .filter(|w| w[0] == "-o" || w[0] == "-g" || w[0] == "-m")
+                    .map(|w| w[1].to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(owner(&postinst), ["root", "root", "0755"], "{postinst}");
+    assert_eq!(owner(&install), owner(&postinst), "{install}");
+}

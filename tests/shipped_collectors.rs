@@ -20,9 +20,14 @@ fn collector(name: &str) -> PathBuf {
 }
 
 /// `pythond check python.d/<name>` with `envs`; panics unless it passes. Its points.
+/// `--allow-empty`: some runs rightly report nothing (a tail at the end of its file);
+/// the callers assert the points they expect.
 fn check(name: &str, envs: &[(&str, &str)]) -> Vec<Value> {
     let mut command = pythond();
-    command.arg("check").arg(collector(name));
+    command
+        .arg("check")
+        .arg("--allow-empty")
+        .arg(collector(name));
     for (key, value) in envs {
         command.env(key, value);
     }
@@ -487,4 +492,32 @@ fn tcp_check_reports_a_target_down_from_the_start_and_a_malformed_one() {
     let (code, stdout, stderr) = run_to_end(command);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(of(&parse_points(&stdout), "metric", "tcp_check").len(), 1);
+}
+
+#[test]
+fn a_shipped_collector_without_its_settings_fails_check_naming_what_to_set() {
+    for (name, option, variable) in [
+        ("http_probe", "urls", "HTTP_PROBE_URLS"),
+        ("log_tail", "files", "LOG_TAIL_FILES"),
+        ("procs", "names", "PROCS_NAMES"),
+        ("tcp_check", "targets", "TCP_CHECK_TARGETS"),
+    ] {
+        let state = tempfile::tempdir().expect("tempdir");
+        let mut command = pythond();
+        command
+            .arg("check")
+            .arg(collector(name))
+            .env_remove(variable)
+            .env("STATE_DIRECTORY", state.path());
+        let (code, stdout, stderr) = run_to_end(command);
+        assert_ne!(
+            code, 0,
+            "{name} passed with nothing to report:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("option `{option}`")) && stderr.contains(variable),
+            "{name} does not say what to set:\n{stderr}"
+        );
+        assert!(stderr.contains("no point was reported"), "{stderr}");
+    }
 }

@@ -88,7 +88,7 @@ class HttpProbe(DataKitFramework):
     def run(self):
         urls = _as_list(_setting(self, "urls", "HTTP_PROBE_URLS", ""))
         if not urls:
-            print("http_probe: no URLs configured (set HTTP_PROBE_URLS); nothing to do")
+            print("http_probe: no URLs configured: set option `urls` (in [inputs.pythond.options]) or the variable HTTP_PROBE_URLS (in the input's envs); nothing to do")
             return
         timeout = _number(_setting(self, "timeout", "HTTP_PROBE_TIMEOUT", 5), 5.0,
                           "http_probe: timeout")

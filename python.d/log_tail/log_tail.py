@@ -140,7 +140,7 @@ class LogTail(DataKitFramework):
     def run(self):
         files = _as_list(_setting(self, "files", "LOG_TAIL_FILES", ""))
         if not files:
-            print("log_tail: no files configured (set LOG_TAIL_FILES); nothing to do")
+            print("log_tail: no files configured: set option `files` (in [inputs.pythond.options]) or the variable LOG_TAIL_FILES (in the input's envs); nothing to do")
             return
         source = str(_setting(self, "source", "LOG_TAIL_SOURCE", "log_tail"))
         from_beginning = _truthy(_setting(self, "from_beginning", "LOG_TAIL_FROM_BEGINNING", "0"))

@@ -81,7 +81,7 @@ class Procs(DataKitFramework):
     def run(self):
         wanted = _as_list(_setting(self, "names", "PROCS_NAMES", ""))
         if not wanted:
-            print("procs: no process names configured (set PROCS_NAMES); nothing to do")
+            print("procs: no process names configured: set option `names` (in [inputs.pythond.options]) or the variable PROCS_NAMES (in the input's envs); nothing to do")
             return
         totals = {name: {"count": 0, "rss_bytes": 0, "threads": 0} for name in wanted}
         for pid in os.listdir(PROC):

@@ -132,7 +132,7 @@ class TcpCheck(DataKitFramework):
     def run(self):
         targets = _as_list(_setting(self, "targets", "TCP_CHECK_TARGETS", ""))
         if not targets:
-            print("tcp_check: no targets configured (set TCP_CHECK_TARGETS); nothing to do")
+            print("tcp_check: no targets configured: set option `targets` (in [inputs.pythond.options]) or the variable TCP_CHECK_TARGETS (in the input's envs); nothing to do")
             return
         timeout = _number(_setting(self, "timeout", "TCP_CHECK_TIMEOUT", 3), 3.0,
                           "tcp_check: timeout")

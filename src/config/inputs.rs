@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
+use super::instances::{self, default_concurrency, InstanceConfig};
 use super::kinds::KindSettings;
 use super::tree::{self, Doc, Node, Problem, Section, Span, Value};
 use super::values;
@@ -44,6 +45,9 @@ const INPUT_KEYS: &[&str] = &[
     "time_reopen",
     "fetch_no_data_delay",
     "zenpython_devices",
+    "instances",
+    "concurrency",
+    "instance_metrics",
 ];
 
 /// Keys of one `[inputs.pythond.plugins.<plugin name>]` table.
@@ -131,6 +135,21 @@ pub struct InputConfig {
     ///
     /// Key `start_delay`, optional duration.
     pub start_delay: Option<Duration>,
+    /// The targets every plugin of the input runs for, one object per (plugin,
+    /// instance); empty: one object per plugin, as DataKit does.
+    ///
+    /// Key `instances`, optional array of tables (`[[inputs.pythond.instances]]` or
+    /// `instances = [{...}]`), see [`InstanceConfig`].
+    pub instances: Vec<InstanceConfig>,
+    /// Threads of the worker's run pool for an input with `instances`.
+    ///
+    /// Key `concurrency`, optional whole number from 1 to 1024; default
+    /// [`default_concurrency`] of the number of instances.
+    pub concurrency: Option<u32>,
+    /// Whether `/metrics` carries one series per instance (default: per plugin).
+    ///
+    /// Key `instance_metrics`, boolean, default `false`.
+    pub instance_metrics: bool,
     /// Keys for syslog-ng fetchers and zenpython plugins (`time_reopen`,
     /// `fetch_no_data_delay`, `zenpython_devices`), see [`KindSettings`].
     pub kinds: KindSettings,
@@ -157,6 +176,18 @@ impl InputConfig {
     pub fn same_settings(&self, other: &InputConfig) -> bool {
         self == other
     }
+
+    /// Whether the input runs instances (on the worker's pool) rather than one object
+    /// per plugin.
+    pub fn has_instances(&self) -> bool {
+        !self.instances.is_empty()
+    }
+
+    /// The worker's pool size: `concurrency`, else the documented default.
+    pub fn effective_concurrency(&self) -> u32 {
+        self.concurrency
+            .unwrap_or_else(|| default_concurrency(self.instances.len()))
+    }
 }
 
 impl PartialEq for InputConfig {
@@ -178,10 +209,16 @@ impl PartialEq for InputConfig {
             max_rss,
             max_age,
             start_delay,
+            instances,
+            concurrency,
+            instance_metrics,
             kinds,
             origin: _,
         } = self;
         *kinds == other.kinds
+            && *instance_metrics == other.instance_metrics
+            && *instances == other.instances
+            && *concurrency == other.concurrency
             && *max_rss == other.max_rss
             && *max_age == other.max_age
             && *start_delay == other.start_delay
@@ -220,10 +257,16 @@ impl Hash for InputConfig {
             max_rss,
             max_age,
             start_delay,
+            instances,
+            concurrency,
+            instance_metrics,
             kinds,
             origin: _,
         } = self;
         kinds.hash(state);
+        instance_metrics.hash(state);
+        instances.hash(state);
+        concurrency.hash(state);
         max_rss.hash(state);
         max_age.hash(state);
         start_delay.hash(state);
@@ -268,6 +311,9 @@ impl fmt::Debug for InputConfig {
             .field("max_rss", &self.max_rss)
             .field("max_age", &self.max_age)
             .field("start_delay", &self.start_delay)
+            .field("instances", &self.instances.len())
+            .field("concurrency", &self.concurrency)
+            .field("instance_metrics", &self.instance_metrics)
             .field("kinds", &self.kinds.time_reopen)
             .field("origin", &self.origin)
             .finish()
@@ -407,7 +453,7 @@ pub fn load_inputs(conf_dir: &Path) -> Inputs {
                 continue;
             }
         };
-        match parse_inputs(&text, &file) {
+        match parse_inputs_all(&text, &file) {
             Ok((inputs, skipped)) => {
                 found.skipped.extend(skipped);
                 for input in inputs {
@@ -420,7 +466,7 @@ pub fn load_inputs(conf_dir: &Path) -> Inputs {
                     }
                 }
             }
-            Err(err) => found.errors.push(err),
+            Err(errors) => found.errors.extend(errors),
         }
     }
     found
@@ -498,7 +544,32 @@ pub fn parse_inputs(
     text: &str,
     file: &Path,
 ) -> Result<(Vec<InputConfig>, Vec<SkippedTable>), ConfigError> {
-    let (doc, root) = Doc::parse(text, file)?;
+    read_inputs(text, file, |doc, found| doc.finish(found), |error| error)
+}
+
+/// [`parse_inputs`], with every problem of the file rather than the first only.
+pub fn parse_inputs_all(
+    text: &str,
+    file: &Path,
+) -> Result<(Vec<InputConfig>, Vec<SkippedTable>), Vec<ConfigError>> {
+    read_inputs(
+        text,
+        file,
+        |doc, found| doc.finish_all(found),
+        |error| vec![error],
+    )
+}
+
+type FoundTables = (Vec<InputConfig>, Vec<SkippedTable>);
+
+/// Reads a conf file's tables; `finish` decides how many problems come back.
+fn read_inputs<E>(
+    text: &str,
+    file: &Path,
+    finish: fn(Doc<'_>, FoundTables) -> Result<FoundTables, E>,
+    syntax: fn(ConfigError) -> E,
+) -> Result<FoundTables, E> {
+    let (doc, root) = Doc::parse(text, file).map_err(syntax)?;
     let mut top = Section::root(&doc, root, &["inputs"]);
     let mut inputs: Vec<InputConfig> = Vec::new();
     let mut skipped = Vec::new();
@@ -531,7 +602,7 @@ pub fn parse_inputs(
         }
     }
     top.finish();
-    doc.finish((inputs, skipped))
+    finish(doc, (inputs, skipped))
 }
 
 fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
@@ -554,6 +625,11 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let max_rss = section.get("max_rss", values::byte_size);
     let max_age = section.get("max_age", values::duration);
     let start_delay = section.get("start_delay", values::duration);
+    let instances = instances::read_instances(section);
+    let concurrency = section.get("concurrency", instances::concurrency);
+    let instance_metrics = section
+        .get("instance_metrics", tree::boolean)
+        .unwrap_or(false);
     let kinds = KindSettings {
         time_reopen: section.get("time_reopen", values::duration),
         fetch_no_data_delay: section.get("fetch_no_data_delay", values::duration),
@@ -592,6 +668,9 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         max_rss,
         max_age,
         start_delay,
+        instances,
+        concurrency,
+        instance_metrics,
         kinds,
         origin,
     })
@@ -630,7 +709,9 @@ fn device_tables(node: &Node) -> Result<Vec<serde_json::Map<String, serde_json::
 }
 
 /// A table of any TOML values, as JSON (datetimes become strings).
-fn json_table(node: &Node) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
+pub(super) fn json_table(
+    node: &Node,
+) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
     match json(node)? {
         serde_json::Value::Object(map) => Ok(map),
         _ => Err(Problem::expected("a table", node)),

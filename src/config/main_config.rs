@@ -53,6 +53,7 @@ const AGENT_KEYS: &[&str] = &[
     "log_level",
     "log_format",
     "shutdown_timeout",
+    "watch",
 ];
 const HTTP_KEYS: &[&str] = &[
     "listen",
@@ -130,6 +131,12 @@ pub struct AgentConfig {
     /// Key `shutdown_timeout`, duration, default [`DEFAULT_SHUTDOWN_TIMEOUT`] (30 s),
     /// greater than zero.
     pub shutdown_timeout: Duration,
+    /// Whether edits under `conf_dir` and `python_dir` apply at once (a file-system
+    /// watcher reloads about a second after a change). `false` is for "edit, check,
+    /// reload" operators: edits then wait for SIGHUP (`systemctl reload`).
+    ///
+    /// Key `watch`, boolean, default `true`.
+    pub watch: bool,
 }
 
 /// Default of `[agent] shutdown_timeout`.
@@ -450,6 +457,7 @@ impl Config {
                 log_level: None,
                 log_format: LogFormat::Text,
                 shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                watch: true,
             },
             global_tags: BTreeMap::new(),
             http: HttpConfig::default(),
@@ -509,11 +517,42 @@ pub fn parse_main(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
 /// [`parse_main`] with an explicit working directory (for a relative `file`).
 pub(crate) fn parse_main_in(text: &str, file: &Path, cwd: &Path) -> Result<Config, ConfigError> {
+    read_main(text, file, cwd, |doc, config| doc.finish(config), |e| e)
+}
+
+/// Loads the main configuration like [`load`], with every problem of the file rather
+/// than the first only (for `pythond config check`).
+pub fn load_all(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
+    let cwd = current_dir().map_err(|e| vec![e])?;
+    let file = path.unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
+    match fs::read_to_string(cwd.join(file)) {
+        Ok(text) => read_main(
+            &text,
+            file,
+            &cwd,
+            |doc, config| doc.finish_all(config),
+            |e| vec![e],
+        ),
+        Err(err) if path.is_none() && err.kind() == io::ErrorKind::NotFound => {
+            Ok(Config::defaults(&cwd))
+        }
+        Err(err) => Err(vec![ConfigError::io(file, err)]),
+    }
+}
+
+/// Reads the main file's sections; `finish` decides how many problems come back.
+fn read_main<E>(
+    text: &str,
+    file: &Path,
+    cwd: &Path,
+    finish: impl FnOnce(Doc<'_>, Config) -> Result<Config, E>,
+    syntax: fn(ConfigError) -> E,
+) -> Result<Config, E> {
     let source = values::resolve(cwd, file);
     let base = source
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let (doc, root) = Doc::parse(text, file)?;
+    let (doc, root) = Doc::parse(text, file).map_err(syntax)?;
 
     let mut config = Config::defaults(&base);
     config.source = Some(source);
@@ -548,7 +587,7 @@ pub(crate) fn parse_main_in(text: &str, file: &Path, cwd: &Path) -> Result<Confi
         section.finish();
     }
     top.finish();
-    doc.finish(config)
+    finish(doc, config)
 }
 
 fn read_agent(section: &mut Section<'_, '_>, base: &Path, agent: &mut AgentConfig) {
@@ -567,6 +606,9 @@ fn read_agent(section: &mut Section<'_, '_>, base: &Path, agent: &mut AgentConfi
     }
     if let Some(timeout) = section.get("shutdown_timeout", values::duration) {
         agent.shutdown_timeout = timeout;
+    }
+    if let Some(watch) = section.get("watch", tree::boolean) {
+        agent.watch = watch;
     }
     agent.log_level = section.get("log_level", |node| {
         let level = tree::string(node)?;
@@ -723,27 +765,51 @@ fn read_git_repos(section: &mut Section<'_, '_>, base: &Path, git: &mut GitRepos
     if let Some(interval) = section.get("pull_interval", values::duration) {
         git.pull_interval = interval;
     }
+    // DataKit's own sample writes every key with `""` for "not set" and a disabled
+    // repo with an empty `url`: empty strings mean unset, and a disabled repo's values
+    // are not required to make sense (docs/CONFIG.md).
+    let optional =
+        |node: &Node| tree::string(node).map(|s| Some(s).filter(|s| !s.trim().is_empty()));
     for mut repo in section.tables("repo", "[[git_repos.repo]]", GIT_REPO_KEYS) {
         let enable = repo.get("enable", tree::boolean).unwrap_or(true);
-        let url = repo.require("url", tree::non_empty_string);
-        let branch = repo.get("branch", tree::non_empty_string);
-        let key_path = repo.get("ssh_private_key_path", |node| {
-            tree::non_empty_string(node).map(|p| values::resolve(base, &p))
-        });
-        let password = repo.get_located("ssh_private_key_password", tree::string);
-        let token_env = repo.get("token_env", tree::non_empty_string);
-        if let (Some((_, span)), None) = (&password, &key_path) {
-            repo.invalid(
-                span,
-                "ssh_private_key_password",
-                "is set but `ssh_private_key_path` is not",
-            );
+        let url = repo.get_located("url", optional);
+        let branch = repo.get("branch", optional).flatten();
+        let key_path = repo
+            .get("ssh_private_key_path", optional)
+            .flatten()
+            .map(|p| values::resolve(base, &p));
+        let password = repo.get_located("ssh_private_key_password", optional);
+        let token_env = repo.get("token_env", optional).flatten();
+        let password = match password {
+            Some((Some(password), span)) => Some((password, span)),
+            _ => None,
+        };
+        let url = match url {
+            Some((Some(url), _)) => Some(url),
+            Some((None, span)) if enable => {
+                repo.invalid(&span, "url", "must not be empty (or set `enable = false`)");
+                None
+            }
+            None if enable => {
+                repo.require("url", optional);
+                None
+            }
+            _ => None,
+        };
+        if enable {
+            if let (Some((_, span)), None) = (&password, &key_path) {
+                repo.invalid(
+                    span,
+                    "ssh_private_key_password",
+                    "is set but `ssh_private_key_path` is not",
+                );
+            }
         }
         repo.finish();
-        if let Some(url) = url {
+        if url.is_some() || !enable {
             git.repos.push(GitRepoConfig {
                 enable,
-                url,
+                url: url.unwrap_or_default(),
                 branch,
                 ssh_private_key_path: key_path,
                 ssh_private_key_password: password.map(|(p, _)| p),

@@ -15,6 +15,7 @@
 
 mod error;
 mod inputs;
+mod instances;
 mod kinds;
 mod main_config;
 pub(crate) mod network_sink;
@@ -26,13 +27,15 @@ mod tests;
 
 pub use error::{ConfigError, Origin};
 pub use inputs::{
-    load_inputs, parse_inputs, InputConfig, Inputs, Isolation, PluginOverride, SkippedTable,
-    Transport, CONF_SUFFIX, INPUT_KIND,
+    load_inputs, parse_inputs, parse_inputs_all, InputConfig, Inputs, Isolation, PluginOverride,
+    SkippedTable, Transport, CONF_SUFFIX, INPUT_KIND,
 };
+pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY};
 pub use kinds::KindSettings;
 pub use main_config::{
-    load, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig, GitReposConfig,
-    HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    load, load_all, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig,
+    GitReposConfig, HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE,
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use network_sink::{redact_query, HttpAuth, InfluxApi, NetworkSinkConfig, RequestOptions};
+pub use values::check_log_level;

@@ -122,12 +122,28 @@ impl fmt::Debug for NetworkSinkConfig {
     }
 }
 
-/// The URL without its query string (where tokens live), for logs and debug output.
+/// Query parameters whose values are never secret, shown as they are.
+const PLAIN_QUERY_KEYS: &[&str] = &["db", "precision", "bucket", "org", "rp", "consistency"];
+
+/// The URL with the value of every query parameter that may be a secret (a Dataway
+/// `token`, InfluxDB v1 `u`/`p`, anything not in [`PLAIN_QUERY_KEYS`]) replaced by
+/// `<redacted>`, for logs, status and debug output. A URL without a query is shown
+/// as it is.
 pub fn redact_query(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => url.to_string(),
-    }
+    // A bare `?word` parameter may be the secret itself: it is redacted too.
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if PLAIN_QUERY_KEYS.contains(&key) => pair.to_string(),
+            Some((key, _)) => format!("{key}=<redacted>"),
+            None if pair.is_empty() => String::new(),
+            None => "<redacted>".to_string(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// Which InfluxDB write API an `influxdb` sink uses. `Debug` hides the token.
@@ -427,4 +443,23 @@ pub(crate) fn read_request_options(section: &mut Section<'_, '_>) -> RequestOpti
         }
     };
     RequestOptions { auth, headers }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_query;
+
+    #[test]
+    fn only_secret_query_values_are_redacted() {
+        assert_eq!(redact_query("http://h:8086/write"), "http://h:8086/write");
+        assert_eq!(
+            redact_query("http://h/write?db=x&precision=ns&u=me&p=pw"),
+            "http://h/write?db=x&precision=ns&u=<redacted>&p=<redacted>"
+        );
+        assert_eq!(
+            redact_query("https://openway/v1/write/metric?token=tkn_1"),
+            "https://openway/v1/write/metric?token=<redacted>"
+        );
+        assert_eq!(redact_query("http://h/?s3cret"), "http://h/?<redacted>");
+    }
 }

@@ -202,6 +202,7 @@ hostname = "web-1"
 log_level = "info,pythond::worker=debug"
 log_format = "json"
 shutdown_timeout = "45s"
+watch = false
 
 [global_tags]
 region = "eu"
@@ -248,6 +249,7 @@ ssh_private_key_password = "hunter2"
             log_level: Some("info,pythond::worker=debug".into()),
             log_format: LogFormat::Json,
             shutdown_timeout: Duration::from_secs(45),
+            watch: false,
         }
     );
     assert_eq!(
@@ -362,7 +364,7 @@ fn unknown_keys_in_every_main_section() {
             "[agent]\nhostname = \"h\"\ndatadir = \"d\"\n",
             3,
             "datadir",
-            "unknown key `datadir` in [agent] (expected one of: data_dir, conf_dir, python_dir, hostname, log_level, log_format, shutdown_timeout)",
+            "unknown key `datadir` in [agent] (expected one of: data_dir, conf_dir, python_dir, hostname, log_level, log_format, shutdown_timeout, watch)",
         ),
         (
             "\n[http]\nlisten = \"127.0.0.1:1\"\ntokne = \"t\"\n",
@@ -857,7 +859,7 @@ fn unknown_keys_in_inputs() {
     assert_eq!(
         err.to_string(),
         "conf.d/x.conf:6: unknown key `intreval` in [[inputs.pythond]] (expected one of: \
-         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay, time_reopen, fetch_no_data_delay, zenpython_devices)"
+         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay, time_reopen, fetch_no_data_delay, zenpython_devices, instances, concurrency, instance_metrics)"
     );
     assert_error(&err, CONF, 6, "intreval", "unknown key");
 
@@ -1263,4 +1265,103 @@ fn syslog_ng_and_zenpython_keys() {
     assert_error(&err, CONF, 5, "zenpython_devices", "device 1: needs `id`");
     let err = inputs_err(&input_with("time_reopen = \"soon\"\n"));
     assert_error(&err, CONF, 5, "time_reopen", "");
+}
+
+// ---------------------------------------------------------------------------------
+// Instances.
+
+#[test]
+fn instances_as_tables_and_inline_read_every_key() {
+    let (inputs, _) = inputs_ok(&input_with(
+        "options = { port = 80 }\nconcurrency = 8\n\
+         [[inputs.pythond.instances]]\nname = \"web-1\"\noptions = { host = \"a\" }\n\
+         tags = { site = \"eu\" }\ninterval = \"5s\"\ntimeout = \"2s\"\n\
+         [[inputs.pythond.instances]]\nenabled = false\n",
+    ));
+    let input = &inputs[0];
+    assert!(input.has_instances());
+    assert_eq!(input.effective_concurrency(), 8);
+    let [first, second] = &input.instances[..] else {
+        panic!("two instances: {:?}", input.instances);
+    };
+    assert_eq!(first.name, "web-1");
+    assert_eq!(first.options["host"], "a");
+    assert_eq!(first.tags["site"], "eu");
+    assert_eq!(first.interval, Some(Duration::from_secs(5)));
+    assert_eq!(first.timeout, Some(Duration::from_secs(2)));
+    assert!(first.enabled);
+    assert_eq!(first.line, 7);
+    // Unnamed: its position.
+    assert_eq!(second.name, "1");
+    assert!(!second.enabled);
+
+    let (inline, _) = inputs_ok(&input_with(
+        "instances = [{ name = \"x\", options = { url = \"http://a\" } }, {}]\n",
+    ));
+    let names: Vec<&str> = inline[0]
+        .instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["x", "1"]);
+    assert_eq!(
+        inline[0].effective_concurrency(),
+        4,
+        "default for two instances"
+    );
+
+    let (plain, _) = inputs_ok(&input_with(""));
+    assert!(!plain[0].has_instances());
+}
+
+#[test]
+fn instance_errors_name_file_line_and_key() {
+    let err = inputs_err(&input_with(
+        "[[inputs.pythond.instances]]\nname = \"a\"\n[[inputs.pythond.instances]]\nname = \"a\"\n",
+    ));
+    assert_error(
+        &err,
+        CONF,
+        8,
+        "name",
+        "duplicate instance name \"a\" (first used by the instance at line 5)",
+    );
+
+    let err = inputs_err(&input_with(
+        "[[inputs.pythond.instances]]\nname = \"a\"\nintreval = \"1s\"\n",
+    ));
+    assert_error(&err, CONF, 7, "intreval", "unknown key `intreval` in [[inputs.pythond.instances]] (expected one of: name, options, tags, interval, timeout, enabled)");
+
+    let err = inputs_err(&input_with(
+        "[[inputs.pythond.instances]]\ninterval = \"soon\"\n",
+    ));
+    assert_error(&err, CONF, 6, "interval", "in [[inputs.pythond.instances]]");
+
+    let err = inputs_err(&input_with("concurrency = 0\n"));
+    assert_error(&err, CONF, 5, "concurrency", "out of range");
+
+    let err = inputs_err(&input_with("instances = 3\n"));
+    assert_error(&err, CONF, 5, "instances", "expected an array of tables");
+}
+
+#[test]
+fn ten_thousand_instances_parse_quickly_and_changes_are_seen() {
+    let mut text = input_with("");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "[[inputs.pythond.instances]]\nname = \"t{i}\"\noptions = {{ url = \"http://10.0.0.1/{i}\" }}\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let (first, _) = inputs_ok(&text);
+    let took = started.elapsed();
+    assert_eq!(first[0].instances.len(), 10_000);
+    // Generous: the target is well under a second in release builds on a busy host.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let changed = text.replace("http://10.0.0.1/77\"", "http://10.0.0.2/77\"");
+    let (second, _) = inputs_ok(&changed);
+    assert_ne!(first[0], second[0]);
+    let moved = format!("\n\n{text}");
+    let (third, _) = inputs_ok(&moved);
+    assert_eq!(first[0], third[0], "lines are not settings");
 }

@@ -9,7 +9,8 @@
 //! [`Node`] tree (every value and key carrying its byte span) and then reads the tree
 //! by hand through [`Section`], which knows the table it is reading, the keys it
 //! expects, and reports unknown, missing and malformed keys with their lines. All
-//! problems of a document are collected and the most useful one is returned.
+//! problems of a document are collected; the most useful one comes first, and
+//! `pythond config check` shows them all.
 //!
 //! Spans come from toml's own `Spanned` support. Tables that were never written as a
 //! header (`inputs` in `[[inputs.pythond]]`, `agent` in `agent.hostname = ".."`) have
@@ -380,6 +381,9 @@ pub(crate) struct Doc<'a> {
     file: &'a Path,
     text: &'a str,
     problems: RefCell<Vec<(Rank, ConfigError)>>,
+    /// Byte offsets of every `\n`, found on first use: a file with 10,000 instance
+    /// tables asks for 10,000 lines, which must not rescan the text each time.
+    newlines: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> Doc<'a> {
@@ -389,6 +393,7 @@ impl<'a> Doc<'a> {
             file,
             text,
             problems: RefCell::new(Vec::new()),
+            newlines: std::cell::OnceCell::new(),
         };
         match toml::from_str::<RawNode>(text) {
             Ok(raw) => {
@@ -421,11 +426,16 @@ impl<'a> Doc<'a> {
     /// 1-based line where `span` starts.
     pub(crate) fn line(&self, span: &Span) -> usize {
         let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+        let newlines = self.newlines.get_or_init(|| {
+            self.text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect()
+        });
+        // Newlines strictly before `end`.
+        newlines.partition_point(|at| *at < end) + 1
     }
 
     /// 1-based column, in characters, of byte `offset`.
@@ -456,13 +466,28 @@ impl<'a> Doc<'a> {
 
     /// `value` if no problem was recorded, else the problem to show first.
     pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        match self.sorted_problems().into_iter().next() {
+            None => Ok(value),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// `value` if no problem was recorded, else every problem (never empty), the one
+    /// to show first first: `pythond config check` reports them all.
+    pub(crate) fn finish_all<T>(self, value: T) -> Result<T, Vec<ConfigError>> {
+        let problems = self.sorted_problems();
+        if problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn sorted_problems(self) -> Vec<ConfigError> {
         let mut problems = self.problems.into_inner();
         // Stable sort: equal rank and line keep the order they were found in.
         problems.sort_by_key(|(rank, error)| (*rank, error.line()));
-        match problems.into_iter().next() {
-            None => Ok(value),
-            Some((_, error)) => Err(error),
-        }
+        problems.into_iter().map(|(_, error)| error).collect()
     }
 }
 

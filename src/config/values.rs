@@ -150,7 +150,7 @@ const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 /// `tracing` filter directives such as `"info,pythond::worker=debug"`. A bare word
 /// that is not a level is rejected: as a directive it would silently mean "every
 /// level of the target named like that word".
-pub(crate) fn check_log_level(text: &str) -> Result<(), String> {
+pub fn check_log_level(text: &str) -> Result<(), String> {
     if text.trim().is_empty() {
         return Err("must not be empty".to_owned());
     }

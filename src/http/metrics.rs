@@ -141,6 +141,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 /// The whole exposition.
 pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
     let mut w = PromWriter::default();
+    w.gauge(
+        "pythond_build_info",
+        "Always 1; the labels say which pythond build is running.",
+        [(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    );
+    super::process_metrics::write(&mut w);
 
     let inputs = &stats.inputs;
     w.gauge(
@@ -169,9 +175,22 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             .map(|(input, bytes)| (vec![("input", *input)], *bytes as f64)),
     );
 
+    // Inputs with instances: one series per plugin, not per instance, unless the input
+    // asks for `instance_metrics` (docs/HTTP.md).
+    let aggregated: Vec<(&str, Vec<crate::stats::PluginSnapshot>)> = inputs
+        .iter()
+        .filter(|i| !i.instance_metrics)
+        .map(|i| (i.name.as_str(), crate::stats::per_plugin(&i.plugins)))
+        .collect();
     let plugins: Vec<(&str, &crate::stats::PluginSnapshot)> = inputs
         .iter()
+        .filter(|i| i.instance_metrics)
         .flat_map(|i| i.plugins.iter().map(move |p| (i.name.as_str(), p)))
+        .chain(
+            aggregated
+                .iter()
+                .flat_map(|(input, ps)| ps.iter().map(move |p| (*input, p))),
+        )
         .collect();
     let per_plugin = |f: fn(&crate::stats::PluginSnapshot) -> u64| {
         plugins
@@ -205,12 +224,13 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
     );
     w.gauge(
         "pythond_plugin_quarantined",
-        "1 while the plugin is quarantined, else 0.",
+        "1 while the plugin is quarantined, else 0 (with instances: how many are).",
         plugins.iter().map(|(input, p)| {
             let q = matches!(p.state, crate::stats::PluginState::Quarantined);
             (
                 vec![("input", *input), ("plugin", p.id.as_str())],
-                if q { 1.0 } else { 0.0 },
+                p.quarantined_instances
+                    .map_or(if q { 1.0 } else { 0.0 }, |n| n as f64),
             )
         }),
     );
@@ -234,6 +254,14 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
                 &p.run_seconds,
             )
         }),
+    );
+    w.histogram(
+        "pythond_input_run_lateness_seconds",
+        "How long after its due time a run started (inputs with instances).",
+        inputs
+            .iter()
+            .filter(|i| i.lateness_seconds.count > 0)
+            .map(|i| (vec![("input", i.name.as_str())], &i.lateness_seconds)),
     );
     w.counter(
         "pythond_plugin_points_total",
@@ -361,8 +389,8 @@ fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
     }
 }
 
-/// Per git repository: pulls and failures, when the last pull succeeded, and whether
-/// the last configuration reload found errors.
+/// Per git repository: pulls and failures, when the last pull succeeded; and whether
+/// and when the last configuration load succeeded.
 fn git_families(w: &mut PromWriter, stats: &StatsSnapshot) {
     let repos = &stats.git_repos;
     w.counter(
@@ -388,8 +416,20 @@ fn git_families(w: &mut PromWriter, stats: &StatsSnapshot) {
         }),
     );
     w.gauge(
+        "pythond_config_last_reload_successful",
+        "1 if the last configuration load (pythond.toml, conf.d, git repos) found no error, else 0.",
+        [(vec![], if stats.last_reload_error.is_none() { 1.0 } else { 0.0 })],
+    );
+    w.gauge(
+        "pythond_config_last_reload_success_timestamp_seconds",
+        "When a configuration load last found no error, in Unix seconds.",
+        stats
+            .last_reload_success_unix_ms
+            .map(|ms| (vec![], ms as f64 / 1000.0)),
+    );
+    w.gauge(
         "pythond_config_reload_errors",
-        "1 while the last configuration reload found errors (see pythond status), else 0.",
+        "Deprecated, use pythond_config_last_reload_successful: 1 while the last configuration reload found errors, else 0.",
         [(
             vec![],
             if stats.last_reload_error.is_some() {

@@ -19,8 +19,10 @@ mod body;
 mod error;
 mod metrics;
 mod pools;
+mod process_metrics;
 mod serve;
 mod status;
+mod tap;
 mod write;
 
 use std::net::SocketAddr;
@@ -249,6 +251,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(status::health))
         .route("/v1/status", get(status::status))
         .route("/metrics", get(metrics_handler))
+        .route("/v1/tap", get(tap::tap))
         .fallback(not_found)
         // Layers run outside in: count, then limit, then time, then authenticate.
         .layer(middleware::from_fn_with_state(
@@ -266,6 +269,7 @@ fn router(state: Arc<AppState>) -> Router {
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    text.push_str(&tap::metrics(state.ingest.tap()));
     let mut in_flight = PromWriter::default();
     in_flight.gauge(
         "pythond_http_requests_in_flight",
@@ -304,6 +308,7 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/v1/status" => "/v1/status",
         "/metrics" => "/metrics",
+        "/v1/tap" => "/v1/tap",
         _ => "other",
     }
 }

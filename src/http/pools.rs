@@ -4,7 +4,8 @@
 //! - `/health` and `/v1/ping` take no slot: they are cheap and must always answer;
 //! - requests from the agent's own `transport = "http"` workers (they present the
 //!   per-agent worker key, see [`WorkerKey`]) share [`WORKER_SLOTS`];
-//! - `/v1/status` and `/metrics` share [`CONTROL_SLOTS`];
+//! - `/v1/status`, `/metrics` and `/v1/tap` share [`CONTROL_SLOTS`] (a tap holds its
+//!   slot only until its stream starts);
 //! - everything else (writes, lasterror, unknown routes) shares
 //!   `[http] max_concurrent_requests`.
 //!
@@ -30,7 +31,7 @@ pub const CONTROL_SLOTS: usize = 16;
 /// Paths served without taking a slot.
 const OPEN_PATHS: &[&str] = &["/health", "/v1/ping"];
 /// Paths served from the control pool.
-const CONTROL_PATHS: &[&str] = &["/v1/status", "/metrics"];
+const CONTROL_PATHS: &[&str] = &["/v1/status", "/metrics", "/v1/tap"];
 
 /// A secret made at start-up and handed only to the agent's own workers (as their
 /// bearer token): it tells their requests apart from anonymous ones. It is accepted

@@ -7,13 +7,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::Json;
 use serde_json::json;
 
 use super::AppState;
 
-pub async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+/// `?input=&plugin=&all=` filter the inputs and plugins shown (src/status_filter.rs).
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Json<serde_json::Value> {
     let snapshot = state.stats.snapshot();
     let requests: Vec<serde_json::Value> = state
         .http_stats
@@ -34,6 +38,10 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
         );
         object.insert("lasterrors".into(), json!(state.lasterrors.snapshot()));
     }
+    let filter = crate::status_filter::StatusFilter::from_pairs(
+        query.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    crate::status_filter::apply(&mut body, &filter);
     Json(body)
 }
 

@@ -193,6 +193,9 @@ struct ShimRejectedPoint {
     measurement: Option<String>,
     #[serde(default)]
     reason: String,
+    /// The shim's reason label (see `Ingest::reject_from_shim`).
+    #[serde(default)]
+    label: Option<String>,
 }
 
 /// Reads `X-Pythond-Rejected` (percent-encoded JSON); a malformed one counts as
@@ -269,12 +272,18 @@ impl WriteJob {
                     &origin,
                     self.category,
                     point.measurement.as_deref(),
+                    point.label.as_deref(),
                     &escape_control(&point.reason),
                 );
             }
             for _ in detailed..shim.count.min(self.max_points as u64) {
-                self.ingest
-                    .reject_from_shim(&origin, self.category, None, "not serializable");
+                self.ingest.reject_from_shim(
+                    &origin,
+                    self.category,
+                    None,
+                    None,
+                    "not serializable",
+                );
             }
         }
         let request = WriteRequest {

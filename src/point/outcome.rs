@@ -83,6 +83,11 @@ macro_rules! reasons {
                     $($name::$variant => $label,)+
                 }
             }
+
+            /// The reason with label `label`, if there is one.
+            pub fn from_label(label: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|r| r.as_str() == label)
+            }
         }
 
         impl fmt::Display for $name {
@@ -166,6 +171,13 @@ reasons! {
         MissingEventKey => "keyevent_missing_key",
         /// A keyevent's `df_status` is not ok/info/warning/error/critical/nodata.
         InvalidEventStatus => "keyevent_invalid_status",
+        /// The worker's shim could not encode the point as JSON (bytes, a datetime, a
+        /// set...; NaN and infinities are `invalid_field_value`, as on HTTP).
+        NotJsonSerializable => "not_json_serializable",
+        /// A `report()` key that is not a category code.
+        UnknownCategory => "unknown_category",
+        /// A `report()` `precision` that is not a precision.
+        BadPrecision => "bad_precision",
     }
 }
 
@@ -194,7 +206,12 @@ mod tests {
             assert!(seen.insert(r.as_str()), "duplicate label {}", r.as_str());
         }
         assert_eq!(FixReason::ALL.len(), 18);
-        assert_eq!(RejectReason::ALL.len(), 13);
+        assert_eq!(RejectReason::ALL.len(), 16);
+        assert_eq!(
+            RejectReason::from_label("not_json_serializable"),
+            Some(RejectReason::NotJsonSerializable)
+        );
+        assert_eq!(RejectReason::from_label("nope"), None);
     }
 
     #[test]

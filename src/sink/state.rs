@@ -59,9 +59,12 @@ impl SinkStats {
         self.buffered_points.fetch_add(points, Ordering::Relaxed);
     }
 
+    /// A delivery the backend accepted: the sink has recovered, so its last error
+    /// (shown by `pythond status`) is cleared.
     pub(crate) fn add_sent(&self, points: u64) {
         self.sent_points.fetch_add(points, Ordering::Relaxed);
         self.sent_batches.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     pub(crate) fn add_retry(&self) {

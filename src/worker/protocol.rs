@@ -20,6 +20,10 @@ pub enum WorkerFrame {
     Done(Done),
     Log(LogLine),
     Lasterror(LastError),
+    /// Runs of a pooled input's instances, batched (docs/PROTOCOL.md, "Pooled inputs").
+    Runs(Runs),
+    /// A pooled run passed its timeout and was abandoned.
+    Timeout(TimedOut),
     #[serde(other)]
     Unknown,
 }
@@ -150,6 +154,10 @@ pub struct ShimRejection {
     #[serde(default)]
     pub measurement: Option<String>,
     pub reason: String,
+    /// The rejection's reason label, when the shim knows it (`invalid_field_value`
+    /// for NaN and infinities); else `not_json_serializable`.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// The end of one run.
@@ -210,12 +218,106 @@ pub struct LastError {
     pub message: String,
 }
 
+/// `runs`: what the instance pool ran since its last `runs` frame.
+#[derive(Debug, Deserialize)]
+pub struct Runs {
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+}
+
+/// One finished run of one (plugin, instance).
+#[derive(Debug, Deserialize)]
+pub struct RunRecord {
+    pub plugin: String,
+    pub instance: String,
+    pub run: u64,
+    /// When the run was due on its fixed-rate schedule (Unix seconds).
+    pub due: f64,
+    /// When a pool thread actually started it (Unix seconds).
+    pub started: f64,
+    #[serde(default)]
+    pub seconds: f64,
+    pub ok: bool,
+    /// Due times passed over (the previous run was still going) since the last record.
+    #[serde(default)]
+    pub skipped: u64,
+    #[serde(default)]
+    pub error: Option<RunError>,
+}
+
+impl RunRecord {
+    /// How late the run started, never negative.
+    pub fn lateness(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.started - self.due).unwrap_or_default()
+    }
+}
+
+/// `timeout`: a pooled run passed its timeout; its thread was abandoned.
+#[derive(Debug, Deserialize)]
+pub struct TimedOut {
+    pub plugin: String,
+    pub instance: String,
+    pub run: u64,
+    /// How long it had run, in seconds.
+    #[serde(default)]
+    pub ran: f64,
+    /// Abandoned threads still alive in the worker, this one included.
+    #[serde(default)]
+    pub abandoned: u64,
+}
+
+/// One (plugin, instance) handed to the worker's pool, with its schedule.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct InstanceEntry {
+    pub plugin: String,
+    pub instance: String,
+    /// The merged options (`self.options`, `init(options)`).
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// The instance's own tags, added to its points by the worker.
+    pub tags: BTreeMap<String, String>,
+    /// Seconds.
+    pub interval: f64,
+    /// Seconds; `None` for `long_running` plugins.
+    pub timeout: Option<f64>,
+    /// Unix seconds of the first due time.
+    pub first: f64,
+}
+
+/// Names one (plugin, instance) in a command.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct InstanceRef {
+    pub plugin: String,
+    pub instance: String,
+}
+
 /// A command sent to the worker.
 #[derive(Debug, Serialize)]
 #[serde(tag = "t", rename_all = "lowercase")]
 pub enum Command<'a> {
-    Run { plugin: &'a str, run: u64 },
-    Shutdown { grace: f64 },
+    Run {
+        plugin: &'a str,
+        run: u64,
+    },
+    Shutdown {
+        grace: f64,
+    },
+    /// Pooled inputs: add or replace (`set`) and drop (`remove`) instances.
+    Instances {
+        set: &'a [InstanceEntry],
+        remove: &'a [InstanceRef],
+    },
+    /// Pooled inputs: no run of this instance before `until` (Unix seconds).
+    Pause {
+        plugin: &'a str,
+        instance: &'a str,
+        until: f64,
+    },
+}
+
+/// The name of one (plugin, instance) in stats, logs and `report` frames:
+/// `<plugin id>@<instance name>` (the worker builds the same).
+pub fn instance_key(plugin: &str, instance: &str) -> String {
+    format!("{plugin}@{instance}")
 }
 
 impl Command<'_> {
@@ -261,6 +363,22 @@ mod tests {
             }
             other => panic!("expected done, got {other:?}"),
         }
+        let runs: WorkerFrame = serde_json::from_str(
+            r#"{"t":"runs","runs":[{"plugin":"p.P","instance":"a","run":2,"due":100.0,"started":100.25,"seconds":0.1,"ok":true,"skipped":1}]}"#,
+        )
+        .expect("runs decodes");
+        match runs {
+            WorkerFrame::Runs(r) => {
+                assert_eq!(r.runs[0].lateness(), std::time::Duration::from_millis(250));
+                assert_eq!(r.runs[0].skipped, 1);
+            }
+            other => panic!("expected runs, got {other:?}"),
+        }
+        let timeout: WorkerFrame = serde_json::from_str(
+            r#"{"t":"timeout","plugin":"p.P","instance":"a","run":2,"ran":3.5,"abandoned":1}"#,
+        )
+        .expect("timeout decodes");
+        assert!(matches!(timeout, WorkerFrame::Timeout(t) if t.abandoned == 1 && t.run == 2));
         let unknown: WorkerFrame =
             serde_json::from_str(r#"{"t":"future","x":1}"#).expect("unknown decodes");
         assert!(matches!(unknown, WorkerFrame::Unknown));

@@ -1,10 +1,11 @@
 //! The Python half of pythond, embedded in the binary.
 //!
-//! The shim (`datakit_framework.py`), the runner (`pythond_worker.py`) and the
-//! compatibility modules for the other collector kinds (`pythond_kinds.py`,
-//! `syslogng.py`, the `ZenPacks`/`Products` import paths of zenpython plugins; see
-//! docs/MIGRATING.md) are compiled into the agent so that the two ends of the protocol
-//! always match and `cargo install` alone gives a working agent. At start-up they are written to a
+//! The shim (`datakit_framework.py`), the runner (`pythond_worker.py`), its instance
+//! pool (`pythond_pool.py`) and the compatibility modules for the other collector kinds
+//! (`pythond_kinds.py`, `syslogng.py`, the `ZenPacks`/`Products` import paths of
+//! zenpython plugins; see docs/MIGRATING.md) are compiled into the agent so that the two
+//! ends of the protocol always match and `cargo install` alone gives a working agent.
+//! At start-up they are written to a
 //! runtime directory (rewritten only when their content differs, atomically, so a
 //! worker starting concurrently never imports a half-written file).
 
@@ -22,6 +23,7 @@ const RUNNER: &str = include_str!("../../python/pythond_worker.py");
 
 /// The modules besides the shim and the runner, by their path in the runtime directory.
 const MODULES: &[(&str, &str)] = &[
+    module!("pythond_pool.py"),
     module!("pythond_kinds.py"),
     module!("syslogng.py"),
     module!("ZenPacks/__init__.py"),

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::lines::{Line, LineReader};
 use super::process::{SpawnError, WorkerProcess, WorkerSpec};
-use super::protocol::{Command, Done, Hello, WorkerFrame};
+use super::protocol::{Command, Done, Hello, Runs, TimedOut, WorkerFrame};
 use crate::ingest::{Ingest, InputTags, Origin};
 use crate::log_text::escape;
 use crate::point::Point;
@@ -48,6 +48,10 @@ const COALESCE: Duration = Duration::from_millis(1);
 pub enum Event {
     Hello(Hello),
     Done(Done),
+    /// Pooled inputs: a batch of finished runs.
+    Runs(Runs),
+    /// Pooled inputs: a run passed its timeout and was abandoned.
+    TimedOut(TimedOut),
 }
 
 /// What a session needs to know about its input.
@@ -163,7 +167,7 @@ impl Session {
         loop {
             match self.next_event().await? {
                 Event::Hello(hello) => return Some(hello),
-                Event::Done(_) => continue,
+                Event::Done(_) | Event::Runs(_) | Event::TimedOut(_) => continue,
             }
         }
     }
@@ -334,6 +338,17 @@ fn read_channel(
             WorkerFrame::Done(done) => {
                 forward(std::mem::take(&mut pending));
                 if events.blocking_send(Event::Done(done)).is_err() {
+                    break;
+                }
+            }
+            WorkerFrame::Runs(runs) => {
+                forward(std::mem::take(&mut pending));
+                if events.blocking_send(Event::Runs(runs)).is_err() {
+                    break;
+                }
+            }
+            WorkerFrame::Timeout(timed_out) => {
+                if events.blocking_send(Event::TimedOut(timed_out)).is_err() {
                     break;
                 }
             }

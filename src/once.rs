@@ -1,0 +1,241 @@
+//! Running one worker's plugins once: the handshake, one `run` per enabled plugin,
+//! and the answers, each within the plugin's own timeout.
+//!
+//! `pythond check` and `pythond run --once` both use it, so both run a plugin the way
+//! the supervisor would on its schedule ([`crate::supervisor::plugin_timing`] for the
+//! timeout, `[inputs.pythond.plugins.*] enabled` honoured), but exactly once and
+//! without restarts. What happened comes back as data ([`OnceReport`]); printing it
+//! (to a terminal, or to the log) is the caller's business.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::InputConfig;
+use crate::supervisor::plugin_timing;
+use crate::worker::protocol::{Command, PROTOCOL_VERSION};
+use crate::worker::{Event, Runtime, Session, WorkerSpec};
+
+/// How one plugin's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Ok,
+    Failed,
+    TimedOut,
+    /// A `long_running` plugin still going when the time was up: stopped, not a
+    /// failure.
+    StillRunning,
+    /// `enabled = false` in its `[inputs.pythond.plugins.*]`: not run.
+    Disabled,
+}
+
+/// Something worth telling the user, with the traceback when there is one.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// True for a problem that fails the check; false for a note.
+    pub error: bool,
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+/// What running the plugins once gave.
+#[derive(Debug, Default)]
+pub struct OnceReport {
+    /// Every plugin the worker reported, by id, in the worker's order.
+    pub results: Vec<(String, RunResult)>,
+    pub findings: Vec<Finding>,
+}
+
+impl OnceReport {
+    /// True if nothing failed: modules loaded, the worker answered, every run ended
+    /// well, and there was at least one plugin.
+    pub fn passed(&self) -> bool {
+        !self.findings.iter().any(|f| f.error)
+            && !self.results.is_empty()
+            && self
+                .results
+                .iter()
+                .all(|(_, r)| !matches!(r, RunResult::Failed | RunResult::TimedOut))
+    }
+
+    /// Plugins whose run finished without an exception.
+    pub fn ok(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, r)| *r == RunResult::Ok)
+            .count()
+    }
+
+    fn error(&mut self, message: String, traceback: Option<String>) {
+        self.findings.push(Finding {
+            error: true,
+            message,
+            traceback: traceback.filter(|t| !t.trim().is_empty()),
+        });
+    }
+
+    fn note(&mut self, message: String) {
+        self.findings.push(Finding {
+            error: false,
+            message,
+            traceback: None,
+        });
+    }
+}
+
+/// Makes `spec` (from [`crate::agent::worker_spec`]) run its collectors as one
+/// bounded pass: the kinds' settings with `once` set, so a syslog-ng fetcher stops at
+/// `FETCH_NO_DATA` instead of waiting for more. The later variable wins.
+pub fn bounded_pass(spec: &mut WorkerSpec, input: &InputConfig, runtime: &Runtime) {
+    spec.envs.push((
+        crate::agent::KINDS_ENV.to_string(),
+        input
+            .kinds
+            .worker_json(runtime.state_dir(), true)
+            .to_string(),
+    ));
+}
+
+/// Waits for the worker's `hello` (at most `load_timeout`), runs each enabled plugin
+/// once, and collects the answers. `long_running` plugins get `long_running_for`.
+pub async fn run_plugins_once(
+    session: &mut Session,
+    input: &InputConfig,
+    load_timeout: Duration,
+    long_running_for: Duration,
+) -> OnceReport {
+    let mut report = OnceReport::default();
+    let hello = match tokio::time::timeout(load_timeout, session.hello()).await {
+        Ok(Some(hello)) => hello,
+        Ok(None) => {
+            report.error(
+                "the worker exited before loading the collectors (see its output above)".into(),
+                None,
+            );
+            return report;
+        }
+        Err(_) => {
+            report.error(
+                format!("the collectors did not finish loading within {load_timeout:?}"),
+                None,
+            );
+            return report;
+        }
+    };
+    if hello.v != PROTOCOL_VERSION {
+        report.error(
+            format!(
+                "the worker speaks protocol v{}, the agent v{PROTOCOL_VERSION}",
+                hello.v
+            ),
+            None,
+        );
+        return report;
+    }
+    for error in &hello.errors {
+        report.error(error.to_string(), error.traceback.clone());
+    }
+    if hello.plugins.is_empty() {
+        report.error(
+            "no collectors found (subclasses of DataKitFramework, syslogng.LogFetcher, syslogng.LogSource or PythonDataSourcePlugin)".into(),
+            None,
+        );
+        return report;
+    }
+    let now = Instant::now();
+    let mut deadlines: HashMap<String, (Instant, bool)> = HashMap::new();
+    let mut results: HashMap<String, RunResult> = HashMap::new();
+    for plugin in &hello.plugins {
+        let enabled = input
+            .plugin_override(&plugin.id, &plugin.name)
+            .map_or(true, |o| o.enabled);
+        if !enabled {
+            report.note(format!("{}: disabled by configuration; not run", plugin.id));
+            results.insert(plugin.id.clone(), RunResult::Disabled);
+            continue;
+        }
+        let timeout = plugin_timing(input, plugin)
+            .timeout
+            .unwrap_or(long_running_for);
+        deadlines.insert(plugin.id.clone(), (now + timeout, plugin.long_running));
+        let sent = session
+            .send(&Command::Run {
+                plugin: &plugin.id,
+                run: 1,
+            })
+            .await;
+        if sent.is_err() {
+            report.error(
+                format!("the worker exited before running {}", plugin.id),
+                None,
+            );
+            break;
+        }
+    }
+    while results.len() < hello.plugins.len() {
+        let earliest = deadlines
+            .iter()
+            .filter(|(id, _)| !results.contains_key(*id))
+            .map(|(_, (at, _))| *at)
+            .min();
+        let Some(deadline) = earliest else { break };
+        match tokio::time::timeout_at(deadline, session.next_event()).await {
+            Ok(Some(Event::Done(done))) => {
+                if results.contains_key(&done.plugin) {
+                    continue;
+                }
+                let result = if done.ok {
+                    RunResult::Ok
+                } else {
+                    let (message, traceback) = match done.error {
+                        Some(error) => (error.to_string(), error.traceback.clone()),
+                        None => ("failed".to_string(), None),
+                    };
+                    report.error(
+                        format!("{}: run() raised {message}", done.plugin),
+                        traceback,
+                    );
+                    RunResult::Failed
+                };
+                results.insert(done.plugin, result);
+            }
+            Ok(Some(Event::Hello(_) | Event::Runs(_) | Event::TimedOut(_))) => {}
+            Ok(None) => {
+                report.error(
+                    "the worker died during the run (see its output above)".into(),
+                    None,
+                );
+                break;
+            }
+            Err(_) => {
+                let late = Instant::now();
+                for (id, (at, long_running)) in &deadlines {
+                    if *at > late || results.contains_key(id) {
+                        continue;
+                    }
+                    let ran = at.saturating_duration_since(now);
+                    let result = if *long_running {
+                        report.note(format!(
+                            "{id} is long_running and was still running after {ran:?}; stopped"
+                        ));
+                        RunResult::StillRunning
+                    } else {
+                        report.error(format!("{id}: run() did not finish within {ran:?}"), None);
+                        RunResult::TimedOut
+                    };
+                    results.insert(id.clone(), result);
+                }
+            }
+        }
+    }
+    for plugin in &hello.plugins {
+        // Not answered: the worker died or could not be told to run it.
+        let result = results
+            .get(&plugin.id)
+            .copied()
+            .unwrap_or(RunResult::Failed);
+        report.results.push((plugin.id.clone(), result));
+    }
+    report
+}

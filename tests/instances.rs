@@ -1,0 +1,374 @@
+//! Collector instances, observed through `pythond run`: every (plugin, instance) is
+//! its own object with its own options, tags and schedule, runs on the worker's pool,
+//! and a hung instance is timed out and quarantined on its own without the worker
+//! being restarted (docs/CONFIG.md, "Instances"; docs/PROTOCOL.md, "Pooled inputs").
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::http::{api_base, get};
+use common::{wait_until, Agent, Home, DEADLINE};
+
+/// Reports one point per run naming its instance (as a tag: metric fields must be
+/// numeric), the option `host` its `init` saw, a per-object run counter and the pid.
+const PROBE: &str = r#"
+import os, time
+from datakit_framework import DataKitFramework
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 3600
+
+    def init(self, options):
+        self.seen_host = options.get("host", "-")
+        self.runs = 0
+
+    def run(self):
+        self.runs += 1
+        if self.instance == "stuck":
+            while True:
+                time.sleep(1)
+        self.report({"M": [{"measurement": "probe",
+                            "tags": {"instance": self.instance, "seen_host": self.seen_host,
+                                     "options_host": str(self.options.get("host", "-")),
+                                     "own": "point"},
+                            "fields": {"object_runs": self.runs, "pid": os.getpid()}}]})
+"#;
+
+/// `/v1/status?all=true`: every instance listed.
+fn status(agent: &Agent) -> serde_json::Value {
+    status_with(agent, "?all=true")
+}
+
+fn status_with(agent: &Agent, query: &str) -> serde_json::Value {
+    get(&format!("{}/v1/status{query}", api_base(agent)), &[]).json()
+}
+
+/// The status entry of `key` in the first input.
+fn entry(status: &serde_json::Value, key: &str) -> serde_json::Value {
+    status["inputs"][0]["plugins"]
+        .as_array()
+        .and_then(|plugins| plugins.iter().find(|p| p["id"] == key).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn by_instance(points: &[serde_json::Value]) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for point in points {
+        if let Some(name) = point["tags"]["instance"].as_str() {
+            map.entry(name.to_string()).or_default().push(point.clone());
+        }
+    }
+    map
+}
+
+#[test]
+fn each_instance_is_its_own_object_with_its_options_tags_and_interval() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PROBE);
+    home.input(
+        "probes",
+        &["probe"],
+        "options = { host = \"default\" }\ntags = { team = \"db\" }\n\
+         [[inputs.pythond.instances]]\nname = \"slow\"\n\
+         [[inputs.pythond.instances]]\nname = \"fast\"\ninterval = \"1s\"\n\
+         options = { host = \"db-1\" }\ntags = { site = \"eu\", own = \"instance\" }\n\
+         [[inputs.pythond.instances]]\nname = \"off\"\nenabled = false\n",
+    );
+    let agent = home.start();
+    agent.expect_points("three runs of the fast instance", |points| {
+        by_instance(points).get("fast").map_or(0, Vec::len) >= 3
+    });
+    let points = agent.points_of("probe");
+    let instances = by_instance(&points);
+    let fast = &instances["fast"];
+    // One object per instance: its own counter keeps counting across runs.
+    let counts: Vec<i64> = fast
+        .iter()
+        .map(|p| p["fields"]["object_runs"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(counts[..3], [1, 2, 3], "{fast:?}");
+    for point in fast {
+        assert_eq!(
+            point["tags"]["seen_host"], "db-1",
+            "init got the merged options"
+        );
+        assert_eq!(
+            point["tags"]["options_host"], "db-1",
+            "self.options is merged"
+        );
+        assert_eq!(point["tags"]["site"], "eu", "instance tags are added");
+        assert_eq!(point["tags"]["team"], "db", "input tags are added too");
+        assert_eq!(point["tags"]["own"], "point", "the point's own tag wins");
+    }
+    // The slow instance (interval from the class: an hour) ran once, first; the
+    // disabled one never did.
+    let slow = &instances["slow"];
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    assert_eq!(slow[0]["tags"]["seen_host"], "default");
+    assert!(slow[0]["tags"].get("site").is_none(), "{slow:?}");
+    assert!(!instances.contains_key("off"));
+
+    // Run records follow the points (batched every 100 ms).
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            entry(&status, "probe.Probe@fast")["runs"].as_u64() >= Some(3)
+        }),
+        "{status:#}"
+    );
+    assert_eq!(entry(&status, "probe.Probe@off")["state"], "disabled");
+    assert_eq!(entry(&status, "probe.Probe@slow")["runs"], 1);
+    let lateness = &status["inputs"][0]["lateness_seconds"];
+    assert!(lateness["count"].as_u64() >= Some(4), "{lateness}");
+
+    // /metrics: one series per plugin, not per instance, and the lateness histogram.
+    let metrics = get(&format!("{}/metrics", api_base(&agent)), &[]).body;
+    assert!(
+        metrics.contains(r#"pythond_plugin_runs_total{input="probes",plugin="probe.Probe"}"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("probe.Probe@"), "{metrics}");
+    assert!(
+        metrics.contains(r#"pythond_input_run_lateness_seconds_count{input="probes"}"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_hung_instance_among_many_is_quarantined_alone_and_the_worker_keeps_running() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PROBE);
+    let mut conf = String::from("interval = \"1s\"\ntimeout = \"1s\"\nconcurrency = 8\n");
+    conf.push_str("[[inputs.pythond.instances]]\nname = \"stuck\"\n");
+    for i in 0..20 {
+        conf.push_str(&format!("[[inputs.pythond.instances]]\nname = \"ok{i}\"\n"));
+    }
+    home.input("many", &["probe"], &conf);
+    let agent = home.start();
+
+    let mut last = serde_json::Value::Null;
+    let quarantined = wait_until(DEADLINE, || {
+        last = status(&agent);
+        entry(&last, "probe.Probe@stuck")["state"] == "quarantined"
+    });
+    assert!(
+        quarantined,
+        "the stuck instance is not quarantined: {last:#}"
+    );
+    let stuck = entry(&last, "probe.Probe@stuck");
+    assert_eq!(stuck["timeouts"], 3, "{stuck}");
+    assert_eq!(stuck["quarantines"], 1, "{stuck}");
+    let input = &last["inputs"][0];
+    assert_eq!(
+        input["restarts"], 0,
+        "no restart for a pooled hang: {input}"
+    );
+    assert_eq!(input["recycles"], 0, "{input}");
+    let pid = input["worker_pid"].as_u64().expect("worker pid");
+
+    // Every other instance kept its schedule meanwhile, in the same worker.
+    let before: BTreeMap<String, u64> = (0..20)
+        .map(|i| {
+            let key = format!("probe.Probe@ok{i}");
+            let runs = entry(&last, &key)["runs"].as_u64().unwrap_or(0);
+            (key, runs)
+        })
+        .collect();
+    for (key, runs) in &before {
+        assert!(
+            *runs >= 3,
+            "{key} ran {runs} times while the stuck one hung"
+        );
+        assert_eq!(entry(&last, key)["timeouts"], 0, "{key}");
+    }
+    assert!(
+        wait_until(DEADLINE, || {
+            let now = status(&agent);
+            before
+                .iter()
+                .all(|(key, runs)| entry(&now, key)["runs"].as_u64() > Some(runs + 1))
+        }),
+        "the others stopped running after the quarantine"
+    );
+    // Without `all`, only the instance with a problem is listed, under a summary; the
+    // CLI shows the same.
+    let default = status_with(&agent, "");
+    let listed: Vec<&str> = default["inputs"][0]["plugins"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, ["probe.Probe@stuck"], "{default:#}");
+    let summary = &default["inputs"][0]["instances_summary"];
+    assert_eq!(summary["instances"], 21, "{summary}");
+    assert_eq!(summary["quarantined"], 1, "{summary}");
+    assert!(summary["lateness_p99_seconds"].is_number(), "{summary}");
+    let filtered = status_with(&agent, "?plugin=probe.Probe%40ok3");
+    assert_eq!(
+        entry(&filtered, "probe.Probe@ok3")["timeouts"],
+        0,
+        "{filtered:#}"
+    );
+    let (code, table, _) = common::run_to_end({
+        let mut command = common::pythond();
+        command.args([
+            "status",
+            "--addr",
+            &common::http::api_addr(&agent),
+            "--input",
+            "many",
+        ]);
+        command
+    });
+    assert_eq!(code, 0, "{table}");
+    assert!(
+        table.contains("probe.Probe@stuck") && !table.contains("probe.Probe@ok3"),
+        "{table}"
+    );
+    assert!(table.contains("LATENESS P99"), "{table}");
+
+    let pids: BTreeSet<i64> = agent
+        .points_of("probe")
+        .iter()
+        .map(|p| p["fields"]["pid"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(pids, BTreeSet::from([pid as i64]), "one worker throughout");
+}
+
+#[test]
+fn abandoned_threads_past_the_pool_size_recycle_the_worker_gracefully() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PROBE);
+    home.input(
+        "recycled",
+        &["probe"],
+        "interval = \"1s\"\ntimeout = \"1s\"\nconcurrency = 1\n\
+         [[inputs.pythond.instances]]\nname = \"stuck\"\n\
+         [[inputs.pythond.instances]]\nname = \"fine\"\n",
+    );
+    let agent = home.start();
+    let mut last = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            last = status(&agent);
+            last["inputs"][0]["recycles"].as_u64() >= Some(1)
+        }),
+        "not recycled: {last:#}"
+    );
+    assert_eq!(last["inputs"][0]["restarts"], 0, "{last:#}");
+    // The fresh worker runs the healthy instance again.
+    let pid_of = |p: &serde_json::Value| p["fields"]["pid"].as_i64().unwrap_or(-1);
+    agent.expect_points("points from a second worker", |points| {
+        let pids: BTreeSet<i64> = points.iter().map(pid_of).collect();
+        pids.len() >= 2
+    });
+}
+
+/// Writes `<instance> <pid>` to `$PYTHOND_TEST_MARKER/inits` from `init`.
+const COUNTED_INIT: &str = r#"
+import os
+from datakit_framework import DataKitFramework
+
+HOME = os.environ["PYTHOND_TEST_MARKER"]
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 1
+
+    def init(self, options):
+        with open(os.path.join(HOME, "inits"), "a") as f:
+            f.write("%s %d\n" % (self.instance, os.getpid()))
+
+    def run(self):
+        self.report({"M": [{"measurement": "probe",
+                            "tags": {"instance": self.instance, "host": str(self.options.get("host"))},
+                            "fields": {"pid": os.getpid()}}]})
+"#;
+
+fn instances_conf(entries: &[(&str, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(name, host)| {
+            format!("[[inputs.pythond.instances]]\nname = \"{name}\"\noptions = {{ host = \"{host}\" }}\n")
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_that_changes_instances_touches_only_those_inside_the_running_worker() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", COUNTED_INIT);
+    home.input(
+        "reloaded",
+        &["probe"],
+        &instances_conf(&[("a", "h1"), ("b", "h1"), ("c", "h1")]),
+    );
+    let agent = home.start();
+    let mut before = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            before = status(&agent);
+            ["a", "b", "c"]
+                .iter()
+                .all(|i| entry(&before, &format!("probe.Probe@{i}"))["runs"].as_u64() >= Some(2))
+        }),
+        "{before:#}"
+    );
+    let pid = before["inputs"][0]["worker_pid"].as_u64().expect("pid");
+    let runs_of_a = entry(&before, "probe.Probe@a")["runs"]
+        .as_u64()
+        .unwrap_or(0);
+
+    // b changes, c goes, d comes; a is untouched.
+    home.input(
+        "reloaded",
+        &["probe"],
+        &instances_conf(&[("a", "h1"), ("b", "h2"), ("d", "h1")]),
+    );
+    agent.signal(libc::SIGHUP);
+    let mut after = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            after = status(&agent);
+            entry(&after, "probe.Probe@d")["runs"].as_u64() >= Some(1)
+                && entry(&after, "probe.Probe@c").is_null()
+        }),
+        "{after:#}"
+    );
+    agent.expect_points("b with its new options", |points| {
+        points
+            .iter()
+            .any(|p| p["tags"]["instance"] == "b" && p["tags"]["host"] == "h2")
+    });
+    let input = &after["inputs"][0];
+    assert_eq!(
+        input["worker_pid"].as_u64(),
+        Some(pid),
+        "same worker: {input}"
+    );
+    assert_eq!(input["restarts"], 0, "{input}");
+    // a's counters were not reset and keep counting.
+    assert!(
+        entry(&after, "probe.Probe@a")["runs"].as_u64() >= Some(runs_of_a),
+        "{after:#}"
+    );
+    assert!(
+        wait_until(DEADLINE, || {
+            entry(&status(&agent), "probe.Probe@a")["runs"].as_u64() > Some(runs_of_a + 1)
+        }),
+        "a stopped running after the reload"
+    );
+    let mut inits: Vec<String> = home
+        .read("inits")
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    inits.sort();
+    assert_eq!(
+        inits,
+        ["a", "b", "b", "c", "d"],
+        "only b was re-initialised"
+    );
+}
