@@ -86,6 +86,18 @@ impl Setup {
     fn seq(&self) -> i64 {
         self.home.read("seq.txt").trim().parse().unwrap_or(-1)
     }
+
+    /// Waits until the collector has reported every number and the `vm` sink holds all
+    /// N points in its buffer (the backend is away, so none can have been sent).
+    fn wait_all_buffered(&self, agent: &common::Agent, base: &str) {
+        assert!(
+            wait_until(DEADLINE, || self.seq() == N - 1
+                && count(&sink_status(base), "buffered_points") == N),
+            "the points were not all buffered (seq {}); log:\n{}",
+            self.seq(),
+            agent.stderr()
+        );
+    }
 }
 
 /// The `vm` sink's entry in `/v1/status`.
@@ -124,18 +136,44 @@ fn data_segment(home: &Path) -> PathBuf {
 }
 
 /// Overwrites 150 bytes two thirds into the segment, in place, as a bad disk or a
-/// stray writer would. Returns the most frames (points) those bytes can touch.
+/// stray writer would. Returns the points in the frames those bytes touch: a frame
+/// holds a whole batch, and how many points a batch gathers depends on timing.
 fn damage(segment: &Path) -> i64 {
-    let len = std::fs::metadata(segment).expect("segment").len();
+    let bytes = std::fs::read(segment).expect("read segment");
+    let len = bytes.len();
     assert!(len > 10_000, "segment too small to damage: {len} bytes");
+    let (start, end) = (len * 2 / 3, len * 2 / 3 + 150);
+    let touched = points_in_frames_overlapping(&bytes, start, end);
     let file = OpenOptions::new()
         .write(true)
         .open(segment)
         .expect("open segment");
-    file.write_all_at(&b"garbage!".repeat(19)[..150], len * 2 / 3)
+    file.write_all_at(&b"garbage!".repeat(19)[..150], start as u64)
         .expect("write garbage");
-    let frame_len = len as i64 / N;
-    150 / frame_len + 2
+    touched
+}
+
+/// Walks a version-1 segment frame by frame (docs/BUFFER.md, "Frame format": a
+/// 40-byte header with the body length at 8 and the point count at 12) and sums the
+/// points of the frames overlapping `start..end`.
+fn points_in_frames_overlapping(segment: &[u8], start: usize, end: usize) -> i64 {
+    let u32_at = |at: usize| u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes"));
+    let mut points = 0;
+    let mut at = 0;
+    while at + 40 <= segment.len() {
+        assert_eq!(
+            segment[at..at + 4],
+            [0xF7, 0x50, 0x42, 0xD1],
+            "frame magic at {at}"
+        );
+        let frame_end = at + 40 + u32_at(at + 8) as usize;
+        if at < end && start < frame_end {
+            points += i64::from(u32_at(at + 12));
+        }
+        at = frame_end;
+    }
+    assert_eq!(at, segment.len(), "the segment ends inside a frame");
+    points
 }
 
 /// The seq values VictoriaMetrics holds, sorted (duplicates kept).
@@ -146,13 +184,14 @@ fn arrived(vm: &VictoriaMetrics) -> Vec<i64> {
 }
 
 /// Waits until every point is either in VictoriaMetrics or counted as lost, then
-/// checks that the lost ones are exactly those missing, few and contiguous (one
-/// damaged region), that none arrived twice, and that `/metrics` agrees.
+/// checks that the lost ones are exactly those missing, exactly the points of the
+/// damaged frames and contiguous (one damaged region), that none arrived twice, and
+/// that `/metrics` agrees.
 fn expect_only_the_damaged_points_lost(
     base: &str,
     vm: &VictoriaMetrics,
     agent: &common::Agent,
-    most: i64,
+    damaged_points: i64,
 ) {
     let mut seqs = Vec::new();
     let mut sink = serde_json::Value::Null;
@@ -179,7 +218,10 @@ fn expect_only_the_damaged_points_lost(
         lost,
         "missing {missing:?}, sink {sink}"
     );
-    assert!(lost <= most, "lost {missing:?} to 150 bytes of damage");
+    assert_eq!(
+        lost, damaged_points,
+        "lost {missing:?} to 150 bytes of damage over frames of {damaged_points} points"
+    );
     assert_eq!(missing.last().unwrap_or(&0) - missing[0], lost - 1);
     assert!(count(&sink, "corrupt_bytes") >= 150, "sink {sink}");
     assert_eq!(
@@ -198,17 +240,11 @@ fn damage_found_while_the_agent_runs_costs_only_the_damaged_points() {
     let setup = Setup::new();
     let agent = setup.home.start();
     let base = api_base(&agent);
-    assert!(
-        wait_until(DEADLINE, || setup.seq() == N - 1
-            && count(&sink_status(&base), "buffered_points") == N),
-        "the points were not all buffered (seq {}); log:\n{}",
-        setup.seq(),
-        agent.stderr()
-    );
-    let most = damage(&data_segment(setup.home.path()));
+    setup.wait_all_buffered(&agent, &base);
+    let damaged_points = damage(&data_segment(setup.home.path()));
 
     let vm = VictoriaMetrics::start_on(scratch.path(), setup.port);
-    expect_only_the_damaged_points_lost(&base, &vm, &agent, most);
+    expect_only_the_damaged_points_lost(&base, &vm, &agent, damaged_points);
     // No restart was needed: this agent delivered every intact point itself.
     let sink = sink_status(&base);
     assert_eq!(
@@ -223,20 +259,14 @@ fn damage_found_after_a_kill_costs_only_the_damaged_points() {
     let setup = Setup::new();
     let mut agent = setup.home.start();
     let base = api_base(&agent);
-    assert!(
-        wait_until(DEADLINE, || setup.seq() == N - 1
-            && count(&sink_status(&base), "buffered_points") == N),
-        "the points were not all buffered (seq {}); log:\n{}",
-        setup.seq(),
-        agent.stderr()
-    );
+    setup.wait_all_buffered(&agent, &base);
     agent.child.kill().expect("SIGKILL the agent");
     agent.child.wait().expect("reap the agent");
     drop(agent);
-    let most = damage(&data_segment(setup.home.path()));
+    let damaged_points = damage(&data_segment(setup.home.path()));
 
     let vm = VictoriaMetrics::start_on(scratch.path(), setup.port);
     let agent = setup.home.start();
     let base = api_base(&agent);
-    expect_only_the_damaged_points_lost(&base, &vm, &agent, most);
+    expect_only_the_damaged_points_lost(&base, &vm, &agent, damaged_points);
 }

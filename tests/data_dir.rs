@@ -28,5 +28,7 @@ fn the_data_dir_the_agent_creates_is_0700_whatever_the_umask() {
         std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
     };
     assert_eq!(mode(&data), 0o700, "data_dir mode");
+    // The directory exists before the agent handles signals; stop it once it runs.
+    agent.expect_points("a point of tick", |_| !agent.points_of("tick").is_empty());
     assert!(agent.stop().success());
 }

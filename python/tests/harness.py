@@ -91,6 +91,15 @@ def process_alive(pid):
             return True
 
 
+def read_lines(path):
+    """The lines of a file a plugin writes notes to; none while it does not exist yet."""
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
 def wait_until(predicate, timeout=DEADLINE, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

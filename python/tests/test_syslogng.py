@@ -17,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-from harness import PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, wait_until
+from harness import PYTHON_DIR, RecordingHTTPServer, TempPlugins, WorkerProcess, read_lines, wait_until
 
 import syslogng  # noqa: E402  (python/ is on sys.path through harness)
 
@@ -233,14 +233,6 @@ class Listener(LogSource):
     def wakeup(self):
         note("wakeup")
 '''
-
-
-def read_lines(path):
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 class FetcherTest(unittest.TestCase):

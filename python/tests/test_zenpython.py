@@ -7,7 +7,7 @@ import os
 import tempfile
 import unittest
 
-from harness import TempPlugins, WorkerProcess
+from harness import TempPlugins, WorkerProcess, read_lines
 
 DSPLUGINS = '''
 import logging
@@ -100,14 +100,6 @@ class LaterPlugin(PythonDataSourcePlugin):
             f.write("deferred onSuccess in reactor: %s\\n" % threadable.isInIOThread())
         return result
 '''
-
-
-def read_lines(path):
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 class ZenPythonTest(unittest.TestCase):
