@@ -45,6 +45,15 @@ pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let grace = config.agent.shutdown_timeout;
+    // Listen before anything else: a signal that arrives while the agent is still
+    // starting (a SIGHUP right after the API answers, a SIGTERM from a quick
+    // `systemctl stop`) waits here and is handled once start-up is done, instead of
+    // killing the process with the signal's default action.
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut user1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
+    let mut user2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
     // Descendants that leave their worker's process group come back to the agent to
     // be killed, instead of to init (docs/OPERATIONS.md, "No orphans").
     if let Err(error) = orphans::become_subreaper() {
@@ -112,11 +121,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(inputs = inputs.len() - not_started.len(), not_started = ?not_started, "pythond running; some inputs could not start (see above)");
     }
 
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-    let mut user1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
-    let mut user2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
     let last_signal = loop {
         let trigger = tokio::select! {
             _ = terminate.recv() => break std::time::Instant::now(),

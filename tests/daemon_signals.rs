@@ -182,3 +182,27 @@ fn a_third_sigint_exits_at_once_while_the_agent_is_stopping() {
     );
     drop(stuck);
 }
+
+#[test]
+fn a_sighup_while_the_agent_is_still_starting_does_not_kill_it() {
+    let home = Home::new();
+    home.write("python.d/ticker/ticker.py", TICKER);
+    home.input("ticks", &["ticker"], "");
+    let mut agent = home.start();
+    // The runtime directory is written early in start-up, before the HTTP API and the
+    // inputs: a SIGHUP now must wait for start-up, not end the process.
+    let runtime = home.path().join("data/runtime");
+    let mut spins = 0u64;
+    while !runtime.is_dir() {
+        spins += 1;
+        assert!(
+            spins < 20_000_000,
+            "no runtime dir; log:\n{}",
+            agent.stderr()
+        );
+        std::hint::spin_loop();
+    }
+    agent.signal(libc::SIGHUP);
+    wait_ticks(&agent, 2);
+    assert!(agent.stop().success(), "log:\n{}", agent.stderr());
+}
