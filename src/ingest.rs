@@ -543,6 +543,9 @@ impl Ingest {
     }
 
     fn fix(&self, origin: &Origin<'_>, category: Category, reason: &'static str, message: &str) {
+        // The message quotes what a collector or client sent: no newline of it may start
+        // a log line of its own (docs/OPERATIONS.md).
+        let message = crate::log_text::escape(message);
         self.stats.points().add_fixed(category, reason);
         if let Some(plugin) = origin.plugin_stats {
             plugin.add_fixed();
@@ -555,6 +558,9 @@ impl Ingest {
     }
 
     fn reject(&self, origin: &Origin<'_>, category: Category, reason: &'static str, message: &str) {
+        // The message quotes what a collector or client sent: no newline of it may start
+        // a log line of its own (docs/OPERATIONS.md).
+        let message = crate::log_text::escape(message);
         self.stats.points().add_rejected(category, reason);
         if let Some(plugin) = origin.plugin_stats {
             plugin.add_rejected();

@@ -209,6 +209,7 @@ class Garbage(DataKitFramework):
         ch.send((json.dumps({"t": "lasterror", "plugin": "garbage.Garbage",
                              "message": "bad\n" + FORGED + " lasterror"}) + "\n").encode())
         os.write(1, b"raw\r" + FORGED.encode() + b" raw\n")
+        self.report({"M": [{"measurement": "m\n" + FORGED + " shim", "fields": {"v": float("nan")}}]})
         raise RuntimeError("boom\n" + FORGED + " done")
 "#;
 
@@ -242,7 +243,7 @@ fn a_flood_of_bad_frames_is_counted_and_rate_limited_and_no_line_can_be_forged()
     );
 
     // Each forged text stays inside the line of the message that carried it.
-    for kind in ["log", "lasterror", "raw", "done"] {
+    for kind in ["log", "lasterror", "raw", "shim", "done"] {
         let needle = format!("FORGED {kind}");
         let lines = agent.log_lines(&[&needle]);
         assert!(
