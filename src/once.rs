@@ -4,7 +4,10 @@
 //! `pythond check` and `pythond run --once` both use it, so both run a plugin the way
 //! the supervisor would on its schedule ([`crate::supervisor::plugin_timing`] for the
 //! timeout, `[inputs.pythond.plugins.*] enabled` honoured), but exactly once and
-//! without restarts. What happened comes back as data ([`OnceReport`]); printing it
+//! without restarts. An input with `instances` is run the way `run` runs it: the
+//! worker in pooled mode gets every enabled (plugin, instance) pair in one `instances`
+//! command, each due now with its merged options, tags and timeout, and each pair's
+//! run record ends it (docs/CONFIG.md, "Instances"). What happened comes back as data ([`OnceReport`]); printing it
 //! (to a terminal, or to the log) is the caller's business.
 
 use std::collections::HashMap;
@@ -14,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::InputConfig;
 use crate::supervisor::plugin_timing;
-use crate::worker::protocol::{Command, PROTOCOL_VERSION};
+use crate::worker::protocol::{instance_key, Command, Hello, PROTOCOL_VERSION};
 use crate::worker::{Event, Runtime, Session, WorkerSpec};
 
 /// How one plugin's run ended.
@@ -143,6 +146,10 @@ pub async fn run_plugins_once(
         );
         return report;
     }
+    if input.has_instances() {
+        run_instances_once(session, input, &hello, long_running_for, &mut report).await;
+        return report;
+    }
     let now = Instant::now();
     let mut deadlines: HashMap<String, (Instant, bool)> = HashMap::new();
     let mut results: HashMap<String, RunResult> = HashMap::new();
@@ -238,4 +245,151 @@ pub async fn run_plugins_once(
         report.results.push((plugin.id.clone(), result));
     }
     report
+}
+
+/// How long past a pooled run's own timeout the agent waits for the worker's
+/// `timeout` frame before it calls the run timed out itself.
+const POOLED_TIMEOUT_SLACK: Duration = Duration::from_secs(5);
+
+/// The interval handed to the pool for a one-shot pass: long enough that no pair is
+/// due a second time before the worker is stopped. A pair's timeout is still derived
+/// from its real interval (three intervals by default).
+const ONCE_INTERVAL: f64 = 365.0 * 24.0 * 3600.0;
+
+/// An input with `instances`: every enabled (plugin, instance) pair runs once on the
+/// worker's pool; results are keyed `plugin@instance`.
+async fn run_instances_once(
+    session: &mut Session,
+    input: &InputConfig,
+    hello: &Hello,
+    long_running_for: Duration,
+    report: &mut OnceReport,
+) {
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let (mut entries, disabled) = crate::supervisor::plan(
+        input,
+        &hello.plugins,
+        unix_now,
+        &mut crate::supervisor::PoolState::default(),
+    );
+    let long_running: HashMap<&str, bool> = hello
+        .plugins
+        .iter()
+        .map(|p| (p.id.as_str(), p.long_running))
+        .collect();
+    let now = Instant::now();
+    let mut order = Vec::new();
+    let mut deadlines: HashMap<String, (Instant, bool)> = HashMap::new();
+    for entry in &mut entries {
+        entry.first = unix_now;
+        entry.interval = ONCE_INTERVAL;
+        let key = instance_key(&entry.plugin, &entry.instance);
+        let is_long = long_running
+            .get(entry.plugin.as_str())
+            .copied()
+            .unwrap_or(false);
+        let deadline = match entry.timeout {
+            Some(timeout) if !is_long => {
+                now + Duration::try_from_secs_f64(timeout).unwrap_or(long_running_for)
+                    + POOLED_TIMEOUT_SLACK
+            }
+            _ => now + long_running_for,
+        };
+        deadlines.insert(key.clone(), (deadline, is_long));
+        order.push(key);
+    }
+    let mut results: HashMap<String, RunResult> = HashMap::new();
+    for key in &disabled {
+        report.note(format!("{key}: disabled by configuration; not run"));
+        results.insert(key.clone(), RunResult::Disabled);
+        order.push(key.clone());
+    }
+    if !entries.is_empty()
+        && session
+            .send(&Command::Instances {
+                set: &entries,
+                remove: &[],
+            })
+            .await
+            .is_err()
+    {
+        report.error(
+            "the worker exited before its instances could be run".into(),
+            None,
+        );
+    } else {
+        while results.len() < order.len() {
+            let earliest = deadlines
+                .iter()
+                .filter(|(key, _)| !results.contains_key(*key))
+                .map(|(_, (at, _))| *at)
+                .min();
+            let Some(deadline) = earliest else { break };
+            match tokio::time::timeout_at(deadline, session.next_event()).await {
+                Ok(Some(Event::Runs(runs))) => {
+                    for record in runs.runs {
+                        let key = instance_key(&record.plugin, &record.instance);
+                        if results.contains_key(&key) || !deadlines.contains_key(&key) {
+                            continue;
+                        }
+                        let result = match record.error {
+                            None if record.ok => RunResult::Ok,
+                            error => {
+                                let (message, traceback) = match error {
+                                    Some(error) => (error.to_string(), error.traceback.clone()),
+                                    None => ("failed".to_string(), None),
+                                };
+                                report.error(format!("{key}: run() raised {message}"), traceback);
+                                RunResult::Failed
+                            }
+                        };
+                        results.insert(key, result);
+                    }
+                }
+                Ok(Some(Event::TimedOut(timed_out))) => {
+                    let key = instance_key(&timed_out.plugin, &timed_out.instance);
+                    if results.contains_key(&key) {
+                        continue;
+                    }
+                    let ran = Duration::try_from_secs_f64(timed_out.ran).unwrap_or_default();
+                    report.error(format!("{key}: run() did not finish within {ran:?}"), None);
+                    results.insert(key, RunResult::TimedOut);
+                }
+                Ok(Some(Event::Hello(_) | Event::Done(_))) => {}
+                Ok(None) => {
+                    report.error(
+                        "the worker died during the run (see its output above)".into(),
+                        None,
+                    );
+                    break;
+                }
+                Err(_) => {
+                    let late = Instant::now();
+                    for (key, (at, is_long)) in &deadlines {
+                        if *at > late || results.contains_key(key) {
+                            continue;
+                        }
+                        let ran = at.saturating_duration_since(now);
+                        let result = if *is_long {
+                            report.note(format!(
+                                "{key} is long_running and was still running after {ran:?}; stopped"
+                            ));
+                            RunResult::StillRunning
+                        } else {
+                            report
+                                .error(format!("{key}: run() did not finish within {ran:?}"), None);
+                            RunResult::TimedOut
+                        };
+                        results.insert(key.clone(), result);
+                    }
+                }
+            }
+        }
+    }
+    for key in order {
+        let result = results.get(&key).copied().unwrap_or(RunResult::Failed);
+        report.results.push((key, result));
+    }
 }

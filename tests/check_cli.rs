@@ -1206,6 +1206,60 @@ fn check_input_runs_the_configured_input_with_its_settings_and_global_tags() {
     assert!(home.read("points.ndjson").is_empty());
 }
 
+const PER_INSTANCE: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 10
+
+    def run(self):
+        self.report({"M": [{"measurement": "probed",
+                            "tags": {"seen_instance": self.instance},
+                            "fields": {"port": self.options["port"],
+                                       "shared": self.options["shared"]}}]})
+"#;
+
+#[test]
+fn check_input_runs_every_instance_once_with_its_options_and_tags() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PER_INSTANCE);
+    home.input(
+        "probes",
+        &["probe"],
+        "[inputs.pythond.options]\nshared = 7\n\
+         [[inputs.pythond.instances]]\nname = \"east\"\noptions = { port = 9101 }\n\
+         tags = { site = \"east\" }\n\
+         [[inputs.pythond.instances]]\nname = \"west\"\noptions = { port = 9102 }\n\
+         tags = { site = \"west\" }\n",
+    );
+    let config = home.path().join("pythond.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = home.check(&["--input", "probes", "--config", config]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let points = parse_points(&stdout);
+    let mut seen: Vec<(String, String, i64, i64)> = points
+        .iter()
+        .filter(|p| p["measurement"] == "probed")
+        .map(|p| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+            (
+                text(&p["tags"]["site"]),
+                text(&p["tags"]["seen_instance"]),
+                p["fields"]["port"].as_i64().unwrap_or(-1),
+                p["fields"]["shared"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expected = |site: &str, port: i64| (site.to_string(), site.to_string(), port, 7);
+    assert_eq!(
+        seen,
+        [expected("east", 9101), expected("west", 9102)],
+        "one point per instance, with its tags and merged options:\n{stdout}\n{stderr}"
+    );
+}
+
 #[test]
 fn check_input_applies_the_configured_timeout_and_names_unknown_inputs() {
     let home = Home::new();

@@ -97,3 +97,55 @@ fn run_once_fails_when_a_sink_cannot_deliver() {
     assert_ne!(code, 0, "undelivered points exited 0:\n{stderr}");
     assert!(stderr.contains("did not deliver every point"), "{stderr}");
 }
+
+const PER_INSTANCE: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 3600
+
+    def run(self):
+        self.report({"M": [{"measurement": "once_probed",
+                            "tags": {"seen_instance": self.instance},
+                            "fields": {"port": self.options["port"]}}]})
+"#;
+
+#[test]
+fn run_once_runs_every_instance_once_with_its_options_and_tags() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", PER_INSTANCE);
+    home.input(
+        "probes",
+        &["probe"],
+        "[[inputs.pythond.instances]]\nname = \"east\"\noptions = { port = 9101 }\n\
+         tags = { site = \"east\" }\n\
+         [[inputs.pythond.instances]]\nname = \"west\"\noptions = { port = 9102 }\n\
+         tags = { site = \"west\" }\n",
+    );
+    let (code, stdout, stderr) = run_once(&home);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let written = home.read("points.ndjson");
+    let mut seen: Vec<(String, String, i64)> = written
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|p| p["measurement"] == "once_probed")
+        .map(|p| {
+            (
+                p["tags"]["site"].as_str().unwrap_or("?").to_string(),
+                p["tags"]["seen_instance"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                p["fields"]["port"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    seen.sort();
+    let expected = |site: &str, port: i64| (site.to_string(), site.to_string(), port);
+    assert_eq!(
+        seen,
+        [expected("east", 9101), expected("west", 9102)],
+        "one point per instance, with its tags and merged options:\n{written}\n{stderr}"
+    );
+}
