@@ -213,6 +213,13 @@ class Garbage(DataKitFramework):
         raise RuntimeError("boom\n" + FORGED + " done")
 "#;
 
+/// The value of one sample (name and labels) in `/metrics`.
+fn metric(base: &str, sample: &str) -> Option<f64> {
+    let text = http::get(&format!("{base}/metrics"), &[]).body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
 #[test]
 fn a_flood_of_bad_frames_is_counted_and_rate_limited_and_no_line_can_be_forged() {
     let home = Home::new();
@@ -237,6 +244,19 @@ fn a_flood_of_bad_frames_is_counted_and_rate_limited_and_no_line_can_be_forged()
     let logged = agent.log_lines(&["bad frame from worker"]).len() as u64;
     let suppressed = status["log_lines_suppressed"].as_u64().unwrap_or(0);
     assert_eq!(logged + suppressed, 100_000, "{status}");
+    // /metrics carries the same counts as the status.
+    let input = r#"{input="garbage"}"#;
+    assert_eq!(
+        metric(&base, &format!("pythond_input_bad_frames_total{input}")),
+        Some(100_000.0)
+    );
+    assert_eq!(
+        metric(
+            &base,
+            &format!("pythond_input_log_lines_suppressed_total{input}")
+        ),
+        Some(suppressed as f64)
+    );
     assert!(
         logged < 20_000,
         "{logged} error lines for 100,000 bad frames"

@@ -105,6 +105,14 @@ fn sink_status(agent: &common::Agent, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no sink {name} in {status}"))
 }
 
+/// The value of one sample (name and labels) in the agent's `/metrics`.
+fn sink_metric(agent: &common::Agent, sample: &str) -> Option<f64> {
+    let addr = common::http::api_addr(agent);
+    let text = common::http::get(&format!("http://{addr}/metrics"), &[]).body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
 #[test]
 fn remote_write_series_are_the_series_victoria_metrics_makes_of_line_protocol() {
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -171,6 +179,16 @@ fn remote_write_series_are_the_series_victoria_metrics_makes_of_line_protocol() 
     assert_eq!(status["skipped_points"], 1, "{status}");
     assert_eq!(status["sent_points"], 201, "{status}");
     assert_eq!(status["buffered_points"], 201, "{status}");
+    // /metrics carries the same counts as the status.
+    let sink = r#"{sink="prw",type="prometheus_remote_write"}"#;
+    assert_eq!(
+        sink_metric(&agent, &format!("pythond_sink_skipped_points_total{sink}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sink_metric(&agent, &format!("pythond_sink_skipped_fields_total{sink}")),
+        status["skipped_fields"].as_f64()
+    );
 }
 
 #[test]

@@ -164,6 +164,20 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             .iter()
             .map(|i| (vec![("input", i.name.as_str())], i.restarts)),
     );
+    w.counter(
+        "pythond_input_bad_frames_total",
+        "Lines on the worker's channel that were not valid frames (each is dropped).",
+        inputs
+            .iter()
+            .map(|i| (vec![("input", i.name.as_str())], i.bad_frames)),
+    );
+    w.counter(
+        "pythond_input_log_lines_suppressed_total",
+        "Worker output lines and bad-frame errors not logged because of the rate limit.",
+        inputs
+            .iter()
+            .map(|i| (vec![("input", i.name.as_str())], i.log_lines_suppressed)),
+    );
     let rss: Vec<(&str, u64)> = inputs
         .iter()
         .filter_map(|i| Some((i.name.as_str(), rss_bytes(i.worker_pid?)?)))
@@ -383,6 +397,16 @@ fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
             "pythond_sink_buffer_corrupt_bytes_total",
             "Bytes of damaged or torn data skipped in the disk buffer.",
             |s| s.corrupt_bytes,
+        ),
+        (
+            "pythond_sink_skipped_points_total",
+            "Points not sent because the sink's backend has no place for them (never buffered).",
+            |s| s.skipped_points,
+        ),
+        (
+            "pythond_sink_skipped_fields_total",
+            "String fields left out of metric points the sink's backend cannot carry.",
+            |s| s.skipped_fields,
         ),
     ] {
         w.counter(name, help, sinks.iter().map(|s| (label(s), value(s))));
