@@ -3,7 +3,8 @@
 //! pipeline can trust.
 //!
 //! Same configuration, same workers, same ingest and sinks (disk buffers included) as
-//! `run`; what differs: each enabled plugin runs exactly once (within its timeout), no
+//! `run`; what differs: each enabled plugin (each (plugin, instance) pair of an
+//! input with instances) runs exactly once (within its timeout), no
 //! restarts, no watcher, no git pulls (the repositories already checked out under
 //! `data_dir` are used), no HTTP API (`transport = "http"` inputs report over the
 //! pipe). After the runs the network sinks get up to `[agent] shutdown_timeout` to
