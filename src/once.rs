@@ -215,25 +215,7 @@ pub async fn run_plugins_once(
                 );
                 break;
             }
-            Err(_) => {
-                let late = Instant::now();
-                for (id, (at, long_running)) in &deadlines {
-                    if *at > late || results.contains_key(id) {
-                        continue;
-                    }
-                    let ran = at.saturating_duration_since(now);
-                    let result = if *long_running {
-                        report.note(format!(
-                            "{id} is long_running and was still running after {ran:?}; stopped"
-                        ));
-                        RunResult::StillRunning
-                    } else {
-                        report.error(format!("{id}: run() did not finish within {ran:?}"), None);
-                        RunResult::TimedOut
-                    };
-                    results.insert(id.clone(), result);
-                }
-            }
+            Err(_) => expire_deadlines(&deadlines, now, &mut results, &mut report),
         }
     }
     for plugin in &hello.plugins {
@@ -258,6 +240,33 @@ const ONCE_INTERVAL: f64 = 365.0 * 24.0 * 3600.0;
 
 /// An input with `instances`: every enabled (plugin, instance) pair runs once on the
 /// worker's pool; results are keyed `plugin@instance`.
+/// Ends every run whose deadline (started at `now`) has passed and that has no result
+/// yet: a `long_running` one as still running (a note), any other as timed out.
+fn expire_deadlines(
+    deadlines: &HashMap<String, (Instant, bool)>,
+    now: Instant,
+    results: &mut HashMap<String, RunResult>,
+    report: &mut OnceReport,
+) {
+    let late = Instant::now();
+    for (key, (at, long_running)) in deadlines {
+        if *at > late || results.contains_key(key) {
+            continue;
+        }
+        let ran = at.saturating_duration_since(now);
+        let result = if *long_running {
+            report.note(format!(
+                "{key} is long_running and was still running after {ran:?}; stopped"
+            ));
+            RunResult::StillRunning
+        } else {
+            report.error(format!("{key}: run() did not finish within {ran:?}"), None);
+            RunResult::TimedOut
+        };
+        results.insert(key.clone(), result);
+    }
+}
+
 async fn run_instances_once(
     session: &mut Session,
     input: &InputConfig,
@@ -365,26 +374,7 @@ async fn run_instances_once(
                     );
                     break;
                 }
-                Err(_) => {
-                    let late = Instant::now();
-                    for (key, (at, is_long)) in &deadlines {
-                        if *at > late || results.contains_key(key) {
-                            continue;
-                        }
-                        let ran = at.saturating_duration_since(now);
-                        let result = if *is_long {
-                            report.note(format!(
-                                "{key} is long_running and was still running after {ran:?}; stopped"
-                            ));
-                            RunResult::StillRunning
-                        } else {
-                            report
-                                .error(format!("{key}: run() did not finish within {ran:?}"), None);
-                            RunResult::TimedOut
-                        };
-                        results.insert(key.clone(), result);
-                    }
-                }
+                Err(_) => expire_deadlines(&deadlines, now, &mut results, report),
             }
         }
     }
