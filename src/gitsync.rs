@@ -24,40 +24,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use git2::build::{CheckoutBuilder, RepoBuilder};
 use git2::{Cred, CredentialType, FetchOptions, RemoteCallbacks, Repository, ResetType};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{GitRepoConfig, GitReposConfig};
 use crate::reload::Trigger;
-use crate::stats::Stats;
+use crate::stats::{GitRepoStatus, Stats};
 
 /// Shortest and longest time one pull may take (the pull interval in between).
 const MIN_PULL_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Shown in place of a secret.
 const REDACTED: &str = "***";
-
-/// What status shows about one repository.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct GitRepoStatus {
-    /// Checkout name (directory under `<data_dir>/gitrepos/`).
-    pub name: String,
-    /// The URL, userinfo redacted.
-    pub url: String,
-    /// The branch followed (the remote's default branch when not configured).
-    pub branch: Option<String>,
-    /// The commit checked out, as a hex id.
-    pub commit: Option<String>,
-    /// When the last pull succeeded, in Unix milliseconds.
-    pub last_pull_unix_ms: Option<u64>,
-    /// Why the last pull failed; `None` after a successful pull.
-    pub last_error: Option<String>,
-    /// Pulls that succeeded since the agent started.
-    pub pulls: u64,
-    /// Pulls that failed since the agent started.
-    pub failures: u64,
-}
 
 /// One enabled repository and where it is checked out.
 #[derive(Clone, Debug)]

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::point::Category;
-use crate::sink::{SinkSnapshot, SinkStats};
+
+mod git_repo;
+mod sink;
+
+pub use git_repo::GitRepoStatus;
+pub use sink::{SinkSnapshot, SinkStats};
 
 /// Every counter of the agent.
 #[derive(Default)]
@@ -22,7 +27,7 @@ pub struct Stats {
     points: PointStats,
     sinks: Mutex<BTreeMap<String, Arc<SinkStats>>>,
     /// One entry per enabled git repository, in precedence order.
-    git_repos: Mutex<Vec<crate::gitsync::GitRepoStatus>>,
+    git_repos: Mutex<Vec<GitRepoStatus>>,
     /// Why the last configuration reload found errors; `None` when it found none.
     reload_error: Mutex<Option<String>>,
     /// When a configuration load last found no error (Unix ms; 0: never).
@@ -71,12 +76,12 @@ impl Stats {
     }
 
     /// Sets the list of git repositories shown in status.
-    pub fn set_git_repos(&self, repos: Vec<crate::gitsync::GitRepoStatus>) {
+    pub fn set_git_repos(&self, repos: Vec<GitRepoStatus>) {
         *lock(&self.git_repos) = repos;
     }
 
     /// Replaces the status of the `index`-th git repository.
-    pub fn update_git_repo(&self, index: usize, status: crate::gitsync::GitRepoStatus) {
+    pub fn update_git_repo(&self, index: usize, status: GitRepoStatus) {
         if let Some(slot) = lock(&self.git_repos).get_mut(index) {
             *slot = status;
         }
@@ -608,7 +613,7 @@ pub struct StatsSnapshot {
     /// Network sinks (datakit, influxdb): queue depth and delivery counters.
     pub sinks: Vec<SinkSnapshot>,
     /// Each git repository: URL (redacted), branch, commit, last pull, last error.
-    pub git_repos: Vec<crate::gitsync::GitRepoStatus>,
+    pub git_repos: Vec<GitRepoStatus>,
     /// The configuration errors found by the last reload (file:line each), if any.
     pub last_reload_error: Option<String>,
     /// When a configuration load (the first one included) last found no error.

@@ -344,7 +344,7 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
 
 /// Per network sink: what waits in its disk buffer and what became of what it held.
 fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
-    use crate::sink::SinkSnapshot;
+    use crate::stats::SinkSnapshot;
     let sinks = &stats.sinks;
     fn label(s: &SinkSnapshot) -> Vec<(&str, &str)> {
         vec![("sink", s.name.as_str()), ("type", s.kind.as_str())]

@@ -56,8 +56,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::state::SinkStats;
 use crate::point::Category;
+use crate::stats::SinkStats;
 use frame::Found;
 /// Largest segment, whatever `max_bytes` says.
 const MAX_SEGMENT_BYTES: u64 = 32 << 20;

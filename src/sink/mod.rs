@@ -20,7 +20,6 @@ pub mod otlp;
 pub mod prometheus_remote_write;
 pub mod protocol;
 pub mod registry;
-pub mod state;
 mod stdout;
 
 use std::path::{Path, PathBuf};
@@ -34,11 +33,11 @@ use crate::config::{OutputFormat, SinkConfig};
 use crate::point::{Category, Point};
 use crate::stats::Stats;
 
+pub use crate::stats::{SinkSnapshot, SinkStats};
 use buffer::{BufferLimits, DiskBuffer, Record};
 use network::Delivery;
 use protocol::{Protocol, Skipped};
 use registry::Built;
-pub use state::{SinkSnapshot, SinkStats};
 
 /// Points accepted together, shared by every sink.
 pub type Batch = Arc<Vec<Point>>;

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{DiskBuffer, ReadBatch};
 use super::protocol::{DeadLetterBody, Protocol, Request, MAX_REQUEST_BYTES};
-use super::state::SinkStats;
 use crate::config::{redact_query, NetworkSinkConfig};
 use crate::point::Category;
+use crate::stats::SinkStats;
 
 /// First retry delay; doubled per failure up to `retry_max_interval`.
 const FIRST_RETRY: Duration = Duration::from_millis(500);

@@ -29,7 +29,7 @@ use proptest::prelude::*;
 use super::frame::{self, Found};
 use super::{list_segments, segment_path, BufferLimits, DiskBuffer, ReadBatch, Record};
 use crate::point::Category;
-use crate::sink::state::SinkStats;
+use crate::stats::SinkStats;
 
 #[derive(Clone, Debug)]
 enum Op {

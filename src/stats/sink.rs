@@ -2,9 +2,10 @@
 //! the oldest queued point) and delivery counters (sent, retried, dropped,
 //! dead-lettered, skipped, last error).
 //!
-//! The buffer and the delivery task write here; [`crate::stats::Stats`] holds one per
-//! sink and copies them into its snapshot. Counters are atomics; the last error sits
-//! behind a short mutex never held across an await.
+//! The buffer and the delivery task (src/sink/) write here; [`crate::stats::Stats`]
+//! holds one per sink and copies them into its snapshot. The type lives with the
+//! stats, not with the sinks, so that the stats depend on no sink code. Counters are
+//! atomics; the last error sits behind a short mutex never held across an await.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
