@@ -1,23 +1,33 @@
 //! What every input, plugin and point counter currently says.
 //!
 //! Supervisors and the ingest path write here; `check` reads it for its exit code, and
-//! the status and metrics endpoints render it. Counters are atomics so the hot path
-//! never waits; the few non-counter fields (states, last errors) sit behind short
-//! mutexes that are never held across an await.
+//! the status and metrics endpoints render it. Input and point counters are atomics;
+//! a plugin's or instance's entry is plain values under one lock (src/stats/plugin.rs);
+//! the few other fields (states, last errors) sit behind short mutexes. No lock is
+//! held across an await.
+//!
+//! A snapshot copies only what its [`Selection`] asks for: status with its default
+//! filter at 10,000 instances copies the few entries with problems and counts the rest
+//! ([`InstancesSummary`]); `/metrics` sums instances per plugin as it reads them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::point::Category;
 
 mod git_repo;
+mod histogram;
+mod plugin;
 mod sink;
 
 pub use git_repo::GitRepoStatus;
+use histogram::{Histogram, LATENESS_SLOTS};
+pub use histogram::{HistogramSnapshot, LATENESS_SECONDS_BUCKETS, RUN_SECONDS_BUCKETS};
+pub use plugin::{InstancesSummary, PluginSnapshot, PluginState, PluginStats};
 pub use sink::{SinkSnapshot, SinkStats};
 
 /// Every counter of the agent.
@@ -97,8 +107,21 @@ impl Stats {
         *lock(&self.reload_error) = error;
     }
 
+    /// Every counter, every entry of every input.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let inputs = lock(&self.inputs).values().map(|i| i.snapshot()).collect();
+        self.snapshot_with(&Everything)
+    }
+
+    /// The counters, with the inputs and entries `selection` asks for: what is not
+    /// selected is never copied, so a status of a few problem instances among 10,000
+    /// costs a few entries, not 10,000 (docs/HTTP.md, `/v1/status`).
+    pub fn snapshot_with(&self, selection: &dyn Selection) -> StatsSnapshot {
+        let inputs: Vec<Arc<InputStats>> = lock(&self.inputs)
+            .iter()
+            .filter(|(name, _)| selection.input(name))
+            .map(|(_, input)| input.clone())
+            .collect();
+        let inputs = inputs.iter().map(|i| i.snapshot(selection)).collect();
         StatsSnapshot {
             inputs,
             points: self.points.snapshot(),
@@ -112,6 +135,33 @@ impl Stats {
         }
     }
 }
+
+/// What a snapshot carries of each input and its entries (plugins, and instances
+/// `<plugin id>@<instance>`). The status filters (src/status_filter.rs) and `/metrics`
+/// (src/http/metrics.rs) each are one.
+pub trait Selection {
+    /// Whether input `name` is in the snapshot.
+    fn input(&self, _name: &str) -> bool {
+        true
+    }
+
+    /// Whether entry `id` (a plugin id or an instance key) of a selected input is
+    /// listed. Not asked for instance entries that are summed.
+    fn entry(&self, _id: &str, _stats: &PluginStats) -> bool {
+        true
+    }
+
+    /// Whether an input's instance entries are summed into one entry per plugin;
+    /// `instance_metrics` is the input's key of that name.
+    fn sum_instances(&self, _instance_metrics: bool) -> bool {
+        false
+    }
+}
+
+/// Every input and entry, as is.
+pub struct Everything;
+
+impl Selection for Everything {}
 
 /// Point counters by category and by fix/rejection reason.
 #[derive(Default)]
@@ -201,8 +251,9 @@ pub struct InputStats {
     last_error: Mutex<Option<String>>,
     load_errors: Mutex<Vec<String>>,
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
-    /// Pooled inputs: how late runs started (due time to actual start).
-    lateness: Histogram,
+    /// Pooled inputs: how late runs started (due time to actual start). Per input
+    /// only, never per instance.
+    lateness: Mutex<Histogram<LATENESS_SLOTS>>,
     instance_metrics: std::sync::atomic::AtomicBool,
 }
 
@@ -219,7 +270,7 @@ impl InputStats {
             last_error: Mutex::new(None),
             load_errors: Mutex::new(Vec::new()),
             plugins: Mutex::new(BTreeMap::new()),
-            lateness: Histogram::with_bounds(&LATENESS_SECONDS_BUCKETS),
+            lateness: Mutex::default(),
             instance_metrics: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -268,12 +319,14 @@ impl InputStats {
         lock(&self.load_errors).clone()
     }
 
-    /// The stats of plugin `id`, created on first use.
+    /// The stats of plugin `id`, created on first use (the key is copied only then:
+    /// this runs for every pooled run and every report).
     pub fn plugin(&self, id: &str) -> Arc<PluginStats> {
-        lock(&self.plugins)
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(PluginStats::default()))
-            .clone()
+        let mut plugins = lock(&self.plugins);
+        if let Some(stats) = plugins.get(id) {
+            return stats.clone();
+        }
+        plugins.entry(id.to_string()).or_default().clone()
     }
 
     /// The stats of plugin `id` if it exists (never creates one).
@@ -298,17 +351,42 @@ impl InputStats {
 
     /// Records how late a pooled run started.
     pub fn observe_lateness(&self, late: Duration) {
-        self.lateness.observe(late);
+        lock(&self.lateness).observe(&LATENESS_SECONDS_BUCKETS, late);
     }
 
-    pub fn plugins(&self) -> Vec<(String, Arc<PluginStats>)> {
-        lock(&self.plugins)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    fn snapshot(&self) -> InputSnapshot {
+    fn snapshot(&self, selection: &dyn Selection) -> InputSnapshot {
+        let lateness_seconds = lock(&self.lateness).snapshot(&LATENESS_SECONDS_BUCKETS);
+        let instance_metrics = self.instance_metrics.load(Ordering::Relaxed);
+        let sum = selection.sum_instances(instance_metrics);
+        let mut plugins: Vec<PluginSnapshot> = Vec::new();
+        let mut summary = InstancesSummary::default();
+        // Where each plugin's sum of instances is in `plugins`.
+        let mut sums: HashMap<&str, usize> = HashMap::new();
+        let entries = lock(&self.plugins);
+        for (id, stats) in entries.iter() {
+            let Some((plugin, _)) = id.split_once('@') else {
+                if selection.entry(id, stats) {
+                    plugins.push(stats.snapshot(id.clone()));
+                }
+                continue;
+            };
+            stats.count_into(&mut summary);
+            if !sum {
+                if selection.entry(id, stats) {
+                    plugins.push(stats.snapshot(id.clone()));
+                }
+            } else if let Some(&at) = sums.get(plugin) {
+                stats.add_into(&mut plugins[at]);
+            } else {
+                sums.insert(plugin, plugins.len());
+                plugins.push(stats.start_sum(plugin));
+            }
+        }
+        drop(entries);
+        let instances_summary = (summary.instances > 0).then(|| InstancesSummary {
+            lateness_p99_seconds: lateness_seconds.quantile_bound(0.99),
+            ..summary
+        });
         InputSnapshot {
             name: self.name.clone(),
             state: self.state(),
@@ -322,286 +400,11 @@ impl InputStats {
             log_lines_suppressed: self.log_lines_suppressed.load(Ordering::Relaxed),
             last_error: lock(&self.last_error).clone(),
             load_errors: self.load_errors(),
-            plugins: self
-                .plugins()
-                .into_iter()
-                .map(|(id, p)| p.snapshot(id))
-                .collect(),
-            lateness_seconds: self.lateness.snapshot(),
-            instance_metrics: self.instance_metrics.load(Ordering::Relaxed),
+            plugins,
+            lateness_seconds,
+            instance_metrics,
+            instances_summary,
         }
-    }
-}
-
-/// What a plugin is doing now.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginState {
-    /// Waiting for its next scheduled run.
-    #[default]
-    Idle,
-    Running,
-    /// Hung too often in a row; not run until the cool-off ends.
-    Quarantined,
-    /// Turned off by `enabled = false` in its `[inputs.pythond.plugins.<name>]`.
-    Disabled,
-}
-
-/// Counters and state of one plugin (one collector class).
-#[derive(Default)]
-pub struct PluginStats {
-    runs: AtomicU64,
-    failures: AtomicU64,
-    timeouts: AtomicU64,
-    skipped: AtomicU64,
-    quarantines: AtomicU64,
-    points: [AtomicU64; 6],
-    fixed: AtomicU64,
-    rejected: AtomicU64,
-    state: Mutex<PluginState>,
-    /// Whether the most recent run failed or timed out (cleared by a success).
-    failing: std::sync::atomic::AtomicBool,
-    /// The collector kind from the worker's hello (`datakit`, `zenpython`, ...).
-    kind: Mutex<String>,
-    last_success: Mutex<Option<SystemTime>>,
-    last_error: Mutex<Option<String>>,
-    /// When the run in flight started; its end feeds `durations`.
-    run_start: Mutex<Option<Instant>>,
-    durations: Histogram,
-}
-
-impl PluginStats {
-    pub fn run_started(&self) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.run_start) = Some(Instant::now());
-        self.set_state(PluginState::Running);
-    }
-
-    /// Records how long the run in flight took (once per run).
-    fn run_ended(&self) {
-        if let Some(started) = lock(&self.run_start).take() {
-            self.durations.observe(started.elapsed());
-        }
-    }
-
-    pub fn run_succeeded(&self) {
-        self.run_ended();
-        self.failing.store(false, Ordering::Relaxed);
-        *lock(&self.last_success) = Some(SystemTime::now());
-        self.set_state(PluginState::Idle);
-    }
-
-    pub fn run_failed(&self, error: String) {
-        self.run_ended();
-        self.failing.store(true, Ordering::Relaxed);
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.last_error) = Some(error);
-        self.set_state(PluginState::Idle);
-    }
-
-    /// A finished run reported afterwards (pooled inputs: the worker ran it on its own
-    /// schedule and says how long it took). `error` is `None` for a success.
-    pub fn run_finished(&self, took: Duration, error: Option<String>) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        self.durations.observe(took);
-        self.failing.store(error.is_some(), Ordering::Relaxed);
-        match error {
-            None => *lock(&self.last_success) = Some(SystemTime::now()),
-            Some(error) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                *lock(&self.last_error) = Some(error);
-            }
-        }
-        let mut state = lock(&self.state);
-        if *state != PluginState::Disabled {
-            *state = PluginState::Idle;
-        }
-    }
-
-    pub fn timed_out(&self, error: String) {
-        self.run_ended();
-        self.failing.store(true, Ordering::Relaxed);
-        self.timeouts.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.last_error) = Some(error);
-        self.set_state(PluginState::Idle);
-    }
-
-    /// Counts a run whose outcome is recorded separately (a pooled run that timed out).
-    pub fn add_run(&self) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn quarantined(&self) {
-        self.quarantines.fetch_add(1, Ordering::Relaxed);
-        self.set_state(PluginState::Quarantined);
-    }
-
-    pub fn add_skipped(&self, n: u64) {
-        self.skipped.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn add_points(&self, category: Category, n: u64) {
-        self.points[category_index(category)].fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn add_fixed(&self) {
-        self.fixed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn add_rejected(&self) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn set_last_error(&self, error: String) {
-        *lock(&self.last_error) = Some(error);
-    }
-
-    pub fn set_state(&self, state: PluginState) {
-        *lock(&self.state) = state;
-    }
-
-    pub fn set_kind(&self, kind: &str) {
-        kind.clone_into(&mut lock(&self.kind));
-    }
-
-    pub fn state(&self) -> PluginState {
-        lock(&self.state).clone()
-    }
-
-    pub fn runs(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
-    }
-
-    pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
-    }
-
-    pub fn timeouts(&self) -> u64 {
-        self.timeouts.load(Ordering::Relaxed)
-    }
-
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-
-    fn snapshot(&self, id: String) -> PluginSnapshot {
-        PluginSnapshot {
-            id,
-            kind: Some(lock(&self.kind).clone()).filter(|k| !k.is_empty()),
-            state: self.state(),
-            failing: self.failing.load(Ordering::Relaxed),
-            runs: self.runs(),
-            failures: self.failures(),
-            timeouts: self.timeouts(),
-            skipped: self.skipped.load(Ordering::Relaxed),
-            quarantines: self.quarantines.load(Ordering::Relaxed),
-            last_success_unix_ms: lock(&self.last_success).and_then(|t| {
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_millis() as u64)
-            }),
-            last_error: lock(&self.last_error).clone(),
-            points: Category::ALL
-                .iter()
-                .map(|c| {
-                    (
-                        c.name(),
-                        self.points[category_index(*c)].load(Ordering::Relaxed),
-                    )
-                })
-                .collect(),
-            fixed: self.fixed.load(Ordering::Relaxed),
-            rejected: self.rejected(),
-            run_seconds: self.durations.snapshot(),
-            quarantined_instances: None,
-        }
-    }
-}
-
-/// Upper bounds (seconds) of the run-duration histogram buckets.
-pub const RUN_SECONDS_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
-/// Upper bounds (seconds) of the lateness histogram: how long after its due time a
-/// run started (docs/OPERATIONS.md, "Lateness").
-pub const LATENESS_SECONDS_BUCKETS: [f64; 15] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
-];
-
-/// A fixed-bucket histogram of durations (Prometheus style, lock-free).
-struct Histogram {
-    bounds: &'static [f64],
-    /// Per-bucket counts (not cumulative); the last slot is above every bound.
-    buckets: Box<[AtomicU64]>,
-    sum_micros: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Self::with_bounds(&RUN_SECONDS_BUCKETS)
-    }
-}
-
-impl Histogram {
-    fn with_bounds(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let slot = self
-            .bounds
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(self.bounds.len());
-        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(self.bounds.len());
-        for (bound, count) in self.bounds.iter().zip(self.buckets.iter()) {
-            cumulative += count.load(Ordering::Relaxed);
-            buckets.push((*bound, cumulative));
-        }
-        let count = cumulative + self.buckets[self.bounds.len()].load(Ordering::Relaxed);
-        HistogramSnapshot {
-            buckets,
-            count,
-            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        }
-    }
-}
-
-/// A histogram's cumulative buckets `(upper bound, count <= bound)`, total count and sum.
-#[derive(Clone, Debug, Serialize)]
-pub struct HistogramSnapshot {
-    pub buckets: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum: f64,
-}
-
-impl HistogramSnapshot {
-    /// The upper bound of the bucket holding quantile `q` (0..=1): "p99 ≤ this". `None`
-    /// without observations, `f64::INFINITY` when it lies above every bound.
-    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
-        Some(
-            self.buckets
-                .iter()
-                .find(|(_, count)| *count >= rank)
-                .map_or(f64::INFINITY, |(bound, _)| *bound),
-        )
     }
 }
 
@@ -639,81 +442,10 @@ pub struct InputSnapshot {
     pub lateness_seconds: HistogramSnapshot,
     /// `/metrics` carries one series per instance (input key `instance_metrics`).
     pub instance_metrics: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct PluginSnapshot {
-    pub id: String,
-    /// `datakit`, `syslogng_fetcher`, `syslogng_source` or `zenpython`; null until the
-    /// worker's hello named it.
-    pub kind: Option<String>,
-    pub state: PluginState,
-    /// The most recent run failed or timed out.
-    pub failing: bool,
-    pub runs: u64,
-    pub failures: u64,
-    pub timeouts: u64,
-    pub skipped: u64,
-    pub quarantines: u64,
-    pub last_success_unix_ms: Option<u64>,
-    pub last_error: Option<String>,
-    pub points: BTreeMap<&'static str, u64>,
-    pub fixed: u64,
-    pub rejected: u64,
-    /// How long finished runs took (successes, failures and timeouts).
-    pub run_seconds: HistogramSnapshot,
-    /// Set on entries that sum a plugin's instances ([`per_plugin`]): how many are
-    /// quarantined. Never serialized.
-    #[serde(skip)]
-    pub quarantined_instances: Option<u64>,
-}
-
-/// One entry per plugin: instance entries (`<plugin id>@<instance>`) summed into their
-/// plugin's (counters and histograms added, the latest success kept, the quarantined
-/// ones counted); other entries copied. For `/metrics` at thousands of instances.
-pub fn per_plugin(plugins: &[PluginSnapshot]) -> Vec<PluginSnapshot> {
-    let mut out: Vec<PluginSnapshot> = Vec::new();
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for p in plugins {
-        let Some((plugin, _)) = p.id.split_once('@') else {
-            out.push(p.clone());
-            continue;
-        };
-        let quarantined = u64::from(p.state == PluginState::Quarantined);
-        let Some(&at) = index.get(plugin) else {
-            index.insert(plugin, out.len());
-            let mut first = p.clone();
-            first.id = plugin.to_string();
-            first.quarantined_instances = Some(quarantined);
-            out.push(first);
-            continue;
-        };
-        let sum = &mut out[at];
-        sum.runs += p.runs;
-        sum.failures += p.failures;
-        sum.timeouts += p.timeouts;
-        sum.skipped += p.skipped;
-        sum.quarantines += p.quarantines;
-        sum.fixed += p.fixed;
-        sum.rejected += p.rejected;
-        sum.failing |= p.failing;
-        sum.last_success_unix_ms = sum.last_success_unix_ms.max(p.last_success_unix_ms);
-        for (category, n) in &p.points {
-            *sum.points.entry(category).or_default() += n;
-        }
-        for (bucket, (_, n)) in sum
-            .run_seconds
-            .buckets
-            .iter_mut()
-            .zip(&p.run_seconds.buckets)
-        {
-            bucket.1 += n;
-        }
-        sum.run_seconds.count += p.run_seconds.count;
-        sum.run_seconds.sum += p.run_seconds.sum;
-        sum.quarantined_instances = Some(sum.quarantined_instances.unwrap_or(0) + quarantined);
-    }
-    out
+    /// Inputs with instances: how many there are and how many have problems (whether
+    /// or not their entries are listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances_summary: Option<InstancesSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -750,4 +482,55 @@ fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Summed;
+
+    impl Selection for Summed {
+        fn sum_instances(&self, instance_metrics: bool) -> bool {
+            !instance_metrics
+        }
+    }
+
+    #[test]
+    fn a_snapshot_that_sums_instances_has_one_entry_per_plugin() {
+        let stats = Stats::new();
+        let input = stats.input("probes");
+        input.plugin("m.Plain").run_succeeded();
+        for (key, ms) in [("p.P@a", 3), ("p.P@b", 40), ("q.Q@a", 3)] {
+            input
+                .plugin(key)
+                .run_finished(Duration::from_millis(ms), None);
+            input.plugin(key).add_points(Category::Metric, 2);
+        }
+        input.plugin("p.P@b").timed_out("hung".into());
+        input.plugin("p.P@b").quarantined();
+
+        let snapshot = stats.snapshot_with(&Summed);
+        let plugins = &snapshot.inputs[0].plugins;
+        let ids: Vec<&str> = plugins.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["m.Plain", "p.P", "q.Q"]);
+        let p = &plugins[1];
+        assert_eq!((p.runs, p.timeouts, p.points["metric"]), (2, 1, 4));
+        assert_eq!(p.quarantined_instances, Some(1));
+        assert!(p.failing);
+        assert_eq!(p.run_seconds.count, 2);
+        assert_eq!(p.run_seconds.buckets[0], (0.005, 1));
+        assert_eq!(plugins[2].quarantined_instances, Some(0));
+        assert_eq!(
+            snapshot.inputs[0]
+                .instances_summary
+                .as_ref()
+                .map(|s| s.instances),
+            Some(3)
+        );
+
+        input.set_instance_metrics(true);
+        let one_by_one = stats.snapshot_with(&Summed);
+        assert_eq!(one_by_one.inputs[0].plugins.len(), 4, "instance_metrics");
+    }
 }

@@ -1,15 +1,16 @@
-//! Status that stays readable at 10,000 instances: per-input instance summaries and
-//! the filters `--input`, `--plugin`, `--all` of `pythond status` (and the same query
-//! parameters of `GET /v1/status`, docs/HTTP.md).
+//! Status that stays readable at 10,000 instances: the filters `--input`, `--plugin`,
+//! `--all` of `pythond status`, which the CLI sends as the query parameters of
+//! `GET /v1/status` (docs/HTTP.md).
 //!
-//! Works on the status JSON itself, so the agent (serving `/v1/status`) and the CLI
-//! (rendering it) apply the very same rules: an input with instances gets an
-//! `instances_summary` (how many instances, failing, quarantined, disabled, and the
-//! p99 of its lateness), and its instance entries (`<plugin id>@<instance>`) are listed
-//! only when something is wrong with them, unless `all` is asked for. Entries of
-//! inputs without instances are always listed, as before.
+//! The agent applies them while it takes the stats snapshot ([`crate::stats::Selection`]),
+//! so what is not shown is never copied: an input's instance entries
+//! (`<plugin id>@<instance>`) are listed only when something is wrong with them
+//! (failing or quarantined), unless `all` is asked for, and every input with instances
+//! carries an `instances_summary` of all of them (how many, failing, quarantined,
+//! disabled, the p99 of its lateness). Entries of inputs without instances are always
+//! listed, as before.
 
-use serde_json::{json, Value};
+use crate::stats::{PluginStats, Selection};
 
 /// Which inputs and plugins to show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,65 +82,16 @@ fn plugin_of(id: &str) -> &str {
     id.split_once('@').map_or(id, |(plugin, _)| plugin)
 }
 
-fn is_instance(entry: &Value) -> bool {
-    entry["id"].as_str().is_some_and(|id| id.contains('@'))
-}
-
-fn has_problem(entry: &Value) -> bool {
-    entry["failing"].as_bool().unwrap_or(false) || entry["state"] == "quarantined"
-}
-
-/// Adds instance summaries and applies `filter` to a `/v1/status` document.
-pub fn apply(status: &mut Value, filter: &StatusFilter) {
-    let Some(inputs) = status.get_mut("inputs").and_then(Value::as_array_mut) else {
-        return;
-    };
-    inputs.retain(|input| filter.input_matches(input["name"].as_str().unwrap_or("")));
-    for input in inputs {
-        let p99 = lateness_quantile(&input["lateness_seconds"], 0.99);
-        let Some(plugins) = input.get_mut("plugins").and_then(Value::as_array_mut) else {
-            continue;
-        };
-        let instances: Vec<&Value> = plugins.iter().filter(|p| is_instance(p)).collect();
-        let summary = (!instances.is_empty()).then(|| {
-            let count = |f: &dyn Fn(&Value) -> bool| instances.iter().filter(|p| f(p)).count();
-            json!({
-                "instances": instances.len(),
-                "failing": count(&|p| p["failing"].as_bool().unwrap_or(false)),
-                "quarantined": count(&|p| p["state"] == "quarantined"),
-                "disabled": count(&|p| p["state"] == "disabled"),
-                "lateness_p99_seconds": p99,
-            })
-        });
-        plugins.retain(|p| {
-            let id = p["id"].as_str().unwrap_or("");
-            filter.plugin_matches(id)
-                && (!is_instance(p)
-                    || filter.all
-                    || filter.plugin.as_deref() == Some(id)
-                    || has_problem(p))
-        });
-        if let (Some(summary), Some(object)) = (summary, input.as_object_mut()) {
-            object.insert("instances_summary".into(), summary);
-        }
+impl Selection for StatusFilter {
+    fn input(&self, name: &str) -> bool {
+        self.input_matches(name)
     }
-}
 
-/// The upper bound of the histogram bucket holding quantile `q` of a serialized
-/// histogram (`{"buckets": [[bound, cumulative], ...], "count": n}`); `null` if empty,
-/// `"+Inf"` above the last bound.
-fn lateness_quantile(histogram: &Value, q: f64) -> Value {
-    let count = histogram["count"].as_u64().unwrap_or(0);
-    if count == 0 {
-        return Value::Null;
+    fn entry(&self, id: &str, stats: &PluginStats) -> bool {
+        let instance = id.contains('@');
+        self.plugin_matches(id)
+            && (!instance || self.all || self.plugin.as_deref() == Some(id) || stats.has_problem())
     }
-    let rank = (q * count as f64).ceil().max(1.0) as u64;
-    histogram["buckets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|bucket| bucket[1].as_u64().unwrap_or(0) >= rank)
-        .map_or(json!("+Inf"), |bucket| bucket[0].clone())
 }
 
 fn percent_encode(text: &str) -> String {
@@ -156,60 +108,83 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::{PluginState, Stats};
+    use std::time::Duration;
 
-    fn status() -> Value {
-        json!({"inputs": [
-            {"name": "probes", "lateness_seconds": {"buckets": [[0.001, 90], [0.05, 99], [0.1, 100]], "count": 100},
-             "plugins": [
-                {"id": "p.Probe@a", "state": "idle", "failing": false},
-                {"id": "p.Probe@b", "state": "idle", "failing": true},
-                {"id": "p.Probe@c", "state": "quarantined", "failing": true},
-                {"id": "p.Probe@d", "state": "disabled", "failing": false},
-                {"id": "q.Other@a", "state": "idle", "failing": false}]},
-            {"name": "plain", "lateness_seconds": {"buckets": [], "count": 0},
-             "plugins": [{"id": "m.Plain", "state": "idle", "failing": false}]},
-            {"name": "plain/m.Iso", "plugins": []}
-        ]})
+    /// Input `probes` with instances a (fine), b (failing), c (quarantined), d
+    /// (disabled) of `p.Probe` and a of `q.Other`; input `plain` without instances, and
+    /// `plain/m.Iso`, a worker of its own.
+    fn stats() -> std::sync::Arc<Stats> {
+        let stats = Stats::new();
+        let probes = stats.input("probes");
+        for key in [
+            "p.Probe@a",
+            "p.Probe@b",
+            "p.Probe@c",
+            "p.Probe@d",
+            "q.Other@a",
+        ] {
+            probes
+                .plugin(key)
+                .run_finished(Duration::from_millis(1), None);
+        }
+        probes
+            .plugin("p.Probe@b")
+            .run_finished(Duration::from_millis(1), Some("boom".into()));
+        probes.plugin("p.Probe@c").timed_out("hung".into());
+        probes.plugin("p.Probe@c").quarantined();
+        probes.plugin("p.Probe@d").set_state(PluginState::Disabled);
+        for i in 0..100 {
+            let late = if i < 90 { 1 } else { 40 };
+            probes.observe_lateness(Duration::from_millis(late));
+        }
+        stats.input("plain").plugin("m.Plain").run_succeeded();
+        stats.input("plain/m.Iso");
+        stats
     }
 
-    fn ids(status: &Value, input: usize) -> Vec<String> {
-        status["inputs"][input]["plugins"]
+    fn status(filter: &StatusFilter) -> serde_json::Value {
+        serde_json::to_value(stats().snapshot_with(filter)).expect("serializes")
+    }
+
+    fn input<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+        status["inputs"]
             .as_array()
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| p["id"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .and_then(|inputs| inputs.iter().find(|i| i["name"] == name))
+            .unwrap_or(&serde_json::Value::Null)
+    }
+
+    fn ids(status: &serde_json::Value, name: &str) -> Vec<String> {
+        input(status, name)["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["id"].as_str().unwrap_or("").to_string())
+            .collect()
     }
 
     #[test]
     fn by_default_only_instances_with_problems_are_listed_under_a_summary() {
-        let mut s = status();
-        apply(&mut s, &StatusFilter::default());
-        assert_eq!(ids(&s, 0), ["p.Probe@b", "p.Probe@c"]);
+        let s = status(&StatusFilter::default());
+        assert_eq!(ids(&s, "probes"), ["p.Probe@b", "p.Probe@c"]);
         assert_eq!(
-            ids(&s, 1),
+            ids(&s, "plain"),
             ["m.Plain"],
             "inputs without instances are unchanged"
         );
         assert_eq!(
-            s["inputs"][0]["instances_summary"],
-            json!({"instances": 5, "failing": 2, "quarantined": 1, "disabled": 1, "lateness_p99_seconds": 0.05})
+            input(&s, "probes")["instances_summary"],
+            serde_json::json!({"instances": 5, "failing": 2, "quarantined": 1, "disabled": 1, "lateness_p99_seconds": 0.05})
         );
-        assert!(s["inputs"][1].get("instances_summary").is_none());
+        assert!(input(&s, "plain").get("instances_summary").is_none());
     }
 
     #[test]
     fn input_plugin_and_all_filters() {
-        let mut s = status();
-        apply(
-            &mut s,
-            &StatusFilter {
-                input: Some("plain".into()),
-                ..Default::default()
-            },
-        );
+        let s = status(&StatusFilter {
+            input: Some("plain".into()),
+            ..Default::default()
+        });
         let names: Vec<&str> = s["inputs"]
             .as_array()
             .expect("inputs")
@@ -218,31 +193,23 @@ mod tests {
             .collect();
         assert_eq!(names, ["plain", "plain/m.Iso"]);
 
-        let mut s = status();
-        apply(
-            &mut s,
-            &StatusFilter {
-                plugin: Some("p.Probe".into()),
-                all: true,
-                ..Default::default()
-            },
-        );
+        let s = status(&StatusFilter {
+            plugin: Some("p.Probe".into()),
+            all: true,
+            ..Default::default()
+        });
         assert_eq!(
-            ids(&s, 0),
+            ids(&s, "probes"),
             ["p.Probe@a", "p.Probe@b", "p.Probe@c", "p.Probe@d"]
         );
-        assert!(ids(&s, 1).is_empty());
+        assert!(ids(&s, "plain").is_empty());
 
-        let mut s = status();
-        apply(
-            &mut s,
-            &StatusFilter {
-                plugin: Some("p.Probe@a".into()),
-                ..Default::default()
-            },
-        );
+        let s = status(&StatusFilter {
+            plugin: Some("p.Probe@a".into()),
+            ..Default::default()
+        });
         assert_eq!(
-            ids(&s, 0),
+            ids(&s, "probes"),
             ["p.Probe@a"],
             "one instance asked for by its key is shown"
         );

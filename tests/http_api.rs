@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::http::{
-    api_addr, api_base, get, gzip, peak_rss_bytes, post, post_json, post_stream, Filler,
+    api_addr, api_base, get, gzip, parsed_metrics, peak_rss_bytes, post, post_json, post_stream,
+    Filler,
 };
 use common::{hostname, run_to_end, Home};
 use serde_json::json;
@@ -412,35 +413,6 @@ class Broken(DataKitFramework):
     def run(self):
         raise RuntimeError("always fails")
 "#;
-
-/// Samples of `/metrics` as parsed by prometheus_client's parser.
-fn parsed_metrics(base: &str) -> Vec<serde_json::Value> {
-    let text = get(&format!("{base}/metrics"), &[]).body;
-    let mut child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/parse_metrics.py"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed the parser");
-    let out = child.wait_with_output().expect("parser output");
-    assert!(
-        out.status.success(),
-        "prometheus_client could not parse /metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    common::parse_points(&String::from_utf8_lossy(&out.stdout))
-}
 
 fn sample<'a>(
     samples: &'a [serde_json::Value],

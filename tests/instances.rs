@@ -372,3 +372,104 @@ fn a_reload_that_changes_instances_touches_only_those_inside_the_running_worker(
         "only b was re-initialised"
     );
 }
+
+/// Fails every run of the instances named `bad…`; the others report one point.
+const FLAKY: &str = r#"
+from datakit_framework import DataKitFramework
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 3600
+
+    def run(self):
+        if self.instance.startswith("bad"):
+            raise RuntimeError("target unreachable")
+        self.report({"M": [{"measurement": "probe", "tags": {"instance": self.instance},
+                            "fields": {"ok": 1}}]})
+"#;
+
+#[test]
+fn at_two_thousand_instances_status_lists_the_failing_ones_and_metrics_stay_per_plugin() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", FLAKY);
+    let mut conf = String::from("interval = \"3s\"\ninstances = [\n");
+    for i in 0..2000 {
+        let name = match i {
+            7 | 1000 | 1999 => format!("bad{i}"),
+            _ => format!("ok{i}"),
+        };
+        conf.push_str(&format!("  {{ name = \"{name}\" }},\n"));
+    }
+    conf.push_str("]\n");
+    home.input("many", &["probe"], &conf);
+    let agent = home.start();
+
+    // Default filters: only the three failing instances are listed, and the summary
+    // counts all 2,000.
+    let failing = [
+        "probe.Probe@bad1000",
+        "probe.Probe@bad1999",
+        "probe.Probe@bad7",
+    ];
+    let mut default = serde_json::Value::Null;
+    let listed_them = wait_until(DEADLINE, || {
+        default = status_with(&agent, "");
+        let listed: Vec<&str> = default["inputs"][0]["plugins"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["id"].as_str()).collect())
+            .unwrap_or_default();
+        listed == failing
+    });
+    assert!(listed_them, "{default:#}");
+    let summary = &default["inputs"][0]["instances_summary"];
+    assert_eq!(summary["instances"], 2000, "{summary}");
+    assert_eq!(summary["failing"], 3, "{summary}");
+    assert_eq!(summary["quarantined"], 0, "{summary}");
+    assert_eq!(summary["disabled"], 0, "{summary}");
+    let bad = entry(&default, "probe.Probe@bad7");
+    assert!(
+        bad["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("RuntimeError: target unreachable")),
+        "{bad}"
+    );
+    assert_eq!(
+        status(&agent)["inputs"][0]["plugins"]
+            .as_array()
+            .map(Vec::len),
+        Some(2000),
+        "`all` lists every instance"
+    );
+
+    // /metrics: per-input and per-plugin series only, however many instances.
+    let base = api_base(&agent);
+    let mut samples = Vec::new();
+    assert!(
+        wait_until(DEADLINE, || {
+            samples = common::http::parsed_metrics(&base);
+            samples.iter().any(|s| {
+                s["name"] == "pythond_plugin_runs_total" && s["value"].as_f64() >= Some(2000.0)
+            })
+        }),
+        "every instance ran once: {samples:?}"
+    );
+    let per_instance: Vec<&serde_json::Value> = samples
+        .iter()
+        .filter(|s| {
+            s["labels"]["plugin"]
+                .as_str()
+                .is_some_and(|p| p.contains('@'))
+        })
+        .collect();
+    assert!(per_instance.is_empty(), "{per_instance:?}");
+    let plugins: BTreeSet<&str> = samples
+        .iter()
+        .filter_map(|s| s["labels"]["plugin"].as_str())
+        .collect();
+    assert_eq!(plugins, BTreeSet::from(["probe.Probe"]));
+    assert!(
+        samples.len() < 300,
+        "{} samples for 2,000 instances: not bounded by the plugins",
+        samples.len()
+    );
+}

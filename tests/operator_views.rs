@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::http::{api_addr, api_base, get};
+use common::http::{api_addr, api_base, get, parsed_metrics};
 use common::{wait_until, Home, DEADLINE};
 
 const TWO_INPUTS: &str = r#"
@@ -238,35 +238,6 @@ fn status_says_plainly_when_the_address_is_not_a_pythond() {
         !stderr.contains("<html") && !stderr.contains("<!DOCTYPE"),
         "{stderr}"
     );
-}
-
-/// Samples of `/metrics` as parsed by prometheus_client's parser.
-fn parsed_metrics(base: &str) -> Vec<serde_json::Value> {
-    let text = get(&format!("{base}/metrics"), &[]).body;
-    let mut child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/parse_metrics.py"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("feed the parser");
-    let out = child.wait_with_output().expect("parser output");
-    assert!(
-        out.status.success(),
-        "prometheus_client could not parse /metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    common::parse_points(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn value(samples: &[serde_json::Value], name: &str) -> Option<f64> {

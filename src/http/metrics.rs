@@ -138,7 +138,17 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The whole exposition.
+/// What `/metrics` reads of the stats: every input; an input's instances summed into
+/// one entry per plugin unless it sets `instance_metrics` (docs/HTTP.md).
+pub struct MetricsView;
+
+impl crate::stats::Selection for MetricsView {
+    fn sum_instances(&self, instance_metrics: bool) -> bool {
+        !instance_metrics
+    }
+}
+
+/// The whole exposition, of a snapshot taken with [`MetricsView`].
 pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
     let mut w = PromWriter::default();
     w.gauge(
@@ -190,21 +200,10 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
     );
 
     // Inputs with instances: one series per plugin, not per instance, unless the input
-    // asks for `instance_metrics` (docs/HTTP.md).
-    let aggregated: Vec<(&str, Vec<crate::stats::PluginSnapshot>)> = inputs
-        .iter()
-        .filter(|i| !i.instance_metrics)
-        .map(|i| (i.name.as_str(), crate::stats::per_plugin(&i.plugins)))
-        .collect();
+    // asks for `instance_metrics` (docs/HTTP.md): the snapshot ([`MetricsView`]) summed them.
     let plugins: Vec<(&str, &crate::stats::PluginSnapshot)> = inputs
         .iter()
-        .filter(|i| i.instance_metrics)
         .flat_map(|i| i.plugins.iter().map(move |p| (i.name.as_str(), p)))
-        .chain(
-            aggregated
-                .iter()
-                .flat_map(|(input, ps)| ps.iter().map(move |p| (*input, p))),
-        )
         .collect();
     let per_plugin = |f: fn(&crate::stats::PluginSnapshot) -> u64| {
         plugins

@@ -268,7 +268,10 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    let mut text = metrics::render(&state.stats.snapshot(), &state.http_stats);
+    let mut text = metrics::render(
+        &state.stats.snapshot_with(&metrics::MetricsView),
+        &state.http_stats,
+    );
     text.push_str(&tap::metrics(state.ingest.tap()));
     let mut in_flight = PromWriter::default();
     in_flight.gauge(

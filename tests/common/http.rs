@@ -126,3 +126,34 @@ impl Read for Filler {
         Ok(n)
     }
 }
+
+/// Samples of `/metrics` as parsed by prometheus_client's parser (the reference one),
+/// each `{"family", "type", "name", "labels", "value"}`; a malformed exposition fails.
+pub fn parsed_metrics(base: &str) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let text = get(&format!("{base}/metrics"), &[]).body;
+    let mut child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/parse_metrics.py"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed the parser");
+    let out = child.wait_with_output().expect("parser output");
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    super::parse_points(&String::from_utf8_lossy(&out.stdout))
+}
