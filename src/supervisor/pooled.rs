@@ -27,11 +27,40 @@ use crate::worker::{Event, Session};
 use super::{InputSupervisor, SessionEnd, DEFAULT_INTERVAL};
 
 /// What a pooled input remembers across worker restarts.
+///
+/// One map entry per planned (plugin, instance), and a hang record only for those
+/// that hung since their last run in time: at 10,000 instances every per-instance
+/// byte counts (docs/BENCHMARKS.md, "Instances at scale").
 #[derive(Debug, Default)]
 pub struct PoolState {
-    /// Each instance's schedule anchor (Unix seconds of a due time) and interval.
+    /// Each planned instance's schedule anchor (Unix seconds of a due time) and
+    /// interval (seconds).
     anchors: HashMap<String, (f64, f64)>,
+    /// Instances whose last runs timed out.
     health: HashMap<String, InstanceHealth>,
+}
+
+impl PoolState {
+    /// The interval of planned instance `key`; `None` if the plan has no such key
+    /// (a reload removed it).
+    fn interval(&self, key: &str) -> Option<Duration> {
+        self.anchors
+            .get(key)
+            .map(|&(_, interval)| Duration::from_secs_f64(interval))
+    }
+
+    /// A run of `key` finished (well or not, but in time): its hang record is cleared.
+    fn finished(&mut self, key: &str) {
+        self.health.remove(key);
+    }
+
+    /// A run of `key` timed out ([`InstanceHealth::timed_out`]).
+    fn timed_out(&mut self, key: &str, interval: Duration) -> PooledHang {
+        self.health
+            .entry(key.to_string())
+            .or_default()
+            .timed_out(interval)
+    }
 }
 
 /// Consecutive hangs of one (plugin, instance).
@@ -64,11 +93,6 @@ impl InstanceHealth {
                 hangs_in_a_row: self.hangs_in_a_row,
             }
         }
-    }
-
-    /// A run finished (well or not, but in time): the hang record is cleared.
-    pub fn finished(&mut self) {
-        self.hangs_in_a_row = 0;
     }
 }
 
@@ -126,8 +150,11 @@ pub fn instance_options(
 /// First due times: an instance seen before keeps its phase (the next due time on its
 /// old grid after `now`); a new one is placed at `now + interval × i / n`, `i` its
 /// position among the `n` new ones, so first runs are spread evenly over the interval.
+///
+/// `instances` are the input's (`config.instances`, or newer ones from a reload).
 pub fn plan(
     config: &InputConfig,
+    instances: &[InstanceConfig],
     plugins: &[PluginInfo],
     now: f64,
     state: &mut PoolState,
@@ -139,7 +166,7 @@ pub fn plan(
         let plugin_enabled = config
             .plugin_override(&plugin.id, &plugin.name)
             .map_or(true, |o| o.enabled);
-        for instance in &config.instances {
+        for instance in instances {
             let key = instance_key(&plugin.id, &instance.name);
             if !plugin_enabled || !instance.enabled {
                 disabled.push(key);
@@ -203,13 +230,22 @@ impl InputSupervisor {
         self.record_load_errors(hello);
         self.stats()
             .set_instance_metrics(self.config.instance_metrics);
-        // The latest instances (a reload may have changed them since the input started).
-        let mut config = self.config.clone();
-        if let Some(updates) = updates.as_mut() {
-            config.instances = updates.borrow_and_update().clone();
-        }
-        let (entries, disabled) = plan(&config, &hello.plugins, unix_now(), state);
-        let mut timings = self.adopt_entries(&entries, &disabled);
+        // The latest instances (a reload may have changed them since the input started),
+        // read in place: the session keeps no copy of its own.
+        let (entries, disabled) = match updates.as_mut() {
+            Some(updates) => {
+                let latest = updates.borrow_and_update();
+                plan(&self.config, &latest, &hello.plugins, unix_now(), state)
+            }
+            None => plan(
+                &self.config,
+                &self.config.instances,
+                &hello.plugins,
+                unix_now(),
+                state,
+            ),
+        };
+        self.adopt_entries(&entries, &disabled);
         if let Err(error) = session
             .send(&Command::Instances {
                 set: &entries,
@@ -219,14 +255,17 @@ impl InputSupervisor {
         {
             return SessionEnd::Died(format!("cannot send `instances`: {error}"));
         }
+        let (planned, disabled) = (entries.len(), disabled.len());
+        // The worker has them now; the session keeps only `state`.
+        drop(entries);
         self.stats().set_state(InputState::Running);
         tracing::info!(
             input = %input,
             pid = hello.pid,
             python = %hello.python,
             plugins = hello.plugins.len(),
-            instances = entries.len(),
-            disabled = disabled.len(),
+            instances = planned,
+            disabled,
             concurrency = self.config.effective_concurrency(),
             "worker ready; instances handed to its pool"
         );
@@ -249,18 +288,20 @@ impl InputSupervisor {
                         *updates = None; // the input set is gone: shutdown follows
                         continue;
                     };
-                    config.instances = receiver.borrow_and_update().clone();
-                    let (entries, disabled) = plan(&config, &hello.plugins, unix_now(), state);
-                    let active: HashSet<String> = entries.iter().map(|e| instance_key(&e.plugin, &e.instance)).collect();
-                    let remove: Vec<InstanceRef> = timings
-                        .keys()
-                        .filter(|key| !active.contains(*key))
+                    let before: Vec<String> = state.anchors.keys().cloned().collect();
+                    let (entries, disabled) = {
+                        let latest = receiver.borrow_and_update();
+                        plan(&self.config, &latest, &hello.plugins, unix_now(), state)
+                    };
+                    let remove: Vec<InstanceRef> = before
+                        .iter()
+                        .filter(|key| !state.anchors.contains_key(*key))
                         .filter_map(|key| {
                             let (plugin, instance) = key.split_once('@')?;
                             Some(InstanceRef { plugin: plugin.to_string(), instance: instance.to_string() })
                         })
                         .collect();
-                    timings = self.adopt_entries(&entries, &disabled);
+                    self.adopt_entries(&entries, &disabled);
                     tracing::info!(input = %input, instances = entries.len(), removed = remove.len(), disabled = disabled.len(), "instances updated in the running worker");
                     if let Err(error) = session.send(&Command::Instances { set: &entries, remove: &remove }).await {
                         return SessionEnd::Died(format!("cannot send `instances`: {error}"));
@@ -269,11 +310,11 @@ impl InputSupervisor {
                 event = session.next_event() => match event {
                     Some(Event::Runs(runs)) => {
                         for record in runs.runs {
-                            self.on_pooled_run(record, &timings, state).await;
+                            self.on_pooled_run(record, state).await;
                         }
                     }
                     Some(Event::TimedOut(timed_out)) => {
-                        if let Some(end) = self.on_pooled_timeout(session, timed_out, &timings, state).await {
+                        if let Some(end) = self.on_pooled_timeout(session, timed_out, state).await {
                             return end;
                         }
                     }
@@ -293,12 +334,8 @@ impl InputSupervisor {
     }
 
     /// Makes the stats match a plan: entries kept for the planned and the disabled
-    /// pairs only, disabled ones marked so. Returns each planned pair's interval.
-    fn adopt_entries(
-        &self,
-        entries: &[InstanceEntry],
-        disabled: &[String],
-    ) -> HashMap<String, Duration> {
+    /// pairs only, disabled ones marked so.
+    fn adopt_entries(&self, entries: &[InstanceEntry], disabled: &[String]) {
         let mut keep: HashSet<String> = entries
             .iter()
             .map(|e| instance_key(&e.plugin, &e.instance))
@@ -308,32 +345,19 @@ impl InputSupervisor {
         for key in disabled {
             self.stats().plugin(key).set_state(PluginState::Disabled);
         }
-        let timings: HashMap<String, Duration> = entries
-            .iter()
-            .map(|e| {
-                (
-                    instance_key(&e.plugin, &e.instance),
-                    Duration::from_secs_f64(e.interval),
-                )
-            })
-            .collect();
-        for key in timings.keys() {
-            let stats = self.stats().plugin(key);
+        for entry in entries {
+            let stats = self
+                .stats()
+                .plugin(&instance_key(&entry.plugin, &entry.instance));
             if stats.state() != PluginState::Quarantined {
                 stats.set_state(PluginState::Idle);
             }
         }
-        timings
     }
 
-    async fn on_pooled_run(
-        &self,
-        record: RunRecord,
-        timings: &HashMap<String, Duration>,
-        state: &mut PoolState,
-    ) {
+    async fn on_pooled_run(&self, record: RunRecord, state: &mut PoolState) {
         let key = instance_key(&record.plugin, &record.instance);
-        if !timings.contains_key(&key) {
+        if !state.anchors.contains_key(&key) {
             // A run of an instance a reload removed, finished after the removal.
             return;
         }
@@ -342,7 +366,7 @@ impl InputSupervisor {
         if record.skipped > 0 {
             stats.add_skipped(record.skipped);
         }
-        state.health.entry(key.clone()).or_default().finished();
+        state.finished(&key);
         let took = Duration::try_from_secs_f64(record.seconds).unwrap_or_default();
         match record.error {
             None => {
@@ -376,12 +400,11 @@ impl InputSupervisor {
         &self,
         session: &mut Session,
         timed_out: TimedOut,
-        timings: &HashMap<String, Duration>,
         state: &mut PoolState,
     ) -> Option<SessionEnd> {
         let input = &self.config.name;
         let key = instance_key(&timed_out.plugin, &timed_out.instance);
-        let interval = timings.get(&key).copied().unwrap_or(DEFAULT_INTERVAL);
+        let interval = state.interval(&key).unwrap_or(DEFAULT_INTERVAL);
         let stats = self.stats().plugin(&key);
         let message = format!(
             "run {} did not finish within its timeout (ran {:.3} s); its thread was abandoned",
@@ -393,12 +416,7 @@ impl InputSupervisor {
         if self.failure_events().failed(&key, FailureKind::Timeout) {
             news.push((FailureKind::Timeout, message.clone()));
         }
-        match state
-            .health
-            .entry(key.clone())
-            .or_default()
-            .timed_out(interval)
-        {
+        match state.timed_out(&key, interval) {
             PooledHang::Retry { hangs_in_a_row } => {
                 tracing::error!(input = %input, plugin = %key, hangs_in_a_row, "{message}; the next run gets a fresh object");
             }
@@ -513,30 +531,46 @@ mod tests {
         let config = input(&text);
         let plugins = [plugin("m.P", "p", 10.0)];
         let mut state = PoolState::default();
-        let (entries, disabled) = plan(&config, &plugins, 1000.0, &mut state);
+        let (entries, disabled) = plan(&config, &config.instances, &plugins, 1000.0, &mut state);
         let firsts: Vec<f64> = entries.iter().map(|e| e.first).collect();
         assert_eq!(firsts, [1000.0, 1002.5, 1005.0, 1007.5]);
         assert_eq!(disabled, ["m.P@off"]);
         // A worker restarted at 1031 keeps every instance on its grid.
-        let (again, _) = plan(&config, &plugins, 1031.0, &mut state);
+        let (again, _) = plan(&config, &config.instances, &plugins, 1031.0, &mut state);
         let firsts: Vec<f64> = again.iter().map(|e| e.first).collect();
         assert_eq!(firsts, [1040.0, 1032.5, 1035.0, 1037.5]);
     }
 
     #[test]
     fn three_hangs_in_a_row_quarantine_and_a_run_in_time_clears_them() {
-        let mut health = InstanceHealth::default();
+        let mut state = PoolState::default();
         let s = Duration::from_secs(1);
-        assert_eq!(health.timed_out(s), PooledHang::Retry { hangs_in_a_row: 1 });
-        health.finished();
-        assert_eq!(health.timed_out(s), PooledHang::Retry { hangs_in_a_row: 1 });
-        assert_eq!(health.timed_out(s), PooledHang::Retry { hangs_in_a_row: 2 });
         assert_eq!(
-            health.timed_out(s),
+            state.timed_out("k", s),
+            PooledHang::Retry { hangs_in_a_row: 1 }
+        );
+        state.finished("k");
+        assert!(
+            state.health.is_empty(),
+            "no record kept for instances that run in time"
+        );
+        assert_eq!(
+            state.timed_out("k", s),
+            PooledHang::Retry { hangs_in_a_row: 1 }
+        );
+        assert_eq!(
+            state.timed_out("k", s),
+            PooledHang::Retry { hangs_in_a_row: 2 }
+        );
+        assert_eq!(
+            state.timed_out("k", s),
             PooledHang::Quarantine {
                 cooloff: quarantine_cooloff(s)
             }
         );
-        assert!(matches!(health.timed_out(s), PooledHang::Quarantine { .. }));
+        assert!(matches!(
+            state.timed_out("k", s),
+            PooledHang::Quarantine { .. }
+        ));
     }
 }
