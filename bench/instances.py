@@ -167,7 +167,7 @@ def scenario(binary, work, name, instances, interval, seconds, hung):
             if inputs and inputs[0].get("worker_pid") and inputs[0]["state"].get("state") == "running":
                 worker = inputs[0]["worker_pid"]
             else:
-                time.sleep(1.0)  # each status is a full snapshot: do not poll hard
+                time.sleep(1.0)
         # Warm-up: one whole interval (every instance has run once, objects created).
         time.sleep(interval + 1)
         points_path = home / "points.ndjson"
