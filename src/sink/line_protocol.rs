@@ -16,7 +16,7 @@ use super::registry::{ReadContext, SinkType};
 use crate::config::network_sink::{self, DATAKIT_SINK_KEYS, INFLUXDB_SINK_KEYS};
 use crate::config::tree::Section;
 use crate::config::{InfluxApi, SinkKind};
-use crate::point::{Category, Point};
+use crate::point::{Category, PointRef};
 
 /// `type = "datakit"`: the keys every network sink has (docs/CONFIG.md).
 pub const DATAKIT_SINK_TYPE: SinkType = SinkType {
@@ -121,7 +121,13 @@ fn lp_headers(influx_token: Option<&str>) -> Result<HeaderMap, String> {
 }
 
 impl Protocol for LineProtocol {
-    fn encode(&self, _: Category, points: &[&Point], body: &mut Vec<u8>, _: &mut Skipped) -> u32 {
+    fn encode(
+        &self,
+        _: Category,
+        points: &[PointRef<'_>],
+        body: &mut Vec<u8>,
+        _: &mut Skipped,
+    ) -> u32 {
         let mut text = String::with_capacity(points.len() * 64);
         for point in points {
             point.write_line_protocol(&mut text);

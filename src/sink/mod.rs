@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OutputFormat, SinkConfig};
-use crate::point::{Category, Point};
+use crate::point::{Category, Point, PointBatch, PointRef};
 use crate::stats::Stats;
 
 use buffer::{BufferLimits, DiskBuffer, Record};
@@ -180,9 +180,28 @@ impl Sinks {
     /// Hands a batch to every sink, waiting while a sink's queue is full; returns once
     /// every network sink's disk buffer has durably appended its share.
     pub async fn send(&self, batch: Batch) {
+        self.send_points(&PointBatch::borrowing(&batch), Some(&batch))
+            .await;
+    }
+
+    /// Whether a sink keeps points in memory (a queue of owned [`Point`]s): then
+    /// [`Sinks::send_points`] needs them as a [`Batch`] too.
+    pub fn keeps_points(&self) -> bool {
+        !self
+            .outlets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Like [`Sinks::send`] for points still borrowed from where they were decoded:
+    /// the network sinks encode them as they are; `owned`, the same points as a
+    /// [`Batch`], goes to the sinks that keep points (required if
+    /// [`Sinks::keeps_points`]).
+    pub async fn send_points(&self, points: &PointBatch<'_>, owned: Option<&Batch>) {
         let mut pending = Vec::new();
         for sink in &self.buffered {
-            let records = sink.records_for(&batch);
+            let records = sink.records_for(points);
             if records.is_empty() {
                 continue;
             }
@@ -202,6 +221,10 @@ impl Sinks {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let Some(batch) = owned else {
+            debug_assert!(outlets.is_empty(), "points for in-memory sinks missing");
+            return;
+        };
         for outlet in &outlets {
             // A closed queue means that sink's task ended; it logged why.
             let _ = outlet.send(batch.clone()).await;
@@ -258,12 +281,12 @@ impl Buffered {
     /// The records this sink stores for `batch`: its categories only, one record per
     /// category in the sink type's encoding, stamped now. What the type cannot carry
     /// is counted (and logged the first time per category).
-    fn records_for(&self, batch: &[Point]) -> Vec<Record> {
+    fn records_for(&self, batch: &PointBatch<'_>) -> Vec<Record> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut groups: Vec<(Category, Vec<&Point>)> = Vec::new();
-        for point in batch {
+        let mut groups: Vec<(Category, Vec<PointRef<'_>>)> = Vec::new();
+        for point in batch.iter() {
             if self
                 .categories
                 .as_ref()

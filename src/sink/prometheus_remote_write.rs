@@ -28,7 +28,7 @@ use super::registry::{ReadContext, SinkType};
 use crate::config::network_sink::{read_network, read_request_options};
 use crate::config::tree::Section;
 use crate::config::{NetworkSinkConfig, RequestOptions, SinkKind};
-use crate::point::{Category, FieldValue, Point};
+use crate::point::{Category, FieldRef, PointRef};
 
 /// The `type` value.
 pub const NAME: &str = "prometheus_remote_write";
@@ -109,7 +109,7 @@ impl Protocol for RemoteWrite {
     fn encode(
         &self,
         category: Category,
-        points: &[&Point],
+        points: &[PointRef<'_>],
         body: &mut Vec<u8>,
         skipped: &mut Skipped,
     ) -> u32 {
@@ -172,10 +172,10 @@ struct SeriesEncoder {
 
 impl SeriesEncoder {
     /// Appends one series per numeric field of `point`; false if it had none.
-    fn point(&mut self, point: &Point, out: &mut Vec<u8>, skipped: &mut Skipped) -> bool {
+    fn point(&mut self, point: &PointRef<'_>, out: &mut Vec<u8>, skipped: &mut Skipped) -> bool {
         self.before.clear();
         self.after.clear();
-        for (key, value) in &point.tags {
+        for (key, value) in point.tags {
             // A tag spelled like the name label would make a second `__name__`.
             if key.as_bytes() == NAME_LABEL {
                 continue;
@@ -189,12 +189,12 @@ impl SeriesEncoder {
         }
         let timestamp_ms = point.time_ns.div_euclid(1_000_000);
         let mut any = false;
-        for (field, value) in &point.fields {
+        for (field, value) in point.fields {
             let value = match value {
-                FieldValue::Int(i) => *i as f64,
-                FieldValue::Float(f) => *f,
-                FieldValue::Bool(b) => f64::from(u8::from(*b)),
-                FieldValue::Str(_) => {
+                FieldRef::Int(i) => *i as f64,
+                FieldRef::Float(f) => *f,
+                FieldRef::Bool(b) => f64::from(u8::from(*b)),
+                FieldRef::Str(_) => {
                     skipped.fields += 1;
                     continue;
                 }
@@ -314,6 +314,7 @@ pub mod proto {
 mod tests {
     use super::proto::{Label, Sample, TimeSeries, WriteRequest};
     use super::*;
+    use crate::point::{FieldValue, Point, PointBatch};
     use proptest::prelude::*;
     use prost::Message;
     use std::collections::BTreeMap;
@@ -324,7 +325,8 @@ mod tests {
             request: RequestOptions::default(),
         })
         .expect("sink");
-        let refs: Vec<&Point> = points.iter().collect();
+        let batch = PointBatch::borrowing(points);
+        let refs: Vec<_> = batch.iter().collect();
         let mut body = Vec::new();
         let mut skipped = Skipped::default();
         let n = sink.encode(Category::Metric, &refs, &mut body, &mut skipped);
@@ -453,13 +455,11 @@ mod tests {
         .expect("sink");
         let mut skipped = Skipped::default();
         let mut body = Vec::new();
+        let points = [point.clone(), point];
+        let batch = PointBatch::borrowing(&points);
+        let refs: Vec<_> = batch.iter().collect();
         assert_eq!(
-            sink.encode(
-                Category::Logging,
-                &[&point, &point],
-                &mut body,
-                &mut skipped
-            ),
+            sink.encode(Category::Logging, &refs, &mut body, &mut skipped),
             0
         );
         assert_eq!(skipped.points, 2);
