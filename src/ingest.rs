@@ -185,10 +185,10 @@ pub fn precheck_write_body(
             walked.map_err(WriteBodyError::Json)?;
         }
         WriteBody::LineProtocol(text) => {
-            // A point starts on a line of its own: a body of fewer lines than the
-            // limit holds fewer points, whatever they are (no need to find them).
-            let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
-            if lines <= limit {
+            // A point starts on a line of its own and takes at least a byte: a body
+            // with no more bytes, or lines, than the limit has no more points
+            // (no need to find them).
+            if text.len() <= limit || memchr::memchr_iter(b'\n', text.as_bytes()).count() < limit {
                 return Ok(());
             }
             for _ in point::line_protocol_lines(text) {
