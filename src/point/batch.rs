@@ -12,6 +12,7 @@
 //! only when one of them is there.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use super::{Category, FieldValue, Point};
 
@@ -70,6 +71,16 @@ impl FieldRef<'_> {
             FieldRef::Bool(b) => FieldValue::Bool(*b),
             FieldRef::Str(s) => FieldValue::Str(s.clone().into_owned()),
         }
+    }
+}
+
+/// The order of keys (byte-wise, as `str`'s), deciding on the first byte where it
+/// can: keys are short and mostly differ there, which spares a `memcmp` call.
+#[inline]
+pub fn key_order(a: &str, b: &str) -> Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
     }
 }
 
@@ -217,7 +228,7 @@ impl<'b> PointRef<'b> {
     /// The value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&'b str> {
         let tags = self.tags;
-        tags.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+        tags.binary_search_by(|(k, _)| key_order(k, key))
             .ok()
             .map(|i| tags[i].1.as_ref())
     }
@@ -226,7 +237,7 @@ impl<'b> PointRef<'b> {
     pub fn field(&self, key: &str) -> Option<&'b FieldRef<'b>> {
         let fields = self.fields;
         fields
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .binary_search_by(|(k, _)| key_order(k, key))
             .ok()
             .map(|i| &fields[i].1)
     }
@@ -295,6 +306,18 @@ mod tests {
         owned.clear();
         assert!(owned.is_empty());
         assert!(owned.to_points().is_empty());
+    }
+
+    #[test]
+    fn key_order_is_the_order_of_str() {
+        let keys = [
+            "", "a", "ab", "b", "_", "__name__", "Z", "é", "aa", "a\u{0}",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

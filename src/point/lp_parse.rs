@@ -27,7 +27,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::batch::{Field, FieldRef, PointBatch, Tag};
+use super::batch::{key_order, Field, FieldRef, PointBatch, Tag};
 use super::lp_encode::ESCAPABLE;
 use super::outcome::{FixReason, RejectReason};
 use super::precision::int_time_to_ns;
@@ -343,7 +343,7 @@ impl<'a> LineDecoder<'a> {
                 }
             }
             if self.tags.len() > own {
-                self.tags.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                self.tags.sort_unstable_by(|a, b| key_order(&a.0, &b.0));
             }
             if rules::passes_unchanged(ctx.category, &parsed.measurement, &self.tags, &self.fields)
             {
@@ -374,17 +374,20 @@ impl<'a> LineDecoder<'a> {
 
 /// Where `key` is in entries sorted by key.
 fn find<V>(entries: &[(Cow<'_, str>, V)], key: &str) -> Option<usize> {
-    entries.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok()
+    entries.binary_search_by(|(k, _)| key_order(k, key)).ok()
 }
 
 /// Sorts entries by key, keeping the last value of a repeated key (as a map that each
 /// entry is inserted into in turn would).
 fn sort_unique<V>(entries: &mut Vec<(Cow<'_, str>, V)>) {
-    if entries.windows(2).all(|w| w[0].0 < w[1].0) {
+    if entries
+        .windows(2)
+        .all(|w| key_order(&w[0].0, &w[1].0).is_lt())
+    {
         return;
     }
     // Stable: equal keys stay in line order, and the last of each run is kept.
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by(|a, b| key_order(&a.0, &b.0));
     entries.dedup_by(|later, kept| {
         if later.0 == kept.0 {
             std::mem::swap(later, kept);
@@ -408,6 +411,28 @@ fn syntax_rejection(line: &str, line_no: usize, e: LineError) -> Rejection {
         format!("line {line_no}, column {column}: {}", e.message),
     )
 }
+
+/// The bytes that end a token, plus the backslash (which may start an escape), as a
+/// table: one lookup per byte of a token.
+struct Stops([bool; 256]);
+
+impl Stops {
+    const fn new(stops: &[u8]) -> Stops {
+        let mut table = [false; 256];
+        table[b'\\' as usize] = true;
+        let mut i = 0;
+        while i < stops.len() {
+            table[stops[i] as usize] = true;
+            i += 1;
+        }
+        Stops(table)
+    }
+}
+
+static MEASUREMENT_END: Stops = Stops::new(b", ");
+static KEY_END: Stops = Stops::new(b",= ");
+static TAG_VALUE_END: Stops = Stops::new(b", ");
+static TIMESTAMP_END: Stops = Stops::new(b" \t");
 
 struct Parser<'a> {
     s: &'a str,
@@ -441,7 +466,7 @@ impl<'a> Parser<'a> {
         fixes: &mut Vec<Fix>,
     ) -> Result<Parsed<'a>, LineError> {
         self.skip_blanks();
-        let measurement = self.token(b", ");
+        let measurement = self.token(&MEASUREMENT_END);
         if measurement.is_empty() {
             return Err(syntax(self.i, "expected a measurement name"));
         }
@@ -450,7 +475,7 @@ impl<'a> Parser<'a> {
         while self.peek() == Some(b',') {
             self.i += 1;
             let key_at = self.i;
-            let key = self.token(b",= ");
+            let key = self.token(&KEY_END);
             if key.is_empty() {
                 return Err(syntax(
                     key_at,
@@ -465,7 +490,7 @@ impl<'a> Parser<'a> {
             }
             self.i += 1;
             // An empty value is read as such; the rules drop it with a fix.
-            let value = self.token(b", ");
+            let value = self.token(&TAG_VALUE_END);
             tags.push((key, value));
         }
 
@@ -483,7 +508,7 @@ impl<'a> Parser<'a> {
 
         loop {
             let key_at = self.i;
-            let key = self.token(b",= ");
+            let key = self.token(&KEY_END);
             if key.is_empty() {
                 return Err(syntax(
                     key_at,
@@ -526,7 +551,7 @@ impl<'a> Parser<'a> {
             self.skip_blanks();
             if self.peek().is_some() {
                 let at = self.i;
-                let raw = self.token(b" \t");
+                let raw = self.token(&TIMESTAMP_END);
                 let t = raw.parse::<i64>().map_err(|_| {
                     syntax(
                         at,
@@ -557,24 +582,26 @@ impl<'a> Parser<'a> {
 
     /// Reads an unquoted token up to (not including) an unescaped byte in `stops` or
     /// the end, undoing `\,` `\=` `\ ` `\\`. Borrowed when there is nothing to undo.
-    fn token(&mut self, stops: &[u8]) -> Cow<'a, str> {
+    fn token(&mut self, stops: &Stops) -> Cow<'a, str> {
         let start = self.i;
         let mut owned: Option<String> = None;
         let mut run_start = start;
-        while let Some(b) = self.peek() {
-            if stops.contains(&b) {
+        while let Some(&b) = self.b.get(self.i) {
+            if !stops.0[usize::from(b)] {
+                self.i += 1;
+                continue;
+            }
+            if b != b'\\' {
                 break;
             }
-            if b == b'\\' {
-                if let Some(&next) = self.b.get(self.i + 1) {
-                    if ESCAPABLE.contains(&next) {
-                        let buf = owned.get_or_insert_with(String::new);
-                        buf.push_str(&self.s[run_start..self.i]);
-                        buf.push(char::from(next));
-                        self.i += 2;
-                        run_start = self.i;
-                        continue;
-                    }
+            if let Some(&next) = self.b.get(self.i + 1) {
+                if ESCAPABLE.contains(&next) {
+                    let buf = owned.get_or_insert_with(String::new);
+                    buf.push_str(&self.s[run_start..self.i]);
+                    buf.push(char::from(next));
+                    self.i += 2;
+                    run_start = self.i;
+                    continue;
                 }
             }
             self.i += 1;

@@ -36,7 +36,7 @@ mod precision;
 mod rules;
 mod value;
 
-pub use batch::{Field, FieldRef, PointBatch, PointRef, Tag};
+pub use batch::{key_order, Field, FieldRef, PointBatch, PointRef, Tag};
 pub use category::Category;
 pub use context::{now_ns, DecodeContext};
 pub use json::from_json;

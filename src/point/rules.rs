@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use super::batch::{Field, FieldRef, Tag};
+use super::batch::{key_order, Field, FieldRef, Tag};
 use super::outcome::{FixReason, RejectReason};
 use super::{Category, DecodeContext, FieldValue, Fix, Point, Rejection};
 
@@ -169,10 +169,8 @@ pub(crate) fn passes_unchanged(
             && !rules.is_disabled(key)
     };
     let has = |key: &str| {
-        tags.binary_search_by(|(k, _)| k.as_ref().cmp(key)).is_ok()
-            || fields
-                .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-                .is_ok()
+        tags.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
+            || fields.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
     };
     let measurement_ok = !measurement.is_empty()
         && measurement.len() <= MAX_MEASUREMENT_LEN
@@ -190,7 +188,7 @@ pub(crate) fn passes_unchanged(
         && fields.len() <= MAX_FIELDS
         && fields.iter().all(|(key, value)| {
             clean_key(key)
-                && tags.binary_search_by(|(k, _)| k.as_ref().cmp(key)).is_err()
+                && tags.binary_search_by(|(k, _)| key_order(k, key)).is_err()
                 && match value {
                     FieldRef::Str(s) => {
                         category != Category::Metric && s.len() <= MAX_FIELD_VALUE_LEN

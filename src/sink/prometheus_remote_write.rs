@@ -17,6 +17,7 @@
 //! its own and a request is the concatenation of its records. The message structs
 //! below ([`proto`]) describe the same format for decoding and tests.
 
+use std::cmp::Ordering;
 use std::io;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
@@ -28,7 +29,7 @@ use super::registry::{ReadContext, SinkType};
 use crate::config::network_sink::{read_network, read_request_options};
 use crate::config::tree::Section;
 use crate::config::{NetworkSinkConfig, RequestOptions, SinkKind};
-use crate::point::{Category, FieldRef, PointRef};
+use crate::point::{key_order, Category, FieldRef, PointRef};
 
 /// The `type` value.
 pub const NAME: &str = "prometheus_remote_write";
@@ -157,7 +158,7 @@ const KEY_1_LEN: u8 = 0x0a;
 const KEY_2_LEN: u8 = 0x12;
 const KEY_1_DOUBLE: u8 = 0x09;
 const KEY_2_VARINT: u8 = 0x10;
-const NAME_LABEL: &[u8] = b"__name__";
+const NAME_LABEL: &str = "__name__";
 
 /// Writes points as `TimeSeries` entries of a `WriteRequest`, reusing its scratch
 /// buffers from point to point.
@@ -176,14 +177,11 @@ impl SeriesEncoder {
         self.before.clear();
         self.after.clear();
         for (key, value) in point.tags {
-            // A tag spelled like the name label would make a second `__name__`.
-            if key.as_bytes() == NAME_LABEL {
-                continue;
-            }
-            let labels = if key.as_bytes() < NAME_LABEL {
-                &mut self.before
-            } else {
-                &mut self.after
+            let labels = match key_order(key, NAME_LABEL) {
+                Ordering::Less => &mut self.before,
+                Ordering::Greater => &mut self.after,
+                // A tag spelled like the name label would make a second `__name__`.
+                Ordering::Equal => continue,
             };
             label(labels, key.as_bytes(), value.as_bytes());
         }
@@ -206,7 +204,7 @@ impl SeriesEncoder {
                 self.name.push(b'_');
             }
             self.name.extend_from_slice(field.as_bytes());
-            let name_label_len = label_len(NAME_LABEL, &self.name);
+            let name_label_len = label_len(NAME_LABEL.as_bytes(), &self.name);
             let sample_len = sample_len(value, timestamp_ms);
             let series_len = self.before.len()
                 + 1
@@ -217,19 +215,19 @@ impl SeriesEncoder {
                 + encoded_len_varint(sample_len as u64)
                 + sample_len;
             out.push(KEY_1_LEN);
-            encode_varint(series_len as u64, out);
+            varint(series_len as u64, out);
             out.extend_from_slice(&self.before);
-            label(out, NAME_LABEL, &self.name);
+            label(out, NAME_LABEL.as_bytes(), &self.name);
             out.extend_from_slice(&self.after);
             out.push(KEY_2_LEN);
-            encode_varint(sample_len as u64, out);
+            varint(sample_len as u64, out);
             if value != 0.0 {
                 out.push(KEY_1_DOUBLE);
                 out.extend_from_slice(&value.to_le_bytes());
             }
             if timestamp_ms != 0 {
                 out.push(KEY_2_VARINT);
-                encode_varint(timestamp_ms as u64, out);
+                varint(timestamp_ms as u64, out);
             }
         }
         any
@@ -252,13 +250,23 @@ fn label_len(name: &[u8], value: &[u8]) -> usize {
 /// Appends a `labels` entry (field 1 of `TimeSeries`).
 fn label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(KEY_1_LEN);
-    encode_varint(label_len(name, value) as u64, out);
+    varint(label_len(name, value) as u64, out);
     for (key, s) in [(KEY_1_LEN, name), (KEY_2_LEN, value)] {
         if !s.is_empty() {
             out.push(key);
-            encode_varint(s.len() as u64, out);
+            varint(s.len() as u64, out);
             out.extend_from_slice(s);
         }
+    }
+}
+
+/// Appends a varint; lengths of labels and names fit one byte, written inline.
+#[inline]
+fn varint(value: u64, out: &mut Vec<u8>) {
+    if value < 0x80 {
+        out.push(value as u8);
+    } else {
+        encode_varint(value, out);
     }
 }
 
