@@ -16,6 +16,7 @@
 mod error;
 mod inputs;
 mod instances;
+mod json_value;
 mod kinds;
 mod main_config;
 pub(crate) mod network_sink;
