@@ -1,6 +1,6 @@
 //! TOML values as JSON: how `options` tables (of an input, a plugin, an instance) and
 //! `zenpython_devices` reach the Python side, which receives them as dicts
-//! (docs/CONFIG.md, "options").
+//! (docs/CONFIG.md, "Input files", key `options`).
 //!
 //! One conversion for every table that carries free-form values, so they all accept
 //! the same values and refuse the same ones (a non-finite float has no JSON

@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (0.0.4), written: [`PromWriter`] lays out
 //! one `# HELP`/`# TYPE` per family and its samples, with `counter`/`gauge`/`histogram`
 //! helpers so a family is one call, label values escaped and special floats spelled as
-//! Prometheus spells them (docs/HTTP.md, "GET /metrics").
+//! Prometheus spells them (docs/HTTP.md, "/metrics").
 //!
 //! Every exposition of the agent is written with it: `/metrics` ([`super::metrics`]),
 //! the agent's own `process_*` families and the tap's counters.
