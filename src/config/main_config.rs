@@ -311,7 +311,7 @@ impl fmt::Debug for GitRepoConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitRepoConfig")
             .field("enable", &self.enable)
-            .field("url", &crate::gitsync::redact_url(&self.url))
+            .field("url", &super::git_url::redact_url(&self.url))
             .field("branch", &self.branch)
             .field("ssh_private_key_path", &self.ssh_private_key_path)
             .field(

@@ -14,6 +14,7 @@
 //! `docs/CONFIG.md`.
 
 mod error;
+pub mod git_url;
 mod inputs;
 mod instances;
 mod json_value;
