@@ -23,7 +23,7 @@ use crate::ingest::Ingest;
 use crate::reload::{Desired, DesiredInput, Fingerprint};
 use crate::stats::{InputState, Stats};
 use crate::supervisor::InputSupervisor;
-use crate::worker::{Runtime, SessionContext};
+use crate::worker::{Launch, Runtime, SessionContext};
 
 /// One input as it runs.
 struct Running {
@@ -245,10 +245,13 @@ impl InputSet {
                 };
             }
         };
-        let mut spec = crate::agent::worker_spec(&self.runtime, &config, &paths);
+        let mut launch = Launch::for_input(&self.runtime, &config, &paths);
         if config.transport == Transport::Http {
             match &self.http {
-                Some(http) => http.configure(&mut spec, self.ingest.input_tags(&config.tags)),
+                Some(http) => {
+                    launch.transport =
+                        http.configure(&config.name, self.ingest.input_tags(&config.tags))
+                }
                 None => {
                     tracing::error!(input = %config.name, "transport = \"http\" but the HTTP API is not running; this input reports over the pipe")
                 }
@@ -269,18 +272,19 @@ impl InputSet {
         } else {
             (None, None)
         };
-        let mut supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
+        let mut supervisor = InputSupervisor::new(config, launch, ctx, cancel.clone(), self.grace)
             .isolated(self.stats.clone());
         if let Some(updates) = updates {
             supervisor = supervisor.instance_updates(updates);
         }
+        let task = tokio::spawn(supervisor.run());
         Running {
             fingerprint,
             base,
             instances,
             file,
             cancel,
-            task: Some(tokio::spawn(supervisor.run())),
+            task: Some(task),
             startable,
             uses_http,
         }
