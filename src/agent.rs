@@ -216,7 +216,7 @@ async fn next_distinct_signal(
 /// Kills the process group of every live worker.
 fn kill_all_workers(stats: &Stats) {
     for input in stats.snapshot().inputs {
-        if let Some(pid) = input.worker_pid {
+        for pid in input.worker_pids() {
             crate::worker::process::kill_group(pid);
         }
     }

@@ -188,6 +188,7 @@ fn prepare_paths(paths: &[PathBuf], cmd: &str, timeout: Duration) -> Option<Prep
         start_delay: None,
         instances: Vec::new(),
         concurrency: None,
+        processes: 1,
         instance_metrics: false,
         kinds: Default::default(),
         origin: Default::default(),

@@ -39,7 +39,7 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Supervises the worker of one input.
 pub struct InputSupervisor {
     config: InputConfig,
-    /// How its workers start.
+    /// How its workers start; the process slot in it says which instances are its own.
     launch: Launch,
     ctx: Arc<SessionContext>,
     shutdown: CancellationToken,
@@ -179,7 +179,10 @@ impl InputSupervisor {
             let name = format!("{input}/{}", plugin.id);
             // `$PYTHOND_INPUT` stays the input's name: collectors may read it.
             let launch = self.launch.with_mode(Mode::Only(plugin.id.clone()));
-            let plugin_stats = stats.input(&name);
+            let mut plugin_stats = stats.input(&name);
+            if launch.process.is_shared() {
+                plugin_stats = plugin_stats.process(launch.process.index(), launch.process.count());
+            }
             let ctx = Arc::new(SessionContext {
                 input: self.ctx.input.clone(),
                 tags: self.ctx.tags.clone(),

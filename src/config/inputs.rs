@@ -47,6 +47,7 @@ const INPUT_KEYS: &[&str] = &[
     "zenpython_devices",
     "instances",
     "concurrency",
+    "processes",
     "instance_metrics",
 ];
 
@@ -141,11 +142,17 @@ pub struct InputConfig {
     /// Key `instances`, optional array of tables (`[[inputs.pythond.instances]]` or
     /// `instances = [{...}]`), see [`InstanceConfig`].
     pub instances: Vec<InstanceConfig>,
-    /// Threads of the worker's run pool for an input with `instances`.
+    /// Threads of the worker's run pool for an input with `instances`, per process.
     ///
     /// Key `concurrency`, optional whole number from 1 to 1024; default
-    /// [`default_concurrency`] of the number of instances.
+    /// [`default_concurrency`] of the number of instances per process.
     pub concurrency: Option<u32>,
+    /// Worker processes the input's instances are spread over, each instance always
+    /// to the same one (docs/CONFIG.md).
+    ///
+    /// Key `processes`, optional whole number from 1 to 64, default 1; more than one
+    /// only for an input with `instances`.
+    pub processes: u16,
     /// Whether `/metrics` carries one series per instance (default: per plugin).
     ///
     /// Key `instance_metrics`, boolean, default `false`.
@@ -183,10 +190,16 @@ impl InputConfig {
         !self.instances.is_empty()
     }
 
-    /// The worker's pool size: `concurrency`, else the documented default.
+    /// The pool size of each of the input's worker processes: `concurrency`, else the
+    /// documented default for one process's share of the instances.
     pub fn effective_concurrency(&self) -> u32 {
-        self.concurrency
-            .unwrap_or_else(|| default_concurrency(self.instances.len()))
+        self.concurrency.unwrap_or_else(|| {
+            default_concurrency(
+                self.instances
+                    .len()
+                    .div_ceil(usize::from(self.processes.max(1))),
+            )
+        })
     }
 }
 
@@ -211,11 +224,13 @@ impl PartialEq for InputConfig {
             start_delay,
             instances,
             concurrency,
+            processes,
             instance_metrics,
             kinds,
             origin: _,
         } = self;
         *kinds == other.kinds
+            && *processes == other.processes
             && *instance_metrics == other.instance_metrics
             && *instances == other.instances
             && *concurrency == other.concurrency
@@ -259,11 +274,13 @@ impl Hash for InputConfig {
             start_delay,
             instances,
             concurrency,
+            processes,
             instance_metrics,
             kinds,
             origin: _,
         } = self;
         kinds.hash(state);
+        processes.hash(state);
         instance_metrics.hash(state);
         instances.hash(state);
         concurrency.hash(state);
@@ -313,6 +330,7 @@ impl fmt::Debug for InputConfig {
             .field("start_delay", &self.start_delay)
             .field("instances", &self.instances.len())
             .field("concurrency", &self.concurrency)
+            .field("processes", &self.processes)
             .field("instance_metrics", &self.instance_metrics)
             .field("kinds", &self.kinds.time_reopen)
             .field("origin", &self.origin)
@@ -627,6 +645,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let start_delay = section.get("start_delay", values::duration);
     let instances = instances::read_instances(section);
     let concurrency = section.get("concurrency", instances::concurrency);
+    let processes = instances::processes(section, &instances);
     let instance_metrics = section
         .get("instance_metrics", tree::boolean)
         .unwrap_or(false);
@@ -670,6 +689,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         start_delay,
         instances,
         concurrency,
+        processes,
         instance_metrics,
         kinds,
         origin,

@@ -1,10 +1,11 @@
 //! How a worker is launched: one description, rendered to argv and environment in one
 //! place.
 //!
-//! Every way the agent starts a worker — `pythond run` (pipe or HTTP transport), a
-//! discovery worker or a plugin's own worker (`isolation = "plugin"`), `pythond check`
-//! and `run --once` — fills in a [`Launch`] with typed fields and calls
-//! [`Launch::render`], which alone knows the runner's flags and variables (docs/PROTOCOL.md, "Process set-up"). Secrets (the input's
+//! Every way the agent starts a worker — `pythond run` (pipe or HTTP transport), one
+//! process of several (`processes = N`), a discovery worker or a plugin's own worker
+//! (`isolation = "plugin"`), `pythond check` and `run --once` — fills in a [`Launch`]
+//! with typed fields and calls [`Launch::render`], which alone knows the runner's
+//! flags and variables (docs/PROTOCOL.md, "Process set-up"). Secrets (the input's
 //! options, the HTTP worker key) go to the private variables, never to the command
 //! line or the environment.
 
@@ -16,6 +17,7 @@ use serde_json::json;
 use super::process::WorkerSpec;
 use super::protocol::PROTOCOL_VERSION;
 use super::runtime::Runtime;
+use super::slot::ProcessSlot;
 use crate::config::InputConfig;
 
 /// Largest frame a worker may send on its channel.
@@ -28,6 +30,9 @@ pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
 pub const KINDS_ENV: &str = "PYTHOND_KINDS";
 /// Private variable carrying the HTTP transport's worker key.
 pub const HTTP_TOKEN_ENV: &str = "PYTHOND_HTTP_TOKEN";
+/// Which of the input's processes this is, `<n>/<count>` from `1/1`
+/// (docs/COLLECTORS.md), for collectors that want to know.
+pub const PROCESS_ENV: &str = "PYTHOND_PROCESS";
 
 /// How the worker's `report()` reaches the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +70,8 @@ pub struct Launch {
     pub paths: Vec<PathBuf>,
     pub transport: Transport,
     pub mode: Mode,
+    /// Which of the input's processes this is.
+    pub process: ProcessSlot,
     /// The input's `envs`, added to the agent's environment.
     pub envs: Vec<(String, String)>,
     /// [`worker_options`], sent as the private [`OPTIONS_ENV`].
@@ -75,7 +82,7 @@ pub struct Launch {
 
 impl Launch {
     /// The worker of `input` on the resolved plugin `paths`: every plugin, over the
-    /// pipe.
+    /// pipe, the input's only process.
     pub fn for_input(runtime: &Runtime, input: &InputConfig, paths: &[PathBuf]) -> Launch {
         Launch {
             input: input.name.clone(),
@@ -85,10 +92,17 @@ impl Launch {
             paths: paths.to_vec(),
             transport: Transport::Pipe,
             mode: Mode::All,
+            process: ProcessSlot::SINGLE,
             envs: input.envs.clone(),
             options: worker_options(input),
             kinds: input.kinds.worker_json(runtime.state_dir(), false),
         }
+    }
+
+    /// The same launch as process `slot` of the input.
+    pub fn in_process(mut self, slot: ProcessSlot) -> Launch {
+        self.process = slot;
+        self
     }
 
     /// The same launch in `mode`.
@@ -130,6 +144,7 @@ impl Launch {
         let mut envs = self.envs.clone();
         envs.extend([
             (KINDS_ENV.to_string(), self.kinds.to_string()),
+            (PROCESS_ENV.to_string(), self.process.to_string()),
             ("PYTHOND_PROTOCOL".to_string(), PROTOCOL_VERSION.to_string()),
             ("PYTHOND_INPUT".to_string(), self.input.clone()),
             ("PYTHOND_MAX_FRAME".to_string(), self.max_frame.to_string()),
@@ -153,7 +168,7 @@ impl Launch {
 /// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
 /// `{"options": {...}, "plugins": {"<name>": {"enabled": bool, "options": {...}}}}`,
 /// plus `"pool": {"concurrency": N}` for an input with instances (docs/PROTOCOL.md,
-/// "Pooled inputs").
+/// "Pooled inputs"; N is per process).
 pub fn worker_options(input: &InputConfig) -> serde_json::Value {
     let plugins: serde_json::Map<String, serde_json::Value> = input
         .plugins
@@ -195,6 +210,7 @@ mod tests {
             paths: vec!["/p/a".into(), "/p/b.py".into()],
             transport: Transport::Pipe,
             mode: Mode::All,
+            process: ProcessSlot::SINGLE,
             envs: input(extra).envs,
             options: worker_options(&input(extra)),
             kinds: json!({"once": false}),
@@ -234,6 +250,7 @@ mod tests {
         );
         assert_eq!(env(&spec, "A"), ["1"]);
         assert_eq!(env(&spec, KINDS_ENV), [r#"{"once":false}"#]);
+        assert_eq!(env(&spec, PROCESS_ENV), ["1/1"]);
         assert_eq!(env(&spec, "PYTHOND_PROTOCOL"), ["1"]);
         // The agent's variable comes last, so it wins over the input's `envs`.
         assert_eq!(env(&spec, "PYTHOND_INPUT"), ["mine", "shop"]);
@@ -280,5 +297,23 @@ mod tests {
                 serde_json::from_str(&spec.private_env[0].1).expect("json");
             assert_eq!(options["options"]["password"], "s3cret");
         }
+    }
+
+    #[test]
+    fn a_process_of_several_is_named_and_its_pool_is_sized_for_its_share() {
+        let mut instances = String::from("processes = 4\n");
+        for i in 0..1000 {
+            instances.push_str(&format!("[[inputs.pythond.instances]]\nname = \"i{i}\"\n"));
+        }
+        let config = input(&instances);
+        let slot = ProcessSlot::all(4).nth(1).expect("slot");
+        let mut launch = launch("").in_process(slot);
+        launch.options = worker_options(&config);
+        let spec = launch.render();
+        assert_eq!(env(&spec, PROCESS_ENV), ["2/4"]);
+        let options: serde_json::Value =
+            serde_json::from_str(&spec.private_env[0].1).expect("json");
+        // 250 instances per process: 5 threads each (one per 50), not 20.
+        assert_eq!(options["pool"]["concurrency"], 5);
     }
 }
