@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Isolation, Transport};
+use crate::config::Transport;
 use crate::http::HttpTransport;
 use crate::ingest::Ingest;
 use crate::reload::{Desired, DesiredInput, Fingerprint};
@@ -263,9 +263,8 @@ impl InputSet {
         tracing::info!(input = %config.name, origin = %config.origin, processes = config.processes, "starting input");
         let startable = crate::config_check::interpreter(&config.cmd).is_ok();
         // Instance changes go to the running workers (src/supervisor/pooled.rs), to
-        // every process alike.
-        let (instances, updates) = if config.has_instances() && config.isolation == Isolation::Input
-        {
+        // every process and every plugin's worker alike.
+        let (instances, updates) = if config.has_instances() {
             let (sender, receiver) = tokio::sync::watch::channel(config.instances.clone());
             (Some(sender), Some(receiver))
         } else {

@@ -193,8 +193,10 @@ impl InputSupervisor {
             // still belong to the input (`ctx.input`).
             let mut config = self.config.clone();
             config.name = name.clone();
-            let child =
+            let mut child =
                 InputSupervisor::new(config, launch, ctx, self.shutdown.clone(), self.grace);
+            // Instance changes go to every plugin's running worker (docs/RELOAD.md).
+            child.updates = self.updates.clone();
             children.push((name, tokio::spawn(child.run_single())));
         }
         self.stats().set_state(InputState::Running);

@@ -564,3 +564,62 @@ fn processes_spread_instances_over_supervised_workers_that_keep_them_across_relo
         .join(",");
     assert!(table.contains(&shown), "{table}");
 }
+
+#[test]
+fn an_instances_only_reload_reaches_every_plugin_worker_under_isolation_plugin() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", SPREAD);
+    home.input(
+        "isolated",
+        &["probe"],
+        "isolation = \"plugin\"\n[[inputs.pythond.instances]]\nname = \"a\"\n",
+    );
+    let agent = home.start();
+    let worker = |status: &serde_json::Value| {
+        status["inputs"]
+            .as_array()
+            .and_then(|inputs| {
+                inputs
+                    .iter()
+                    .find(|i| i["name"] == "isolated/probe.Probe")
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let key = |status: &serde_json::Value, key: &str| {
+        worker(status)["plugins"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == key).cloned())
+            .unwrap_or_default()
+    };
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            key(&status, "probe.Probe@a")["runs"].as_u64() >= Some(2)
+        }),
+        "{status:#}"
+    );
+    let pid = worker(&status)["worker_pid"].as_u64().expect("pid");
+    home.input(
+        "isolated",
+        &["probe"],
+        "isolation = \"plugin\"\n[[inputs.pythond.instances]]\nname = \"a\"\n\
+         [[inputs.pythond.instances]]\nname = \"b\"\n",
+    );
+    agent.signal(libc::SIGHUP);
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            key(&status, "probe.Probe@b")["runs"].as_u64() >= Some(1)
+        }),
+        "{status:#}"
+    );
+    let after = worker(&status);
+    assert_eq!(
+        after["worker_pid"].as_u64(),
+        Some(pid),
+        "restarted: {after}"
+    );
+    assert_eq!(after["restarts"], 0, "{after}");
+}
