@@ -20,8 +20,9 @@ use crate::log_dedupe::{Failure, RepeatedFailures};
 use crate::log_text::escape;
 use crate::schedule::{Due, HangVerdict, PluginSchedule, Timing};
 use crate::stats::{InputState, InputStats, PluginState, Stats};
+use crate::worker::launch::Mode;
 use crate::worker::protocol::{Command, Done, Hello, PluginInfo, PROTOCOL_VERSION};
-use crate::worker::{Event, Session, SessionContext, WorkerSpec};
+use crate::worker::{Event, Launch, Session, SessionContext};
 
 mod pooled;
 pub use pooled::{instance_options, instance_timing, plan, PoolState};
@@ -38,7 +39,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Supervises the worker of one input.
 pub struct InputSupervisor {
     config: InputConfig,
-    spec: WorkerSpec,
+    /// How its workers start; the process slot in it says which instances are its own.
+    launch: Launch,
     ctx: Arc<SessionContext>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -68,17 +70,17 @@ enum SessionEnd {
 }
 
 impl InputSupervisor {
-    /// `spec` starts the worker with the input's resolved plugin paths.
+    /// `launch` starts the worker with the input's resolved plugin paths.
     pub fn new(
         config: InputConfig,
-        spec: WorkerSpec,
+        launch: Launch,
         ctx: Arc<SessionContext>,
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Self {
         Self {
             config,
-            spec,
+            launch,
             ctx,
             shutdown,
             grace,
@@ -176,23 +178,25 @@ impl InputSupervisor {
         for plugin in &hello.plugins {
             let name = format!("{input}/{}", plugin.id);
             // `$PYTHOND_INPUT` stays the input's name: collectors may read it.
-            let mut spec = self.spec.clone();
-            // After the runner's path: `--only ID` (an id is no secret; options are not
-            // on the command line).
-            let at = 1.min(spec.args.len());
-            spec.args
-                .splice(at..at, ["--only".into(), plugin.id.clone().into()]);
+            let launch = self.launch.with_mode(Mode::Only(plugin.id.clone()));
+            let mut plugin_stats = stats.input(&name);
+            if launch.process.is_shared() {
+                plugin_stats = plugin_stats.process(launch.process.index(), launch.process.count());
+            }
             let ctx = Arc::new(SessionContext {
                 input: self.ctx.input.clone(),
                 tags: self.ctx.tags.clone(),
                 ingest: self.ctx.ingest.clone(),
-                stats: stats.input(&name),
+                stats: plugin_stats,
             });
             // Logs and status name the worker `<input>/<plugin id>`; points and events
             // still belong to the input (`ctx.input`).
             let mut config = self.config.clone();
             config.name = name.clone();
-            let child = InputSupervisor::new(config, spec, ctx, self.shutdown.clone(), self.grace);
+            let mut child =
+                InputSupervisor::new(config, launch, ctx, self.shutdown.clone(), self.grace);
+            // Instance changes go to every plugin's running worker (docs/RELOAD.md).
+            child.updates = self.updates.clone();
             children.push((name, tokio::spawn(child.run_single())));
         }
         self.stats().set_state(InputState::Running);
@@ -209,9 +213,7 @@ impl InputSupervisor {
     /// Starts a worker with `--discover` (imports, no `init`), returns its `hello`
     /// and stops it. `Ok(None)`: shutdown came first.
     async fn discover(&self) -> Result<Option<Hello>, String> {
-        let mut spec = self.spec.clone();
-        let at = 1.min(spec.args.len());
-        spec.args.insert(at, "--discover".into());
+        let spec = self.launch.with_mode(Mode::Discover).render();
         let mut session = Session::start(&spec, self.ctx.clone()).map_err(|e| e.to_string())?;
         let hello = tokio::select! {
             _ = self.shutdown.cancelled() => None,
@@ -236,9 +238,10 @@ impl InputSupervisor {
         let mut schedules: HashMap<String, PluginSchedule> = HashMap::new();
         let mut pool = PoolState::default();
         let mut updates = self.updates.clone();
+        let spec = self.launch.render();
         while !self.shutdown.is_cancelled() {
             self.stats().set_state(InputState::Starting);
-            let mut session = match Session::start(&self.spec, self.ctx.clone()) {
+            let mut session = match Session::start(&spec, self.ctx.clone()) {
                 Ok(session) => session,
                 Err(error) => {
                     let delay = backoff.next_delay();

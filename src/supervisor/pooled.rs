@@ -208,6 +208,7 @@ impl InputSupervisor {
         if let Some(updates) = updates.as_mut() {
             config.instances = updates.borrow_and_update().clone();
         }
+        config.instances = self.own_instances(config.instances);
         let (entries, disabled) = plan(&config, &hello.plugins, unix_now(), state);
         let mut timings = self.adopt_entries(&entries, &disabled);
         if let Err(error) = session
@@ -249,7 +250,7 @@ impl InputSupervisor {
                         *updates = None; // the input set is gone: shutdown follows
                         continue;
                     };
-                    config.instances = receiver.borrow_and_update().clone();
+                    config.instances = self.own_instances(receiver.borrow_and_update().clone());
                     let (entries, disabled) = plan(&config, &hello.plugins, unix_now(), state);
                     let active: HashSet<String> = entries.iter().map(|e| instance_key(&e.plugin, &e.instance)).collect();
                     let remove: Vec<InstanceRef> = timings
@@ -292,8 +293,16 @@ impl InputSupervisor {
         }
     }
 
+    /// The instances this worker runs: with `processes = N`, those its process slot
+    /// wins (src/worker/slot.rs); the other processes run the rest.
+    fn own_instances(&self, mut instances: Vec<InstanceConfig>) -> Vec<InstanceConfig> {
+        instances.retain(|instance| self.launch.process.owns(&instance.name));
+        instances
+    }
+
     /// Makes the stats match a plan: entries kept for the planned and the disabled
-    /// pairs only, disabled ones marked so. Returns each planned pair's interval.
+    /// pairs only, disabled ones marked so (the other processes' pairs are theirs to
+    /// keep). Returns each planned pair's interval.
     fn adopt_entries(
         &self,
         entries: &[InstanceEntry],
@@ -304,7 +313,13 @@ impl InputSupervisor {
             .map(|e| instance_key(&e.plugin, &e.instance))
             .collect();
         keep.extend(disabled.iter().cloned());
-        self.stats().retain_plugin_keys(&keep);
+        let slot = self.launch.process;
+        self.stats().retain_plugin_keys(|key| {
+            keep.contains(key)
+                || key
+                    .split_once('@')
+                    .is_some_and(|(_, instance)| !slot.owns(instance))
+        });
         for key in disabled {
             self.stats().plugin(key).set_state(PluginState::Disabled);
         }
