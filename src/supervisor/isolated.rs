@@ -1,0 +1,86 @@
+//! `isolation = "plugin"`: one worker per plugin, each under its own supervisor.
+//!
+//! A discovery worker (`--discover`: imports, no `init`) lists the input's plugins and
+//! stops; it is retried with backoff like any worker ([`super::machine`], mode
+//! `Discover`). Then every plugin gets a worker of its own (`--only <id>`) under a
+//! child [`InputSupervisor`] shown in status as input `<input>/<plugin id>`, so a hang
+//! or crash restarts only that plugin's worker (docs/CONFIG.md, `isolation`).
+
+use std::sync::Arc;
+
+use super::handle::WorkerStarter;
+use super::internal_events::{load_errors, InternalEvent};
+use super::machine::{Mode, State, WorkerMachine};
+use super::single::Work;
+use super::InputSupervisor;
+use crate::stats::{InputState, Stats};
+use crate::worker::SessionContext;
+
+impl<S: WorkerStarter> InputSupervisor<S> {
+    /// Discovers the plugins, then supervises one worker per plugin until shutdown.
+    pub(super) async fn run_isolated(self, stats: Arc<Stats>) {
+        let input = self.config.name.clone();
+        let mut spec = self.spec.clone();
+        let at = 1.min(spec.args.len());
+        spec.args.insert(at, "--discover".into());
+        let mut machine = WorkerMachine::new(Mode::Discover, self.policy());
+        let mut work = Work::Discover { hello: None };
+        self.drive(&mut machine, &mut work, &spec).await;
+        let hello = match (machine.state(), work) {
+            (State::Discovered, Work::Discover { hello: Some(hello) }) => hello,
+            _ => {
+                self.stats().set_state(InputState::Stopped);
+                return;
+            }
+        };
+        self.report(InternalEvent::CollectorsLoaded {
+            errors: load_errors(&hello.errors),
+            plugins: hello.plugins.len(),
+            dirs: self.config.dirs.clone(),
+        })
+        .await;
+        self.stats().retain_plugins(&[]);
+        for event in super::unmatched_overrides(&self.config, &hello.plugins) {
+            self.report(event).await;
+        }
+        let mut children = Vec::new();
+        for plugin in &hello.plugins {
+            let name = format!("{input}/{}", plugin.id);
+            // `$PYTHOND_INPUT` stays the input's name: collectors may read it.
+            let mut spec = self.spec.clone();
+            // After the runner's path: `--only ID` (an id is no secret; options are not
+            // on the command line).
+            let at = 1.min(spec.args.len());
+            spec.args
+                .splice(at..at, ["--only".into(), plugin.id.clone().into()]);
+            let ctx = Arc::new(SessionContext {
+                input: self.ctx.input.clone(),
+                tags: self.ctx.tags.clone(),
+                ingest: self.ctx.ingest.clone(),
+                stats: stats.input(&name),
+            });
+            // Logs and status name the worker `<input>/<plugin id>`; points and events
+            // still belong to the input (`ctx.input`).
+            let mut config = self.config.clone();
+            config.name = name.clone();
+            let child = InputSupervisor::with_starter(
+                config,
+                spec,
+                ctx,
+                self.shutdown.clone(),
+                self.grace,
+                self.starter.clone(),
+            );
+            children.push((name, tokio::spawn(child.run_single())));
+        }
+        self.stats().set_state(InputState::Running);
+        tracing::info!(input = %input, workers = children.len(), "one worker per plugin (isolation = \"plugin\")");
+        for (name, task) in children {
+            if let Err(error) = task.await {
+                tracing::error!(input = %name, %error, "plugin supervisor ended abnormally");
+            }
+            stats.remove_input(&name);
+        }
+        self.stats().set_state(InputState::Stopped);
+    }
+}
