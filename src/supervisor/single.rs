@@ -388,3 +388,167 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::handle::fake::{FakeStarter, Script};
+    use super::*;
+    use crate::ingest::Ingest;
+    use crate::stats::{InputStats, Stats};
+    use crate::worker::SessionContext;
+
+    /// Generous: the fake answers at once; only the input's own timing takes time.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    struct Rig {
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+        starter: FakeStarter,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(extra: &str, script: Vec<Script>) -> Rig {
+        let text = format!(
+            "[[inputs.pythond]]\nname = \"in\"\ncmd = \"python3\"\ndirs = [\"d\"]\n{extra}"
+        );
+        let (mut inputs, _) =
+            crate::config::parse_inputs(&text, std::path::Path::new("x.conf")).expect("parses");
+        let config = inputs.remove(0);
+        let stats = Stats::new();
+        let sinks = crate::sink::Sinks::start(&[]).expect("no sinks");
+        let ingest = Arc::new(Ingest::new(stats.clone(), BTreeMap::new(), sinks));
+        let ctx = Arc::new(SessionContext {
+            input: "in".to_string(),
+            tags: ingest.input_tags(&config.tags),
+            ingest,
+            stats: stats.input("in"),
+        });
+        let spec = WorkerSpec {
+            input: "in".to_string(),
+            cmd: "python3".to_string(),
+            args: vec!["runner.py".into()],
+            envs: Vec::new(),
+            private_env: Vec::new(),
+            max_frame: 1 << 20,
+        };
+        let shutdown = CancellationToken::new();
+        let starter = FakeStarter::new(script);
+        let supervisor = InputSupervisor::with_starter(
+            config,
+            spec,
+            ctx,
+            shutdown.clone(),
+            Duration::from_secs(1),
+            starter.clone(),
+        )
+        .isolated(stats.clone());
+        Rig {
+            stats,
+            shutdown,
+            starter,
+            task: tokio::spawn(supervisor.run()),
+        }
+    }
+
+    impl Rig {
+        fn input(&self) -> Arc<InputStats> {
+            self.stats.input("in")
+        }
+
+        async fn until(&self, what: &str, done: impl Fn(&Rig) -> bool) {
+            let deadline = Instant::now() + DEADLINE;
+            while !done(self) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        async fn stop(self) -> Arc<Stats> {
+            self.shutdown.cancel();
+            tokio::time::timeout(DEADLINE, self.task)
+                .await
+                .expect("stops")
+                .expect("no panic");
+            self.stats
+        }
+    }
+
+    #[tokio::test]
+    async fn hangs_kill_and_restart_the_worker_until_the_plugin_is_quarantined() {
+        let rig = start(
+            "interval = \"100ms\"\ntimeout = \"100ms\"\n",
+            vec![Script::Hello {
+                plugins: vec!["m.Stuck", "m.Fine"],
+                hang: vec!["m.Stuck"],
+            }],
+        );
+        rig.until("the quarantine", |r| {
+            r.input().plugin("m.Stuck").state() == PluginState::Quarantined
+        })
+        .await;
+        let input = rig.input();
+        assert_eq!(input.plugin("m.Stuck").timeouts(), 3);
+        assert_eq!(rig.starter.kills.load(Ordering::SeqCst), 3);
+        assert_eq!(input.restarts(), 3, "restarted after each hang");
+        // The fourth worker stays up and runs the other plugin.
+        let runs = input.plugin("m.Fine").runs();
+        rig.until("more runs of the healthy plugin", |r| {
+            r.input().plugin("m.Fine").runs() > runs + 2
+        })
+        .await;
+        assert_eq!(rig.starter.starts.load(Ordering::SeqCst), 4);
+        assert_eq!(input.state(), InputState::Running);
+        let stats = rig.stop().await;
+        assert_eq!(stats.input("in").state(), InputState::Stopped);
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_the_backoff_of_a_dying_worker_stops_it_there() {
+        let rig = start("", vec![Script::ExitAtOnce]);
+        rig.until("a backoff", |r| {
+            matches!(r.input().state(), InputState::Backoff { .. })
+        })
+        .await;
+        assert_eq!(rig.input().restarts(), 1);
+        let starts = rig.starter.starts.load(Ordering::SeqCst);
+        let starter = rig.starter.clone();
+        let stats = rig.stop().await;
+        assert_eq!(stats.input("in").state(), InputState::Stopped);
+        assert_eq!(starter.starts.load(Ordering::SeqCst), starts, "no restart");
+    }
+
+    #[tokio::test]
+    async fn a_failed_discovery_is_retried_then_each_plugin_gets_its_worker() {
+        let rig = start(
+            "isolation = \"plugin\"\n",
+            vec![
+                Script::FailToStart,
+                Script::ExitAtOnce,
+                Script::Hello {
+                    plugins: vec!["m.A", "m.B"],
+                    hang: vec![],
+                },
+            ],
+        );
+        rig.until("both plugins' workers running", |r| {
+            ["in/m.A", "in/m.B"].iter().all(|name| {
+                r.stats
+                    .existing_input(name)
+                    .is_some_and(|s| s.state() == InputState::Running)
+            })
+        })
+        .await;
+        let input = rig.input();
+        assert_eq!(input.restarts(), 2, "two failed discoveries");
+        assert_eq!(input.state(), InputState::Running);
+        assert!(input.plugins().is_empty(), "plugins are shown per worker");
+        let stats = rig.stop().await;
+        assert_eq!(stats.input("in").state(), InputState::Stopped);
+    }
+}
