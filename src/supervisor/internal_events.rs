@@ -21,6 +21,11 @@ use crate::stats::{InputStats, PluginState};
 use crate::worker::protocol::LoadError;
 use crate::worker::SessionContext;
 
+/// The target of every supervision log line, whichever module writes it: the one
+/// operators know from the log (docs/OPERATIONS.md, "A collector hangs") and filter
+/// on (`RUST_LOG=pythond::supervisor=debug`).
+pub const LOG_TARGET: &str = "pythond::supervisor";
+
 /// What becomes of a plugin whose run timed out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AfterTimeout {
@@ -244,7 +249,7 @@ impl Reporter {
             .ingest
             .report(&origin, events::report(plugin, vec![point]))
             .await;
-        tracing::info!(
+        tracing::info!(target: LOG_TARGET,
             input = %input,
             plugin = %escape(plugin),
             kind = ?kind,
@@ -263,10 +268,10 @@ impl InternalEvent {
         match self {
             InternalEvent::WorkerStarted { pid } => {
                 stats.set_worker_pid(pid);
-                tracing::debug!(input = %input, pid, "worker started");
+                tracing::debug!(target: LOG_TARGET, input = %input, pid, "worker started");
             }
             InternalEvent::WorkerStartFailed { error, retry_in } => {
-                tracing::error!(input = %input, error = %escape(&error), ?retry_in, "cannot start worker");
+                tracing::error!(target: LOG_TARGET, input = %input, error = %escape(&error), ?retry_in, "cannot start worker");
                 stats.set_last_error(error);
             }
             InternalEvent::CollectorsLoaded {
@@ -275,26 +280,26 @@ impl InternalEvent {
                 dirs,
             } => {
                 for (module, error) in &errors {
-                    tracing::error!(input = %input, module = %escape(module), "cannot load collector: {}", escape(error));
+                    tracing::error!(target: LOG_TARGET, input = %input, module = %escape(module), "cannot load collector: {}", escape(error));
                 }
                 stats.set_load_errors(errors.into_iter().map(|(_, error)| error).collect());
                 if plugins == 0 {
-                    tracing::warn!(input = %input, ?dirs, "no DataKitFramework subclasses found");
+                    tracing::warn!(target: LOG_TARGET, input = %input, ?dirs, "no DataKitFramework subclasses found");
                 }
             }
             InternalEvent::UnmatchedOverride { key, plugins } => {
-                tracing::warn!(input = %input, plugin = %key, ?plugins, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
+                tracing::warn!(target: LOG_TARGET, input = %input, plugin = %key, ?plugins, "[inputs.pythond.plugins.{key}] matches no plugin of this input (use a plugin's name or id)");
             }
             InternalEvent::PluginDisabled { plugin } => {
                 stats.plugin(&plugin).set_state(PluginState::Disabled);
-                tracing::info!(input = %input, plugin = %escape(&plugin), "plugin disabled by configuration; not run");
+                tracing::info!(target: LOG_TARGET, input = %input, plugin = %escape(&plugin), "plugin disabled by configuration; not run");
             }
             InternalEvent::WorkerReady {
                 pid,
                 python,
                 plugins,
             } => {
-                tracing::info!(input = %input, pid, python = %escape(&python), ?plugins, "worker ready");
+                tracing::info!(target: LOG_TARGET, input = %input, pid, python = %escape(&python), ?plugins, "worker ready");
             }
             InternalEvent::PoolReady {
                 pid,
@@ -304,7 +309,7 @@ impl InternalEvent {
                 disabled,
                 concurrency,
             } => {
-                tracing::info!(
+                tracing::info!(target: LOG_TARGET,
                     input = %input,
                     pid,
                     python = %escape(&python),
@@ -320,7 +325,7 @@ impl InternalEvent {
                 removed,
                 disabled,
             } => {
-                tracing::info!(input = %input, instances, removed, disabled, "instances updated in the running worker");
+                tracing::info!(target: LOG_TARGET, input = %input, instances, removed, disabled, "instances updated in the running worker");
             }
             InternalEvent::RunStarted { plugin, skipped } => {
                 let stats = stats.plugin(&plugin);
@@ -340,10 +345,10 @@ impl InternalEvent {
                     RunClock::Worker(took) => stats.plugin(&plugin).run_finished(took, None),
                 }
                 let shown = escape(&plugin);
-                tracing::debug!(input = %input, plugin = %shown, run, seconds, "run finished");
+                tracing::debug!(target: LOG_TARGET, input = %input, plugin = %shown, run, seconds, "run finished");
                 let ended = to.repeats().succeeded(&plugin);
                 if let Some(failed) = ended {
-                    tracing::info!(input = %input, plugin = %shown, run, "run succeeded after {failed} failed run(s) in a row");
+                    tracing::info!(target: LOG_TARGET, input = %input, plugin = %shown, run, "run succeeded after {failed} failed run(s) in a row");
                 }
                 let recovered = to.failures().succeeded(&plugin);
                 for kind in recovered {
@@ -363,13 +368,13 @@ impl InternalEvent {
                 let shown = escape(&plugin);
                 match seen {
                     Failure::New { after: 0 } => {
-                        tracing::warn!(input = %input, plugin = %shown, run, traceback = %escape(&traceback), "run failed: {}", escape(&message))
+                        tracing::warn!(target: LOG_TARGET, input = %input, plugin = %shown, run, traceback = %escape(&traceback), "run failed: {}", escape(&message))
                     }
                     Failure::New { after } => {
-                        tracing::warn!(input = %input, plugin = %shown, run, traceback = %escape(&traceback), "run failed with a new error (the previous one repeated {after} more time(s)): {}", escape(&message))
+                        tracing::warn!(target: LOG_TARGET, input = %input, plugin = %shown, run, traceback = %escape(&traceback), "run failed with a new error (the previous one repeated {after} more time(s)): {}", escape(&message))
                     }
                     Failure::Repeat { count } => {
-                        tracing::debug!(input = %input, plugin = %shown, run, repeats = count, "run failed again with the same error: {}", escape(&message))
+                        tracing::debug!(target: LOG_TARGET, input = %input, plugin = %shown, run, repeats = count, "run failed again with the same error: {}", escape(&message))
                     }
                 }
                 let text = if traceback.is_empty() {
@@ -401,13 +406,13 @@ impl InternalEvent {
                 let logged = escape(&message);
                 match then {
                     AfterTimeout::RestartWorker { hangs_in_a_row } => {
-                        tracing::error!(input = %input, plugin = %shown, hangs_in_a_row, "{logged}; killing the worker's process group and restarting it");
+                        tracing::error!(target: LOG_TARGET, input = %input, plugin = %shown, hangs_in_a_row, "{logged}; killing the worker's process group and restarting it");
                     }
                     AfterTimeout::FreshObject { hangs_in_a_row } => {
-                        tracing::error!(input = %input, plugin = %shown, hangs_in_a_row, "{logged}; the next run gets a fresh object");
+                        tracing::error!(target: LOG_TARGET, input = %input, plugin = %shown, hangs_in_a_row, "{logged}; the next run gets a fresh object");
                     }
                     AfterTimeout::Quarantine { cooloff } => {
-                        tracing::error!(input = %input, plugin = %shown, ?cooloff, "{logged}; it hung {HANGS_BEFORE_QUARANTINE} times in a row and is quarantined");
+                        tracing::error!(target: LOG_TARGET, input = %input, plugin = %shown, ?cooloff, "{logged}; it hung {HANGS_BEFORE_QUARANTINE} times in a row and is quarantined");
                     }
                 }
                 to.failed(&plugin, FailureKind::Timeout, &message).await;
@@ -422,7 +427,7 @@ impl InternalEvent {
                 to.failed(&plugin, FailureKind::Quarantine, &text).await;
             }
             InternalEvent::QuarantineOver { plugin } => {
-                tracing::info!(input = %input, plugin = %escape(&plugin), "quarantine over; running again");
+                tracing::info!(target: LOG_TARGET, input = %input, plugin = %escape(&plugin), "quarantine over; running again");
                 stats.plugin(&plugin).set_state(PluginState::Idle);
             }
             InternalEvent::RunsSkipped {
@@ -432,39 +437,39 @@ impl InternalEvent {
             } => {
                 stats.plugin(&plugin).add_skipped(skipped);
                 if !quietly {
-                    tracing::warn!(input = %input, plugin = %escape(&plugin), skipped, "run skipped: the previous run is still going");
+                    tracing::warn!(target: LOG_TARGET, input = %input, plugin = %escape(&plugin), skipped, "run skipped: the previous run is still going");
                 }
             }
             InternalEvent::AnswerIgnored { plugin, run, known } => {
                 if known {
-                    tracing::debug!(input = %input, plugin = %escape(&plugin), run, "stale `done`; ignored");
+                    tracing::debug!(target: LOG_TARGET, input = %input, plugin = %escape(&plugin), run, "stale `done`; ignored");
                 } else {
-                    tracing::warn!(input = %input, plugin = %escape(&plugin), "`done` for an unknown plugin; ignored");
+                    tracing::warn!(target: LOG_TARGET, input = %input, plugin = %escape(&plugin), "`done` for an unknown plugin; ignored");
                 }
             }
             InternalEvent::WorkerStopped { how } => {
                 stats.set_worker_pid(0);
-                tracing::info!(input = %input, "worker stopped ({how})");
+                tracing::info!(target: LOG_TARGET, input = %input, "worker stopped ({how})");
             }
             InternalEvent::WorkerRecycled { how, why } => {
                 stats.set_worker_pid(0);
                 stats.add_recycle();
-                tracing::info!(input = %input, "worker recycled ({how}): {why}; starting a fresh one");
+                tracing::info!(target: LOG_TARGET, input = %input, "worker recycled ({how}): {why}; starting a fresh one");
             }
             InternalEvent::WorkerKilled { how } => {
                 stats.set_worker_pid(0);
                 stats.add_restart();
-                tracing::warn!(input = %input, "worker killed after a hang ({how}); restarting");
+                tracing::warn!(target: LOG_TARGET, input = %input, "worker killed after a hang ({how}); restarting");
             }
             InternalEvent::WorkerDied { how, why, retry_in } => {
                 stats.set_worker_pid(0);
                 stats.add_restart();
-                tracing::error!(input = %input, ?retry_in, "worker {how}: {}; restarting", escape(&why));
+                tracing::error!(target: LOG_TARGET, input = %input, ?retry_in, "worker {how}: {}; restarting", escape(&why));
                 stats.set_last_error(format!("worker {how}: {why}"));
             }
             InternalEvent::DiscoveryFailed { why, retry_in } => {
                 stats.add_restart();
-                tracing::error!(input = %input, ?retry_in, "discovery worker: {}; retrying", escape(&why));
+                tracing::error!(target: LOG_TARGET, input = %input, ?retry_in, "discovery worker: {}; retrying", escape(&why));
                 stats.set_last_error(format!("discovery worker: {why}"));
             }
         }

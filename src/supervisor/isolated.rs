@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::handle::WorkerStarter;
-use super::internal_events::{load_errors, InternalEvent};
+use super::internal_events::{load_errors, InternalEvent, LOG_TARGET};
 use super::machine::{Mode, State, WorkerMachine};
 use super::single::Work;
 use super::InputSupervisor;
@@ -74,10 +74,10 @@ impl<S: WorkerStarter> InputSupervisor<S> {
             children.push((name, tokio::spawn(child.run_single())));
         }
         self.stats().set_state(InputState::Running);
-        tracing::info!(input = %input, workers = children.len(), "one worker per plugin (isolation = \"plugin\")");
+        tracing::info!(target: LOG_TARGET, input = %input, workers = children.len(), "one worker per plugin (isolation = \"plugin\")");
         for (name, task) in children {
             if let Err(error) = task.await {
-                tracing::error!(input = %name, %error, "plugin supervisor ended abnormally");
+                tracing::error!(target: LOG_TARGET, input = %name, %error, "plugin supervisor ended abnormally");
             }
             stats.remove_input(&name);
         }

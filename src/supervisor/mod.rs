@@ -37,7 +37,7 @@ pub use machine::HELLO_TIMEOUT;
 pub use pooled::{instance_options, instance_timing, plan, PoolState};
 
 use crate::schedule::Timing;
-use internal_events::{InternalEvent, Reporter};
+use internal_events::{InternalEvent, Reporter, LOG_TARGET};
 
 /// Interval of a plugin whose class gives none (DataKit would have crashed).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -122,7 +122,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
     /// Runs until shutdown.
     pub async fn run(self) {
         if let Some(delay) = self.config.start_delay {
-            tracing::info!(input = %self.config.name, ?delay, "waiting start_delay before starting the worker");
+            tracing::info!(target: LOG_TARGET, input = %self.config.name, ?delay, "waiting start_delay before starting the worker");
             tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     self.stats().set_state(InputState::Stopped);

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::handle::{WorkerHandle, WorkerStarter};
-use super::internal_events::{load_errors, InternalEvent};
+use super::internal_events::{load_errors, InternalEvent, LOG_TARGET};
 use super::machine::{Action, Event, WorkerMachine};
 use super::{InputSupervisor, DEFAULT_INTERVAL};
 use crate::config::{InputConfig, InstanceConfig};
@@ -355,7 +355,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
                 })
             }
             worker::Event::Done(done) => {
-                tracing::debug!(input = %self.config.name, plugin = %crate::log_text::escape(&done.plugin), "`done` from a pooled worker; ignored");
+                tracing::debug!(target: LOG_TARGET, input = %self.config.name, plugin = %crate::log_text::escape(&done.plugin), "`done` from a pooled worker; ignored");
                 Vec::new()
             }
             worker::Event::Hello(_) => Vec::new(),

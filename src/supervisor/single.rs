@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::handle::{WorkerHandle, WorkerStarter};
-use super::internal_events::{load_errors, InternalEvent};
+use super::internal_events::{load_errors, InternalEvent, LOG_TARGET};
 use super::machine::{Action, Event, Mode, PluginPlan, Policy, State, WorkerMachine};
 use super::pooled::{abandoned_bound, Pool};
 use super::{plugin_timing, InputSupervisor};
@@ -294,7 +294,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
             // Before the handshake nothing else is expected; a stray frame is dropped.
             _ if waiting => Vec::new(),
             worker::Event::Hello(_) => {
-                tracing::warn!(input = %input, "worker said hello twice; ignored");
+                tracing::warn!(target: LOG_TARGET, input = %input, "worker said hello twice; ignored");
                 Vec::new()
             }
             event => match work {
@@ -302,7 +302,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
                 Work::Plain { .. } | Work::Discover { .. } => match event {
                     worker::Event::Done(done) => machine.handle(Event::Done(done)),
                     _ => {
-                        tracing::debug!(input = %input, "pool frame from a worker without instances; ignored");
+                        tracing::debug!(target: LOG_TARGET, input = %input, "pool frame from a worker without instances; ignored");
                         Vec::new()
                     }
                 },
