@@ -588,30 +588,15 @@ impl WorkerMachine {
             let timeout = schedule.timing().timeout.unwrap_or_default();
             let message =
                 format!("run {run} did not finish within its timeout of {timeout:?} (ran {ran:?})");
-            match schedule.hung(now) {
+            let then = match schedule.hung(now) {
                 HangVerdict::Retry { hangs_in_a_row } => {
-                    actions.push(Action::Emit(InternalEvent::RunTimedOut {
-                        plugin: id.clone(),
-                        message,
-                        then: AfterTimeout::RestartWorker { hangs_in_a_row },
-                        pooled: false,
-                    }));
+                    AfterTimeout::RestartWorker { hangs_in_a_row }
                 }
-                HangVerdict::Quarantine { until } => {
-                    let cooloff = until - now;
-                    actions.push(Action::Emit(InternalEvent::RunTimedOut {
-                        plugin: id.clone(),
-                        message: message.clone(),
-                        then: AfterTimeout::Quarantine { cooloff },
-                        pooled: false,
-                    }));
-                    actions.push(Action::Emit(InternalEvent::Quarantined {
-                        plugin: id.clone(),
-                        message,
-                        cooloff,
-                    }));
-                }
-            }
+                HangVerdict::Quarantine { until } => AfterTimeout::Quarantine {
+                    cooloff: until - now,
+                },
+            };
+            actions.extend(timeout_events(id.clone(), message, then, false));
         }
         if !actions.is_empty() {
             actions.extend(self.end(End::Hung));
@@ -733,39 +718,22 @@ impl WorkerMachine {
             "run {} did not finish within its timeout (ran {:.3} s); its thread was abandoned",
             timed_out.run, timed_out.ran
         );
-        let mut actions = Vec::new();
-        match self
+        let then = match self
             .health
             .entry(key.clone())
             .or_default()
             .timed_out(interval)
         {
-            PooledHang::Retry { hangs_in_a_row } => {
-                actions.push(Action::Emit(InternalEvent::RunTimedOut {
-                    plugin: key,
-                    message,
-                    then: AfterTimeout::FreshObject { hangs_in_a_row },
-                    pooled: true,
-                }));
-            }
-            PooledHang::Quarantine { cooloff } => {
-                actions.push(Action::Emit(InternalEvent::RunTimedOut {
-                    plugin: key.clone(),
-                    message: message.clone(),
-                    then: AfterTimeout::Quarantine { cooloff },
-                    pooled: true,
-                }));
-                actions.push(Action::Emit(InternalEvent::Quarantined {
-                    plugin: key,
-                    message,
-                    cooloff,
-                }));
-                actions.push(Action::Pause {
-                    plugin: timed_out.plugin,
-                    instance: timed_out.instance,
-                    cooloff,
-                });
-            }
+            PooledHang::Retry { hangs_in_a_row } => AfterTimeout::FreshObject { hangs_in_a_row },
+            PooledHang::Quarantine { cooloff } => AfterTimeout::Quarantine { cooloff },
+        };
+        let mut actions = timeout_events(key, message, then.clone(), true);
+        if let AfterTimeout::Quarantine { cooloff } = then {
+            actions.push(Action::Pause {
+                plugin: timed_out.plugin,
+                instance: timed_out.instance,
+                cooloff,
+            });
         }
         let bound = self.policy.abandoned_bound;
         if timed_out.abandoned > bound {
@@ -803,6 +771,32 @@ impl WorkerMachine {
         };
         self.end(End::Recycled(why))
     }
+}
+
+/// The events of a run that passed its timeout: [`InternalEvent::RunTimedOut`], and
+/// [`InternalEvent::Quarantined`] when that is what follows.
+fn timeout_events(
+    plugin: String,
+    message: String,
+    then: AfterTimeout,
+    pooled: bool,
+) -> Vec<Action> {
+    let quarantine = match then {
+        AfterTimeout::Quarantine { cooloff } => Some(InternalEvent::Quarantined {
+            plugin: plugin.clone(),
+            message: message.clone(),
+            cooloff,
+        }),
+        _ => None,
+    };
+    let mut actions = vec![Action::Emit(InternalEvent::RunTimedOut {
+        plugin,
+        message,
+        then,
+        pooled,
+    })];
+    actions.extend(quarantine.map(Action::Emit));
+    actions
 }
 
 #[cfg(test)]
@@ -880,6 +874,15 @@ mod tests {
         assert_eq!(m.state(), &State::Running);
     }
 
+    /// A fresh machine whose first spawn fails; returns the failure's actions.
+    fn failed_first_spawn(m: &mut WorkerMachine, at: Instant) -> Vec<Action> {
+        m.start();
+        m.handle(Event::SpawnFailed {
+            at,
+            error: "interpreter `nope` not found".to_string(),
+        })
+    }
+
     /// The worker dies at `at`; returns the restart delay.
     fn die(m: &mut WorkerMachine, at: Instant) -> Duration {
         let actions = m.handle(Event::Exited {
@@ -949,11 +952,7 @@ mod tests {
     fn a_failed_spawn_waits_and_retries() {
         let mut m = machine(Mode::Plain, policy());
         let now = Instant::now();
-        m.start();
-        let actions = m.handle(Event::SpawnFailed {
-            at: now,
-            error: "interpreter `nope` not found".to_string(),
-        });
+        let actions = failed_first_spawn(&mut m, now);
         let [Action::Emit(InternalEvent::WorkerStartFailed { retry_in, .. }), Action::WaitRestart(delay)] =
             &actions[..]
         else {
@@ -1222,12 +1221,8 @@ mod tests {
     fn discovery_failures_are_retried_with_backoff_until_hello() {
         let mut m = machine(Mode::Discover, policy());
         let mut now = Instant::now();
-        m.start();
         // The interpreter is missing at first.
-        let actions = m.handle(Event::SpawnFailed {
-            at: now,
-            error: "interpreter `python9` not found".to_string(),
-        });
+        let actions = failed_first_spawn(&mut m, now);
         let [Action::Emit(InternalEvent::DiscoveryFailed { retry_in, .. }), Action::WaitRestart(_)] =
             &actions[..]
         else {

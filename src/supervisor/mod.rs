@@ -144,10 +144,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
 /// input's, which override the class attribute; the default timeout is three
 /// intervals; `long_running` plugins have none.
 pub fn plugin_timing(config: &InputConfig, plugin: &PluginInfo) -> Timing {
-    let class_interval = Duration::try_from_secs_f64(plugin.interval)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_INTERVAL);
+    let class_interval = class_interval(plugin);
     let own = config.plugin_override(&plugin.id, &plugin.name);
     let interval = own
         .and_then(|o| o.interval)
@@ -158,6 +155,14 @@ pub fn plugin_timing(config: &InputConfig, plugin: &PluginInfo) -> Timing {
         interval,
         timeout: (!plugin.long_running).then(|| timeout.unwrap_or(interval * 3)),
     }
+}
+
+/// The interval the plugin's class gives, or [`DEFAULT_INTERVAL`] if none.
+fn class_interval(plugin: &PluginInfo) -> Duration {
+    Duration::try_from_secs_f64(plugin.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_INTERVAL)
 }
 
 /// A `[inputs.pythond.plugins.<key>]` table for each key that names none of `plugins`.

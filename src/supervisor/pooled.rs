@@ -49,10 +49,7 @@ pub fn instance_timing(
     plugin: &PluginInfo,
     instance: &InstanceConfig,
 ) -> Timing {
-    let class_interval = Duration::try_from_secs_f64(plugin.interval)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_INTERVAL);
+    let class_interval = super::class_interval(plugin);
     let own = config.plugin_override(&plugin.id, &plugin.name);
     let interval = instance
         .interval
