@@ -148,6 +148,54 @@ fn an_unknown_sink_key_is_named() {
     assert_config_error(&home, &["pythond.toml:3", "pth"]);
 }
 
+/// Every sink type refuses a key it does not have, naming the file, the line and the
+/// key, and lists exactly the keys it accepts (docs/CONFIG.md, "[[sinks]]").
+#[test]
+fn every_sink_type_names_an_unknown_key_and_lists_its_own() {
+    const NETWORK: &str = "name, url, max_bytes, batch_points, flush_interval, timeout, retry_max_interval, fsync, ca_file";
+    const REQUEST: &str = "bearer_token_env, username, password_env, headers";
+    let cases = [
+        ("stdout", "format = \"json\"", "format".to_string()),
+        ("file", "path = \"points.ndjson\"", "path".to_string()),
+        (
+            "datakit",
+            "url = \"http://127.0.0.1:9529\"",
+            NETWORK.to_string(),
+        ),
+        (
+            "influxdb",
+            "url = \"http://127.0.0.1:8086\"\ndb = \"d\"",
+            format!("{NETWORK}, db, org, bucket, token"),
+        ),
+        (
+            "prometheus_remote_write",
+            "url = \"http://127.0.0.1:8428/api/v1/write\"",
+            format!("{NETWORK}, {REQUEST}"),
+        ),
+        (
+            "otlp",
+            "url = \"http://127.0.0.1:4318\"",
+            format!("{NETWORK}, {REQUEST}, resource_tags"),
+        ),
+    ];
+    for (kind, valid, keys) in cases {
+        let home = Home::new();
+        let lines = valid.lines().count();
+        home.write(
+            "pythond.toml",
+            &format!("[[sinks]]\ntype = \"{kind}\"\n{valid}\nbogus = 1\n"),
+        );
+        assert_config_error(
+            &home,
+            &[
+                &format!("pythond.toml:{}", lines + 3),
+                &format!("unknown key `bogus` in [[sinks]] with type = \"{kind}\""),
+                &format!("(expected one of: type, categories, {keys})"),
+            ],
+        );
+    }
+}
+
 #[test]
 fn config_check_names_missing_interpreters_and_dirs() {
     let home = Home::new();

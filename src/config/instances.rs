@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use super::json_value::{json_table, HashedJson};
 use super::tree::{self, Node, Problem, Section, Value};
 use super::values;
 
@@ -65,9 +66,7 @@ impl Eq for InstanceConfig {}
 impl Hash for InstanceConfig {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
-        serde_json::to_string(&self.options)
-            .unwrap_or_default()
-            .hash(state);
+        HashedJson(&self.options).hash(state);
         self.tags.hash(state);
         self.interval.hash(state);
         self.timeout.hash(state);
@@ -108,9 +107,7 @@ pub(super) fn read_instances(section: &mut Section<'_, '_>) -> Vec<InstanceConfi
         seen.entry(name.clone()).or_insert(line);
         let instance = InstanceConfig {
             name,
-            options: table
-                .get("options", super::inputs::json_table)
-                .unwrap_or_default(),
+            options: table.get("options", json_table).unwrap_or_default(),
             tags: table.get("tags", tree::string_map).unwrap_or_default(),
             interval: table.get("interval", values::duration),
             timeout: table.get("timeout", values::duration),

@@ -12,7 +12,8 @@
 //! Files: `serve.rs` the accept loop (header timeout, connection cap), `pools.rs` the
 //! request pools (503), `auth.rs` token check, `body.rs` size limits and gzip, `error.rs` DataKit's
 //! error shape, `write.rs` write/lasterror, `status.rs` status/ping/health,
-//! `metrics.rs` Prometheus rendering.
+//! `metrics.rs` the `/metrics` families, `process_metrics.rs` the agent's own
+//! `process_*` families, `prom_text.rs` the Prometheus text writer they share.
 
 mod auth;
 mod body;
@@ -20,6 +21,7 @@ mod error;
 mod metrics;
 mod pools;
 mod process_metrics;
+mod prom_text;
 mod serve;
 mod status;
 mod tap;
@@ -40,7 +42,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use metrics::{HttpStats, PromWriter};
+pub use metrics::HttpStats;
+pub use prom_text::PromWriter;
 
 use crate::config::HttpConfig;
 use crate::ingest::{Ingest, InputTags};

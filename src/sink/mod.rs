@@ -19,9 +19,11 @@ pub mod network;
 pub mod otlp;
 pub mod prometheus_remote_write;
 pub mod protocol;
+pub mod read_context;
 pub mod registry;
 pub mod state;
 mod stdout;
+mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,7 +32,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{OutputFormat, SinkConfig};
+use crate::config::SinkConfig;
 use crate::point::{Category, Point};
 use crate::stats::Stats;
 
@@ -380,24 +382,6 @@ async fn drive(
             Err(error) => {
                 tracing::error!(sink = %name, points = points.len(), %error, "sink write failed; these points are lost");
                 failing = true;
-            }
-        }
-    }
-}
-
-/// Encodes points in a sink's output format.
-pub(crate) fn encode(format: OutputFormat, points: &[&Point], out: &mut Vec<u8>) {
-    match format {
-        OutputFormat::LineProtocol => {
-            let mut text = String::new();
-            for point in points {
-                point.write_line_protocol(&mut text);
-            }
-            out.extend_from_slice(text.as_bytes());
-        }
-        OutputFormat::Json => {
-            for point in points {
-                point.write_json(out);
             }
         }
     }

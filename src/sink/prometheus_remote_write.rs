@@ -24,38 +24,18 @@ use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
 use super::protocol::{self, DeadLetterBody, Protocol, Request, Skipped};
-use super::registry::{ReadContext, SinkType};
-use crate::config::network_sink::{read_network, read_request_options};
+use super::read_context::ReadContext;
+use crate::config::network_sink::{read_network, read_request_options, NETWORK_KEYS, REQUEST_KEYS};
 use crate::config::tree::Section;
-use crate::config::{NetworkSinkConfig, RequestOptions, SinkKind};
+use crate::config::{NetworkSinkConfig, RequestOptions};
 use crate::point::{Category, FieldValue, Point};
 
 /// The `type` value.
 pub const NAME: &str = "prometheus_remote_write";
 
-/// `type = "prometheus_remote_write"`: the network keys (`url` is the full write
-/// URL) plus the request options.
-pub const SINK_TYPE: SinkType = SinkType {
-    name: NAME,
-    keys: &[
-        "type",
-        "categories",
-        "name",
-        "url",
-        "max_bytes",
-        "batch_points",
-        "flush_interval",
-        "timeout",
-        "retry_max_interval",
-        "fsync",
-        "ca_file",
-        "bearer_token_env",
-        "username",
-        "password_env",
-        "headers",
-    ],
-    read,
-};
+/// Keys of `type = "prometheus_remote_write"`: the network keys (`url` is the full
+/// write URL) plus the request options.
+pub const KEYS: &[&[&str]] = &[NETWORK_KEYS, REQUEST_KEYS];
 
 /// A `prometheus_remote_write` sink's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,13 +49,14 @@ pub struct RemoteWriteConfig {
     pub request: RequestOptions,
 }
 
-fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+/// Reads a `prometheus_remote_write` sink's settings.
+pub(crate) fn read(
+    section: &mut Section<'_, '_>,
+    context: &ReadContext<'_>,
+) -> Option<RemoteWriteConfig> {
     let request = read_request_options(section);
     let net = read_network(section, NAME, "", context.base)?;
-    Some(SinkKind::PrometheusRemoteWrite(RemoteWriteConfig {
-        net,
-        request,
-    }))
+    Some(RemoteWriteConfig { net, request })
 }
 
 /// The remote write encoder and endpoint.

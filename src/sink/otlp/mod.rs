@@ -28,39 +28,19 @@ use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
 use super::protocol::{self, DeadLetterBody, PartlyRejected, Protocol, Request, Skipped};
-use super::registry::{ReadContext, SinkType};
-use crate::config::network_sink::{read_network, read_request_options};
+use super::read_context::ReadContext;
+use crate::config::network_sink::{read_network, read_request_options, NETWORK_KEYS, REQUEST_KEYS};
 use crate::config::tree::{self, Section};
-use crate::config::{NetworkSinkConfig, RequestOptions, SinkKind};
+use crate::config::{NetworkSinkConfig, RequestOptions};
 use crate::point::{Category, FieldValue, Point};
 use proto::{any_value, number_data_point, AnyValue, KeyValue};
 
 /// The `type` value.
 pub const NAME: &str = "otlp";
 
-/// `type = "otlp"`: the network keys, the request options and `resource_tags`.
-pub const SINK_TYPE: SinkType = SinkType {
-    name: NAME,
-    keys: &[
-        "type",
-        "categories",
-        "name",
-        "url",
-        "max_bytes",
-        "batch_points",
-        "flush_interval",
-        "timeout",
-        "retry_max_interval",
-        "fsync",
-        "ca_file",
-        "bearer_token_env",
-        "username",
-        "password_env",
-        "headers",
-        "resource_tags",
-    ],
-    read,
-};
+/// Keys of `type = "otlp"`: the network keys, the request options and
+/// `resource_tags`.
+pub const KEYS: &[&[&str]] = &[NETWORK_KEYS, REQUEST_KEYS, &["resource_tags"]];
 
 /// An `otlp` sink's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +58,8 @@ pub struct OtlpConfig {
     pub resource_tags: Vec<String>,
 }
 
-fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+/// Reads an `otlp` sink's settings.
+pub(crate) fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<OtlpConfig> {
     let request = read_request_options(section);
     let resource_tags = section
         .get("resource_tags", |node| {
@@ -92,11 +73,11 @@ fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<Sink
     let mut resource_tags = resource_tags;
     resource_tags.sort();
     resource_tags.dedup();
-    Some(SinkKind::Otlp(OtlpConfig {
+    Some(OtlpConfig {
         net,
         request,
         resource_tags,
-    }))
+    })
 }
 
 /// The resource tags a point carries, as (name, value) pairs.
