@@ -76,6 +76,32 @@ fn a_bad_duration_is_named_with_file_line_and_key() {
 }
 
 #[test]
+fn processes_without_instances_or_out_of_range_is_named_with_file_and_line() {
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\n\nprocesses = 3\n",
+    );
+    assert_config_error(
+        &home,
+        &["bad.conf:6", "processes", "processes needs instances"],
+    );
+
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\nprocesses = 65\n\
+         [[inputs.pythond.instances]]\nname = \"a\"\n",
+    );
+    assert_config_error(&home, &["bad.conf:5", "processes", "out of range"]);
+
+    // One process needs no instances; several with instances are fine.
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\nprocesses = 1\n\
+         [[inputs.pythond]]\nname = \"m\"\ncmd = \"python3\"\ndirs = [\"good\"]\nprocesses = 2\n\
+         [[inputs.pythond.instances]]\nname = \"a\"\n",
+    );
+    let (code, stdout, stderr) = home.config_check();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
 fn a_missing_required_key_is_named() {
     let home = home_with("\n[[inputs.pythond]]\nname = \"nocmd\"\ndirs = [\"good\"]\n");
     assert_config_error(&home, &["bad.conf:2", "cmd"]);

@@ -48,6 +48,7 @@ const INPUT_KEYS: &[&str] = &[
     "zenpython_devices",
     "instances",
     "concurrency",
+    "processes",
     "instance_metrics",
 ];
 
@@ -142,11 +143,17 @@ pub struct InputConfig {
     /// Key `instances`, optional array of tables (`[[inputs.pythond.instances]]` or
     /// `instances = [{...}]`), see [`InstanceConfig`].
     pub instances: Vec<InstanceConfig>,
-    /// Threads of the worker's run pool for an input with `instances`.
+    /// Threads of the worker's run pool for an input with `instances`, per process.
     ///
     /// Key `concurrency`, optional whole number from 1 to 1024; default
-    /// [`default_concurrency`] of the number of instances.
+    /// [`default_concurrency`] of the number of instances per process.
     pub concurrency: Option<u32>,
+    /// Worker processes the input's instances are spread over, each instance always
+    /// to the same one (docs/CONFIG.md).
+    ///
+    /// Key `processes`, optional whole number from 1 to 64, default 1; more than one
+    /// only for an input with `instances`.
+    pub processes: u16,
     /// Whether `/metrics` carries one series per instance (default: per plugin).
     ///
     /// Key `instance_metrics`, boolean, default `false`.
@@ -184,10 +191,16 @@ impl InputConfig {
         !self.instances.is_empty()
     }
 
-    /// The worker's pool size: `concurrency`, else the documented default.
+    /// The pool size of each of the input's worker processes: `concurrency`, else the
+    /// documented default for one process's share of the instances.
     pub fn effective_concurrency(&self) -> u32 {
-        self.concurrency
-            .unwrap_or_else(|| default_concurrency(self.instances.len()))
+        self.concurrency.unwrap_or_else(|| {
+            default_concurrency(
+                self.instances
+                    .len()
+                    .div_ceil(usize::from(self.processes.max(1))),
+            )
+        })
     }
 }
 
@@ -213,6 +226,7 @@ impl InputConfig {
             start_delay,
             instances,
             concurrency,
+            processes,
             instance_metrics,
             kinds,
             origin: _,
@@ -220,6 +234,7 @@ impl InputConfig {
         (
             (
                 kinds,
+                processes,
                 instance_metrics,
                 instances,
                 concurrency,
@@ -276,6 +291,7 @@ impl fmt::Debug for InputConfig {
             .field("start_delay", &self.start_delay)
             .field("instances", &self.instances.len())
             .field("concurrency", &self.concurrency)
+            .field("processes", &self.processes)
             .field("instance_metrics", &self.instance_metrics)
             .field("kinds", &self.kinds.time_reopen)
             .field("origin", &self.origin)
@@ -588,6 +604,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let start_delay = section.get("start_delay", values::duration);
     let instances = instances::read_instances(section);
     let concurrency = section.get("concurrency", instances::concurrency);
+    let processes = instances::processes(section, &instances);
     let instance_metrics = section
         .get("instance_metrics", tree::boolean)
         .unwrap_or(false);
@@ -631,6 +648,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         start_delay,
         instances,
         concurrency,
+        processes,
         instance_metrics,
         kinds,
         origin,

@@ -346,6 +346,15 @@ impl Config {
             git_repos: GitReposConfig::default(),
         }
     }
+
+    /// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds
+    /// them to every point.
+    pub fn global_tags_with_host(&self) -> BTreeMap<String, String> {
+        let mut tags = self.global_tags.clone();
+        tags.entry("host".to_string())
+            .or_insert_with(|| self.agent.hostname.clone());
+        tags
+    }
 }
 
 /// The machine's host name (`gethostname(2)`), or `"localhost"` if it has none.

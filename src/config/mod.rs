@@ -33,7 +33,7 @@ pub use inputs::{
     load_inputs, parse_inputs, parse_inputs_all, InputConfig, Inputs, Isolation, PluginOverride,
     SkippedTable, Transport, CONF_SUFFIX, INPUT_KIND,
 };
-pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY};
+pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY, MAX_PROCESSES};
 pub use kinds::KindSettings;
 pub use main_config::{
     load, load_all, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig,

@@ -70,13 +70,17 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             .iter()
             .map(|i| (vec![("input", i.name.as_str())], i.log_lines_suppressed)),
     );
+    // An input of several processes (`processes = N`): their sum.
     let rss: Vec<(&str, u64)> = inputs
         .iter()
-        .filter_map(|i| Some((i.name.as_str(), rss_bytes(i.worker_pid?)?)))
+        .filter_map(|i| {
+            let each: Vec<u64> = i.worker_pids().into_iter().filter_map(rss_bytes).collect();
+            (!each.is_empty()).then(|| (i.name.as_str(), each.iter().sum()))
+        })
         .collect();
     w.gauge(
         "pythond_worker_rss_bytes",
-        "Resident memory of the input's worker process.",
+        "Resident memory of the input's worker processes.",
         rss.iter()
             .map(|(input, bytes)| (vec![("input", *input)], *bytes as f64)),
     );

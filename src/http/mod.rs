@@ -104,7 +104,6 @@ pub struct AppState {
     http_inputs: std::sync::Mutex<std::collections::HashMap<String, InputTags>>,
 }
 
-/// A running HTTP API.
 /// Points inputs with `transport = "http"` at the running API. Cheap to clone: the
 /// input set keeps one to configure every worker it starts, on every reload.
 #[derive(Clone)]
@@ -114,33 +113,24 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// Makes the worker's `report()` post to the write API: the URL goes as
-    /// `--http-url`, the per-agent worker key as the private `PYTHOND_HTTP_TOKEN`
-    /// (accepted like `[http] token`, and it puts the worker's requests in their own
-    /// pool), and the API learns the tags the input's points get.
-    pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
+    /// The transport that makes a worker's `report()` post to the write API (its URL,
+    /// and the per-agent worker key, accepted like `[http] token`, which puts the
+    /// worker's requests in their own pool), after the API learnt the tags the points
+    /// of `input` get. The launch renders both (src/worker/launch.rs).
+    pub fn configure(&self, input: &str, tags: InputTags) -> crate::worker::launch::Transport {
         self.state
             .http_inputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.input.clone(), tags);
-        spec.args.splice(
-            1..1,
-            [
-                "--transport".into(),
-                "http".into(),
-                "--http-url".into(),
-                self.url.clone().into(),
-            ],
-        );
-        // Not in the environment: /proc/<pid>/environ would keep showing it.
-        spec.private_env.push((
-            "PYTHOND_HTTP_TOKEN".into(),
-            self.state.worker_key.as_str().into(),
-        ));
+            .insert(input.to_string(), tags);
+        crate::worker::launch::Transport::Http {
+            url: self.url.clone(),
+            token: self.state.worker_key.as_str().into(),
+        }
     }
 }
 
+/// A running HTTP API.
 pub struct HttpServer {
     addr: SocketAddr,
     stop: CancellationToken,

@@ -2,7 +2,8 @@
 //!
 //! A discovery worker (`--discover`: imports, no `init`) lists the input's plugins and
 //! stops; it is retried with backoff like any worker ([`super::machine`], mode
-//! `Discover`). Then every plugin gets a worker of its own (`--only <id>`) under a
+//! `Discover`). Then every plugin gets a worker of its own (`--only <id>`, rendered by
+//! [`crate::worker::launch`]) under a
 //! child [`InputSupervisor`] shown in status as input `<input>/<plugin id>`, so a hang
 //! or crash restarts only that plugin's worker (docs/CONFIG.md, `isolation`).
 
@@ -14,15 +15,14 @@ use super::machine::{Mode, State, WorkerMachine};
 use super::single::Work;
 use super::InputSupervisor;
 use crate::stats::{InputState, Stats};
+use crate::worker::launch::Mode as LaunchMode;
 use crate::worker::SessionContext;
 
 impl<S: WorkerStarter> InputSupervisor<S> {
     /// Discovers the plugins, then supervises one worker per plugin until shutdown.
     pub(super) async fn run_isolated(self, stats: Arc<Stats>) {
         let input = self.config.name.clone();
-        let mut spec = self.spec.clone();
-        let at = 1.min(spec.args.len());
-        spec.args.insert(at, "--discover".into());
+        let spec = self.launch.with_mode(LaunchMode::Discover).render();
         let mut machine = WorkerMachine::new(Mode::Discover, self.policy());
         let mut work = Work::Discover { hello: None };
         self.drive(&mut machine, &mut work, &spec).await;
@@ -47,30 +47,31 @@ impl<S: WorkerStarter> InputSupervisor<S> {
         for plugin in &hello.plugins {
             let name = format!("{input}/{}", plugin.id);
             // `$PYTHOND_INPUT` stays the input's name: collectors may read it.
-            let mut spec = self.spec.clone();
-            // After the runner's path: `--only ID` (an id is no secret; options are not
-            // on the command line).
-            let at = 1.min(spec.args.len());
-            spec.args
-                .splice(at..at, ["--only".into(), plugin.id.clone().into()]);
+            let launch = self.launch.with_mode(LaunchMode::Only(plugin.id.clone()));
+            let mut plugin_stats = stats.input(&name);
+            if launch.process.is_shared() {
+                plugin_stats = plugin_stats.process(launch.process.index(), launch.process.count());
+            }
             let ctx = Arc::new(SessionContext {
                 input: self.ctx.input.clone(),
                 tags: self.ctx.tags.clone(),
                 ingest: self.ctx.ingest.clone(),
-                stats: stats.input(&name),
+                stats: plugin_stats,
             });
             // Logs and status name the worker `<input>/<plugin id>`; points and events
             // still belong to the input (`ctx.input`).
             let mut config = self.config.clone();
             config.name = name.clone();
-            let child = InputSupervisor::with_starter(
+            let mut child = InputSupervisor::with_starter(
                 config,
-                spec,
+                launch,
                 ctx,
                 self.shutdown.clone(),
                 self.grace,
                 self.starter.clone(),
             );
+            // Instance changes go to every plugin's running worker (docs/RELOAD.md).
+            child.updates = self.updates.clone();
             children.push((name, tokio::spawn(child.run_single())));
         }
         self.stats().set_state(InputState::Running);

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{InputConfig, InstanceConfig, Isolation};
 use crate::stats::{InputState, InputStats, Stats};
 use crate::worker::protocol::PluginInfo;
-use crate::worker::{SessionContext, WorkerSpec};
+use crate::worker::{Launch, SessionContext};
 
 pub mod backoff;
 pub mod handle;
@@ -45,7 +45,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Supervises the worker(s) of one input.
 pub struct InputSupervisor<S: WorkerStarter = Processes> {
     config: InputConfig,
-    spec: WorkerSpec,
+    /// How its workers start; the process slot in it says which instances are its own.
+    launch: Launch,
     ctx: Arc<SessionContext>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -61,15 +62,15 @@ pub struct InputSupervisor<S: WorkerStarter = Processes> {
 }
 
 impl InputSupervisor<Processes> {
-    /// `spec` starts the worker with the input's resolved plugin paths.
+    /// `launch` starts the worker with the input's resolved plugin paths.
     pub fn new(
         config: InputConfig,
-        spec: WorkerSpec,
+        launch: Launch,
         ctx: Arc<SessionContext>,
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Self {
-        Self::with_starter(config, spec, ctx, shutdown, grace, Processes)
+        Self::with_starter(config, launch, ctx, shutdown, grace, Processes)
     }
 }
 
@@ -77,7 +78,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
     /// Like [`InputSupervisor::new`], with workers started by `starter`.
     pub fn with_starter(
         config: InputConfig,
-        spec: WorkerSpec,
+        launch: Launch,
         ctx: Arc<SessionContext>,
         shutdown: CancellationToken,
         grace: Duration,
@@ -86,7 +87,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
         let reporter = Reporter::new(config.name.clone(), ctx.clone(), config.emit_events);
         Self {
             config,
-            spec,
+            launch,
             ctx,
             shutdown,
             grace,

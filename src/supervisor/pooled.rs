@@ -207,6 +207,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
         if let Some(updates) = pool.updates.as_mut() {
             pool.config.instances = updates.borrow_and_update().clone();
         }
+        pool.config.instances = self.own_instances(std::mem::take(&mut pool.config.instances));
         let (entries, disabled) = plan(&pool.config, &hello.plugins, unix_now(), &mut pool.state);
         pool.timings = self.adopt_entries(&entries, &disabled);
         let sent = handle
@@ -247,7 +248,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
             pool.updates = None; // the input set is gone: shutdown follows
             return Vec::new();
         };
-        pool.config.instances = receiver.borrow_and_update().clone();
+        pool.config.instances = self.own_instances(receiver.borrow_and_update().clone());
         let plugins = pool.hello.as_ref().map_or(&[][..], |h| &h.plugins[..]);
         let (entries, disabled) = plan(&pool.config, plugins, unix_now(), &mut pool.state);
         let active: HashSet<String> = entries
@@ -286,8 +287,16 @@ impl<S: WorkerStarter> InputSupervisor<S> {
         }
     }
 
+    /// The instances this worker runs: with `processes = N`, those its process slot
+    /// wins (src/worker/slot.rs); the other processes run the rest.
+    fn own_instances(&self, mut instances: Vec<InstanceConfig>) -> Vec<InstanceConfig> {
+        instances.retain(|instance| self.launch.process.owns(&instance.name));
+        instances
+    }
+
     /// Makes the stats match a plan: entries kept for the planned and the disabled
-    /// pairs only, disabled ones marked so. Returns each planned pair's interval.
+    /// pairs only, disabled ones marked so (the other processes' pairs are theirs to
+    /// keep). Returns each planned pair's interval.
     fn adopt_entries(
         &self,
         entries: &[InstanceEntry],
@@ -298,7 +307,13 @@ impl<S: WorkerStarter> InputSupervisor<S> {
             .map(|e| instance_key(&e.plugin, &e.instance))
             .collect();
         keep.extend(disabled.iter().cloned());
-        self.stats().retain_plugin_keys(&keep);
+        let slot = self.launch.process;
+        self.stats().retain_plugin_keys(|key| {
+            keep.contains(key)
+                || key
+                    .split_once('@')
+                    .is_some_and(|(_, instance)| !slot.owns(instance))
+        });
         for key in disabled {
             self.stats().plugin(key).set_state(PluginState::Disabled);
         }

@@ -55,7 +55,8 @@ impl<S: WorkerStarter> InputSupervisor<S> {
             (Mode::Plain, Work::Plain { hello: None })
         };
         let mut machine = WorkerMachine::new(mode, self.policy());
-        self.drive(&mut machine, &mut work, &self.spec).await;
+        let spec = self.launch.render();
+        self.drive(&mut machine, &mut work, &spec).await;
         self.stats().set_state(InputState::Stopped);
     }
 
@@ -429,19 +430,24 @@ mod tests {
             ingest,
             stats: stats.input("in"),
         });
-        let spec = WorkerSpec {
+        let launch = crate::worker::Launch {
             input: "in".to_string(),
             cmd: "python3".to_string(),
-            args: vec!["runner.py".into()],
-            envs: Vec::new(),
-            private_env: Vec::new(),
+            runner: "runner.py".into(),
             max_frame: 1 << 20,
+            paths: Vec::new(),
+            transport: crate::worker::launch::Transport::Pipe,
+            mode: crate::worker::launch::Mode::All,
+            process: crate::worker::slot::ProcessSlot::SINGLE,
+            envs: Vec::new(),
+            options: serde_json::Value::Null,
+            kinds: serde_json::Value::Null,
         };
         let shutdown = CancellationToken::new();
         let starter = FakeStarter::new(script);
         let supervisor = InputSupervisor::with_starter(
             config,
-            spec,
+            launch,
             ctx,
             shutdown.clone(),
             Duration::from_secs(1),
