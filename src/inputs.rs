@@ -233,7 +233,8 @@ impl InputSet {
         let uses_http = config.transport == Transport::Http;
         let paths = match paths {
             Ok(paths) => paths,
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 tracing::error!(input = %config.name, origin = %config.origin, "{reason}; this input will not run");
                 input_stats.set_state(InputState::Failed { reason });
                 return Running {
