@@ -21,7 +21,12 @@ loss), the closest match to vmagent.
 Usage: cargo build --release && bench/forward_vs_vmagent.py [--rounds N] [--points N] [--only AGENT]
 Environment: BENCH_CLIENTS (4), BENCH_PER_BODY (1000), FSYNC (unset: default only),
 BENCH_PERF=<path prefix> to record a `perf` profile of each pythond run (profiling
-only: its CPU figures then include perf).
+only: its CPU figures then include perf), BENCH_BASELINE=<path to another pythond
+binary> to run it too, as `baseline-<agent>` rows of the same run (a build of an
+earlier commit, to compare before and after on one machine at one time).
+
+After the rounds, one summary line per agent gives the figures of every round (the
+columns of the table in docs/BENCHMARKS.md) and the load average seen meanwhile.
 """
 
 import argparse
@@ -123,6 +128,10 @@ def post_all(port, path, my_bodies, acked, errors):
 
 def start_agent(kind, work, vm_port):
     port = free_port()
+    binary, label = BIN, kind
+    if kind.startswith("baseline-"):
+        binary = os.environ["BENCH_BASELINE"]
+        kind = kind[len("baseline-"):]
     if kind == "vmagent":
         proc = subprocess.Popen(
             ["vmagent", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR",
@@ -143,12 +152,12 @@ def start_agent(kind, work, vm_port):
         sink += 'fsync = "100ms"\n'
     with open(os.path.join(home, "pythond.toml"), "w") as f:
         f.write(f'[http]\nlisten = "127.0.0.1:{port}"\n\n{sink}')
-    command = [BIN, "run", "--config", os.path.join(home, "pythond.toml")]
+    command = [binary, "run", "--config", os.path.join(home, "pythond.toml")]
     if os.environ.get("BENCH_PERF"):
         # Profiling only: `perf report -i <BENCH_PERF>.<kind>` afterwards; the CPU
         # figures of such a run include perf's own overhead.
         command = ["perf", "record", "-q", "-F", os.environ.get("BENCH_PERF_HZ", "1999")] + os.environ.get("BENCH_PERF_ARGS", "").split() + ["-o",
-                   f"{os.environ['BENCH_PERF']}.{kind}", "--"] + command
+                   f"{os.environ['BENCH_PERF']}.{label}", "--"] + command
     proc = subprocess.Popen(command,
                             cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "RUST_LOG": "warn"})
@@ -225,6 +234,10 @@ def main():
         kinds += ["pythond-prw-fsync100ms", "pythond-influxdb-fsync100ms"]
     if args.only:
         kinds = [args.only]
+    if os.environ.get("BENCH_BASELINE"):
+        kinds += ["baseline-" + k for k in kinds if k.startswith("pythond")]
+    results = []
+    loads = [os.getloadavg()[0]]
     for round_ in range(1, args.rounds + 1):
         for kind in kinds:
             work = tempfile.mkdtemp(prefix="pythond-fwd-")
@@ -233,7 +246,29 @@ def main():
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             result["round"] = round_
+            loads.append(os.getloadavg()[0])
+            results.append(result)
             print(json.dumps(result), flush=True)
+    summarize(kinds, results, loads)
+
+
+def summarize(kinds, results, loads):
+    """One line per agent with every round's figures, as the table lists them."""
+    print(f"# load average (1 min) during the run: {min(loads):.1f}-{max(loads):.1f}")
+    columns = [("delivered/s", "points_per_s_delivered", "{:,.0f}"),
+               ("cpu s/M", "agent_cpu_s_per_million_points", "{:.2f}"),
+               ("acked/s", "points_per_s_acknowledged", "{:,.0f}"),
+               ("peak rss MiB", "agent_peak_rss_mib", "{:.0f}")]
+    for kind in kinds:
+        rows = [r for r in results if r["agent"] == kind]
+        failed = [r["error"] for r in rows if "error" in r]
+        rows = [r for r in rows if "error" not in r]
+        parts = [f"{name} " + " · ".join(fmt.format(r[key]) for r in rows)
+                 for name, key, fmt in columns]
+        line = f"# {kind}: " + " | ".join(parts)
+        if failed:
+            line += f" | {len(failed)} round(s) failed: {failed[0]}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@
 //! changed are restarted ([`crate::inputs`]). SIGHUP also re-reads pythond.toml and
 //! applies what changed in it ([`crate::main_reload`]).
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,7 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, InputConfig};
+use crate::config::Config;
 use crate::http::HttpServer;
 use crate::ingest::Ingest;
 use crate::inputs::InputSet;
@@ -30,7 +28,7 @@ use crate::main_reload::LiveAgent;
 use crate::reload::{self, Layout, Trigger};
 use crate::state_dump::{self, Dump};
 use crate::stats::Stats;
-use crate::worker::{orphans, Runtime, WorkerSpec};
+use crate::worker::{orphans, Runtime};
 
 /// Exit status after a third SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
 const FORCED_EXIT_STATUS: i32 = 130;
@@ -38,8 +36,6 @@ const FORCED_EXIT_STATUS: i32 = 130;
 const SIGNAL_BURST: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long the shutdown waits for the processes workers left behind to be reaped.
 const ORPHAN_SWEEP_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Largest frame a worker may send on its channel.
-pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -64,7 +60,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::data_dir::prepare(&config.agent.data_dir)?;
     let sinks = LiveSinks::open(&config.sinks, &config.agent.data_dir, &stats)
         .context("cannot open sinks")?;
-    let ingest = Arc::new(Ingest::new(stats.clone(), global_tags(&config), sinks));
+    let ingest = Arc::new(Ingest::new(
+        stats.clone(),
+        config.global_tags_with_host(),
+        sinks,
+    ));
     let runtime_dir = config.agent.data_dir.join("runtime");
     let runtime = Arc::new(
         Runtime::install(&runtime_dir)
@@ -216,7 +216,7 @@ async fn next_distinct_signal(
 /// Kills the process group of every live worker.
 fn kill_all_workers(stats: &Stats) {
     for input in stats.snapshot().inputs {
-        if let Some(pid) = input.worker_pid {
+        for pid in input.worker_pids() {
             crate::worker::process::kill_group(pid);
         }
     }
@@ -307,74 +307,5 @@ async fn reload(
             reconfigured = ?applied.reconfigured,
             "configuration reloaded"
         );
-    }
-}
-
-/// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds them.
-pub(crate) fn global_tags(config: &Config) -> BTreeMap<String, String> {
-    let mut tags = config.global_tags.clone();
-    tags.entry("host".to_string())
-        .or_insert_with(|| config.agent.hostname.clone());
-    tags
-}
-
-/// Name under which [`worker_options`] reach the worker: through its private variables
-/// ([`WorkerSpec::private_env`]), neither its command line (`ps`) nor its environment
-/// (`/proc/<pid>/environ`).
-pub const OPTIONS_ENV: &str = "PYTHOND_OPTIONS";
-/// The environment variable carrying an input's [`crate::config::KindSettings`] and
-/// the state directory (read by `python/pythond_kinds.py`).
-pub const KINDS_ENV: &str = "PYTHOND_KINDS";
-
-/// What the worker needs of the input's `options` and `[inputs.pythond.plugins.*]`:
-/// `{"options": {...}, "plugins": {"<name>": {"enabled": bool, "options": {...}}}}`.
-pub fn worker_options(input: &InputConfig) -> serde_json::Value {
-    let plugins: serde_json::Map<String, serde_json::Value> = input
-        .plugins
-        .iter()
-        .map(|(name, plugin)| {
-            (
-                name.clone(),
-                serde_json::json!({"enabled": plugin.enabled, "options": plugin.options}),
-            )
-        })
-        .collect();
-    let mut options = serde_json::json!({"options": input.options, "plugins": plugins});
-    if input.has_instances() {
-        // The worker runs its instances on a pool (docs/PROTOCOL.md, "Pooled inputs").
-        options["pool"] = serde_json::json!({"concurrency": input.effective_concurrency()});
-    }
-    options
-}
-
-/// How to start the worker of `input` on the resolved plugin `paths`.
-pub fn worker_spec(
-    runtime: &Runtime,
-    input: &InputConfig,
-    paths: &[std::path::PathBuf],
-) -> WorkerSpec {
-    let mut args: Vec<OsString> = vec![
-        runtime.runner().into_os_string(),
-        "--input".into(),
-        input.name.clone().into(),
-        "--max-frame".into(),
-        MAX_FRAME.to_string().into(),
-    ];
-    args.extend(paths.iter().map(|p| p.clone().into_os_string()));
-    let mut envs = input.envs.clone();
-    envs.push((
-        KINDS_ENV.to_string(),
-        input
-            .kinds
-            .worker_json(runtime.state_dir(), false)
-            .to_string(),
-    ));
-    WorkerSpec {
-        input: input.name.clone(),
-        cmd: input.cmd.clone(),
-        args,
-        envs,
-        private_env: vec![(OPTIONS_ENV.to_string(), worker_options(input).to_string())],
-        max_frame: MAX_FRAME,
     }
 }

@@ -29,7 +29,7 @@ use crate::reload::{self, Layout};
 use crate::sink::Sinks;
 use crate::stats::Stats;
 use crate::worker::protocol::Command;
-use crate::worker::{Runtime, Session, SessionContext};
+use crate::worker::{Launch, Runtime, Session, SessionContext};
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -89,9 +89,10 @@ pub async fn check(options: CheckOptions) -> anyhow::Result<bool> {
     let ingest = Arc::new(Ingest::new(stats.clone(), global_tags, sinks).log_every_point());
     let runtime =
         Runtime::temporary().context("cannot write the Python runtime to a temporary directory")?;
-    let mut spec = crate::agent::worker_spec(&runtime, &input, &paths);
+    let mut launch = Launch::for_input(&runtime, &input, &paths);
     // One bounded pass: a syslog-ng fetcher stops at FETCH_NO_DATA (docs/MIGRATING.md).
-    crate::once::bounded_pass(&mut spec, &input, &runtime);
+    crate::once::bounded_pass(&mut launch, &input, &runtime);
+    let spec = launch.render();
     let ctx = Arc::new(SessionContext {
         input: input.name.clone(),
         tags: ingest.input_tags(&input.tags),
@@ -187,6 +188,7 @@ fn prepare_paths(paths: &[PathBuf], cmd: &str, timeout: Duration) -> Option<Prep
         start_delay: None,
         instances: Vec::new(),
         concurrency: None,
+        processes: 1,
         instance_metrics: false,
         kinds: Default::default(),
         origin: Default::default(),
@@ -247,7 +249,7 @@ fn prepare_input(name: &str, config_path: Option<&std::path::Path>) -> Option<Pr
         eprintln!("note: isolation = \"plugin\": check runs every plugin once in one worker");
     }
     Some(Prepared {
-        global_tags: crate::agent::global_tags(&config),
+        global_tags: config.global_tags_with_host(),
         input,
         paths,
     })

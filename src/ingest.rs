@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::live_sinks::LiveSinks;
-use crate::point::{self, Category, DecodeContext, Point, Precision, RejectReason};
+use crate::point::{
+    self, Category, DecodeContext, Fix, Point, PointBatch, Precision, RejectReason,
+};
 use crate::stats::{PluginStats, Stats};
 use crate::tap::Tap;
 use crate::worker::protocol::Report;
@@ -183,6 +185,12 @@ pub fn precheck_write_body(
             walked.map_err(WriteBodyError::Json)?;
         }
         WriteBody::LineProtocol(text) => {
+            // A point starts on a line of its own and takes at least a byte: a body
+            // with no more bytes, or lines, than the limit has no more points
+            // (no need to find them).
+            if text.len() <= limit || memchr::memchr_iter(b'\n', text.as_bytes()).count() < limit {
+                return Ok(());
+            }
             for _ in point::line_protocol_lines(text) {
                 if !one_more() {
                     break;
@@ -411,7 +419,7 @@ impl Ingest {
             category: ctx.category,
             limits,
             runtime,
-            chunk: Vec::with_capacity(WRITE_CHUNK_POINTS),
+            chunk: PointBatch::new(),
             in_flight: std::collections::VecDeque::new(),
             taken: 0,
             result: WriteOutcome::default(),
@@ -425,7 +433,11 @@ impl Ingest {
                         return;
                     }
                     let decoded = point::decode_json_point(raw)
-                        .and_then(|value| point::from_json(&value, &ctx));
+                        .and_then(|value| point::from_json(&value, &ctx))
+                        .map(|ok| {
+                            chunker.chunk.push_point(ok.point);
+                            ok.fixes
+                        });
                     chunker.take("point", index, decoded);
                 });
                 if let Err(error) = walked {
@@ -441,11 +453,14 @@ impl Ingest {
                 }
             }
             WriteBody::LineProtocol(text) => {
-                for (line, decoded) in point::line_protocol_points(text, &ctx) {
+                // Straight into the chunk, strings borrowed from the body.
+                let mut decoder = point::LineDecoder::new(&ctx);
+                for (line_no, line) in point::line_protocol_lines(text) {
                     if chunker.result.stopped_at.is_some() {
                         break;
                     }
-                    chunker.take("line", line, decoded);
+                    let decoded = decoder.decode(line, line_no, &mut chunker.chunk);
+                    chunker.take("line", line_no, decoded);
                 }
             }
         }
@@ -488,23 +503,47 @@ impl Ingest {
     ) -> Option<String> {
         match decoded {
             Ok(ok) => {
-                for fix in &ok.fixes {
-                    self.fix(origin, category, fix.reason.as_str(), &fix.to_string());
-                    outcome.fixed += 1;
-                }
+                self.count_fixes(origin, category, &ok.fixes, outcome);
                 accepted.push(ok.point);
                 None
             }
             Err(rejection) => {
-                let message = match what {
-                    Some(what) => format!("{what}: {rejection}"),
-                    None => rejection.to_string(),
-                };
-                self.reject(origin, category, rejection.reason.as_str(), &message);
-                outcome.rejected += 1;
-                Some(message)
+                Some(self.count_rejection(origin, category, what, rejection, outcome))
             }
         }
+    }
+
+    /// Counts and logs the fixes an accepted point needed.
+    fn count_fixes(
+        &self,
+        origin: &Origin<'_>,
+        category: Category,
+        fixes: &[Fix],
+        outcome: &mut Outcome,
+    ) {
+        for fix in fixes {
+            self.fix(origin, category, fix.reason.as_str(), &fix.to_string());
+            outcome.fixed += 1;
+        }
+    }
+
+    /// Counts and logs a rejected point (named by `what` in the message, which is
+    /// returned).
+    fn count_rejection(
+        &self,
+        origin: &Origin<'_>,
+        category: Category,
+        what: Option<&str>,
+        rejection: point::Rejection,
+        outcome: &mut Outcome,
+    ) -> String {
+        let message = match what {
+            Some(what) => format!("{what}: {rejection}"),
+            None => rejection.to_string(),
+        };
+        self.reject(origin, category, rejection.reason.as_str(), &message);
+        outcome.rejected += 1;
+        message
     }
 
     /// Counts `n` points of `category` accepted, for the agent and the plugin.
@@ -526,14 +565,6 @@ impl Ingest {
     pub async fn forward(&self, points: Vec<Point>) {
         if !points.is_empty() {
             self.sinks.send(Arc::new(points)).await;
-        }
-    }
-
-    /// Like [`Ingest::forward`], for a batch the caller keeps a handle on (to learn
-    /// when every sink is done with it).
-    pub async fn forward_batch(&self, batch: Arc<Vec<Point>>) {
-        if !batch.is_empty() {
-            self.sinks.send(batch).await;
         }
     }
 
@@ -590,15 +621,17 @@ impl Ingest {
     }
 }
 
-/// The decoding state of one write request: the chunk being filled, and the outcome.
-struct Chunker<'i, 'o> {
+/// The decoding state of one write request: the chunk being filled (its strings
+/// borrowed from the body where they can be), and the outcome.
+struct Chunker<'i, 'o, 'p> {
     ingest: &'i Ingest,
     origin: &'i Origin<'o>,
     category: Category,
     limits: &'i WriteLimits<'i>,
     runtime: &'i tokio::runtime::Handle,
-    chunk: Vec<Point>,
-    /// Chunks handed to the sinks; a chunk is written once only this holds it.
+    chunk: PointBatch<'p>,
+    /// Owned copies of chunks handed to the sinks that keep points in memory; such a
+    /// sink is done with a chunk once only this holds it.
     in_flight: std::collections::VecDeque<Arc<Vec<Point>>>,
     /// Points taken so far (accepted or not).
     taken: usize,
@@ -608,27 +641,29 @@ struct Chunker<'i, 'o> {
 /// How often (in points taken) decoding looks at its [`WriteLimits`].
 const LIMITS_CHECK_EVERY: usize = 1024;
 
-impl Chunker<'_, '_> {
-    /// Takes one decoded point (`kind` and `index` name it: "line 3", "point 3");
-    /// hands the chunk on when it is full, then stops if the limits say so.
-    fn take(
-        &mut self,
-        kind: &str,
-        index: usize,
-        decoded: Result<point::Accepted, point::Rejection>,
-    ) {
-        let what = decoded.is_err().then(|| format!("{kind} {index}"));
-        let rejected = self.ingest.take(
-            self.origin,
-            self.category,
-            what.as_deref(),
-            decoded,
-            &mut self.chunk,
-            &mut self.result.outcome,
-        );
-        if let Some(message) = rejected {
-            if self.result.rejections.len() < WRITE_REJECTIONS_KEPT {
-                self.result.rejections.push(message);
+impl Chunker<'_, '_, '_> {
+    /// Takes the outcome of one decoded point (`kind` and `index` name it: "line 3",
+    /// "point 3"; an accepted point is in the chunk already, its fixes here); hands
+    /// the chunk on when it is full, then stops if the limits say so.
+    fn take(&mut self, kind: &str, index: usize, decoded: Result<Vec<Fix>, point::Rejection>) {
+        match decoded {
+            Ok(fixes) => self.ingest.count_fixes(
+                self.origin,
+                self.category,
+                &fixes,
+                &mut self.result.outcome,
+            ),
+            Err(rejection) => {
+                let message = self.ingest.count_rejection(
+                    self.origin,
+                    self.category,
+                    Some(&format!("{kind} {index}")),
+                    rejection,
+                    &mut self.result.outcome,
+                );
+                if self.result.rejections.len() < WRITE_REJECTIONS_KEPT {
+                    self.result.rejections.push(message);
+                }
             }
         }
         if self.chunk.len() >= WRITE_CHUNK_POINTS {
@@ -645,20 +680,25 @@ impl Chunker<'_, '_> {
         if self.chunk.is_empty() {
             return;
         }
-        let points = std::mem::replace(&mut self.chunk, Vec::with_capacity(WRITE_CHUNK_POINTS));
         self.ingest.count_accepted(
             self.origin,
             self.category,
-            points.len() as u64,
+            self.chunk.len() as u64,
             &mut self.result.outcome,
         );
-        self.ingest
-            .tap
-            .publish(self.origin.input, self.origin.plugin, &points);
+        if self.ingest.tap.subscribers() > 0 {
+            self.ingest.tap.publish(
+                self.origin.input,
+                self.origin.plugin,
+                &self.chunk.to_points(),
+            );
+        }
         self.wait_in_flight(WRITE_CHUNKS_IN_FLIGHT - 1);
-        let batch = Arc::new(points);
-        self.in_flight.push_back(batch.clone());
-        self.runtime.block_on(self.ingest.forward_batch(batch));
+        let kept = self
+            .runtime
+            .block_on(self.ingest.sinks.send_points(&self.chunk));
+        self.in_flight.extend(kept);
+        self.chunk.clear();
     }
 
     /// Waits until at most `most` handed-on chunks are still held by a sink, or the

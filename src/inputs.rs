@@ -1,10 +1,12 @@
 //! The running inputs, and how a new desired state is applied to them.
 //!
-//! An [`InputSet`] maps each input name to its running [`InputSupervisor`] (its own
-//! cancellation token, task and [`Fingerprint`]). [`InputSet::apply`] compares a
-//! [`Desired`] state with what runs: removed inputs are stopped (the same graceful
-//! path as shutdown, for that input alone) and forgotten by the stats; inputs whose
-//! fingerprint changed are stopped and started again; added ones are started; the
+//! An [`InputSet`] maps each input name to what runs it: its own cancellation token,
+//! task and [`Fingerprint`], and one [`InputSupervisor`] per worker process (one, or
+//! `processes = N`, each with its share of the instances). [`InputSet::apply`]
+//! compares a [`Desired`] state with what runs: removed inputs are stopped (the same
+//! graceful path as shutdown, for that input alone) and forgotten by the stats; inputs
+//! whose fingerprint changed are stopped and started again — unless only their
+//! `instances` changed, which go to the running workers; added ones are started; the
 //! others are not touched at all — same worker process, no gap. Inputs declared in a
 //! file that no longer parses are left as they run. Sinks and their buffers are never
 //! involved.
@@ -17,13 +19,13 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Isolation, Transport};
+use crate::config::Transport;
 use crate::http::HttpTransport;
 use crate::ingest::Ingest;
 use crate::reload::{Desired, DesiredInput, Fingerprint};
 use crate::stats::{InputState, Stats};
 use crate::supervisor::InputSupervisor;
-use crate::worker::{Runtime, SessionContext};
+use crate::worker::{Launch, ProcessSlot, Runtime, SessionContext};
 
 /// One input as it runs.
 struct Running {
@@ -225,12 +227,14 @@ impl InputSet {
             fingerprint,
         } = input;
         let input_stats = self.stats.input(&config.name);
+        input_stats.clear_processes();
         let cancel = self.shutdown.child_token();
         let file = config.origin.file.clone();
         let uses_http = config.transport == Transport::Http;
         let paths = match paths {
             Ok(paths) => paths,
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 tracing::error!(input = %config.name, origin = %config.origin, "{reason}; this input will not run");
                 input_stats.set_state(InputState::Failed { reason });
                 return Running {
@@ -245,42 +249,67 @@ impl InputSet {
                 };
             }
         };
-        let mut spec = crate::agent::worker_spec(&self.runtime, &config, &paths);
+        let mut launch = Launch::for_input(&self.runtime, &config, &paths);
         if config.transport == Transport::Http {
             match &self.http {
-                Some(http) => http.configure(&mut spec, self.ingest.input_tags(&config.tags)),
+                Some(http) => {
+                    launch.transport =
+                        http.configure(&config.name, self.ingest.input_tags(&config.tags))
+                }
                 None => {
                     tracing::error!(input = %config.name, "transport = \"http\" but the HTTP API is not running; this input reports over the pipe")
                 }
             }
         }
-        let ctx = Arc::new(SessionContext {
-            input: config.name.clone(),
-            tags: self.ingest.input_tags(&config.tags),
-            ingest: self.ingest.clone(),
-            stats: input_stats,
-        });
-        tracing::info!(input = %config.name, origin = %config.origin, "starting input");
+        tracing::info!(input = %config.name, origin = %config.origin, processes = config.processes, "starting input");
         let startable = crate::config_check::interpreter(&config.cmd).is_ok();
-        let (instances, updates) = if config.has_instances() && config.isolation == Isolation::Input
-        {
+        // Instance changes go to the running workers (src/supervisor/pooled.rs), to
+        // every process and every plugin's worker alike.
+        let (instances, updates) = if config.has_instances() {
             let (sender, receiver) = tokio::sync::watch::channel(config.instances.clone());
             (Some(sender), Some(receiver))
         } else {
             (None, None)
         };
-        let mut supervisor = InputSupervisor::new(config, spec, ctx, cancel.clone(), self.grace)
-            .isolated(self.stats.clone());
-        if let Some(updates) = updates {
-            supervisor = supervisor.instance_updates(updates);
-        }
+        // `processes = N`: N supervisors, each of its own worker and its share of the
+        // instances (src/worker/slot.rs); one input in status, one worker per process.
+        let tasks: Vec<JoinHandle<()>> = ProcessSlot::all(config.processes)
+            .map(|slot| {
+                let stats = if slot.is_shared() {
+                    input_stats.process(slot.index(), slot.count())
+                } else {
+                    input_stats.clone()
+                };
+                let ctx = Arc::new(SessionContext {
+                    input: config.name.clone(),
+                    tags: self.ingest.input_tags(&config.tags),
+                    ingest: self.ingest.clone(),
+                    stats,
+                });
+                let launch = launch.clone().in_process(slot);
+                let mut supervisor =
+                    InputSupervisor::new(config.clone(), launch, ctx, cancel.clone(), self.grace)
+                        .isolated(self.stats.clone());
+                if let Some(updates) = &updates {
+                    supervisor = supervisor.instance_updates(updates.clone());
+                }
+                tokio::spawn(supervisor.run())
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            for task in tasks {
+                if let Err(error) = task.await {
+                    tracing::error!(%error, "supervisor of one of the input's processes ended abnormally");
+                }
+            }
+        });
         Running {
             fingerprint,
             base,
             instances,
             file,
             cancel,
-            task: Some(tokio::spawn(supervisor.run())),
+            task: Some(task),
             startable,
             uses_http,
         }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::RwLock;
 
 use crate::config::SinkConfig;
+use crate::point::PointBatch;
 use crate::sink::{Batch, SinkError, Sinks};
 use crate::stats::Stats;
 
@@ -93,6 +94,22 @@ impl LiveSinks {
         let running = self.running.read().await;
         let sends = running.iter().map(|r| r.sinks.send(batch.clone()));
         futures_util::future::join_all(sends).await;
+    }
+
+    /// Hands points still borrowed from where they were decoded to every sink (see
+    /// [`Sinks::send_points`]); owned copies are made, once, only if a sink keeps
+    /// points in memory, and returned so the caller can tell when that sink is done.
+    pub async fn send_points(&self, points: &PointBatch<'_>) -> Option<Batch> {
+        let running = self.running.read().await;
+        let owned = running
+            .iter()
+            .any(|r| r.sinks.keeps_points())
+            .then(|| Batch::new(points.to_points()));
+        let sends = running
+            .iter()
+            .map(|r| r.sinks.send_points(points, owned.as_ref()));
+        futures_util::future::join_all(sends).await;
+        owned
     }
 
     /// Brings the running sinks to `configs`: a sink whose settings are unchanged is

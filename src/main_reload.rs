@@ -210,7 +210,7 @@ impl LiveAgent {
         let old = std::mem::replace(&mut self.config, applied);
         let mut errors = Vec::new();
         if changes.tags {
-            let tags = crate::agent::global_tags(&self.config);
+            let tags = self.config.global_tags_with_host();
             tracing::info!(tags = ?tags, "global tags changed; points from now on carry them");
             self.ingest.set_global_tags(tags);
         }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::InputConfig;
 use crate::supervisor::plugin_timing;
 use crate::worker::protocol::{instance_key, Command, Hello, PROTOCOL_VERSION};
-use crate::worker::{Event, Runtime, Session, WorkerSpec};
+use crate::worker::{Event, Launch, Runtime, Session};
 
 /// How one plugin's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,17 +87,11 @@ impl OnceReport {
     }
 }
 
-/// Makes `spec` (from [`crate::agent::worker_spec`]) run its collectors as one
-/// bounded pass: the kinds' settings with `once` set, so a syslog-ng fetcher stops at
-/// `FETCH_NO_DATA` instead of waiting for more. The later variable wins.
-pub fn bounded_pass(spec: &mut WorkerSpec, input: &InputConfig, runtime: &Runtime) {
-    spec.envs.push((
-        crate::agent::KINDS_ENV.to_string(),
-        input
-            .kinds
-            .worker_json(runtime.state_dir(), true)
-            .to_string(),
-    ));
+/// Makes `launch` run its collectors as one bounded pass: the kinds' settings with
+/// `once` set, so a syslog-ng fetcher stops at `FETCH_NO_DATA` instead of waiting for
+/// more.
+pub fn bounded_pass(launch: &mut Launch, input: &InputConfig, runtime: &Runtime) {
+    launch.kinds = input.kinds.worker_json(runtime.state_dir(), true);
 }
 
 /// Waits for the worker's `hello` (at most `load_timeout`), runs each enabled plugin
@@ -279,7 +273,6 @@ async fn run_instances_once(
         .map_or(0.0, |d| d.as_secs_f64());
     let (mut entries, disabled) = crate::supervisor::plan(
         input,
-        &input.instances,
         &hello.plugins,
         unix_now,
         &mut crate::supervisor::PoolState::default(),

@@ -84,7 +84,7 @@ pub struct Fingerprint(pub u64);
 pub struct DesiredInput {
     pub config: InputConfig,
     /// The resolved plugin paths, or why they could not be resolved.
-    pub paths: Result<Vec<PathBuf>, String>,
+    pub paths: Result<Vec<PathBuf>, DirsError>,
     pub fingerprint: Fingerprint,
 }
 
@@ -135,43 +135,46 @@ pub fn desired(layout: &Layout) -> Desired {
     desired
 }
 
+/// A `dirs` entry that exists nowhere it was looked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("dirs entry `{entry}` not found: {} does not exist", joined(.looked))]
+pub struct DirsError {
+    pub entry: String,
+    /// Every place looked at, in order.
+    pub looked: Vec<PathBuf>,
+}
+
+fn joined(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(" nor ")
+}
+
 /// Resolves `dirs` entries: absolute ones as given; relative ones against each of
 /// `python_dirs` in order, the first that exists wins. A missing entry is an error
 /// naming every place that was looked at.
-pub fn resolve_dirs(python_dirs: &[PathBuf], dirs: &[String]) -> Result<Vec<PathBuf>, String> {
+pub fn resolve_dirs(python_dirs: &[PathBuf], dirs: &[String]) -> Result<Vec<PathBuf>, DirsError> {
     dirs.iter()
         .map(|entry| {
             let path = Path::new(entry);
-            if path.is_absolute() {
-                return if path.exists() {
-                    Ok(path.to_path_buf())
-                } else {
-                    Err(format!(
-                        "dirs entry `{entry}` not found: {} does not exist",
-                        path.display()
-                    ))
-                };
+            let candidates: Vec<PathBuf> = if path.is_absolute() {
+                vec![path.to_path_buf()]
+            } else {
+                python_dirs.iter().map(|d| d.join(path)).collect()
+            };
+            match candidates.iter().find(|c| c.exists()) {
+                Some(found) => Ok(found.clone()),
+                None => Err(DirsError {
+                    entry: entry.clone(),
+                    looked: candidates,
+                }),
             }
-            let candidates: Vec<PathBuf> = python_dirs.iter().map(|d| d.join(path)).collect();
-            candidates
-                .iter()
-                .find(|c| c.exists())
-                .cloned()
-                .ok_or_else(|| {
-                    let looked: Vec<String> =
-                        candidates.iter().map(|c| c.display().to_string()).collect();
-                    format!(
-                        "dirs entry `{entry}` not found: {} does not exist",
-                        looked.join(" nor ")
-                    )
-                })
         })
         .collect()
 }
 
 /// The fingerprint of an input: its settings, its resolved paths, and the name and
 /// content of every file under them (caches and hidden files excepted).
-pub fn fingerprint(input: &InputConfig, paths: &Result<Vec<PathBuf>, String>) -> Fingerprint {
+pub fn fingerprint(input: &InputConfig, paths: &Result<Vec<PathBuf>, DirsError>) -> Fingerprint {
     let mut hasher = DefaultHasher::new();
     input.hash(&mut hasher);
     match paths {
@@ -460,6 +463,32 @@ mod tests {
         assert!(got.inputs.is_empty());
         assert!(got.broken_files.contains(&conf.join("bad.conf")));
         assert!(got.errors[0].contains("bad.conf:2"), "{:?}", got.errors);
+    }
+
+    #[test]
+    fn a_missing_dirs_entry_names_every_place_looked_at() {
+        let first = tempfile::tempdir().expect("tempdir");
+        let second = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(second.path().join("ok")).expect("mkdir");
+        let roots = [first.path().to_path_buf(), second.path().to_path_buf()];
+        assert_eq!(
+            resolve_dirs(&roots, &["ok".to_string()]).expect("resolves"),
+            vec![second.path().join("ok")]
+        );
+        let error =
+            resolve_dirs(&roots, &["ok".to_string(), "nope".to_string()]).expect_err("missing");
+        assert_eq!(error.entry, "nope");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "dirs entry `nope` not found: {} nor {} does not exist",
+                first.path().join("nope").display(),
+                second.path().join("nope").display()
+            )
+        );
+        let absolute = first.path().join("gone").display().to_string();
+        let error = resolve_dirs(&roots, std::slice::from_ref(&absolute)).expect_err("missing");
+        assert_eq!(error.looked, [PathBuf::from(&absolute)]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::reload::{self, Layout};
 use crate::sink::Sinks;
 use crate::stats::Stats;
 use crate::worker::protocol::Command;
-use crate::worker::{Runtime, Session, SessionContext};
+use crate::worker::{Launch, Runtime, Session, SessionContext};
 
 /// How long a worker may take to load its plugins: as under `run`.
 const LOAD_TIMEOUT: Duration = crate::supervisor::HELLO_TIMEOUT;
@@ -40,7 +40,7 @@ pub async fn run(config: Config) -> anyhow::Result<bool> {
         Sinks::open(&config.sinks, &config.agent.data_dir, &stats).context("cannot open sinks")?;
     let ingest = Arc::new(Ingest::new(
         stats.clone(),
-        crate::agent::global_tags(&config),
+        config.global_tags_with_host(),
         sinks,
     ));
     let runtime_dir = config.agent.data_dir.join("runtime");
@@ -152,8 +152,9 @@ async fn run_input(
     paths: &[std::path::PathBuf],
     grace: Duration,
 ) -> OnceReport {
-    let mut spec = crate::agent::worker_spec(runtime, config, paths);
-    crate::once::bounded_pass(&mut spec, config, runtime);
+    let mut launch = Launch::for_input(runtime, config, paths);
+    crate::once::bounded_pass(&mut launch, config, runtime);
+    let spec = launch.render();
     let ctx = Arc::new(SessionContext {
         input: config.name.clone(),
         tags: ingest.input_tags(&config.tags),

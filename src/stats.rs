@@ -255,6 +255,29 @@ pub struct InputStats {
     /// only, never per instance.
     lateness: Mutex<Histogram<LATENESS_SLOTS>>,
     instance_metrics: std::sync::atomic::AtomicBool,
+    /// Set on the view of one process of an input with `processes = N`
+    /// ([`InputStats::process`]).
+    view: Option<ProcessView>,
+    /// The input's processes (`processes = N > 1`), each with its own pid and state.
+    processes: Mutex<Vec<Arc<ProcessStats>>>,
+}
+
+/// One worker process of an input with `processes = N > 1`: the supervisor of that
+/// process writes its state, pid and restarts here; everything else (instances,
+/// lateness, errors, counters) goes to the input's stats, so status shows one input.
+struct ProcessView {
+    input: Arc<InputStats>,
+    own: Arc<ProcessStats>,
+}
+
+/// The worker-level part of one process of an input.
+struct ProcessStats {
+    index: u16,
+    /// `2/4`: the slot (src/worker/slot.rs).
+    process: String,
+    state: Mutex<InputState>,
+    worker_pid: AtomicU32,
+    restarts: AtomicU64,
 }
 
 impl InputStats {
@@ -272,57 +295,124 @@ impl InputStats {
             plugins: Mutex::new(BTreeMap::new()),
             lateness: Mutex::default(),
             instance_metrics: std::sync::atomic::AtomicBool::new(false),
+            view: None,
+            processes: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn set_state(&self, state: InputState) {
-        *lock(&self.state) = state;
+    /// The stats that process `index` (from 0) of `count` of this input writes
+    /// (`processes = N > 1`, src/worker/slot.rs): its own state, pid and restarts,
+    /// shown in the input's `workers`; all the rest is the input's.
+    pub fn process(self: &Arc<Self>, index: u16, count: u16) -> Arc<InputStats> {
+        let own = {
+            let mut processes = lock(&self.processes);
+            match processes.iter().find(|p| p.index == index) {
+                Some(own) => own.clone(),
+                None => {
+                    let own = Arc::new(ProcessStats {
+                        index,
+                        process: format!("{}/{count}", index + 1),
+                        state: Mutex::new(InputState::Starting),
+                        worker_pid: AtomicU32::new(0),
+                        restarts: AtomicU64::new(0),
+                    });
+                    processes.push(own.clone());
+                    processes.sort_by_key(|p| p.index);
+                    own
+                }
+            }
+        };
+        let mut view = InputStats::new(&self.name);
+        view.view = Some(ProcessView {
+            input: self.clone(),
+            own,
+        });
+        Arc::new(view)
     }
 
+    /// Forgets the processes of a previous start of the input (before it starts
+    /// again, with as many processes as its config now says).
+    pub fn clear_processes(&self) {
+        lock(&self.processes).clear();
+    }
+
+    /// The input's stats (these, unless this is the view of one process).
+    fn shared(&self) -> &InputStats {
+        self.view.as_ref().map_or(self, |view| &view.input)
+    }
+
+    pub fn set_state(&self, state: InputState) {
+        match &self.view {
+            Some(view) => *lock(&view.own.state) = state,
+            None => *lock(&self.state) = state,
+        }
+    }
+
+    /// The state of this worker or, for an input of several processes, the first
+    /// process's that is not running (all running: running).
     pub fn state(&self) -> InputState {
-        lock(&self.state).clone()
+        if let Some(view) = &self.view {
+            return lock(&view.own.state).clone();
+        }
+        let processes = lock(&self.processes);
+        if processes.is_empty() {
+            return lock(&self.state).clone();
+        }
+        processes
+            .iter()
+            .map(|p| lock(&p.state).clone())
+            .find(|state| *state != InputState::Running)
+            .unwrap_or(InputState::Running)
     }
 
     pub fn add_restart(&self) {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
+        if let Some(view) = &self.view {
+            view.own.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared().restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
+        self.shared().restarts.load(Ordering::Relaxed)
     }
 
     pub fn add_bad_frame(&self) {
-        self.bad_frames.fetch_add(1, Ordering::Relaxed);
+        self.shared().bad_frames.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn add_log_lines_suppressed(&self, n: u64) {
-        self.log_lines_suppressed.fetch_add(n, Ordering::Relaxed);
+        self.shared()
+            .log_lines_suppressed
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn add_recycle(&self) {
-        self.recycles.fetch_add(1, Ordering::Relaxed);
+        self.shared().recycles.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_worker_pid(&self, pid: u32) {
-        self.worker_pid.store(pid, Ordering::Relaxed);
+        match &self.view {
+            Some(view) => view.own.worker_pid.store(pid, Ordering::Relaxed),
+            None => self.worker_pid.store(pid, Ordering::Relaxed),
+        }
     }
 
     pub fn set_last_error(&self, error: impl Into<String>) {
-        *lock(&self.last_error) = Some(error.into());
+        *lock(&self.shared().last_error) = Some(error.into());
     }
 
     pub fn set_load_errors(&self, errors: Vec<String>) {
-        *lock(&self.load_errors) = errors;
+        *lock(&self.shared().load_errors) = errors;
     }
 
     pub fn load_errors(&self) -> Vec<String> {
-        lock(&self.load_errors).clone()
+        lock(&self.shared().load_errors).clone()
     }
 
     /// The stats of plugin `id`, created on first use (the key is copied only then:
     /// this runs for every pooled run and every report).
     pub fn plugin(&self, id: &str) -> Arc<PluginStats> {
-        let mut plugins = lock(&self.plugins);
+        let mut plugins = lock(&self.shared().plugins);
         if let Some(stats) = plugins.get(id) {
             return stats.clone();
         }
@@ -331,27 +421,28 @@ impl InputStats {
 
     /// The stats of plugin `id` if it exists (never creates one).
     pub fn existing_plugin(&self, id: &str) -> Option<Arc<PluginStats>> {
-        lock(&self.plugins).get(id).cloned()
+        lock(&self.shared().plugins).get(id).cloned()
     }
 
-    /// Drops plugin entries not in `keep` (for inputs with thousands of instances).
-    pub fn retain_plugin_keys(&self, keep: &std::collections::HashSet<String>) {
-        lock(&self.plugins).retain(|id, _| keep.contains(id));
+    /// Drops the plugin entries `keep` says no to (for inputs with thousands of
+    /// instances).
+    pub fn retain_plugin_keys(&self, keep: impl Fn(&str) -> bool) {
+        lock(&self.shared().plugins).retain(|id, _| keep(id));
     }
 
     /// Drops plugins that a new worker no longer has.
     pub fn retain_plugins(&self, keep: &[&str]) {
-        lock(&self.plugins).retain(|id, _| keep.contains(&id.as_str()));
+        lock(&self.shared().plugins).retain(|id, _| keep.contains(&id.as_str()));
     }
 
     /// Whether `/metrics` shows this input's instances one by one.
     pub fn set_instance_metrics(&self, on: bool) {
-        self.instance_metrics.store(on, Ordering::Relaxed);
+        self.shared().instance_metrics.store(on, Ordering::Relaxed);
     }
 
     /// Records how late a pooled run started.
     pub fn observe_lateness(&self, late: Duration) {
-        lock(&self.lateness).observe(&LATENESS_SECONDS_BUCKETS, late);
+        lock(&self.shared().lateness).observe(&LATENESS_SECONDS_BUCKETS, late);
     }
 
     fn snapshot(&self, selection: &dyn Selection) -> InputSnapshot {
@@ -390,10 +481,8 @@ impl InputStats {
         InputSnapshot {
             name: self.name.clone(),
             state: self.state(),
-            worker_pid: match self.worker_pid.load(Ordering::Relaxed) {
-                0 => None,
-                pid => Some(pid),
-            },
+            // An input of several processes has one per worker (`workers`).
+            worker_pid: pid(&self.worker_pid),
             restarts: self.restarts(),
             recycles: self.recycles.load(Ordering::Relaxed),
             bad_frames: self.bad_frames.load(Ordering::Relaxed),
@@ -404,7 +493,23 @@ impl InputStats {
             lateness_seconds,
             instance_metrics,
             instances_summary,
+            workers: lock(&self.processes)
+                .iter()
+                .map(|p| WorkerSnapshot {
+                    process: p.process.clone(),
+                    state: lock(&p.state).clone(),
+                    worker_pid: pid(&p.worker_pid),
+                    restarts: p.restarts.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
+    }
+}
+
+fn pid(pid: &AtomicU32) -> Option<u32> {
+    match pid.load(Ordering::Relaxed) {
+        0 => None,
+        pid => Some(pid),
     }
 }
 
@@ -446,6 +551,31 @@ pub struct InputSnapshot {
     /// or not their entries are listed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances_summary: Option<InstancesSummary>,
+    /// An input with `processes = N > 1`: one entry per worker process (then
+    /// `worker_pid` is null and `state` the first one's that is not running).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerSnapshot>,
+}
+
+impl InputSnapshot {
+    /// The pids of the input's live workers (one, or one per process).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.worker_pid
+            .into_iter()
+            .chain(self.workers.iter().filter_map(|w| w.worker_pid))
+            .collect()
+    }
+}
+
+/// One worker process of an input with `processes = N > 1`.
+#[derive(Debug, Serialize)]
+pub struct WorkerSnapshot {
+    /// `2/4`: which of the input's processes (docs/CONFIG.md, `processes`).
+    pub process: String,
+    pub state: InputState,
+    pub worker_pid: Option<u32>,
+    /// Restarts of this process (the input's `restarts` counts them all).
+    pub restarts: u64,
 }
 
 #[derive(Debug, Serialize)]

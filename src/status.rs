@@ -186,7 +186,7 @@ pub fn render_with(status: &Value, wide: bool) -> String {
         rows.push(vec![
             text(&input["name"]),
             state,
-            text(&input["worker_pid"]),
+            pids(input),
             text(&input["restarts"]),
             input["plugins"]
                 .as_array()
@@ -412,6 +412,15 @@ fn per_category(points: &Value) -> String {
     } else {
         parts.join(" ")
     }
+}
+
+/// The input's worker pid, or those of its processes (`processes = N`), `-` for none.
+fn pids(input: &Value) -> String {
+    let Some(workers) = input["workers"].as_array() else {
+        return text(&input["worker_pid"]);
+    };
+    let pids: Vec<String> = workers.iter().map(|w| text(&w["worker_pid"])).collect();
+    pids.join(",")
 }
 
 fn text(value: &Value) -> String {

@@ -76,6 +76,32 @@ fn a_bad_duration_is_named_with_file_line_and_key() {
 }
 
 #[test]
+fn processes_without_instances_or_out_of_range_is_named_with_file_and_line() {
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\n\nprocesses = 3\n",
+    );
+    assert_config_error(
+        &home,
+        &["bad.conf:6", "processes", "processes needs instances"],
+    );
+
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\nprocesses = 65\n\
+         [[inputs.pythond.instances]]\nname = \"a\"\n",
+    );
+    assert_config_error(&home, &["bad.conf:5", "processes", "out of range"]);
+
+    // One process needs no instances; several with instances are fine.
+    let home = home_with(
+        "[[inputs.pythond]]\nname = \"n\"\ncmd = \"python3\"\ndirs = [\"good\"]\nprocesses = 1\n\
+         [[inputs.pythond]]\nname = \"m\"\ncmd = \"python3\"\ndirs = [\"good\"]\nprocesses = 2\n\
+         [[inputs.pythond.instances]]\nname = \"a\"\n",
+    );
+    let (code, stdout, stderr) = home.config_check();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
 fn a_missing_required_key_is_named() {
     let home = home_with("\n[[inputs.pythond]]\nname = \"nocmd\"\ndirs = [\"good\"]\n");
     assert_config_error(&home, &["bad.conf:2", "cmd"]);
@@ -146,6 +172,54 @@ fn an_unknown_sink_key_is_named() {
         "[[sinks]]\ntype = \"file\"\npth = \"points.ndjson\"\n",
     );
     assert_config_error(&home, &["pythond.toml:3", "pth"]);
+}
+
+/// Every sink type refuses a key it does not have, naming the file, the line and the
+/// key, and lists exactly the keys it accepts (docs/CONFIG.md, "[[sinks]]").
+#[test]
+fn every_sink_type_names_an_unknown_key_and_lists_its_own() {
+    const NETWORK: &str = "name, url, max_bytes, batch_points, flush_interval, timeout, retry_max_interval, fsync, ca_file";
+    const REQUEST: &str = "bearer_token_env, username, password_env, headers";
+    let cases = [
+        ("stdout", "format = \"json\"", "format".to_string()),
+        ("file", "path = \"points.ndjson\"", "path".to_string()),
+        (
+            "datakit",
+            "url = \"http://127.0.0.1:9529\"",
+            NETWORK.to_string(),
+        ),
+        (
+            "influxdb",
+            "url = \"http://127.0.0.1:8086\"\ndb = \"d\"",
+            format!("{NETWORK}, db, org, bucket, token"),
+        ),
+        (
+            "prometheus_remote_write",
+            "url = \"http://127.0.0.1:8428/api/v1/write\"",
+            format!("{NETWORK}, {REQUEST}"),
+        ),
+        (
+            "otlp",
+            "url = \"http://127.0.0.1:4318\"",
+            format!("{NETWORK}, {REQUEST}, resource_tags"),
+        ),
+    ];
+    for (kind, valid, keys) in cases {
+        let home = Home::new();
+        let lines = valid.lines().count();
+        home.write(
+            "pythond.toml",
+            &format!("[[sinks]]\ntype = \"{kind}\"\n{valid}\nbogus = 1\n"),
+        );
+        assert_config_error(
+            &home,
+            &[
+                &format!("pythond.toml:{}", lines + 3),
+                &format!("unknown key `bogus` in [[sinks]] with type = \"{kind}\""),
+                &format!("(expected one of: type, categories, {keys})"),
+            ],
+        );
+    }
 }
 
 #[test]

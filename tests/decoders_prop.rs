@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use pythond::ingest::{precheck_write_body, WriteBody, WriteLimits};
 use pythond::point::{
     decode_json_point, for_each_json_point, from_json, line_protocol_lines, parse_line_protocol,
-    Category, DecodeContext, FieldValue, Point, Precision,
+    Accepted, Category, DecodeContext, FieldRef, FieldValue, LineDecoder, Point, PointBatch,
+    Precision, Rejection,
 };
 use pythond::worker::protocol::WorkerFrame;
 
@@ -298,6 +299,174 @@ proptest! {
             general.as_ref().map(|f| format!("{f:?}")).map_err(|_| ()),
             "frame: {}", frame
         );
+    }
+}
+
+/// A line's number and what became of its point.
+type LineOutcome = (usize, Result<Accepted, Rejection>);
+
+/// What the HTTP write API's decoder makes of `body`: per line, the accepted point
+/// (read back from the batch) with its fixes, or the rejection; and whether each
+/// accepted point kept every tag and field string borrowed from the body.
+fn batch_decoded(body: &str, ctx: &DecodeContext<'_>) -> (Vec<LineOutcome>, Vec<bool>) {
+    let mut decoder = LineDecoder::new(ctx);
+    let mut batch = PointBatch::new();
+    let mut outcomes = Vec::new();
+    for (line_no, line) in line_protocol_lines(body) {
+        outcomes.push((line_no, decoder.decode(line, line_no, &mut batch)));
+    }
+    let borrowed: Vec<bool> = batch
+        .iter()
+        .map(|p| {
+            p.tags.iter().all(|(k, v)| {
+                matches!(k, std::borrow::Cow::Borrowed(_))
+                    && matches!(v, std::borrow::Cow::Borrowed(_))
+            }) && p.fields.iter().all(|(k, v)| {
+                matches!(k, std::borrow::Cow::Borrowed(_))
+                    && !matches!(v, FieldRef::Str(std::borrow::Cow::Owned(_)))
+            })
+        })
+        .collect();
+    let mut points = batch.to_points().into_iter();
+    let results = outcomes
+        .into_iter()
+        .map(|(line_no, outcome)| {
+            let result = outcome.map(|fixes| Accepted {
+                point: points.next().expect("a point for every accepted line"),
+                fixes,
+            });
+            (line_no, result)
+        })
+        .collect();
+    assert!(points.next().is_none(), "a point in the batch for no line");
+    (results, borrowed)
+}
+
+/// Lines made of the pieces the rules care about: reserved and dotted keys, trailing
+/// backslashes, empty tag values, repeated keys, tag/field clashes, strings in metrics,
+/// `status`/`name`/keyevent keys, big unsigned ints, odd timestamps, escapes.
+fn rule_line() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        "[a-c]{1,2}",
+        Just("status".to_string()),
+        Just("name".to_string()),
+        Just("source".to_string()),
+        Just("class".to_string()),
+        Just("date".to_string()),
+        Just("host".to_string()),
+        Just("a.b".to_string()),
+        Just("k\\\\".to_string()),
+        Just("sp\\ ace".to_string()),
+        Just("df_status".to_string()),
+        Just("df_event_id".to_string()),
+        Just("df_title".to_string()),
+        Just("df_source".to_string()),
+        Just("__name__".to_string()),
+    ];
+    let tag_value = prop_oneof![
+        "[a-c]{0,2}",
+        Just("ok".to_string()),
+        Just("x.y".to_string()),
+        Just("v\\\\".to_string()),
+        Just("c\\,d".to_string()),
+    ];
+    let field_value = prop_oneof![
+        Just("1i".to_string()),
+        Just("-7i".to_string()),
+        Just("2.5".to_string()),
+        Just("3u".to_string()),
+        Just("18446744073709551615u".to_string()),
+        Just("t".to_string()),
+        Just("\"s\"".to_string()),
+        Just("\"ok\"".to_string()),
+        Just("\"info\"".to_string()),
+        Just("\"a\\\"b\"".to_string()),
+        Just("\"multi\nline\"".to_string()),
+        Just("\"\"".to_string()),
+        Just("nan".to_string()),
+        Just("zz".to_string()),
+    ];
+    let measurement = prop_oneof![
+        "[a-c]{1,3}",
+        Just("m\\ x".to_string()),
+        Just("m.x".to_string()),
+    ];
+    let time = prop_oneof![
+        Just(String::new()),
+        Just(" 0".to_string()),
+        Just(" -5".to_string()),
+        Just(" 1700000000000000000".to_string()),
+        Just(" 99999999999999999".to_string()),
+    ];
+    (
+        measurement,
+        prop::collection::vec((key.clone(), tag_value), 0..4),
+        prop::collection::vec((key, field_value), 1..4),
+        time,
+    )
+        .prop_map(|(measurement, tags, fields, time)| {
+            let mut line = measurement;
+            for (k, v) in tags {
+                line.push_str(&format!(",{k}={v}"));
+            }
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            line.push(' ');
+            line.push_str(&fields.join(","));
+            line.push_str(&time);
+            line
+        })
+}
+
+fn any_category() -> impl Strategy<Value = Category> {
+    prop::sample::select(Category::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The write API's borrowing decoder accepts, fixes and rejects exactly as the
+    /// `Point` decoder does, line for line, whatever the category, precision and
+    /// extra tags; and a point that needed no fix keeps its strings in the body
+    /// unless the line escaped something.
+    #[test]
+    fn the_batch_decoder_decodes_as_the_point_decoder_does(
+        lines in prop::collection::vec(rule_line(), 1..6),
+        category in any_category(),
+        precision in prop::option::of(prop::sample::select(vec![Precision::Nanoseconds, Precision::Seconds])),
+        extra in prop::collection::btree_map(
+            prop_oneof![Just("host".to_string()), Just("a".to_string()), Just("g.k".to_string()), Just("status".to_string())],
+            prop_oneof![Just("h".to_string()), Just(String::new()), Just("v.w".to_string())],
+            0..3,
+        ),
+    ) {
+        let body = lines.join("\n");
+        let ctx = DecodeContext {
+            category,
+            precision,
+            now_ns: 1_700_000_000_000_000_000,
+            extra_tags: &extra,
+        };
+        let (ours, borrowed) = batch_decoded(&body, &ctx);
+        let reference = parse_line_protocol(&body, &ctx);
+        prop_assert_eq!(&ours, &reference, "body: {:?}", body);
+        let clean: Vec<bool> = reference
+            .iter()
+            .zip(&lines)
+            .filter_map(|((_, r), line)| r.as_ref().ok().map(|a| {
+                a.fixes.is_empty() && category != Category::Keyevent && !line.contains('\\')
+            }))
+            .collect();
+        for (kept, clean) in borrowed.iter().zip(&clean) {
+            prop_assert!(!clean || *kept, "a clean point was copied; body: {:?}", body);
+        }
+    }
+
+    /// On arbitrary text too, the two decoders agree.
+    #[test]
+    fn the_batch_decoder_agrees_on_arbitrary_text(body in "(\\PC|[\n\r\t\"\\\\ ,=#.])*", category in any_category()) {
+        let extra: BTreeMap<String, String> = [("host".to_string(), "h".to_string())].into_iter().collect();
+        let ctx = DecodeContext { category, ..ctx(&extra) };
+        prop_assert_eq!(batch_decoded(&body, &ctx).0, parse_line_protocol(&body, &ctx));
     }
 }
 

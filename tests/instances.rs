@@ -53,6 +53,21 @@ fn entry(status: &serde_json::Value, key: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// What `pythond status --input <input>` prints (it must succeed).
+fn status_table(agent: &Agent, input: &str) -> String {
+    let mut command = common::pythond();
+    command.args([
+        "status",
+        "--addr",
+        &common::http::api_addr(agent),
+        "--input",
+        input,
+    ]);
+    let (code, table, _) = common::run_to_end(command);
+    assert_eq!(code, 0, "{table}");
+    table
+}
+
 fn by_instance(points: &[serde_json::Value]) -> BTreeMap<String, Vec<serde_json::Value>> {
     let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for point in points {
@@ -211,18 +226,7 @@ fn a_hung_instance_among_many_is_quarantined_alone_and_the_worker_keeps_running(
         0,
         "{filtered:#}"
     );
-    let (code, table, _) = common::run_to_end({
-        let mut command = common::pythond();
-        command.args([
-            "status",
-            "--addr",
-            &common::http::api_addr(&agent),
-            "--input",
-            "many",
-        ]);
-        command
-    });
-    assert_eq!(code, 0, "{table}");
+    let table = status_table(&agent, "many");
     assert!(
         table.contains("probe.Probe@stuck") && !table.contains("probe.Probe@ok3"),
         "{table}"
@@ -371,6 +375,253 @@ fn a_reload_that_changes_instances_touches_only_those_inside_the_running_worker(
         ["a", "b", "b", "c", "d"],
         "only b was re-initialised"
     );
+}
+
+/// Reports, per run, its instance and process (`$PYTHOND_PROCESS`) as tags and its
+/// worker's pid as a field.
+const SPREAD: &str = r#"
+import os
+from datakit_framework import DataKitFramework
+
+class Probe(DataKitFramework):
+    name = "probe"
+    interval = 1
+
+    def run(self):
+        self.report({"M": [{"measurement": "probe",
+                            "tags": {"instance": self.instance,
+                                     "process": os.environ.get("PYTHOND_PROCESS", "-")},
+                            "fields": {"pid": os.getpid()}}]})
+"#;
+
+fn named_instances(names: &[String]) -> String {
+    let mut conf = String::from("processes = 3\n");
+    for name in names {
+        conf.push_str(&format!(
+            "[[inputs.pythond.instances]]\nname = \"{name}\"\n"
+        ));
+    }
+    conf
+}
+
+/// The pid of each process (`"1/3"` ...) of the first input, from `workers`.
+fn worker_pids(status: &serde_json::Value) -> BTreeMap<String, u64> {
+    status["inputs"][0]["workers"]
+        .as_array()
+        .map(|workers| {
+            workers
+                .iter()
+                .filter_map(|w| {
+                    Some((
+                        w["process"].as_str()?.to_string(),
+                        w["worker_pid"].as_u64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn runs(status: &serde_json::Value, instance: &str) -> u64 {
+    entry(status, &format!("probe.Probe@{instance}"))["runs"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The process (`"2/3"`) the agent gives `instance`: rendezvous hashing of its name.
+fn process_of(instance: &str) -> String {
+    format!("{}/3", pythond::worker::slot::assign(instance, 3) + 1)
+}
+
+#[test]
+fn processes_spread_instances_over_supervised_workers_that_keep_them_across_reloads_and_kills() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", SPREAD);
+    let mut names: Vec<String> = (0..12).map(|i| format!("target-{i}")).collect();
+    home.input("spread", &["probe"], &named_instances(&names));
+    let slots: BTreeSet<String> = names.iter().map(|n| process_of(n)).collect();
+    assert_eq!(slots.len(), 3, "every process has instances: {slots:?}");
+    let agent = home.start();
+
+    // Three workers, each running every instance it was assigned.
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            worker_pids(&status).len() == 3 && names.iter().all(|n| runs(&status, n) >= 2)
+        }),
+        "{status:#}"
+    );
+    let pids = worker_pids(&status);
+    assert_eq!(
+        pids.values().collect::<BTreeSet<_>>().len(),
+        3,
+        "three distinct workers: {pids:?}"
+    );
+    let input = &status["inputs"][0];
+    assert_eq!(input["name"], "spread", "one input in status: {status:#}");
+    assert_eq!(input["state"]["state"], "running", "{input}");
+    assert_eq!(input["instances_summary"]["instances"], 12, "{input}");
+    let points = agent.points_of("probe");
+    for (name, points) in by_instance(&points) {
+        let process = process_of(&name);
+        for point in &points {
+            assert_eq!(point["tags"]["process"], process.as_str(), "{point}");
+            assert_eq!(
+                point["fields"]["pid"].as_u64(),
+                Some(pids[&process]),
+                "{point}"
+            );
+        }
+    }
+
+    // A reload that adds one instance: it runs in its own process; the workers and the
+    // other instances are untouched and keep counting.
+    let before = status.clone();
+    names.push("target-new".to_string());
+    home.input("spread", &["probe"], &named_instances(&names));
+    agent.signal(libc::SIGHUP);
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            runs(&status, "target-new") >= 1
+        }),
+        "{status:#}"
+    );
+    assert_eq!(
+        worker_pids(&status),
+        pids,
+        "no worker restarted: {status:#}"
+    );
+    assert_eq!(status["inputs"][0]["restarts"], 0, "{status:#}");
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            names[..12]
+                .iter()
+                .all(|n| runs(&status, n) > runs(&before, n) + 1)
+        }),
+        "the other instances did not keep running: {status:#}"
+    );
+    let new_pid = pids[&process_of("target-new")];
+    agent.expect_points("the new instance in its process", |points| {
+        points.iter().any(|p| {
+            p["tags"]["instance"] == "target-new" && p["fields"]["pid"].as_u64() == Some(new_pid)
+        })
+    });
+
+    // kill -9 one worker: only it is restarted; the others keep their pid and their
+    // instances keep running meanwhile.
+    let victim = process_of("target-0");
+    // SAFETY: kill(2) with a pid read from the agent's status; no memory involved.
+    unsafe { libc::kill(pids[&victim] as i32, libc::SIGKILL) };
+    let killed_at = status.clone();
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            let now = worker_pids(&status);
+            now.len() == 3 && now[&victim] != pids[&victim]
+        }),
+        "the killed worker was not restarted: {status:#}"
+    );
+    let now = worker_pids(&status);
+    for (process, pid) in &pids {
+        if *process != victim {
+            assert_eq!(
+                now[process], *pid,
+                "{process} was restarted too: {status:#}"
+            );
+        }
+    }
+    assert_eq!(status["inputs"][0]["restarts"], 1, "{status:#}");
+    let victim_worker = status["inputs"][0]["workers"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["process"] == victim.as_str()).cloned())
+        .unwrap_or_default();
+    assert_eq!(victim_worker["restarts"], 1, "{victim_worker}");
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            names
+                .iter()
+                .all(|n| runs(&status, n) > runs(&killed_at, n) + 1)
+        }),
+        "not every instance runs again after the kill: {status:#}"
+    );
+    let restarted = now[&victim];
+    agent.expect_points("target-0 in the restarted worker", |points| {
+        points.iter().any(|p| {
+            p["tags"]["instance"] == "target-0" && p["fields"]["pid"].as_u64() == Some(restarted)
+        })
+    });
+
+    // `pythond status --input` still finds the input and shows all three pids.
+    let table = status_table(&agent, "spread");
+    let shown = worker_pids(&status)
+        .values()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(table.contains(&shown), "{table}");
+}
+
+#[test]
+fn an_instances_only_reload_reaches_every_plugin_worker_under_isolation_plugin() {
+    let home = Home::new();
+    home.write("python.d/probe/probe.py", SPREAD);
+    home.input(
+        "isolated",
+        &["probe"],
+        "isolation = \"plugin\"\n[[inputs.pythond.instances]]\nname = \"a\"\n",
+    );
+    let agent = home.start();
+    let worker = |status: &serde_json::Value| {
+        status["inputs"]
+            .as_array()
+            .and_then(|inputs| {
+                inputs
+                    .iter()
+                    .find(|i| i["name"] == "isolated/probe.Probe")
+                    .cloned()
+            })
+            .unwrap_or_default()
+    };
+    let key = |status: &serde_json::Value, key: &str| {
+        worker(status)["plugins"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == key).cloned())
+            .unwrap_or_default()
+    };
+    let mut status = serde_json::Value::Null;
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            key(&status, "probe.Probe@a")["runs"].as_u64() >= Some(2)
+        }),
+        "{status:#}"
+    );
+    let pid = worker(&status)["worker_pid"].as_u64().expect("pid");
+    home.input(
+        "isolated",
+        &["probe"],
+        "isolation = \"plugin\"\n[[inputs.pythond.instances]]\nname = \"a\"\n\
+         [[inputs.pythond.instances]]\nname = \"b\"\n",
+    );
+    agent.signal(libc::SIGHUP);
+    assert!(
+        wait_until(DEADLINE, || {
+            status = self::status(&agent);
+            key(&status, "probe.Probe@b")["runs"].as_u64() >= Some(1)
+        }),
+        "{status:#}"
+    );
+    let after = worker(&status);
+    assert_eq!(
+        after["worker_pid"].as_u64(),
+        Some(pid),
+        "restarted: {after}"
+    );
+    assert_eq!(after["restarts"], 0, "{after}");
 }
 
 /// Fails every run of the instances named `bad…`; the others report one point.

@@ -1,10 +1,10 @@
 //! What an operator sees of a running agent, through the real CLI and API: `pythond
-//! tap` streams accepted points (filtered, as JSON or line protocol) while the sinks
-//! still get every point; `pythond status` shows plugins' last errors (in full with
-//! `--wide`), finds the agent through `--config`, and says plainly when the address
-//! is not a pythond; `/metrics` follows the Prometheus conventions (build info, the
-//! agent's process_* metrics, reload success and its time), checked by
-//! prometheus_client's own parser.
+//! tap` streams accepted points (filtered, as JSON or line protocol; written by workers
+//! or over HTTP) while the sinks still get every point; `pythond status` shows
+//! plugins' last errors (in full with `--wide`), finds the agent through `--config`,
+//! and says plainly when the address is not a pythond; `/metrics` follows the
+//! Prometheus conventions (build info, the agent's process_* metrics, reload success
+//! and its time), checked by prometheus_client's own parser.
 
 mod common;
 
@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::http::{api_addr, api_base, get, parsed_metrics};
+use common::http::{api_addr, api_base, get, parsed_metrics, post};
 use common::{wait_until, Home, DEADLINE};
 
 const TWO_INPUTS: &str = r#"
@@ -135,6 +135,59 @@ fn tap_streams_filtered_points_and_the_sinks_still_get_them() {
     });
     drop(json);
     drop(lp);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn line_protocol_written_over_http_reaches_the_tap_and_the_sinks_alike() {
+    // The write API keeps clean points borrowed from the body and copies them only
+    // for what holds points (the tap, the file sink); a point the rules fix takes the
+    // other path. Both must arrive, as the rules left them, in order.
+    let home = Home::new();
+    let mut agent = home.start();
+    let addr = api_addr(&agent);
+    let url = format!("{}/v1/write/metric?input=lp", api_base(&agent));
+    let body = b"web,zone=a\\ b v=1i,f=0.5 1700000000000000000\nweb s=\"dropped\",v=2i 1700000000000000001\n";
+    let tap = Tap::start(&["--addr", &addr, "--input", "lp"]);
+    // The tap sees points accepted after it connected: write until it has two.
+    let (tx, rx) = mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        while rx.try_recv().is_err() {
+            assert_eq!(post(&url, &[], body).status, 200);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let tapped: Vec<serde_json::Value> = tap
+        .take(2)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let _ = tx.send(());
+    writer.join().expect("writer");
+    let pair = if tapped[0]["fields"]["v"] == 1 {
+        [&tapped[0], &tapped[1]]
+    } else {
+        [&tapped[1], &tapped[0]]
+    };
+    assert_eq!(pair[0]["measurement"], "web", "{tapped:?}");
+    assert_eq!(pair[0]["tags"]["zone"], "a b", "{tapped:?}");
+    assert_eq!(pair[0]["fields"]["f"], 0.5, "{tapped:?}");
+    assert_eq!(pair[0]["time"], 1_700_000_000_000_000_000i64, "{tapped:?}");
+    assert_eq!(pair[1]["fields"]["v"], 2, "{tapped:?}");
+    assert!(pair[1]["fields"].get("s").is_none(), "{tapped:?}");
+
+    agent.expect_points("both points in the file sink", |points| {
+        let web: Vec<_> = points
+            .iter()
+            .filter(|p| p["measurement"] == "web")
+            .collect();
+        web.len() >= 2
+            && web[0]["fields"]["v"] == 1
+            && web[0]["tags"]["zone"] == "a b"
+            && web[1]["fields"]["v"] == 2
+            && web[1]["fields"].get("s").is_none()
+    });
+    drop(tap);
     assert!(agent.stop().success());
 }
 

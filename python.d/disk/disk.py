@@ -38,6 +38,7 @@ Standard library only; Python 3.8+.
 import os
 
 from datakit_framework import DataKitFramework
+from pythond_settings import as_list, setting
 
 MOUNTS = "/proc/mounts"
 
@@ -47,20 +48,6 @@ PSEUDO_FS = {
     "proc", "pstore", "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs",
     "tmpfs", "tracefs", "ramfs", "fuse.gvfsd-fuse", "fuse.portal", "iso9660",
 }
-
-
-def _setting(plugin, key, env, default):
-    options = getattr(plugin, "options", None)
-    if isinstance(options, dict) and options.get(key) not in (None, ""):
-        return options[key]
-    value = os.environ.get(env, "")
-    return value if value != "" else default
-
-
-def _as_list(value):
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
 def _unescape(field):
@@ -84,8 +71,8 @@ class Disk(DataKitFramework):
     interval = 60
 
     def run(self):
-        only = set(_as_list(_setting(self, "mounts", "DISK_MOUNTS", "")))
-        skip = PSEUDO_FS | set(_as_list(_setting(self, "ignore_fs", "DISK_IGNORE_FS", "")))
+        only = set(as_list(setting(self, "mounts", "DISK_MOUNTS", "")))
+        skip = PSEUDO_FS | set(as_list(setting(self, "ignore_fs", "DISK_IGNORE_FS", "")))
         points = []
         seen = set()
         for device, mount, fstype in mounts():

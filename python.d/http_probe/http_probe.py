@@ -47,32 +47,7 @@ import urllib.parse
 import urllib.request
 
 from datakit_framework import DataKitFramework
-
-
-def _setting(plugin, key, env, default):
-    options = getattr(plugin, "options", None)
-    if isinstance(options, dict) and options.get(key) not in (None, ""):
-        return options[key]
-    value = os.environ.get(env, "")
-    return value if value != "" else default
-
-
-def _as_list(value):
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value).split(",") if part.strip()]
-
-
-def _number(value, default, what):
-    """`value` as a positive float; `default` (with a message) if it is not one."""
-    try:
-        number = float(value)
-        if number > 0:
-            return number
-    except (TypeError, ValueError):
-        pass
-    print("%s is %r, not a positive number; using %s" % (what, value, default))
-    return default
+from pythond_settings import as_list, positive_number, setting
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -86,13 +61,13 @@ class HttpProbe(DataKitFramework):
     interval = 30
 
     def run(self):
-        urls = _as_list(_setting(self, "urls", "HTTP_PROBE_URLS", ""))
+        urls = as_list(setting(self, "urls", "HTTP_PROBE_URLS", ""))
         if not urls:
             print("http_probe: no URLs configured: set option `urls` (in [inputs.pythond.options]) or the variable HTTP_PROBE_URLS (in the input's envs); nothing to do")
             return
-        timeout = _number(_setting(self, "timeout", "HTTP_PROBE_TIMEOUT", 5), 5.0,
-                          "http_probe: timeout")
-        ca_file = _setting(self, "ca_file", "HTTP_PROBE_CA_FILE", None)
+        timeout = positive_number(setting(self, "timeout", "HTTP_PROBE_TIMEOUT", 5), 5.0,
+                                  "http_probe: timeout")
+        ca_file = setting(self, "ca_file", "HTTP_PROBE_CA_FILE", None)
         context = _tls_context(ca_file)
         points = [self.probe(url, timeout, context) for url in urls]
         self.report({"M": points})

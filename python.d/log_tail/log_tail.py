@@ -50,69 +50,10 @@ Example input (conf.d/log_tail.conf):
 Standard library only; Python 3.8+.
 """
 
-import json
 import os
 
 from datakit_framework import DataKitFramework
-
-
-def _setting(plugin, key, env, default):
-    options = getattr(plugin, "options", None)
-    if isinstance(options, dict) and options.get(key) not in (None, ""):
-        return options[key]
-    value = os.environ.get(env, "")
-    return value if value != "" else default
-
-
-def _as_list(value):
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value).split(",") if part.strip()]
-
-
-def _truthy(value):
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _number(value, default, what):
-    """`value` as a positive float; `default` (with a message) if it is not one."""
-    try:
-        number = float(value)
-        if number > 0:
-            return number
-    except (TypeError, ValueError):
-        pass
-    print("%s is %r, not a positive number; using %s" % (what, value, default))
-    return default
-
-
-def state_dir(configured, name):
-    if configured:
-        return str(configured)
-    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return os.path.join(systemd, name)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "pythond", name)
-
-
-def _load(path):
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save(path, state):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        json.dump(state, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from pythond_settings import as_list, load_state, positive_number, save_state, setting, state_dir, truthy
 
 
 def _read_lines(path, offset, limit):
@@ -138,19 +79,19 @@ class LogTail(DataKitFramework):
         self.state = None
 
     def run(self):
-        files = _as_list(_setting(self, "files", "LOG_TAIL_FILES", ""))
+        files = as_list(setting(self, "files", "LOG_TAIL_FILES", ""))
         if not files:
             print("log_tail: no files configured: set option `files` (in [inputs.pythond.options]) or the variable LOG_TAIL_FILES (in the input's envs); nothing to do")
             return
-        source = str(_setting(self, "source", "LOG_TAIL_SOURCE", "log_tail"))
-        from_beginning = _truthy(_setting(self, "from_beginning", "LOG_TAIL_FROM_BEGINNING", "0"))
-        limit = max(1, int(_number(_setting(self, "max_lines", "LOG_TAIL_MAX_LINES", 10000),
-                                   10000, "log_tail: max_lines")))
+        source = str(setting(self, "source", "LOG_TAIL_SOURCE", "log_tail"))
+        from_beginning = truthy(setting(self, "from_beginning", "LOG_TAIL_FROM_BEGINNING", "0"))
+        limit = max(1, int(positive_number(setting(self, "max_lines", "LOG_TAIL_MAX_LINES", 10000),
+                                            10000, "log_tail: max_lines")))
         state_file = os.path.join(
-            state_dir(_setting(self, "state_dir", "LOG_TAIL_STATE_DIR", ""), "log_tail"),
+            state_dir(setting(self, "state_dir", "LOG_TAIL_STATE_DIR", ""), "log_tail"),
             "offsets.json")
         if self.state is None:
-            self.state = _load(state_file)
+            self.state = load_state(state_file)
 
         new_state = dict(self.state)
         for path in files:
@@ -164,7 +105,7 @@ class LogTail(DataKitFramework):
         # Saved only after the lines were handed over: at worst a crash repeats a run's
         # lines, it never loses them.
         if new_state != self.state:
-            _save(state_file, new_state)
+            save_state(state_file, new_state)
             self.state = new_state
 
     def tail(self, path, saved, from_beginning, limit):

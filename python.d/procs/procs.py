@@ -33,22 +33,9 @@ Standard library only; Python 3.8+.
 import os
 
 from datakit_framework import DataKitFramework
+from pythond_settings import as_list, setting
 
 PROC = "/proc"
-
-
-def _setting(plugin, key, env, default):
-    options = getattr(plugin, "options", None)
-    if isinstance(options, dict) and options.get(key) not in (None, ""):
-        return options[key]
-    value = os.environ.get(env, "")
-    return value if value != "" else default
-
-
-def _as_list(value):
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
 def _read(path, mode="r"):
@@ -79,7 +66,7 @@ class Procs(DataKitFramework):
     interval = 15
 
     def run(self):
-        wanted = _as_list(_setting(self, "names", "PROCS_NAMES", ""))
+        wanted = as_list(setting(self, "names", "PROCS_NAMES", ""))
         if not wanted:
             print("procs: no process names configured: set option `names` (in [inputs.pythond.options]) or the variable PROCS_NAMES (in the input's envs); nothing to do")
             return

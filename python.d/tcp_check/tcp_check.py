@@ -36,65 +36,12 @@ Example input (conf.d/tcp_check.conf):
 Standard library only; Python 3.8+.
 """
 
-import json
 import os
 import socket
 import time
 
 from datakit_framework import DataKitFramework
-
-
-def _setting(plugin, key, env, default):
-    options = getattr(plugin, "options", None)
-    if isinstance(options, dict) and options.get(key) not in (None, ""):
-        return options[key]
-    value = os.environ.get(env, "")
-    return value if value != "" else default
-
-
-def _as_list(value):
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in str(value).split(",") if part.strip()]
-
-
-def _number(value, default, what):
-    """`value` as a positive float; `default` (with a message) if it is not one."""
-    try:
-        number = float(value)
-        if number > 0:
-            return number
-    except (TypeError, ValueError):
-        pass
-    print("%s is %r, not a positive number; using %s" % (what, value, default))
-    return default
-
-
-def state_dir(configured, name):
-    if configured:
-        return str(configured)
-    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return os.path.join(systemd, name)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "pythond", name)
-
-
-def _load(path):
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save(path, state):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        json.dump(state, f, sort_keys=True)
-    os.replace(tmp, path)
+from pythond_settings import as_list, load_state, positive_number, save_state, setting, state_dir
 
 
 def split_target(target):
@@ -130,17 +77,17 @@ class TcpCheck(DataKitFramework):
         self.state = None
 
     def run(self):
-        targets = _as_list(_setting(self, "targets", "TCP_CHECK_TARGETS", ""))
+        targets = as_list(setting(self, "targets", "TCP_CHECK_TARGETS", ""))
         if not targets:
             print("tcp_check: no targets configured: set option `targets` (in [inputs.pythond.options]) or the variable TCP_CHECK_TARGETS (in the input's envs); nothing to do")
             return
-        timeout = _number(_setting(self, "timeout", "TCP_CHECK_TIMEOUT", 3), 3.0,
-                          "tcp_check: timeout")
+        timeout = positive_number(setting(self, "timeout", "TCP_CHECK_TIMEOUT", 3), 3.0,
+                                  "tcp_check: timeout")
         state_file = os.path.join(
-            state_dir(_setting(self, "state_dir", "TCP_CHECK_STATE_DIR", ""), "tcp_check"),
+            state_dir(setting(self, "state_dir", "TCP_CHECK_STATE_DIR", ""), "tcp_check"),
             "states.json")
         if self.state is None:
-            self.state = _load(state_file)
+            self.state = load_state(state_file)
 
         new_state = dict(self.state)
         points = []
@@ -163,5 +110,5 @@ class TcpCheck(DataKitFramework):
                 )
         self.report({"M": points})
         if new_state != self.state:
-            _save(state_file, new_state)
+            save_state(state_file, new_state)
             self.state = new_state

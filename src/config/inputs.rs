@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
 use super::instances::{self, default_concurrency, InstanceConfig};
+use super::json_value::{json_table, HashedJson};
 use super::kinds::KindSettings;
 use super::tree::{self, Doc, Node, Problem, Section, Span, Value};
 use super::values;
@@ -47,6 +48,7 @@ const INPUT_KEYS: &[&str] = &[
     "zenpython_devices",
     "instances",
     "concurrency",
+    "processes",
     "instance_metrics",
 ];
 
@@ -141,11 +143,17 @@ pub struct InputConfig {
     /// Key `instances`, optional array of tables (`[[inputs.pythond.instances]]` or
     /// `instances = [{...}]`), see [`InstanceConfig`].
     pub instances: Vec<InstanceConfig>,
-    /// Threads of the worker's run pool for an input with `instances`.
+    /// Threads of the worker's run pool for an input with `instances`, per process.
     ///
     /// Key `concurrency`, optional whole number from 1 to 1024; default
-    /// [`default_concurrency`] of the number of instances.
+    /// [`default_concurrency`] of the number of instances per process.
     pub concurrency: Option<u32>,
+    /// Worker processes the input's instances are spread over, each instance always
+    /// to the same one (docs/CONFIG.md).
+    ///
+    /// Key `processes`, optional whole number from 1 to 64, default 1; more than one
+    /// only for an input with `instances`.
+    pub processes: u16,
     /// Whether `/metrics` carries one series per instance (default: per plugin).
     ///
     /// Key `instance_metrics`, boolean, default `false`.
@@ -183,16 +191,23 @@ impl InputConfig {
         !self.instances.is_empty()
     }
 
-    /// The worker's pool size: `concurrency`, else the documented default.
+    /// The pool size of each of the input's worker processes: `concurrency`, else the
+    /// documented default for one process's share of the instances.
     pub fn effective_concurrency(&self) -> u32 {
-        self.concurrency
-            .unwrap_or_else(|| default_concurrency(self.instances.len()))
+        self.concurrency.unwrap_or_else(|| {
+            default_concurrency(
+                self.instances
+                    .len()
+                    .div_ceil(usize::from(self.processes.max(1))),
+            )
+        })
     }
 }
 
-impl PartialEq for InputConfig {
-    fn eq(&self, other: &Self) -> bool {
-        // Destructured so that a new field cannot be forgotten here.
+impl InputConfig {
+    /// Every setting but `origin`, for `==` and `Hash` (one list for both, destructured
+    /// so that a new field cannot be forgotten here).
+    fn settings(&self) -> impl Eq + Hash + '_ {
         let InputConfig {
             name,
             cmd,
@@ -211,29 +226,35 @@ impl PartialEq for InputConfig {
             start_delay,
             instances,
             concurrency,
+            processes,
             instance_metrics,
             kinds,
             origin: _,
         } = self;
-        *kinds == other.kinds
-            && *instance_metrics == other.instance_metrics
-            && *instances == other.instances
-            && *concurrency == other.concurrency
-            && *max_rss == other.max_rss
-            && *max_age == other.max_age
-            && *start_delay == other.start_delay
-            && *isolation == other.isolation
-            && *emit_events == other.emit_events
-            && *options == other.options
-            && *plugins == other.plugins
-            && *name == other.name
-            && *cmd == other.cmd
-            && *dirs == other.dirs
-            && *envs == other.envs
-            && *interval == other.interval
-            && *timeout == other.timeout
-            && *tags == other.tags
-            && *transport == other.transport
+        (
+            (
+                kinds,
+                processes,
+                instance_metrics,
+                instances,
+                concurrency,
+                max_rss,
+                max_age,
+                start_delay,
+                isolation,
+                emit_events,
+                HashedJson(options),
+            ),
+            (
+                plugins, name, cmd, dirs, envs, interval, timeout, tags, transport,
+            ),
+        )
+    }
+}
+
+impl PartialEq for InputConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings() == other.settings()
     }
 }
 
@@ -241,50 +262,7 @@ impl Eq for InputConfig {}
 
 impl Hash for InputConfig {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let InputConfig {
-            name,
-            cmd,
-            dirs,
-            envs,
-            interval,
-            timeout,
-            tags,
-            transport,
-            options,
-            plugins,
-            emit_events,
-            isolation,
-            max_rss,
-            max_age,
-            start_delay,
-            instances,
-            concurrency,
-            instance_metrics,
-            kinds,
-            origin: _,
-        } = self;
-        kinds.hash(state);
-        instance_metrics.hash(state);
-        instances.hash(state);
-        concurrency.hash(state);
-        max_rss.hash(state);
-        max_age.hash(state);
-        start_delay.hash(state);
-        isolation.hash(state);
-        emit_events.hash(state);
-        // JSON values have no `Hash`; their canonical text (maps are sorted) does.
-        serde_json::to_string(options)
-            .unwrap_or_default()
-            .hash(state);
-        plugins.hash(state);
-        name.hash(state);
-        cmd.hash(state);
-        dirs.hash(state);
-        envs.hash(state);
-        interval.hash(state);
-        timeout.hash(state);
-        tags.hash(state);
-        transport.hash(state);
+        self.settings().hash(state);
     }
 }
 
@@ -313,6 +291,7 @@ impl fmt::Debug for InputConfig {
             .field("start_delay", &self.start_delay)
             .field("instances", &self.instances.len())
             .field("concurrency", &self.concurrency)
+            .field("processes", &self.processes)
             .field("instance_metrics", &self.instance_metrics)
             .field("kinds", &self.kinds.time_reopen)
             .field("origin", &self.origin)
@@ -354,9 +333,7 @@ impl Hash for PluginOverride {
         self.interval.hash(state);
         self.timeout.hash(state);
         self.enabled.hash(state);
-        serde_json::to_string(&self.options)
-            .unwrap_or_default()
-            .hash(state);
+        HashedJson(&self.options).hash(state);
     }
 }
 
@@ -627,6 +604,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
     let start_delay = section.get("start_delay", values::duration);
     let instances = instances::read_instances(section);
     let concurrency = section.get("concurrency", instances::concurrency);
+    let processes = instances::processes(section, &instances);
     let instance_metrics = section
         .get("instance_metrics", tree::boolean)
         .unwrap_or(false);
@@ -670,6 +648,7 @@ fn read_input(section: &mut Section<'_, '_>) -> Option<InputConfig> {
         start_delay,
         instances,
         concurrency,
+        processes,
         instance_metrics,
         kinds,
         origin,
@@ -706,42 +685,6 @@ fn device_tables(node: &Node) -> Result<Vec<serde_json::Map<String, serde_json::
         devices.push(device);
     }
     Ok(devices)
-}
-
-/// A table of any TOML values, as JSON (datetimes become strings).
-pub(super) fn json_table(
-    node: &Node,
-) -> Result<serde_json::Map<String, serde_json::Value>, Problem> {
-    match json(node)? {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(Problem::expected("a table", node)),
-    }
-}
-
-fn json(node: &Node) -> Result<serde_json::Value, Problem> {
-    use serde_json::Value as J;
-    Ok(match &node.value {
-        Value::String(s) => J::String(s.clone()),
-        Value::Integer(i) => J::from(*i),
-        Value::Float(f) => match serde_json::Number::from_f64(*f) {
-            Some(n) => J::Number(n),
-            None => {
-                return Err(Problem::at(
-                    &node.span,
-                    format!("{f} cannot be passed to Python options (not a finite number)"),
-                ))
-            }
-        },
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Datetime(d) => J::String(d.clone()),
-        Value::Array(items) => J::Array(items.iter().map(json).collect::<Result<_, _>>()?),
-        Value::Table(entries) => J::Object(
-            entries
-                .iter()
-                .map(|e| Ok((e.key.clone(), json(&e.node)?)))
-                .collect::<Result<_, Problem>>()?,
-        ),
-    })
 }
 
 /// `["KEY=VALUE", ...]`.

@@ -4,14 +4,16 @@
 //! Every plugin class of the input runs once per instance, as an object of its own
 //! whose `self.options` is the input's options merged with the instance's
 //! (docs/CONFIG.md, "Instances"). This module owns the instance keys, their
-//! validation (unique names, no control characters) and the `concurrency` key that
-//! sizes the worker's pool of run threads; everything else about an input stays in
+//! validation (unique names, no control characters), the `concurrency` key that
+//! sizes the worker's pool of run threads and the `processes` key that spreads the
+//! instances over worker processes; everything else about an input stays in
 //! `inputs.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use super::json_value::{json_table, HashedJson};
 use super::tree::{self, Node, Problem, Section, Value};
 use super::values;
 
@@ -24,6 +26,9 @@ const MAX_INSTANCE_NAME: usize = 200;
 
 /// Largest `concurrency` accepted: more threads only add GIL contention.
 pub const MAX_CONCURRENCY: u32 = 1024;
+
+/// Largest `processes` accepted: more worker processes than cores only add memory.
+pub const MAX_PROCESSES: u16 = 64;
 
 /// One `[[inputs.pythond.instances]]` entry (or an element of `instances = [...]`).
 ///
@@ -65,9 +70,7 @@ impl Eq for InstanceConfig {}
 impl Hash for InstanceConfig {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
-        serde_json::to_string(&self.options)
-            .unwrap_or_default()
-            .hash(state);
+        HashedJson(&self.options).hash(state);
         self.tags.hash(state);
         self.interval.hash(state);
         self.timeout.hash(state);
@@ -108,9 +111,7 @@ pub(super) fn read_instances(section: &mut Section<'_, '_>) -> Vec<InstanceConfi
         seen.entry(name.clone()).or_insert(line);
         let instance = InstanceConfig {
             name,
-            options: table
-                .get("options", super::inputs::json_table)
-                .unwrap_or_default(),
+            options: table.get("options", json_table).unwrap_or_default(),
             tags: table.get("tags", tree::string_map).unwrap_or_default(),
             interval: table.get("interval", values::duration),
             timeout: table.get("timeout", values::duration),
@@ -125,16 +126,43 @@ pub(super) fn read_instances(section: &mut Section<'_, '_>) -> Vec<InstanceConfi
 
 /// `concurrency`: a whole number from 1 to [`MAX_CONCURRENCY`].
 pub(super) fn concurrency(node: &Node) -> Result<u32, Problem> {
+    count_up_to(node, MAX_CONCURRENCY, "threads")
+}
+
+/// A whole number of `what` from 1 to `max`.
+fn count_up_to<T>(node: &Node, max: T, what: &str) -> Result<T, Problem>
+where
+    T: Copy + std::fmt::Display + Into<i64> + TryFrom<i64>,
+{
     match node.value {
-        Value::Integer(n) if (1..=i64::from(MAX_CONCURRENCY)).contains(&n) => {
-            Ok(u32::try_from(n).unwrap_or(MAX_CONCURRENCY))
+        Value::Integer(n) if (1..=max.into()).contains(&n) => Ok(T::try_from(n).unwrap_or(max)),
+        Value::Integer(n) => {
+            Err(format!("{n} is out of range (expected a number of {what} from 1 to {max})").into())
         }
-        Value::Integer(n) => Err(format!(
-            "{n} is out of range (expected a number of threads from 1 to {MAX_CONCURRENCY})"
-        )
-        .into()),
-        _ => Err(Problem::expected("a number of threads", node)),
+        _ => Err(Problem::expected(&format!("a number of {what}"), node)),
     }
+}
+
+/// `processes`: a whole number from 1 to [`MAX_PROCESSES`], more than one only for an
+/// input with `instances` (a process runs whole instances). Default 1; problems are
+/// recorded in the document.
+pub(super) fn processes(section: &mut Section<'_, '_>, instances: &[InstanceConfig]) -> u16 {
+    let Some((processes, span)) = section.get_located("processes", process_count) else {
+        return 1;
+    };
+    if processes > 1 && instances.is_empty() {
+        section.invalid(
+            &span,
+            "processes",
+            &format!("processes needs instances: `processes = {processes}` spreads an input's instances over worker processes, and this input has none"),
+        );
+        return 1;
+    }
+    processes
+}
+
+fn process_count(node: &Node) -> Result<u16, Problem> {
+    count_up_to(node, MAX_PROCESSES, "worker processes")
 }
 
 fn instance_name(node: &Node) -> Result<String, Problem> {

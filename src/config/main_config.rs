@@ -5,6 +5,9 @@
 //! working directory", which is what makes `pythond run` work from a checkout with no
 //! configuration at all. Relative paths are resolved here, once, against the
 //! directory of the file, so the rest of the agent only ever sees absolute paths.
+//!
+//! `[[sinks]]` tables are read here too, each by its type's reader found in the sink
+//! registry; their model is in `sinks.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,12 +23,11 @@ use serde::Deserialize;
 use crate::point::Category;
 
 use super::error::ConfigError;
-use super::network_sink::{InfluxApi, NetworkSinkConfig};
+use super::sinks::{SinkConfig, SinkKind};
 use super::tree::{self, Doc, Node, Problem, Section, Value};
 use super::values;
-use crate::sink::otlp::OtlpConfig;
-use crate::sink::prometheus_remote_write::RemoteWriteConfig;
-use crate::sink::registry::{self, ReadContext};
+use crate::sink::read_context::ReadContext;
+use crate::sink::registry;
 
 /// Name of the main configuration file looked for in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "pythond.toml";
@@ -253,127 +255,6 @@ impl fmt::Debug for HttpConfig {
 /// Shown by `Debug` instead of secrets.
 const REDACTED: &str = "<redacted>";
 
-/// One `[[sinks]]` entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SinkConfig {
-    /// The sink type and its own settings (key `type` selects the variant).
-    pub kind: SinkKind,
-    /// Only points of these categories go to this sink.
-    ///
-    /// Key `categories`, optional list of `"metric"`, `"logging"`, `"object"`,
-    /// `"custom_object"`, `"keyevent"`, `"rum"`; absent means every category.
-    pub categories: Option<Vec<Category>>,
-}
-
-impl SinkConfig {
-    /// Whether points of `category` go to this sink.
-    pub fn accepts(&self, category: &Category) -> bool {
-        self.categories
-            .as_ref()
-            .map_or(true, |wanted| wanted.contains(category))
-    }
-}
-
-impl Default for SinkConfig {
-    /// Line protocol on stdout, every category: the sink used when none is configured.
-    fn default() -> Self {
-        SinkConfig {
-            kind: SinkKind::Stdout {
-                format: OutputFormat::LineProtocol,
-            },
-            categories: None,
-        }
-    }
-}
-
-/// The sink types, selected by `type = "..."` in `[[sinks]]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SinkKind {
-    /// `type = "stdout"`: one point per line on standard output.
-    Stdout {
-        /// Key `format`: `"lp"` (line protocol, default) or `"json"`.
-        format: OutputFormat,
-    },
-    /// `type = "file"`: appends NDJSON, one point per line, in the same shape as
-    /// `pythond check --format json`.
-    File {
-        /// Key `path`, required; relative to the configuration file's directory.
-        path: PathBuf,
-    },
-    /// `type = "datakit"`: line protocol POSTed to `<url>/v1/write/<category>`, behind
-    /// a disk buffer.
-    Datakit { net: NetworkSinkConfig },
-    /// `type = "influxdb"`: line protocol to InfluxDB's (or VictoriaMetrics') v1 or v2
-    /// write API, behind a disk buffer.
-    Influxdb {
-        net: NetworkSinkConfig,
-        api: InfluxApi,
-    },
-    /// `type = "prometheus_remote_write"`: metric points as Prometheus remote write
-    /// 1.0 (protobuf, snappy), behind a disk buffer.
-    PrometheusRemoteWrite(RemoteWriteConfig),
-    /// `type = "otlp"`: metrics and logs as OTLP/HTTP protobuf (gzip), behind a disk
-    /// buffer.
-    Otlp(OtlpConfig),
-}
-
-impl SinkKind {
-    /// The `type` value that selects this variant.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkKind::Stdout { .. } => "stdout",
-            SinkKind::File { .. } => "file",
-            SinkKind::Datakit { .. } => "datakit",
-            SinkKind::Influxdb { .. } => "influxdb",
-            SinkKind::PrometheusRemoteWrite(_) => "prometheus_remote_write",
-            SinkKind::Otlp(_) => "otlp",
-        }
-    }
-
-    /// The network settings of a buffered sink; `None` for stdout and file.
-    pub fn network(&self) -> Option<&NetworkSinkConfig> {
-        match self {
-            SinkKind::Datakit { net } | SinkKind::Influxdb { net, .. } => Some(net),
-            SinkKind::PrometheusRemoteWrite(config) => Some(&config.net),
-            SinkKind::Otlp(config) => Some(&config.net),
-            SinkKind::Stdout { .. } | SinkKind::File { .. } => None,
-        }
-    }
-}
-
-/// How points are written as text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum OutputFormat {
-    /// InfluxDB line protocol (`"lp"`).
-    #[default]
-    LineProtocol,
-    /// One JSON object per point (`"json"`):
-    /// `{"category","measurement","tags","fields","time"}`.
-    Json,
-}
-
-impl OutputFormat {
-    /// The configuration / command-line spelling: `"lp"` or `"json"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputFormat::LineProtocol => "lp",
-            OutputFormat::Json => "json",
-        }
-    }
-}
-
-impl FromStr for OutputFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "lp" => Ok(OutputFormat::LineProtocol),
-            "json" => Ok(OutputFormat::Json),
-            _ => Err(format!("unknown format {s:?} (expected one of: lp, json)")),
-        }
-    }
-}
-
 /// `[git_repos]`: used by the git sync.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GitReposConfig {
@@ -430,7 +311,7 @@ impl fmt::Debug for GitRepoConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GitRepoConfig")
             .field("enable", &self.enable)
-            .field("url", &crate::gitsync::redact_url(&self.url))
+            .field("url", &super::git_url::redact_url(&self.url))
             .field("branch", &self.branch)
             .field("ssh_private_key_path", &self.ssh_private_key_path)
             .field(
@@ -464,6 +345,15 @@ impl Config {
             sinks: vec![SinkConfig::default()],
             git_repos: GitReposConfig::default(),
         }
+    }
+
+    /// `[global_tags]` plus `host` (unless `[global_tags]` sets it), as DataKit adds
+    /// them to every point.
+    pub fn global_tags_with_host(&self) -> BTreeMap<String, String> {
+        let mut tags = self.global_tags.clone();
+        tags.entry("host".to_string())
+            .or_insert_with(|| self.agent.hostname.clone());
+        tags
     }
 }
 
@@ -701,7 +591,7 @@ fn read_sinks(sections: Vec<Section<'_, '_>>, context: &ReadContext<'_>) -> Vec<
         };
         section.set_name(format!("[[sinks]] with type = {:?}", sink_type.name));
         let categories = section.get("categories", categories);
-        section.set_expected(sink_type.keys);
+        section.set_expected(&[&[SINK_COMMON_KEYS], sink_type.keys].concat());
         let kind = (sink_type.read)(&mut section, context);
         if let Some(net) = kind.as_ref().and_then(SinkKind::network) {
             let line = section.doc().line(section.span());

@@ -14,11 +14,14 @@
 //! `docs/CONFIG.md`.
 
 mod error;
+pub mod git_url;
 mod inputs;
 mod instances;
+mod json_value;
 mod kinds;
 mod main_config;
 pub(crate) mod network_sink;
+mod sinks;
 pub(crate) mod tree;
 pub(crate) mod values;
 
@@ -30,12 +33,13 @@ pub use inputs::{
     load_inputs, parse_inputs, parse_inputs_all, InputConfig, Inputs, Isolation, PluginOverride,
     SkippedTable, Transport, CONF_SUFFIX, INPUT_KIND,
 };
-pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY};
+pub use instances::{default_concurrency, InstanceConfig, MAX_CONCURRENCY, MAX_PROCESSES};
 pub use kinds::KindSettings;
 pub use main_config::{
     load, load_all, parse_main, system_hostname, AgentConfig, Config, GitRepoConfig,
-    GitReposConfig, HttpConfig, LogFormat, OutputFormat, SinkConfig, SinkKind, DEFAULT_CONFIG_FILE,
-    DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    GitReposConfig, HttpConfig, LogFormat, DEFAULT_CONFIG_FILE, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_PULL_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use network_sink::{redact_query, HttpAuth, InfluxApi, NetworkSinkConfig, RequestOptions};
+pub use sinks::{OutputFormat, SinkConfig, SinkKind};
 pub use values::check_log_level;

@@ -14,10 +14,9 @@ use std::time::Duration;
 use super::tree::{self, Node, Problem, Section, Value};
 use super::values;
 
-/// Keys every network sink accepts (beside `type` and `categories`).
+/// Keys every network sink accepts (beside `type` and `categories`): those
+/// [`read_network`] reads.
 pub(crate) const NETWORK_KEYS: &[&str] = &[
-    "type",
-    "categories",
     "name",
     "url",
     "max_bytes",
@@ -28,24 +27,14 @@ pub(crate) const NETWORK_KEYS: &[&str] = &[
     "fsync",
     "ca_file",
 ];
-pub(crate) const DATAKIT_SINK_KEYS: &[&str] = NETWORK_KEYS;
-pub(crate) const INFLUXDB_SINK_KEYS: &[&str] = &[
-    "type",
-    "categories",
-    "name",
-    "url",
-    "max_bytes",
-    "batch_points",
-    "flush_interval",
-    "timeout",
-    "retry_max_interval",
-    "fsync",
-    "ca_file",
-    "db",
-    "org",
-    "bucket",
-    "token",
-];
+
+/// Keys of an `influxdb` sink's write API: those [`read_influx_api`] reads.
+pub(crate) const INFLUX_API_KEYS: &[&str] = &["db", "org", "bucket", "token"];
+
+/// Keys of a sink's authorization and extra headers: those [`read_request_options`]
+/// reads.
+pub(crate) const REQUEST_KEYS: &[&str] =
+    &["bearer_token_env", "username", "password_env", "headers"];
 
 /// Default `max_bytes`: 512 MiB of disk buffer per sink.
 pub const DEFAULT_BUFFER_MAX_BYTES: u64 = 512 << 20;

@@ -859,7 +859,7 @@ fn unknown_keys_in_inputs() {
     assert_eq!(
         err.to_string(),
         "conf.d/x.conf:6: unknown key `intreval` in [[inputs.pythond]] (expected one of: \
-         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay, time_reopen, fetch_no_data_delay, zenpython_devices, instances, concurrency, instance_metrics)"
+         name, cmd, dirs, envs, interval, timeout, tags, transport, options, plugins, emit_events, isolation, max_rss, max_age, start_delay, time_reopen, fetch_no_data_delay, zenpython_devices, instances, concurrency, processes, instance_metrics)"
     );
     assert_error(&err, CONF, 6, "intreval", "unknown key");
 

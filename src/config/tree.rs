@@ -20,6 +20,7 @@
 //! `toml::Spanned` and `toml::value::Datetime` describe themselves to a probe
 //! deserializer, rather than by copying toml's internal constants.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -542,7 +543,9 @@ pub(crate) struct Section<'d, 'a> {
     name: String,
     span: Span,
     entries: Vec<Entry>,
-    expected: &'static [&'static str],
+    /// The keys this table accepts: one list for most tables, the concatenation of
+    /// a sink type's key groups for `[[sinks]]` ([`Section::set_expected`]).
+    expected: Cow<'static, [&'static str]>,
 }
 
 impl<'d, 'a> Section<'d, 'a> {
@@ -557,7 +560,7 @@ impl<'d, 'a> Section<'d, 'a> {
             name: String::new(),
             span: root.span,
             entries,
-            expected,
+            expected: Cow::Borrowed(expected),
         }
     }
 
@@ -570,9 +573,12 @@ impl<'d, 'a> Section<'d, 'a> {
         &self.span
     }
 
-    /// Replaces the list of keys this table accepts (e.g. once a sink's type is known).
-    pub(crate) fn set_expected(&mut self, expected: &'static [&'static str]) {
-        self.expected = expected;
+    /// Replaces the keys this table accepts with those of `groups`, in order (e.g. once
+    /// a sink's type is known: the keys every sink has, then the groups its type
+    /// shares with others, then its own). Unknown keys are still refused by
+    /// [`Section::finish`], which lists every accepted key.
+    pub(crate) fn set_expected(&mut self, groups: &[&'static [&'static str]]) {
+        self.expected = Cow::Owned(groups.concat());
     }
 
     /// Renames the table in messages (e.g. `[[sinks]] of type "file"`).
@@ -765,7 +771,7 @@ impl<'d, 'a> Section<'d, 'a> {
             name: name.to_owned(),
             span,
             entries,
-            expected,
+            expected: Cow::Borrowed(expected),
         }
     }
 

@@ -1,15 +1,16 @@
 //! `GET /metrics`: every counter of the agent in Prometheus text format (0.0.4).
 //!
-//! [`PromWriter`] is a small writer with `counter`/`gauge`/`histogram` helpers so new
-//! families (sinks, git sync, ...) are one call each; [`render`] lays out the families
-//! of inputs, plugins, points and the HTTP API itself. Worker RSS is read from /proc at
-//! scrape time.
+//! [`render`] lays out the families of inputs, plugins, points, sinks, git sync and
+//! the HTTP API itself (docs/HTTP.md, "/metrics"), each one call of the text writer
+//! ([`PromWriter`]). Worker RSS is read from /proc at scrape time.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
-use crate::stats::{HistogramSnapshot, InputState, StatsSnapshot};
+use super::process_metrics;
+use super::prom_text::PromWriter;
+use crate::stats::{InputState, StatsSnapshot};
+use crate::worker::process::rss_bytes;
 
 /// HTTP requests served, by route and status (the API's own health).
 #[derive(Default)]
@@ -27,115 +28,6 @@ impl HttpStats {
         let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|((r, s), n)| (*r, *s, *n)).collect()
     }
-}
-
-/// Writes Prometheus text exposition: one `# HELP`/`# TYPE` per family, then samples.
-#[derive(Default)]
-pub struct PromWriter {
-    out: String,
-}
-
-impl PromWriter {
-    /// Starts a family; follow with its samples.
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\n', " "));
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    /// One sample line.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (key, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{key}=\"{}\"", escape_label(value));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {}", format_value(value));
-    }
-
-    /// A whole counter family from `(labels, value)` rows.
-    pub fn counter<'a>(
-        &mut self,
-        name: &str,
-        help: &str,
-        rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, u64)>,
-    ) {
-        self.family(name, "counter", help);
-        for (labels, value) in rows {
-            self.sample(name, &labels, value as f64);
-        }
-    }
-
-    /// A whole gauge family from `(labels, value)` rows.
-    pub fn gauge<'a>(
-        &mut self,
-        name: &str,
-        help: &str,
-        rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, f64)>,
-    ) {
-        self.family(name, "gauge", help);
-        for (labels, value) in rows {
-            self.sample(name, &labels, value);
-        }
-    }
-
-    /// A whole histogram family from `(labels, histogram)` rows.
-    pub fn histogram<'a>(
-        &mut self,
-        name: &str,
-        help: &str,
-        rows: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, &'a HistogramSnapshot)>,
-    ) {
-        self.family(name, "histogram", help);
-        let bucket = format!("{name}_bucket");
-        for (labels, h) in rows {
-            for (bound, count) in &h.buckets {
-                let le = format_value(*bound);
-                let mut with_le = labels.clone();
-                with_le.push(("le", &le));
-                self.sample(&bucket, &with_le, *count as f64);
-            }
-            let mut with_le = labels.clone();
-            with_le.push(("le", "+Inf"));
-            self.sample(&bucket, &with_le, h.count as f64);
-            self.sample(&format!("{name}_sum"), &labels, h.sum);
-            self.sample(&format!("{name}_count"), &labels, h.count as f64);
-        }
-    }
-
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{value}")
-    }
-}
-
-/// Resident set size of `pid` in bytes, from /proc (None if it is gone).
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// What `/metrics` reads of the stats: every input; an input's instances summed into
@@ -156,7 +48,7 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
         "Always 1; the labels say which pythond build is running.",
         [(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
     );
-    super::process_metrics::write(&mut w);
+    process_metrics::write(&mut w);
 
     let inputs = &stats.inputs;
     w.gauge(
@@ -188,13 +80,17 @@ pub fn render(stats: &StatsSnapshot, http: &HttpStats) -> String {
             .iter()
             .map(|i| (vec![("input", i.name.as_str())], i.log_lines_suppressed)),
     );
+    // An input of several processes (`processes = N`): their sum.
     let rss: Vec<(&str, u64)> = inputs
         .iter()
-        .filter_map(|i| Some((i.name.as_str(), rss_bytes(i.worker_pid?)?)))
+        .filter_map(|i| {
+            let each: Vec<u64> = i.worker_pids().into_iter().filter_map(rss_bytes).collect();
+            (!each.is_empty()).then(|| (i.name.as_str(), each.iter().sum()))
+        })
         .collect();
     w.gauge(
         "pythond_worker_rss_bytes",
-        "Resident memory of the input's worker process.",
+        "Resident memory of the input's worker processes.",
         rss.iter()
             .map(|(input, bytes)| (vec![("input", *input)], *bytes as f64)),
     );
@@ -462,19 +358,4 @@ fn git_families(w: &mut PromWriter, stats: &StatsSnapshot) {
             },
         )],
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PromWriter;
-
-    #[test]
-    fn escapes_label_values() {
-        let mut w = PromWriter::default();
-        w.counter("x_total", "help", [(vec![("a", "q\"b\\s\nn")], 3u64)]);
-        assert_eq!(
-            w.finish(),
-            "# HELP x_total help\n# TYPE x_total counter\nx_total{a=\"q\\\"b\\\\s\\nn\"} 3\n"
-        );
-    }
 }

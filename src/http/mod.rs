@@ -12,7 +12,8 @@
 //! Files: `serve.rs` the accept loop (header timeout, connection cap), `pools.rs` the
 //! request pools (503), `auth.rs` token check, `body.rs` size limits and gzip, `error.rs` DataKit's
 //! error shape, `write.rs` write/lasterror, `status.rs` status/ping/health,
-//! `metrics.rs` Prometheus rendering.
+//! `metrics.rs` the `/metrics` families, `process_metrics.rs` the agent's own
+//! `process_*` families, `prom_text.rs` the Prometheus text writer they share.
 
 mod auth;
 mod body;
@@ -20,6 +21,7 @@ mod error;
 mod metrics;
 mod pools;
 mod process_metrics;
+mod prom_text;
 mod serve;
 mod status;
 mod tap;
@@ -40,7 +42,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use metrics::{HttpStats, PromWriter};
+pub use metrics::HttpStats;
+pub use prom_text::PromWriter;
 
 use crate::config::HttpConfig;
 use crate::ingest::{Ingest, InputTags};
@@ -101,7 +104,6 @@ pub struct AppState {
     http_inputs: std::sync::Mutex<std::collections::HashMap<String, InputTags>>,
 }
 
-/// A running HTTP API.
 /// Points inputs with `transport = "http"` at the running API. Cheap to clone: the
 /// input set keeps one to configure every worker it starts, on every reload.
 #[derive(Clone)]
@@ -111,33 +113,24 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// Makes the worker's `report()` post to the write API: the URL goes as
-    /// `--http-url`, the per-agent worker key as the private `PYTHOND_HTTP_TOKEN`
-    /// (accepted like `[http] token`, and it puts the worker's requests in their own
-    /// pool), and the API learns the tags the input's points get.
-    pub fn configure(&self, spec: &mut crate::worker::WorkerSpec, tags: InputTags) {
+    /// The transport that makes a worker's `report()` post to the write API (its URL,
+    /// and the per-agent worker key, accepted like `[http] token`, which puts the
+    /// worker's requests in their own pool), after the API learnt the tags the points
+    /// of `input` get. The launch renders both (src/worker/launch.rs).
+    pub fn configure(&self, input: &str, tags: InputTags) -> crate::worker::launch::Transport {
         self.state
             .http_inputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.input.clone(), tags);
-        spec.args.splice(
-            1..1,
-            [
-                "--transport".into(),
-                "http".into(),
-                "--http-url".into(),
-                self.url.clone().into(),
-            ],
-        );
-        // Not in the environment: /proc/<pid>/environ would keep showing it.
-        spec.private_env.push((
-            "PYTHOND_HTTP_TOKEN".into(),
-            self.state.worker_key.as_str().into(),
-        ));
+            .insert(input.to_string(), tags);
+        crate::worker::launch::Transport::Http {
+            url: self.url.clone(),
+            token: self.state.worker_key.as_str().into(),
+        }
     }
 }
 
+/// A running HTTP API.
 pub struct HttpServer {
     addr: SocketAddr,
     stop: CancellationToken,

@@ -4,7 +4,8 @@
 //! nothing between scrapes. A value /proc cannot give (another OS, a restricted
 //! /proc) is left out rather than reported as 0.
 
-use super::PromWriter;
+use super::prom_text::PromWriter;
+use crate::worker::process::rss_bytes;
 
 /// Clock ticks per second of `/proc/<pid>/stat` times.
 fn ticks_per_second() -> Option<f64> {
@@ -65,7 +66,7 @@ pub fn write(w: &mut PromWriter) {
         w,
         "process_resident_memory_bytes",
         "Resident memory size in bytes.",
-        super::metrics::rss_bytes(std::process::id()).map(|b| b as f64),
+        rss_bytes(std::process::id()).map(|b| b as f64),
     );
     gauge(
         w,

@@ -109,7 +109,7 @@ pub async fn tap(State(state): State<Arc<AppState>>, Query(query): Query<TapQuer
 
 /// The tap's families for `/metrics`: open taps and the points they missed.
 pub fn metrics(tap: &crate::tap::Tap) -> String {
-    let mut w = super::PromWriter::default();
+    let mut w = super::prom_text::PromWriter::default();
     w.gauge(
         "pythond_tap_subscribers",
         "Open taps (GET /v1/tap, pythond tap).",

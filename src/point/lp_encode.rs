@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use super::{FieldValue, Point};
+use super::{FieldRef, Point, PointRef};
 
 /// Bytes that a backslash escapes in unquoted tokens (the parser's set). The encoder
 /// doubles a backslash before any of these, before a newline (written as an escaped
@@ -36,39 +36,70 @@ impl Point {
     /// A point from the decoders always encodes to a valid line. A hand-built point must
     /// have at least one field and finite floats, or the line will not parse.
     pub fn write_line_protocol(&self, out: &mut String) {
-        write_token(out, &self.measurement, MEASUREMENT_SPECIALS);
-        for (key, value) in &self.tags {
-            out.push(',');
-            write_token(out, key, KEY_SPECIALS);
-            out.push('=');
-            write_token(out, value, KEY_SPECIALS);
-        }
-        let mut sep = ' ';
-        for (key, value) in &self.fields {
-            out.push(sep);
-            sep = ',';
-            write_token(out, key, KEY_SPECIALS);
-            out.push('=');
-            write_field_value(out, value);
-        }
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, " {}", self.time_ns);
+        write_line(
+            out,
+            &self.measurement,
+            self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), FieldRef::from(v))),
+            self.time_ns,
+        );
     }
 }
 
-fn write_field_value(out: &mut String, value: &FieldValue) {
+impl PointRef<'_> {
+    /// Appends the point as [`Point::write_line_protocol`] does.
+    pub fn write_line_protocol(&self, out: &mut String) {
+        write_line(
+            out,
+            self.measurement,
+            self.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+            self.fields.iter().map(|(k, v)| (k.as_ref(), v.reborrow())),
+            self.time_ns,
+        );
+    }
+}
+
+fn write_line<'p>(
+    out: &mut String,
+    measurement: &str,
+    tags: impl Iterator<Item = (&'p str, &'p str)>,
+    fields: impl Iterator<Item = (&'p str, FieldRef<'p>)>,
+    time_ns: i64,
+) {
+    write_token(out, measurement, MEASUREMENT_SPECIALS);
+    for (key, value) in tags {
+        out.push(',');
+        write_token(out, key, KEY_SPECIALS);
+        out.push('=');
+        write_token(out, value, KEY_SPECIALS);
+    }
+    let mut sep = ' ';
+    for (key, value) in fields {
+        out.push(sep);
+        sep = ',';
+        write_token(out, key, KEY_SPECIALS);
+        out.push('=');
+        write_field_value(out, &value);
+    }
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, " {time_ns}");
+}
+
+fn write_field_value(out: &mut String, value: &FieldRef<'_>) {
     match value {
-        FieldValue::Int(v) => {
+        FieldRef::Int(v) => {
             let _ = write!(out, "{v}i");
         }
         // Debug keeps "3.0" (Display prints "3": still a float in line protocol, but it
         // reads like an int) and is the shortest form that parses back to the same f64.
-        FieldValue::Float(v) => {
+        FieldRef::Float(v) => {
             let _ = write!(out, "{v:?}");
         }
-        FieldValue::Bool(true) => out.push_str("true"),
-        FieldValue::Bool(false) => out.push_str("false"),
-        FieldValue::Str(s) => {
+        FieldRef::Bool(true) => out.push_str("true"),
+        FieldRef::Bool(false) => out.push_str("false"),
+        FieldRef::Str(s) => {
             out.push('"');
             let mut start = 0;
             for (i, b) in s.bytes().enumerate() {
@@ -115,7 +146,7 @@ fn write_token(out: &mut String, s: &str, specials: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::Category;
+    use crate::point::{Category, FieldValue};
     use std::collections::BTreeMap;
 
     fn point(

@@ -19,15 +19,20 @@
 //!
 //! Each logical line is found first (quote-aware, like InfluxDB's scanner), then
 //! parsed strictly, so a broken line costs only itself.
+//!
+//! Two ways out, one parser: [`parse_line_protocol`] gives [`Point`]s; [`LineDecoder`]
+//! (the write API's) appends to a [`PointBatch`] with the strings borrowed from the
+//! body, and takes the [`Point`] path only for a point that needs a fix or is refused.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use super::batch::{key_order, Field, FieldRef, PointBatch, Tag};
 use super::lp_encode::ESCAPABLE;
 use super::outcome::{FixReason, RejectReason};
 use super::precision::int_time_to_ns;
 use super::rules::{self, preview, Preview};
-use super::{Accepted, DecodeContext, FieldValue, Fix, Point, Precision, Rejection};
+use super::{Accepted, Category, DecodeContext, Fix, Point, Precision, Rejection};
 
 /// Parses every point in `body`. Each item is (1-based line number where the point
 /// starts, result); a bad line never stops the others.
@@ -59,6 +64,9 @@ struct LogicalLines<'a> {
     body: &'a str,
     pos: usize,
     line_no: usize,
+    /// Whether a plain line (see `next`) is taken without the quote-aware scan; off
+    /// only in the test that holds both ways to the same lines.
+    plain_lines: bool,
 }
 
 impl<'a> LogicalLines<'a> {
@@ -67,6 +75,7 @@ impl<'a> LogicalLines<'a> {
             body,
             pos: 0,
             line_no: 1,
+            plain_lines: true,
         }
     }
 }
@@ -81,6 +90,22 @@ impl<'a> Iterator for LogicalLines<'a> {
             let pos = self.pos;
             let line_no = self.line_no;
             let physical_end = find_newline(bytes, pos);
+            // The common line: it starts with a name (not blank, not a comment) and
+            // has no quote, so no string can carry it past its newline.
+            let plain_start = bytes[pos].is_ascii()
+                && !matches!(
+                    bytes[pos],
+                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' | b'#'
+                );
+            if self.plain_lines
+                && plain_start
+                && memchr::memchr(b'"', &bytes[pos..physical_end]).is_none()
+            {
+                let line = &body[pos..physical_end];
+                self.line_no += 1;
+                self.pos = physical_end + 1;
+                return Some((line_no, line.strip_suffix('\r').unwrap_or(line)));
+            }
             let physical = body[pos..physical_end].trim();
             let (end, line) = if physical.is_empty() || physical.starts_with('#') {
                 (physical_end, None)
@@ -100,10 +125,7 @@ impl<'a> Iterator for LogicalLines<'a> {
 }
 
 fn find_newline(bytes: &[u8], from: usize) -> usize {
-    bytes[from..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |i| from + i)
+    memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |i| from + i)
 }
 
 /// Where the point starting at `start` ends: the first newline that is not inside a
@@ -179,28 +201,48 @@ fn syntax(at: usize, message: impl Into<String>) -> LineError {
     }
 }
 
-/// The raw content of one line, before the rules.
-struct Parsed {
-    measurement: String,
-    tags: BTreeMap<String, String>,
-    fields: BTreeMap<String, FieldValue>,
+/// What one line holds besides its tags and fields (those go to the caller's vectors).
+struct Parsed<'a> {
+    measurement: Cow<'a, str>,
     timestamp: Option<i64>,
 }
 
 /// A field value as written; an unsigned integer beyond i64 becomes a float with a fix.
-enum RawValue {
-    Value(FieldValue),
+enum RawValue<'a> {
+    Value(FieldRef<'a>),
     BigUnsigned(u64),
 }
 
+/// The point on one logical line, as a [`Point`] through every rule: the reference
+/// decoding, which [`LineDecoder`] must match point for point.
 fn parse_point(line: &str, line_no: usize, ctx: &DecodeContext<'_>) -> Result<Accepted, Rejection> {
     let mut fixes = Vec::new();
+    let mut tags = Vec::new();
+    let mut fields = Vec::new();
     let parsed = Parser::new(line)
-        .parse(&mut fixes)
+        .parse(&mut tags, &mut fields, &mut fixes)
         .map_err(|e| syntax_rejection(line, line_no, e))?;
-    let who = Preview(&parsed.measurement);
-    let time_ns = match parsed.timestamp {
-        None => ctx.now_ns,
+    let time_ns = line_time(parsed.timestamp, &parsed.measurement, line_no, ctx)?;
+    apply_rules(
+        parsed.measurement,
+        tags,
+        fields,
+        time_ns,
+        line_no,
+        ctx,
+        fixes,
+    )
+}
+
+/// The point's time in nanoseconds: `now` when the line has none.
+fn line_time(
+    timestamp: Option<i64>,
+    measurement: &str,
+    line_no: usize,
+    ctx: &DecodeContext<'_>,
+) -> Result<i64, Rejection> {
+    match timestamp {
+        None => Ok(ctx.now_ns),
         Some(t) => {
             // Line protocol is nanoseconds unless the request says otherwise (no
             // magnitude guessing here, unlike JSON: InfluxDB never guesses).
@@ -208,18 +250,40 @@ fn parse_point(line: &str, line_no: usize, ctx: &DecodeContext<'_>) -> Result<Ac
             int_time_to_ns(t, Some(precision), ctx.now_ns).map_err(|e| {
                 Rejection::new(
                     RejectReason::InvalidTime,
-                    format!("line {line_no}: point {who}: timestamp {t} {e}"),
+                    format!(
+                        "line {line_no}: point {}: timestamp {t} {e}",
+                        Preview(measurement)
+                    ),
                 )
-            })?
+            })
         }
-    };
-    let point = Point {
+    }
+}
+
+/// Builds the [`Point`] (a repeated key keeps its last value, as InfluxDB does) and
+/// applies every rule to it.
+fn apply_rules<'a>(
+    measurement: Cow<'a, str>,
+    tags: impl IntoIterator<Item = Tag<'a>>,
+    fields: impl IntoIterator<Item = Field<'a>>,
+    time_ns: i64,
+    line_no: usize,
+    ctx: &DecodeContext<'_>,
+    mut fixes: Vec<Fix>,
+) -> Result<Accepted, Rejection> {
+    let mut point = Point {
         category: ctx.category,
-        measurement: parsed.measurement,
-        tags: parsed.tags,
-        fields: parsed.fields,
+        measurement: measurement.into_owned(),
+        tags: BTreeMap::new(),
+        fields: BTreeMap::new(),
         time_ns,
     };
+    for (key, value) in tags {
+        point.tags.insert(key.into_owned(), value.into_owned());
+    }
+    for (key, value) in fields {
+        point.fields.insert(key.into_owned(), value.to_value());
+    }
     match rules::apply(point, ctx, &mut fixes) {
         Ok(point) => Ok(Accepted { point, fixes }),
         Err(mut rejection) => {
@@ -227,6 +291,111 @@ fn parse_point(line: &str, line_no: usize, ctx: &DecodeContext<'_>) -> Result<Ac
             Err(rejection)
         }
     }
+}
+
+/// Decodes line protocol into a [`PointBatch`], borrowing from the body: what the
+/// HTTP write API uses. A point that passes every rule unchanged (the common case) is
+/// sorted and checked in place and keeps its strings in the body; one that needs a
+/// fix, or is refused, takes the [`Point`] path of [`parse_line_protocol`], so both
+/// give the same points, fixes and rejections.
+pub struct LineDecoder<'a> {
+    ctx: DecodeContext<'a>,
+    /// The line being decoded, reused from line to line.
+    tags: Vec<Tag<'a>>,
+    fields: Vec<Field<'a>>,
+}
+
+impl<'a> LineDecoder<'a> {
+    pub fn new(ctx: &DecodeContext<'a>) -> Self {
+        LineDecoder {
+            ctx: *ctx,
+            tags: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Decodes the point on `line` (an item of [`line_protocol_lines`], starting on
+    /// line `line_no`), appends it to `batch` if it is accepted and returns the fixes it
+    /// needed.
+    pub fn decode(
+        &mut self,
+        line: &'a str,
+        line_no: usize,
+        batch: &mut PointBatch<'a>,
+    ) -> Result<Vec<Fix>, Rejection> {
+        let ctx = self.ctx;
+        let mut fixes = Vec::new();
+        self.tags.clear();
+        self.fields.clear();
+        let parsed = Parser::new(line)
+            .parse(&mut self.tags, &mut self.fields, &mut fixes)
+            .map_err(|e| syntax_rejection(line, line_no, e))?;
+        let time_ns = line_time(parsed.timestamp, &parsed.measurement, line_no, &ctx)?;
+        if fixes.is_empty() && ctx.category != Category::Keyevent {
+            sort_unique(&mut self.tags);
+            sort_unique(&mut self.fields);
+            // The extra tags the rules would add (where the key is free), so that
+            // they are checked with the point's own.
+            let own = self.tags.len();
+            for (key, value) in ctx.extra_tags {
+                if find(&self.tags[..own], key).is_none() && find(&self.fields, key).is_none() {
+                    self.tags.push((Cow::Borrowed(key), Cow::Borrowed(value)));
+                }
+            }
+            if self.tags.len() > own {
+                self.tags.sort_unstable_by(|a, b| key_order(&a.0, &b.0));
+            }
+            if rules::passes_unchanged(ctx.category, &parsed.measurement, &self.tags, &self.fields)
+            {
+                batch.push_parts(
+                    ctx.category,
+                    parsed.measurement,
+                    self.tags.drain(..),
+                    self.fields.drain(..),
+                    time_ns,
+                );
+                return Ok(fixes);
+            }
+        }
+        // Extra tags added above are added by the rules the same way, key for key.
+        let accepted = apply_rules(
+            parsed.measurement,
+            self.tags.drain(..),
+            self.fields.drain(..),
+            time_ns,
+            line_no,
+            &ctx,
+            fixes,
+        )?;
+        batch.push_point(accepted.point);
+        Ok(accepted.fixes)
+    }
+}
+
+/// Where `key` is in entries sorted by key.
+fn find<V>(entries: &[(Cow<'_, str>, V)], key: &str) -> Option<usize> {
+    entries.binary_search_by(|(k, _)| key_order(k, key)).ok()
+}
+
+/// Sorts entries by key, keeping the last value of a repeated key (as a map that each
+/// entry is inserted into in turn would).
+fn sort_unique<V>(entries: &mut Vec<(Cow<'_, str>, V)>) {
+    if entries
+        .windows(2)
+        .all(|w| key_order(&w[0].0, &w[1].0).is_lt())
+    {
+        return;
+    }
+    // Stable: equal keys stay in line order, and the last of each run is kept.
+    entries.sort_by(|a, b| key_order(&a.0, &b.0));
+    entries.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            std::mem::swap(later, kept);
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// "line 3, column 12: expected ..." — the column counts characters, 1-based, on the
@@ -242,6 +411,28 @@ fn syntax_rejection(line: &str, line_no: usize, e: LineError) -> Rejection {
         format!("line {line_no}, column {column}: {}", e.message),
     )
 }
+
+/// The bytes that end a token, plus the backslash (which may start an escape), as a
+/// table: one lookup per byte of a token.
+struct Stops([bool; 256]);
+
+impl Stops {
+    const fn new(stops: &[u8]) -> Stops {
+        let mut table = [false; 256];
+        table[b'\\' as usize] = true;
+        let mut i = 0;
+        while i < stops.len() {
+            table[stops[i] as usize] = true;
+            i += 1;
+        }
+        Stops(table)
+    }
+}
+
+static MEASUREMENT_END: Stops = Stops::new(b", ");
+static KEY_END: Stops = Stops::new(b",= ");
+static TAG_VALUE_END: Stops = Stops::new(b", ");
+static TIMESTAMP_END: Stops = Stops::new(b" \t");
 
 struct Parser<'a> {
     s: &'a str,
@@ -268,20 +459,23 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse(mut self, fixes: &mut Vec<Fix>) -> Result<Parsed, LineError> {
+    fn parse(
+        mut self,
+        tags: &mut Vec<Tag<'a>>,
+        fields: &mut Vec<Field<'a>>,
+        fixes: &mut Vec<Fix>,
+    ) -> Result<Parsed<'a>, LineError> {
         self.skip_blanks();
-        let measurement = self.token(b", ");
+        let measurement = self.token(&MEASUREMENT_END);
         if measurement.is_empty() {
             return Err(syntax(self.i, "expected a measurement name"));
         }
-        let measurement = measurement.into_owned();
         let who = Preview(&measurement);
 
-        let mut tags = BTreeMap::new();
         while self.peek() == Some(b',') {
             self.i += 1;
             let key_at = self.i;
-            let key = self.token(b",= ");
+            let key = self.token(&KEY_END);
             if key.is_empty() {
                 return Err(syntax(
                     key_at,
@@ -296,8 +490,8 @@ impl<'a> Parser<'a> {
             }
             self.i += 1;
             // An empty value is read as such; the rules drop it with a fix.
-            let value = self.token(b", ");
-            tags.insert(key.into_owned(), value.into_owned());
+            let value = self.token(&TAG_VALUE_END);
+            tags.push((key, value));
         }
 
         if self.peek() != Some(b' ') {
@@ -312,10 +506,9 @@ impl<'a> Parser<'a> {
         }
         self.skip_blanks();
 
-        let mut fields = BTreeMap::new();
         loop {
             let key_at = self.i;
-            let key = self.token(b",= ");
+            let key = self.token(&KEY_END);
             if key.is_empty() {
                 return Err(syntax(
                     key_at,
@@ -342,10 +535,10 @@ impl<'a> Parser<'a> {
                             preview(&key)
                         ),
                     ));
-                    FieldValue::Float(u as f64)
+                    FieldRef::Float(u as f64)
                 }
             };
-            fields.insert(key.into_owned(), value);
+            fields.push((key, value));
             if self.peek() == Some(b',') {
                 self.i += 1;
                 continue;
@@ -358,7 +551,7 @@ impl<'a> Parser<'a> {
             self.skip_blanks();
             if self.peek().is_some() {
                 let at = self.i;
-                let raw = self.token(b" \t");
+                let raw = self.token(&TIMESTAMP_END);
                 let t = raw.parse::<i64>().map_err(|_| {
                     syntax(
                         at,
@@ -383,32 +576,32 @@ impl<'a> Parser<'a> {
         }
         Ok(Parsed {
             measurement,
-            tags,
-            fields,
             timestamp,
         })
     }
 
     /// Reads an unquoted token up to (not including) an unescaped byte in `stops` or
     /// the end, undoing `\,` `\=` `\ ` `\\`. Borrowed when there is nothing to undo.
-    fn token(&mut self, stops: &[u8]) -> Cow<'a, str> {
+    fn token(&mut self, stops: &Stops) -> Cow<'a, str> {
         let start = self.i;
         let mut owned: Option<String> = None;
         let mut run_start = start;
-        while let Some(b) = self.peek() {
-            if stops.contains(&b) {
+        while let Some(&b) = self.b.get(self.i) {
+            if !stops.0[usize::from(b)] {
+                self.i += 1;
+                continue;
+            }
+            if b != b'\\' {
                 break;
             }
-            if b == b'\\' {
-                if let Some(&next) = self.b.get(self.i + 1) {
-                    if ESCAPABLE.contains(&next) {
-                        let buf = owned.get_or_insert_with(String::new);
-                        buf.push_str(&self.s[run_start..self.i]);
-                        buf.push(char::from(next));
-                        self.i += 2;
-                        run_start = self.i;
-                        continue;
-                    }
+            if let Some(&next) = self.b.get(self.i + 1) {
+                if ESCAPABLE.contains(&next) {
+                    let buf = owned.get_or_insert_with(String::new);
+                    buf.push_str(&self.s[run_start..self.i]);
+                    buf.push(char::from(next));
+                    self.i += 2;
+                    run_start = self.i;
+                    continue;
                 }
             }
             self.i += 1;
@@ -422,9 +615,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn field_value(&mut self, who: Preview<'_>, key: &str) -> Result<RawValue, LineError> {
+    fn field_value(&mut self, who: Preview<'_>, key: &str) -> Result<RawValue<'a>, LineError> {
         if self.peek() == Some(b'"') {
-            return self.quoted().map(|s| RawValue::Value(FieldValue::Str(s)));
+            return self.quoted().map(|s| RawValue::Value(FieldRef::Str(s)));
         }
         let at = self.i;
         // Field values have no escapes; they end at ',' or whitespace.
@@ -439,28 +632,28 @@ impl<'a> Parser<'a> {
         if let Some(digits) = raw.strip_suffix('i') {
             return digits
                 .parse::<i64>()
-                .map(|i| RawValue::Value(FieldValue::Int(i)))
+                .map(|i| RawValue::Value(FieldRef::Int(i)))
                 .map_err(|_| bad("integer"));
         }
         if let Some(digits) = raw.strip_suffix('u') {
             // DataKit (and InfluxDB 1.x) store unsigned as signed where it fits.
             let u = digits.parse::<u64>().map_err(|_| bad("unsigned integer"))?;
             return Ok(match i64::try_from(u) {
-                Ok(i) => RawValue::Value(FieldValue::Int(i)),
+                Ok(i) => RawValue::Value(FieldRef::Int(i)),
                 Err(_) => RawValue::BigUnsigned(u),
             });
         }
         match raw {
             "t" | "T" | "true" | "True" | "TRUE" => {
-                return Ok(RawValue::Value(FieldValue::Bool(true)))
+                return Ok(RawValue::Value(FieldRef::Bool(true)))
             }
             "f" | "F" | "false" | "False" | "FALSE" => {
-                return Ok(RawValue::Value(FieldValue::Bool(false)))
+                return Ok(RawValue::Value(FieldRef::Bool(false)))
             }
             _ => {}
         }
         match raw.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(RawValue::Value(FieldValue::Float(f))),
+            Ok(f) if f.is_finite() => Ok(RawValue::Value(FieldRef::Float(f))),
             Ok(_) => Err(LineError {
                 at,
                 reason: RejectReason::InvalidFieldValue,
@@ -481,20 +674,29 @@ impl<'a> Parser<'a> {
 
     /// Reads `"..."` starting at the opening quote. `\"` and `\\` are escapes; any other
     /// backslash is kept, as InfluxDB does.
-    fn quoted(&mut self) -> Result<String, LineError> {
+    fn quoted(&mut self) -> Result<Cow<'a, str>, LineError> {
         let open = self.i;
         self.i += 1;
-        let mut out = String::new();
+        let start = self.i;
+        let mut owned: Option<String> = None;
         let mut run_start = self.i;
         while let Some(b) = self.peek() {
             match b {
                 b'"' => {
-                    out.push_str(&self.s[run_start..self.i]);
+                    let value = match owned {
+                        None => Cow::Borrowed(&self.s[start..self.i]),
+                        Some(mut out) => {
+                            out.push_str(&self.s[run_start..self.i]);
+                            Cow::Owned(out)
+                        }
+                    };
                     self.i += 1;
-                    return Ok(out);
+                    return Ok(value);
                 }
                 b'\\' if matches!(self.b.get(self.i + 1), Some(b'"' | b'\\')) => {
-                    out.push_str(&self.s[run_start..self.i]);
+                    owned
+                        .get_or_insert_with(String::new)
+                        .push_str(&self.s[run_start..self.i]);
                     self.i += 1;
                     run_start = self.i;
                     self.i += 1;
@@ -509,7 +711,7 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::Category;
+    use crate::point::FieldValue;
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -705,6 +907,18 @@ mod tests {
             assert_eq!(a.point.measurement, "m");
         }
         assert_eq!(results[1].1.as_ref().unwrap().point.time_ns, 2);
+    }
+
+    proptest::proptest! {
+        /// Plain lines taken at their newline are the lines the quote-aware scan finds.
+        #[test]
+        fn plain_lines_are_found_as_the_full_scan_finds_them(
+            body in "([a-c#\"\\\\ =,\t\r\n]|\u{3000}|é){0,40}"
+        ) {
+            let fast: Vec<_> = LogicalLines::new(&body).collect();
+            let full: Vec<_> = LogicalLines { plain_lines: false, ..LogicalLines::new(&body) }.collect();
+            proptest::prop_assert_eq!(fast, full);
+        }
     }
 
     #[test]

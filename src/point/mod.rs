@@ -12,14 +12,18 @@
 //! - `category.rs` — [`Category`] and its code/name spellings
 //! - `value.rs` — [`FieldValue`]
 //! - `model.rs` — [`Point`]
+//! - `batch.rs` — [`PointBatch`] and [`PointRef`]: accepted points with borrowed
+//!   strings, as the network sinks encode them
 //! - `precision.rs` — [`Precision`] and timestamp scaling
 //! - `context.rs` — [`DecodeContext`]
 //! - `outcome.rs` — [`Accepted`], [`Fix`], [`Rejection`] and their reason labels
 //! - `rules.rs` — the checks and fixes, shared by both decoders
 //! - `json.rs` — JSON decoding and [`Point::write_json`]
 //! - `json_stream.rs` — visiting a JSON body's points one at a time
-//! - `lp_encode.rs` / `lp_parse.rs` — line protocol out and in
+//! - `lp_encode.rs` / `lp_parse.rs` — line protocol out and in ([`LineDecoder`]: into
+//!   a [`PointBatch`], the HTTP write API's path)
 
+mod batch;
 mod category;
 mod context;
 mod json;
@@ -32,11 +36,12 @@ mod precision;
 mod rules;
 mod value;
 
+pub use batch::{key_order, Field, FieldRef, PointBatch, PointRef, Tag};
 pub use category::Category;
 pub use context::{now_ns, DecodeContext};
 pub use json::from_json;
 pub use json_stream::{decode_json_point, for_each_json_point, for_each_json_point_while};
-pub use lp_parse::{line_protocol_lines, line_protocol_points, parse_line_protocol};
+pub use lp_parse::{line_protocol_lines, line_protocol_points, parse_line_protocol, LineDecoder};
 pub use model::Point;
 pub use outcome::{Accepted, Fix, FixReason, RejectReason, Rejection};
 pub use precision::{ParsePrecisionError, Precision};

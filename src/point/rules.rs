@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
+use super::batch::{key_order, Field, FieldRef, Tag};
 use super::outcome::{FixReason, RejectReason};
 use super::{Category, DecodeContext, FieldValue, Fix, Point, Rejection};
 
@@ -142,6 +143,66 @@ pub(crate) fn apply(
         check_keyevent(&point)?;
     }
     Ok(point)
+}
+
+/// Whether a point of `category` with these parts passes every rule of [`apply`]
+/// unchanged: no fix, no rejection. `tags` (the extra tags already added where the key
+/// was free) and `fields` are sorted by key, keys unique. Keyevents are not judged
+/// here (false): their required keys are checked by [`apply`] only.
+///
+/// This lets the line-protocol decoder keep a clean point borrowed from the body;
+/// each condition below is one under which a step of [`apply`] fixes or refuses.
+pub(crate) fn passes_unchanged(
+    category: Category,
+    measurement: &str,
+    tags: &[Tag<'_>],
+    fields: &[Field<'_>],
+) -> bool {
+    let rules = CategoryRules::of(category);
+    let clean_key = |key: &str| {
+        !key.is_empty()
+            && key.len() <= MAX_KEY_LEN
+            && !key.ends_with('\\')
+            && !key
+                .bytes()
+                .any(|b| b == b'\n' || (rules.no_dots && b == b'.'))
+            && !rules.is_disabled(key)
+    };
+    let has = |key: &str| {
+        tags.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
+            || fields.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
+    };
+    let measurement_ok = !measurement.is_empty()
+        && measurement.len() <= MAX_MEASUREMENT_LEN
+        && !measurement.bytes().any(|b| b == b'\n' || b == 0)
+        && !measurement.contains('\u{feff}');
+    let tags_ok = tags.len() <= MAX_TAGS
+        && tags.iter().all(|(key, value)| {
+            clean_key(key)
+                && !value.is_empty()
+                && value.len() <= MAX_TAG_VALUE_LEN
+                && !value.ends_with('\\')
+                && !value.contains('\n')
+        });
+    let fields_ok = !fields.is_empty()
+        && fields.len() <= MAX_FIELDS
+        && fields.iter().all(|(key, value)| {
+            clean_key(key)
+                && tags.binary_search_by(|(k, _)| key_order(k, key)).is_err()
+                && match value {
+                    FieldRef::Str(s) => {
+                        category != Category::Metric && s.len() <= MAX_FIELD_VALUE_LEN
+                    }
+                    _ => true,
+                }
+        });
+    let defaults_ok = match category {
+        Category::Logging => has("status"),
+        Category::Object | Category::CustomObject => has("name"),
+        Category::Keyevent => false,
+        Category::Metric | Category::Rum => true,
+    };
+    measurement_ok && tags_ok && fields_ok && defaults_ok
 }
 
 /// `"cpu"`, quoted and shortened, for messages.

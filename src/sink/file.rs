@@ -6,20 +6,21 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
-use super::registry::{ReadContext, SinkType};
+use super::read_context::ReadContext;
+use super::text;
 use crate::config::tree::{self, Section};
 use crate::config::values;
-use crate::config::{OutputFormat, SinkKind};
+use crate::config::OutputFormat;
 use crate::point::Point;
 
-/// `type = "file"`: key `path`, required, relative to the configuration file.
-pub const SINK_TYPE: SinkType = SinkType {
-    name: "file",
-    keys: &["type", "categories", "path"],
-    read,
-};
+/// The `type` value.
+pub const NAME: &str = "file";
 
-fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+/// Keys of `type = "file"`: `path`, required, relative to the configuration file.
+pub const KEYS: &[&[&str]] = &[&["path"]];
+
+/// Reads a `file` sink's `path` (absolute, and not written by another file sink).
+pub(crate) fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<PathBuf> {
     let (path, span) = section.require_located("path", |node| {
         tree::non_empty_string(node).map(|p| values::resolve(context.base, &p))
     })?;
@@ -36,7 +37,7 @@ fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<Sink
         ),
         None => seen.push((path.clone(), line)),
     }
-    Some(SinkKind::File { path })
+    Some(path)
 }
 
 pub struct FileSink {
@@ -68,7 +69,7 @@ impl FileSink {
 
     pub async fn write(&mut self, points: &[&Point]) -> std::io::Result<()> {
         self.buf.clear();
-        super::encode(OutputFormat::Json, points, &mut self.buf);
+        text::encode(OutputFormat::Json, points, &mut self.buf);
         self.file.write_all(&self.buf).await
     }
 

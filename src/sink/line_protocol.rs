@@ -12,38 +12,42 @@ use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
 use super::protocol::{self, DeadLetterBody, Protocol, Request, Skipped};
-use super::registry::{ReadContext, SinkType};
-use crate::config::network_sink::{self, DATAKIT_SINK_KEYS, INFLUXDB_SINK_KEYS};
+use super::read_context::ReadContext;
+use crate::config::network_sink::{self, INFLUX_API_KEYS, NETWORK_KEYS};
 use crate::config::tree::Section;
-use crate::config::{InfluxApi, SinkKind};
-use crate::point::{Category, Point};
+use crate::config::{InfluxApi, NetworkSinkConfig};
+use crate::point::{Category, PointRef};
 
-/// `type = "datakit"`: the keys every network sink has (docs/CONFIG.md).
-pub const DATAKIT_SINK_TYPE: SinkType = SinkType {
-    name: "datakit",
-    keys: DATAKIT_SINK_KEYS,
-    read: read_datakit,
-};
+/// The `type` value of DataKit's (and Dataway's) write API.
+pub const DATAKIT_NAME: &str = "datakit";
 
-/// `type = "influxdb"`: the network keys plus `db` (v1) or `bucket`, `org`, `token`
-/// (v2).
-pub const INFLUXDB_SINK_TYPE: SinkType = SinkType {
-    name: "influxdb",
-    keys: INFLUXDB_SINK_KEYS,
-    read: read_influxdb,
-};
+/// Keys of `type = "datakit"`: those every network sink has (docs/CONFIG.md).
+pub const DATAKIT_KEYS: &[&[&str]] = &[NETWORK_KEYS];
 
-fn read_datakit(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
-    network_sink::read_network(section, "datakit", "", context.base)
-        .map(|net| SinkKind::Datakit { net })
+/// The `type` value of InfluxDB's (and VictoriaMetrics') write API.
+pub const INFLUXDB_NAME: &str = "influxdb";
+
+/// Keys of `type = "influxdb"`: the network keys plus `db` (v1) or `bucket`, `org`,
+/// `token` (v2).
+pub const INFLUXDB_KEYS: &[&[&str]] = &[NETWORK_KEYS, INFLUX_API_KEYS];
+
+/// Reads a `datakit` sink's settings.
+pub(crate) fn read_datakit(
+    section: &mut Section<'_, '_>,
+    context: &ReadContext<'_>,
+) -> Option<NetworkSinkConfig> {
+    network_sink::read_network(section, DATAKIT_NAME, "", context.base)
 }
 
-fn read_influxdb(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+/// Reads an `influxdb` sink's settings and write API.
+pub(crate) fn read_influxdb(
+    section: &mut Section<'_, '_>,
+    context: &ReadContext<'_>,
+) -> Option<(NetworkSinkConfig, InfluxApi)> {
     let api = network_sink::read_influx_api(section);
     let destination = api.as_ref().map_or("", InfluxApi::destination).to_owned();
-    let net = network_sink::read_network(section, "influxdb", &destination, context.base);
-    api.zip(net)
-        .map(|(api, net)| SinkKind::Influxdb { net, api })
+    let net = network_sink::read_network(section, INFLUXDB_NAME, &destination, context.base);
+    net.zip(api)
 }
 
 /// Where a line-protocol sink POSTs.
@@ -121,7 +125,13 @@ fn lp_headers(influx_token: Option<&str>) -> Result<HeaderMap, String> {
 }
 
 impl Protocol for LineProtocol {
-    fn encode(&self, _: Category, points: &[&Point], body: &mut Vec<u8>, _: &mut Skipped) -> u32 {
+    fn encode(
+        &self,
+        _: Category,
+        points: &[PointRef<'_>],
+        body: &mut Vec<u8>,
+        _: &mut Skipped,
+    ) -> u32 {
         let mut text = String::with_capacity(points.len() * 64);
         for point in points {
             point.write_line_protocol(&mut text);

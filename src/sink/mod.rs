@@ -19,8 +19,10 @@ pub mod network;
 pub mod otlp;
 pub mod prometheus_remote_write;
 pub mod protocol;
+pub mod read_context;
 pub mod registry;
 mod stdout;
+mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,8 +31,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{OutputFormat, SinkConfig};
-use crate::point::{Category, Point};
+use crate::config::SinkConfig;
+use crate::point::{Category, Point, PointBatch, PointRef};
 use crate::stats::Stats;
 
 pub use crate::stats::{SinkSnapshot, SinkStats};
@@ -179,9 +181,28 @@ impl Sinks {
     /// Hands a batch to every sink, waiting while a sink's queue is full; returns once
     /// every network sink's disk buffer has durably appended its share.
     pub async fn send(&self, batch: Batch) {
+        self.send_points(&PointBatch::borrowing(&batch), Some(&batch))
+            .await;
+    }
+
+    /// Whether a sink keeps points in memory (a queue of owned [`Point`]s): then
+    /// [`Sinks::send_points`] needs them as a [`Batch`] too.
+    pub fn keeps_points(&self) -> bool {
+        !self
+            .outlets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Like [`Sinks::send`] for points still borrowed from where they were decoded:
+    /// the network sinks encode them as they are; `owned`, the same points as a
+    /// [`Batch`], goes to the sinks that keep points (required if
+    /// [`Sinks::keeps_points`]).
+    pub async fn send_points(&self, points: &PointBatch<'_>, owned: Option<&Batch>) {
         let mut pending = Vec::new();
         for sink in &self.buffered {
-            let records = sink.records_for(&batch);
+            let records = sink.records_for(points);
             if records.is_empty() {
                 continue;
             }
@@ -201,6 +222,10 @@ impl Sinks {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let Some(batch) = owned else {
+            debug_assert!(outlets.is_empty(), "points for in-memory sinks missing");
+            return;
+        };
         for outlet in &outlets {
             // A closed queue means that sink's task ended; it logged why.
             let _ = outlet.send(batch.clone()).await;
@@ -257,12 +282,12 @@ impl Buffered {
     /// The records this sink stores for `batch`: its categories only, one record per
     /// category in the sink type's encoding, stamped now. What the type cannot carry
     /// is counted (and logged the first time per category).
-    fn records_for(&self, batch: &[Point]) -> Vec<Record> {
+    fn records_for(&self, batch: &PointBatch<'_>) -> Vec<Record> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut groups: Vec<(Category, Vec<&Point>)> = Vec::new();
-        for point in batch {
+        let mut groups: Vec<(Category, Vec<PointRef<'_>>)> = Vec::new();
+        for point in batch.iter() {
             if self
                 .categories
                 .as_ref()
@@ -379,24 +404,6 @@ async fn drive(
             Err(error) => {
                 tracing::error!(sink = %name, points = points.len(), %error, "sink write failed; these points are lost");
                 failing = true;
-            }
-        }
-    }
-}
-
-/// Encodes points in a sink's output format.
-pub(crate) fn encode(format: OutputFormat, points: &[&Point], out: &mut Vec<u8>) {
-    match format {
-        OutputFormat::LineProtocol => {
-            let mut text = String::new();
-            for point in points {
-                point.write_line_protocol(&mut text);
-            }
-            out.extend_from_slice(text.as_bytes());
-        }
-        OutputFormat::Json => {
-            for point in points {
-                point.write_json(out);
             }
         }
     }

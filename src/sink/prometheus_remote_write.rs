@@ -17,6 +17,7 @@
 //! its own and a request is the concatenation of its records. The message structs
 //! below ([`proto`]) describe the same format for decoding and tests.
 
+use std::cmp::Ordering;
 use std::io;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
@@ -24,38 +25,18 @@ use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
 use super::protocol::{self, DeadLetterBody, Protocol, Request, Skipped};
-use super::registry::{ReadContext, SinkType};
-use crate::config::network_sink::{read_network, read_request_options};
+use super::read_context::ReadContext;
+use crate::config::network_sink::{read_network, read_request_options, NETWORK_KEYS, REQUEST_KEYS};
 use crate::config::tree::Section;
-use crate::config::{NetworkSinkConfig, RequestOptions, SinkKind};
-use crate::point::{Category, FieldValue, Point};
+use crate::config::{NetworkSinkConfig, RequestOptions};
+use crate::point::{key_order, Category, FieldRef, PointRef};
 
 /// The `type` value.
 pub const NAME: &str = "prometheus_remote_write";
 
-/// `type = "prometheus_remote_write"`: the network keys (`url` is the full write
-/// URL) plus the request options.
-pub const SINK_TYPE: SinkType = SinkType {
-    name: NAME,
-    keys: &[
-        "type",
-        "categories",
-        "name",
-        "url",
-        "max_bytes",
-        "batch_points",
-        "flush_interval",
-        "timeout",
-        "retry_max_interval",
-        "fsync",
-        "ca_file",
-        "bearer_token_env",
-        "username",
-        "password_env",
-        "headers",
-    ],
-    read,
-};
+/// Keys of `type = "prometheus_remote_write"`: the network keys (`url` is the full
+/// write URL) plus the request options.
+pub const KEYS: &[&[&str]] = &[NETWORK_KEYS, REQUEST_KEYS];
 
 /// A `prometheus_remote_write` sink's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,13 +50,14 @@ pub struct RemoteWriteConfig {
     pub request: RequestOptions,
 }
 
-fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+/// Reads a `prometheus_remote_write` sink's settings.
+pub(crate) fn read(
+    section: &mut Section<'_, '_>,
+    context: &ReadContext<'_>,
+) -> Option<RemoteWriteConfig> {
     let request = read_request_options(section);
     let net = read_network(section, NAME, "", context.base)?;
-    Some(SinkKind::PrometheusRemoteWrite(RemoteWriteConfig {
-        net,
-        request,
-    }))
+    Some(RemoteWriteConfig { net, request })
 }
 
 /// The remote write encoder and endpoint.
@@ -109,7 +91,7 @@ impl Protocol for RemoteWrite {
     fn encode(
         &self,
         category: Category,
-        points: &[&Point],
+        points: &[PointRef<'_>],
         body: &mut Vec<u8>,
         skipped: &mut Skipped,
     ) -> u32 {
@@ -157,7 +139,7 @@ const KEY_1_LEN: u8 = 0x0a;
 const KEY_2_LEN: u8 = 0x12;
 const KEY_1_DOUBLE: u8 = 0x09;
 const KEY_2_VARINT: u8 = 0x10;
-const NAME_LABEL: &[u8] = b"__name__";
+const NAME_LABEL: &str = "__name__";
 
 /// Writes points as `TimeSeries` entries of a `WriteRequest`, reusing its scratch
 /// buffers from point to point.
@@ -172,29 +154,26 @@ struct SeriesEncoder {
 
 impl SeriesEncoder {
     /// Appends one series per numeric field of `point`; false if it had none.
-    fn point(&mut self, point: &Point, out: &mut Vec<u8>, skipped: &mut Skipped) -> bool {
+    fn point(&mut self, point: &PointRef<'_>, out: &mut Vec<u8>, skipped: &mut Skipped) -> bool {
         self.before.clear();
         self.after.clear();
-        for (key, value) in &point.tags {
-            // A tag spelled like the name label would make a second `__name__`.
-            if key.as_bytes() == NAME_LABEL {
-                continue;
-            }
-            let labels = if key.as_bytes() < NAME_LABEL {
-                &mut self.before
-            } else {
-                &mut self.after
+        for (key, value) in point.tags {
+            let labels = match key_order(key, NAME_LABEL) {
+                Ordering::Less => &mut self.before,
+                Ordering::Greater => &mut self.after,
+                // A tag spelled like the name label would make a second `__name__`.
+                Ordering::Equal => continue,
             };
             label(labels, key.as_bytes(), value.as_bytes());
         }
         let timestamp_ms = point.time_ns.div_euclid(1_000_000);
         let mut any = false;
-        for (field, value) in &point.fields {
+        for (field, value) in point.fields {
             let value = match value {
-                FieldValue::Int(i) => *i as f64,
-                FieldValue::Float(f) => *f,
-                FieldValue::Bool(b) => f64::from(u8::from(*b)),
-                FieldValue::Str(_) => {
+                FieldRef::Int(i) => *i as f64,
+                FieldRef::Float(f) => *f,
+                FieldRef::Bool(b) => f64::from(u8::from(*b)),
+                FieldRef::Str(_) => {
                     skipped.fields += 1;
                     continue;
                 }
@@ -206,7 +185,7 @@ impl SeriesEncoder {
                 self.name.push(b'_');
             }
             self.name.extend_from_slice(field.as_bytes());
-            let name_label_len = label_len(NAME_LABEL, &self.name);
+            let name_label_len = label_len(NAME_LABEL.as_bytes(), &self.name);
             let sample_len = sample_len(value, timestamp_ms);
             let series_len = self.before.len()
                 + 1
@@ -217,19 +196,19 @@ impl SeriesEncoder {
                 + encoded_len_varint(sample_len as u64)
                 + sample_len;
             out.push(KEY_1_LEN);
-            encode_varint(series_len as u64, out);
+            varint(series_len as u64, out);
             out.extend_from_slice(&self.before);
-            label(out, NAME_LABEL, &self.name);
+            label(out, NAME_LABEL.as_bytes(), &self.name);
             out.extend_from_slice(&self.after);
             out.push(KEY_2_LEN);
-            encode_varint(sample_len as u64, out);
+            varint(sample_len as u64, out);
             if value != 0.0 {
                 out.push(KEY_1_DOUBLE);
                 out.extend_from_slice(&value.to_le_bytes());
             }
             if timestamp_ms != 0 {
                 out.push(KEY_2_VARINT);
-                encode_varint(timestamp_ms as u64, out);
+                varint(timestamp_ms as u64, out);
             }
         }
         any
@@ -252,13 +231,23 @@ fn label_len(name: &[u8], value: &[u8]) -> usize {
 /// Appends a `labels` entry (field 1 of `TimeSeries`).
 fn label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(KEY_1_LEN);
-    encode_varint(label_len(name, value) as u64, out);
+    varint(label_len(name, value) as u64, out);
     for (key, s) in [(KEY_1_LEN, name), (KEY_2_LEN, value)] {
         if !s.is_empty() {
             out.push(key);
-            encode_varint(s.len() as u64, out);
+            varint(s.len() as u64, out);
             out.extend_from_slice(s);
         }
+    }
+}
+
+/// Appends a varint; lengths of labels and names fit one byte, written inline.
+#[inline]
+fn varint(value: u64, out: &mut Vec<u8>) {
+    if value < 0x80 {
+        out.push(value as u8);
+    } else {
+        encode_varint(value, out);
     }
 }
 
@@ -314,6 +303,7 @@ pub mod proto {
 mod tests {
     use super::proto::{Label, Sample, TimeSeries, WriteRequest};
     use super::*;
+    use crate::point::{FieldValue, Point, PointBatch};
     use proptest::prelude::*;
     use prost::Message;
     use std::collections::BTreeMap;
@@ -324,7 +314,8 @@ mod tests {
             request: RequestOptions::default(),
         })
         .expect("sink");
-        let refs: Vec<&Point> = points.iter().collect();
+        let batch = PointBatch::borrowing(points);
+        let refs: Vec<_> = batch.iter().collect();
         let mut body = Vec::new();
         let mut skipped = Skipped::default();
         let n = sink.encode(Category::Metric, &refs, &mut body, &mut skipped);
@@ -453,13 +444,11 @@ mod tests {
         .expect("sink");
         let mut skipped = Skipped::default();
         let mut body = Vec::new();
+        let points = [point.clone(), point];
+        let batch = PointBatch::borrowing(&points);
+        let refs: Vec<_> = batch.iter().collect();
         assert_eq!(
-            sink.encode(
-                Category::Logging,
-                &[&point, &point],
-                &mut body,
-                &mut skipped
-            ),
+            sink.encode(Category::Logging, &refs, &mut body, &mut skipped),
             0
         );
         assert_eq!(skipped.points, 2);

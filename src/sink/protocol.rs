@@ -16,7 +16,7 @@ use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
 use crate::config::{HttpAuth, RequestOptions};
-use crate::point::{Category, Point};
+use crate::point::{Category, PointRef};
 
 /// Largest uncompressed body per request, whatever `batch_points` says.
 pub const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -61,7 +61,7 @@ pub trait Protocol: Send + Sync + 'static {
     fn encode(
         &self,
         category: Category,
-        points: &[&Point],
+        points: &[PointRef<'_>],
         body: &mut Vec<u8>,
         skipped: &mut Skipped,
     ) -> u32;

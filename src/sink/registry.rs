@@ -1,33 +1,22 @@
 //! The sink types: the one list of what `type = "..."` in `[[sinks]]` may name, and
 //! the one place that turns a sink's configuration into a running sink.
 //!
-//! Each type is one module holding its configuration model and reader (unknown keys
-//! refused with file and line, like every table), its encoder and its endpoint. The
-//! configuration reader looks types up here ([`find`]); the sink set asks [`build`]
-//! for each configured sink. Adding a type is one module, one [`SINK_TYPES`] line
-//! and its [`SinkKind`] variant; every `match` on [`SinkKind`] is exhaustive, so the
-//! compiler points at whatever else a new type must decide.
+//! Each type is one module holding its configuration model, its keys and reader
+//! (unknown keys refused with file and line, like every table), its encoder and its
+//! endpoint. This list gives each its name and maps what its reader returns onto its
+//! [`SinkKind`] variant; the type modules know nothing of the list (they take only
+//! [`ReadContext`]). The configuration reader looks types up here ([`find`]); the
+//! sink set asks [`build`] for each configured sink. Adding a type is one module, one
+//! [`SINK_TYPES`] entry and its [`SinkKind`] variant; every `match` on [`SinkKind`]
+//! is exhaustive, so the compiler points at whatever else a new type must decide.
 
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::protocol::Protocol;
+use super::read_context::ReadContext;
 use super::{file, line_protocol, otlp, prometheus_remote_write, stdout, SinkError, Writer};
 use crate::config::tree::Section;
 use crate::config::SinkKind;
-
-/// What a sink type's reader may need beside its own table.
-pub struct ReadContext<'a> {
-    /// Directory of the configuration file: relative paths start there.
-    pub base: &'a Path,
-    /// `host` and the `[global_tags]` keys: the tags every point of this agent
-    /// carries, which describe the agent rather than the point.
-    pub agent_tags: &'a [String],
-    /// Paths of the file sinks read so far, with their lines (two file sinks must
-    /// not write the same file).
-    pub file_paths: RefCell<Vec<(PathBuf, usize)>>,
-}
 
 /// Reads one `[[sinks]]` table of a type (its `type` and `categories` already taken).
 pub(crate) type ReadFn = fn(&mut Section<'_, '_>, &ReadContext<'_>) -> Option<SinkKind>;
@@ -36,20 +25,55 @@ pub(crate) type ReadFn = fn(&mut Section<'_, '_>, &ReadContext<'_>) -> Option<Si
 pub struct SinkType {
     /// The `type` value.
     pub name: &'static str,
-    /// Every key its table may hold (`type` and `categories` included).
-    pub keys: &'static [&'static str],
+    /// The keys its table may hold beside `type` and `categories`, as groups: those it
+    /// shares with other types (the network keys, the request options), each listed
+    /// once beside the reader that reads them, then its own.
+    pub keys: &'static [&'static [&'static str]],
     /// Its reader.
     pub(crate) read: ReadFn,
 }
 
 /// Every sink type, in the order the documentation lists them.
 pub const SINK_TYPES: &[SinkType] = &[
-    stdout::SINK_TYPE,
-    file::SINK_TYPE,
-    line_protocol::DATAKIT_SINK_TYPE,
-    line_protocol::INFLUXDB_SINK_TYPE,
-    prometheus_remote_write::SINK_TYPE,
-    otlp::SINK_TYPE,
+    SinkType {
+        name: stdout::NAME,
+        keys: stdout::KEYS,
+        read: |section, context| {
+            stdout::read(section, context).map(|format| SinkKind::Stdout { format })
+        },
+    },
+    SinkType {
+        name: file::NAME,
+        keys: file::KEYS,
+        read: |section, context| file::read(section, context).map(|path| SinkKind::File { path }),
+    },
+    SinkType {
+        name: line_protocol::DATAKIT_NAME,
+        keys: line_protocol::DATAKIT_KEYS,
+        read: |section, context| {
+            line_protocol::read_datakit(section, context).map(|net| SinkKind::Datakit { net })
+        },
+    },
+    SinkType {
+        name: line_protocol::INFLUXDB_NAME,
+        keys: line_protocol::INFLUXDB_KEYS,
+        read: |section, context| {
+            line_protocol::read_influxdb(section, context)
+                .map(|(net, api)| SinkKind::Influxdb { net, api })
+        },
+    },
+    SinkType {
+        name: prometheus_remote_write::NAME,
+        keys: prometheus_remote_write::KEYS,
+        read: |section, context| {
+            prometheus_remote_write::read(section, context).map(SinkKind::PrometheusRemoteWrite)
+        },
+    },
+    SinkType {
+        name: otlp::NAME,
+        keys: otlp::KEYS,
+        read: |section, context| otlp::read(section, context).map(SinkKind::Otlp),
+    },
 ];
 
 /// The type called `name`.

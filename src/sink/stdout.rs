@@ -3,25 +3,26 @@
 
 use tokio::io::AsyncWriteExt;
 
-use super::registry::{ReadContext, SinkType};
+use super::read_context::ReadContext;
+use super::text;
 use crate::config::tree::{self, Section};
-use crate::config::{OutputFormat, SinkKind};
+use crate::config::OutputFormat;
 use crate::point::Point;
 
-/// `type = "stdout"`: key `format`, `"lp"` (default) or `"json"`.
-pub const SINK_TYPE: SinkType = SinkType {
-    name: "stdout",
-    keys: &["type", "categories", "format"],
-    read,
-};
+/// The `type` value.
+pub const NAME: &str = "stdout";
 
-fn read(section: &mut Section<'_, '_>, _: &ReadContext<'_>) -> Option<SinkKind> {
+/// Keys of `type = "stdout"`: `format`, `"lp"` (default) or `"json"`.
+pub const KEYS: &[&[&str]] = &[&["format"]];
+
+/// Reads a `stdout` sink's `format`.
+pub(crate) fn read(section: &mut Section<'_, '_>, _: &ReadContext<'_>) -> Option<OutputFormat> {
     let format = section
         .get("format", |node| {
             Ok(tree::string(node)?.parse::<OutputFormat>()?)
         })
         .unwrap_or_default();
-    Some(SinkKind::Stdout { format })
+    Some(format)
 }
 
 pub struct StdoutSink {
@@ -41,7 +42,7 @@ impl StdoutSink {
 
     pub async fn write(&mut self, points: &[&Point]) -> std::io::Result<()> {
         self.buf.clear();
-        super::encode(self.format, points, &mut self.buf);
+        text::encode(self.format, points, &mut self.buf);
         self.out.write_all(&self.buf).await
     }
 

@@ -5,9 +5,10 @@
 //! agent computes every (plugin, instance) pair's merged options, interval, timeout
 //! and first due time ([`plan`]) and hands them over in one `instances` command; the
 //! worker's pool (python/pythond_pool.py) runs them and reports batches of finished
-//! runs and every timeout (docs/PROTOCOL.md, "Pooled inputs"). The agent turns those
-//! into per-instance stats, the input's lateness histogram, failure events, quarantine
-//! (`pause`) and, when abandoned threads pile up, a graceful recycle.
+//! runs and every timeout (docs/PROTOCOL.md, "Pooled inputs"). The driver here turns
+//! those into the lateness histogram and the machine's events ([`super::machine`]
+//! decides on per-instance quarantine (`pause`) and, when abandoned threads pile up, a
+//! graceful recycle; [`super::internal_events`] counts per instance and reports).
 //!
 //! First runs are spread evenly over the interval ([`plan`]), and a restarted worker
 //! keeps each instance's phase ([`PoolState`]), so the load stays flat.
@@ -15,29 +16,25 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::handle::{WorkerHandle, WorkerStarter};
+use super::internal_events::{load_errors, InternalEvent, LOG_TARGET};
+use super::machine::{Action, Event, WorkerMachine};
+use super::{InputSupervisor, DEFAULT_INTERVAL};
 use crate::config::{InputConfig, InstanceConfig};
-use crate::events::FailureKind;
-use crate::schedule::{quarantine_cooloff, Timing, HANGS_BEFORE_QUARANTINE};
-use crate::stats::{InputState, PluginState};
+use crate::schedule::Timing;
+use crate::stats::PluginState;
+use crate::worker;
 use crate::worker::protocol::{
-    instance_key, Command, Hello, InstanceEntry, InstanceRef, PluginInfo, RunRecord, TimedOut,
+    instance_key, Command, Hello, InstanceEntry, InstanceRef, PluginInfo,
 };
-use crate::worker::{Event, Session};
 
-use super::{InputSupervisor, SessionEnd, DEFAULT_INTERVAL};
-
-/// What a pooled input remembers across worker restarts.
-///
-/// One map entry per planned (plugin, instance), and a hang record only for those
-/// that hung since their last run in time: at 10,000 instances every per-instance
-/// byte counts (docs/BENCHMARKS.md, "Instances at scale").
+/// What a pooled input remembers across worker restarts: each planned instance's
+/// schedule anchor (Unix seconds of a due time) and interval (seconds). It is also the
+/// set of planned instances: at 10,000 instances a second map of the same keys would
+/// cost as much again (docs/BENCHMARKS.md, "Agent memory per instance").
 #[derive(Debug, Default)]
 pub struct PoolState {
-    /// Each planned instance's schedule anchor (Unix seconds of a due time) and
-    /// interval (seconds).
     anchors: HashMap<String, (f64, f64)>,
-    /// Instances whose last runs timed out.
-    health: HashMap<String, InstanceHealth>,
 }
 
 impl PoolState {
@@ -47,52 +44,6 @@ impl PoolState {
         self.anchors
             .get(key)
             .map(|&(_, interval)| Duration::from_secs_f64(interval))
-    }
-
-    /// A run of `key` finished (well or not, but in time): its hang record is cleared.
-    fn finished(&mut self, key: &str) {
-        self.health.remove(key);
-    }
-
-    /// A run of `key` timed out ([`InstanceHealth::timed_out`]).
-    fn timed_out(&mut self, key: &str, interval: Duration) -> PooledHang {
-        self.health
-            .entry(key.to_string())
-            .or_default()
-            .timed_out(interval)
-    }
-}
-
-/// Consecutive hangs of one (plugin, instance).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InstanceHealth {
-    hangs_in_a_row: u32,
-}
-
-/// What a pooled timeout leads to. The worker is never restarted for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PooledHang {
-    /// The instance runs again at its next due time (with a fresh object).
-    Retry { hangs_in_a_row: u32 },
-    /// The instance rests for `cooloff`.
-    Quarantine { cooloff: Duration },
-}
-
-impl InstanceHealth {
-    /// A run timed out. [`HANGS_BEFORE_QUARANTINE`] in a row quarantine; after the
-    /// cool-off one more hang quarantines again (as for plugins, src/schedule.rs).
-    pub fn timed_out(&mut self, interval: Duration) -> PooledHang {
-        self.hangs_in_a_row += 1;
-        if self.hangs_in_a_row >= HANGS_BEFORE_QUARANTINE {
-            self.hangs_in_a_row = HANGS_BEFORE_QUARANTINE - 1;
-            PooledHang::Quarantine {
-                cooloff: quarantine_cooloff(interval),
-            }
-        } else {
-            PooledHang::Retry {
-                hangs_in_a_row: self.hangs_in_a_row,
-            }
-        }
     }
 }
 
@@ -110,10 +61,7 @@ pub fn instance_timing(
     plugin: &PluginInfo,
     instance: &InstanceConfig,
 ) -> Timing {
-    let class_interval = Duration::try_from_secs_f64(plugin.interval)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_INTERVAL);
+    let class_interval = super::class_interval(plugin);
     let own = config.plugin_override(&plugin.id, &plugin.name);
     let interval = instance
         .interval
@@ -150,11 +98,8 @@ pub fn instance_options(
 /// First due times: an instance seen before keeps its phase (the next due time on its
 /// old grid after `now`); a new one is placed at `now + interval × i / n`, `i` its
 /// position among the `n` new ones, so first runs are spread evenly over the interval.
-///
-/// `instances` are the input's (`config.instances`, or newer ones from a reload).
 pub fn plan(
     config: &InputConfig,
-    instances: &[InstanceConfig],
     plugins: &[PluginInfo],
     now: f64,
     state: &mut PoolState,
@@ -166,7 +111,7 @@ pub fn plan(
         let plugin_enabled = config
             .plugin_override(&plugin.id, &plugin.name)
             .map_or(true, |o| o.enabled);
-        for instance in instances {
+        for instance in &config.instances {
             let key = instance_key(&plugin.id, &instance.name);
             if !plugin_enabled || !instance.enabled {
                 disabled.push(key);
@@ -207,141 +152,169 @@ pub fn plan(
     (entries, disabled)
 }
 
-fn unix_now() -> f64 {
+/// Now, in Unix seconds (the protocol's clock for pooled schedules).
+pub(super) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// How often a pooled session checks `max_age` / `max_rss`.
-const RECYCLE_CHECK: Duration = Duration::from_secs(1);
+/// The driver's side of a pooled input, kept across worker restarts.
+pub(super) struct Pool {
+    state: PoolState,
+    /// New `instances` from reloads; `None` once the input set is gone.
+    updates: Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>,
+    /// The input, with the latest instances.
+    config: InputConfig,
+    /// The current worker's `hello`.
+    pub(super) hello: Option<Hello>,
+}
 
-impl InputSupervisor {
-    /// The session of a worker that runs the input's instances on its pool.
-    pub(super) async fn drive_pooled(
+impl Pool {
+    pub(super) fn new(
+        config: InputConfig,
+        updates: Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>,
+    ) -> Self {
+        Self {
+            state: PoolState::default(),
+            updates,
+            config,
+            hello: None,
+        }
+    }
+
+    /// Waits for new instances: `true` when they came, `false` when the sender is
+    /// gone (never returns without updates).
+    pub(super) async fn changed(&mut self) -> bool {
+        match self.updates.as_mut() {
+            Some(updates) => updates.changed().await.is_ok(),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl<S: WorkerStarter> InputSupervisor<S> {
+    /// A pooled worker is ready: hands it the plan of every instance.
+    pub(super) async fn start_pool(
         &self,
-        session: &mut Session,
-        hello: &Hello,
-        state: &mut PoolState,
-        updates: &mut Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>,
-        started: tokio::time::Instant,
-    ) -> SessionEnd {
-        let input = &self.config.name;
-        self.record_load_errors(hello);
+        machine: &mut WorkerMachine,
+        handle: &mut S::Handle,
+        pool: &mut Pool,
+    ) -> Vec<Action> {
+        let Some(hello) = pool.hello.take() else {
+            return Vec::new();
+        };
+        self.report(InternalEvent::CollectorsLoaded {
+            errors: load_errors(&hello.errors),
+            plugins: hello.plugins.len(),
+            dirs: self.config.dirs.clone(),
+        })
+        .await;
         self.stats()
             .set_instance_metrics(self.config.instance_metrics);
-        // The latest instances (a reload may have changed them since the input started),
-        // read in place: the session keeps no copy of its own.
-        let (entries, disabled) = match updates.as_mut() {
-            Some(updates) => {
-                let latest = updates.borrow_and_update();
-                plan(&self.config, &latest, &hello.plugins, unix_now(), state)
-            }
-            None => plan(
-                &self.config,
-                &self.config.instances,
-                &hello.plugins,
-                unix_now(),
-                state,
-            ),
-        };
+        // The latest instances (a reload may have changed them since the input started).
+        if let Some(updates) = pool.updates.as_mut() {
+            pool.config.instances = updates.borrow_and_update().clone();
+        }
+        pool.config.instances = self.own_instances(std::mem::take(&mut pool.config.instances));
+        let (entries, disabled) = plan(&pool.config, &hello.plugins, unix_now(), &mut pool.state);
         self.adopt_entries(&entries, &disabled);
-        if let Err(error) = session
+        let sent = handle
             .send(&Command::Instances {
                 set: &entries,
                 remove: &[],
             })
-            .await
-        {
-            return SessionEnd::Died(format!("cannot send `instances`: {error}"));
+            .await;
+        let ready = InternalEvent::PoolReady {
+            pid: hello.pid,
+            python: hello.python.clone(),
+            plugins: hello.plugins.len(),
+            instances: entries.len(),
+            disabled: disabled.len(),
+            concurrency: self.config.effective_concurrency(),
+        };
+        pool.hello = Some(hello);
+        if let Err(error) = sent {
+            return machine.handle(Event::SendFailed {
+                command: "instances",
+                error: error.to_string(),
+            });
         }
-        let (planned, disabled) = (entries.len(), disabled.len());
-        // The worker has them now; the session keeps only `state`.
-        drop(entries);
-        self.stats().set_state(InputState::Running);
-        tracing::info!(
-            input = %input,
-            pid = hello.pid,
-            python = %hello.python,
-            plugins = hello.plugins.len(),
-            instances = planned,
-            disabled,
-            concurrency = self.config.effective_concurrency(),
-            "worker ready; instances handed to its pool"
-        );
-        loop {
-            let update = async {
-                match updates.as_mut() {
-                    Some(updates) => updates.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => {
-                    self.stats().set_state(InputState::Stopping);
-                    let _ = session.send(&Command::Shutdown { grace: self.grace.as_secs_f64() }).await;
-                    return SessionEnd::Shutdown;
-                }
-                changed = update => {
-                    let Some(receiver) = updates.as_mut().filter(|_| changed) else {
-                        *updates = None; // the input set is gone: shutdown follows
-                        continue;
-                    };
-                    let before: Vec<String> = state.anchors.keys().cloned().collect();
-                    let (entries, disabled) = {
-                        let latest = receiver.borrow_and_update();
-                        plan(&self.config, &latest, &hello.plugins, unix_now(), state)
-                    };
-                    let remove: Vec<InstanceRef> = before
-                        .iter()
-                        .filter(|key| !state.anchors.contains_key(*key))
-                        .filter_map(|key| {
-                            let (plugin, instance) = key.split_once('@')?;
-                            Some(InstanceRef { plugin: plugin.to_string(), instance: instance.to_string() })
-                        })
-                        .collect();
-                    self.adopt_entries(&entries, &disabled);
-                    tracing::info!(input = %input, instances = entries.len(), removed = remove.len(), disabled = disabled.len(), "instances updated in the running worker");
-                    if let Err(error) = session.send(&Command::Instances { set: &entries, remove: &remove }).await {
-                        return SessionEnd::Died(format!("cannot send `instances`: {error}"));
-                    }
-                }
-                event = session.next_event() => match event {
-                    Some(Event::Runs(runs)) => {
-                        for record in runs.runs {
-                            self.on_pooled_run(record, state).await;
-                        }
-                    }
-                    Some(Event::TimedOut(timed_out)) => {
-                        if let Some(end) = self.on_pooled_timeout(session, timed_out, state).await {
-                            return end;
-                        }
-                    }
-                    Some(Event::Done(done)) => tracing::debug!(input = %input, plugin = %done.plugin, "`done` from a pooled worker; ignored"),
-                    Some(Event::Hello(_)) => tracing::warn!(input = %input, "worker said hello twice; ignored"),
-                    None => return SessionEnd::Died("it closed its channel".to_string()),
-                },
-                _ = tokio::time::sleep(RECYCLE_CHECK) => {
-                    if let Some(why) = self.recycle_reason(session, started, &HashMap::new()) {
-                        self.stats().set_state(InputState::Stopping);
-                        let _ = session.send(&Command::Shutdown { grace: self.grace.as_secs_f64() }).await;
-                        return SessionEnd::Recycled(why);
-                    }
-                }
-            }
+        self.report(ready).await;
+        Vec::new()
+    }
+
+    /// A reload changed the instances: the running worker gets the new plan and the
+    /// list of removed pairs.
+    pub(super) async fn update_instances(
+        &self,
+        machine: &mut WorkerMachine,
+        handle: &mut S::Handle,
+        pool: &mut Pool,
+        changed: bool,
+    ) -> Vec<Action> {
+        let Some(receiver) = pool.updates.as_mut().filter(|_| changed) else {
+            pool.updates = None; // the input set is gone: shutdown follows
+            return Vec::new();
+        };
+        pool.config.instances = self.own_instances(receiver.borrow_and_update().clone());
+        let plugins = pool.hello.as_ref().map_or(&[][..], |h| &h.plugins[..]);
+        let before: Vec<String> = pool.state.anchors.keys().cloned().collect();
+        let (entries, disabled) = plan(&pool.config, plugins, unix_now(), &mut pool.state);
+        let remove: Vec<InstanceRef> = before
+            .iter()
+            .filter(|key| !pool.state.anchors.contains_key(*key))
+            .filter_map(|key| {
+                let (plugin, instance) = key.split_once('@')?;
+                Some(InstanceRef {
+                    plugin: plugin.to_string(),
+                    instance: instance.to_string(),
+                })
+            })
+            .collect();
+        self.adopt_entries(&entries, &disabled);
+        self.report(InternalEvent::InstancesUpdated {
+            instances: entries.len(),
+            removed: remove.len(),
+            disabled: disabled.len(),
+        })
+        .await;
+        let command = Command::Instances {
+            set: &entries,
+            remove: &remove,
+        };
+        match handle.send(&command).await {
+            Ok(()) => Vec::new(),
+            Err(error) => machine.handle(Event::SendFailed {
+                command: "instances",
+                error: error.to_string(),
+            }),
         }
     }
 
+    /// The instances this worker runs: with `processes = N`, those its process slot
+    /// wins (src/worker/slot.rs); the other processes run the rest.
+    fn own_instances(&self, mut instances: Vec<InstanceConfig>) -> Vec<InstanceConfig> {
+        instances.retain(|instance| self.launch.process.owns(&instance.name));
+        instances
+    }
+
     /// Makes the stats match a plan: entries kept for the planned and the disabled
-    /// pairs only, disabled ones marked so.
+    /// pairs only, disabled ones marked so (the other processes' pairs are theirs to
+    /// keep).
     fn adopt_entries(&self, entries: &[InstanceEntry], disabled: &[String]) {
         let mut keep: HashSet<String> = entries
             .iter()
             .map(|e| instance_key(&e.plugin, &e.instance))
             .collect();
         keep.extend(disabled.iter().cloned());
-        self.stats().retain_plugin_keys(&keep);
+        let slot = self.launch.process;
+        self.stats().retain_plugin_keys(|key| {
+            keep.contains(key)
+                || key
+                    .split_once('@')
+                    .is_some_and(|(_, instance)| !slot.owns(instance))
+        });
         for key in disabled {
             self.stats().plugin(key).set_state(PluginState::Disabled);
         }
@@ -355,110 +328,44 @@ impl InputSupervisor {
         }
     }
 
-    async fn on_pooled_run(&self, record: RunRecord, state: &mut PoolState) {
-        let key = instance_key(&record.plugin, &record.instance);
-        if !state.anchors.contains_key(&key) {
-            // A run of an instance a reload removed, finished after the removal.
-            return;
-        }
-        let stats = self.stats().plugin(&key);
-        self.stats().observe_lateness(record.lateness());
-        if record.skipped > 0 {
-            stats.add_skipped(record.skipped);
-        }
-        state.finished(&key);
-        let took = Duration::try_from_secs_f64(record.seconds).unwrap_or_default();
-        match record.error {
-            None => {
-                stats.run_finished(took, None);
-                let recovered = self.failure_events().succeeded(&key);
-                for kind in recovered {
-                    self.emit(&key, kind, true, "a run finished successfully")
-                        .await;
-                }
-            }
-            Some(error) => {
-                let message = error.to_string();
-                let traceback = error.traceback.unwrap_or_default();
-                tracing::warn!(input = %self.config.name, plugin = %key, run = record.run, traceback = %traceback, "run failed: {message}");
-                if self.failure_events().failed(&key, FailureKind::Exception) {
-                    let text = if traceback.is_empty() {
-                        message.clone()
-                    } else {
-                        format!("{message}\n{traceback}")
-                    };
-                    self.emit(&key, FailureKind::Exception, false, &text).await;
-                }
-                stats.run_finished(took, Some(message));
-            }
-        }
-    }
-
-    /// A pooled run timed out: counted, maybe quarantined; the worker goes on, unless
-    /// abandoned threads passed [`abandoned_bound`] (then it is recycled gracefully).
-    async fn on_pooled_timeout(
+    /// A frame of a running pooled worker: finished runs and timeouts of current
+    /// instances go to the machine (a run of an instance a reload removed is dropped).
+    pub(super) fn on_pool_event(
         &self,
-        session: &mut Session,
-        timed_out: TimedOut,
-        state: &mut PoolState,
-    ) -> Option<SessionEnd> {
-        let input = &self.config.name;
-        let key = instance_key(&timed_out.plugin, &timed_out.instance);
-        let interval = state.interval(&key).unwrap_or(DEFAULT_INTERVAL);
-        let stats = self.stats().plugin(&key);
-        let message = format!(
-            "run {} did not finish within its timeout (ran {:.3} s); its thread was abandoned",
-            timed_out.run, timed_out.ran
-        );
-        stats.add_run();
-        stats.timed_out(message.clone());
-        let mut news = Vec::new();
-        if self.failure_events().failed(&key, FailureKind::Timeout) {
-            news.push((FailureKind::Timeout, message.clone()));
-        }
-        match state.timed_out(&key, interval) {
-            PooledHang::Retry { hangs_in_a_row } => {
-                tracing::error!(input = %input, plugin = %key, hangs_in_a_row, "{message}; the next run gets a fresh object");
-            }
-            PooledHang::Quarantine { cooloff } => {
-                stats.quarantined();
-                tracing::error!(input = %input, plugin = %key, ?cooloff, "{message}; it hung {HANGS_BEFORE_QUARANTINE} times in a row and is quarantined");
-                if self.failure_events().failed(&key, FailureKind::Quarantine) {
-                    news.push((
-                        FailureKind::Quarantine,
-                        format!("{message}; it hung {HANGS_BEFORE_QUARANTINE} times in a row and is not run for {cooloff:?}"),
-                    ));
+        machine: &mut WorkerMachine,
+        pool: &Pool,
+        event: worker::Event,
+    ) -> Vec<Action> {
+        match event {
+            worker::Event::Runs(runs) => {
+                let mut actions = Vec::new();
+                for record in runs.runs {
+                    if !pool
+                        .state
+                        .anchors
+                        .contains_key(&instance_key(&record.plugin, &record.instance))
+                    {
+                        continue;
+                    }
+                    self.stats().observe_lateness(record.lateness());
+                    actions.extend(machine.handle(Event::PoolRun(record)));
                 }
-                let until = unix_now() + cooloff.as_secs_f64();
-                if let Err(error) = session
-                    .send(&Command::Pause {
-                        plugin: &timed_out.plugin,
-                        instance: &timed_out.instance,
-                        until,
-                    })
-                    .await
-                {
-                    return Some(SessionEnd::Died(format!("cannot send `pause`: {error}")));
-                }
+                actions
             }
-        }
-        for (kind, text) in news {
-            self.emit(&key, kind, false, &text).await;
-        }
-        let bound = abandoned_bound(&self.config);
-        if timed_out.abandoned > bound {
-            self.stats().set_state(InputState::Stopping);
-            let _ = session
-                .send(&Command::Shutdown {
-                    grace: self.grace.as_secs_f64(),
+            worker::Event::TimedOut(timed_out) => {
+                let key = instance_key(&timed_out.plugin, &timed_out.instance);
+                let interval = pool.state.interval(&key).unwrap_or(DEFAULT_INTERVAL);
+                machine.handle(Event::PoolTimedOut {
+                    timed_out,
+                    interval,
                 })
-                .await;
-            return Some(SessionEnd::Recycled(format!(
-                "{} abandoned run threads (more than concurrency = {bound})",
-                timed_out.abandoned
-            )));
+            }
+            worker::Event::Done(done) => {
+                tracing::debug!(target: LOG_TARGET, input = %self.config.name, plugin = %crate::log_text::escape(&done.plugin), "`done` from a pooled worker; ignored");
+                Vec::new()
+            }
+            worker::Event::Hello(_) => Vec::new(),
         }
-        None
     }
 }
 
@@ -531,46 +438,13 @@ mod tests {
         let config = input(&text);
         let plugins = [plugin("m.P", "p", 10.0)];
         let mut state = PoolState::default();
-        let (entries, disabled) = plan(&config, &config.instances, &plugins, 1000.0, &mut state);
+        let (entries, disabled) = plan(&config, &plugins, 1000.0, &mut state);
         let firsts: Vec<f64> = entries.iter().map(|e| e.first).collect();
         assert_eq!(firsts, [1000.0, 1002.5, 1005.0, 1007.5]);
         assert_eq!(disabled, ["m.P@off"]);
         // A worker restarted at 1031 keeps every instance on its grid.
-        let (again, _) = plan(&config, &config.instances, &plugins, 1031.0, &mut state);
+        let (again, _) = plan(&config, &plugins, 1031.0, &mut state);
         let firsts: Vec<f64> = again.iter().map(|e| e.first).collect();
         assert_eq!(firsts, [1040.0, 1032.5, 1035.0, 1037.5]);
-    }
-
-    #[test]
-    fn three_hangs_in_a_row_quarantine_and_a_run_in_time_clears_them() {
-        let mut state = PoolState::default();
-        let s = Duration::from_secs(1);
-        assert_eq!(
-            state.timed_out("k", s),
-            PooledHang::Retry { hangs_in_a_row: 1 }
-        );
-        state.finished("k");
-        assert!(
-            state.health.is_empty(),
-            "no record kept for instances that run in time"
-        );
-        assert_eq!(
-            state.timed_out("k", s),
-            PooledHang::Retry { hangs_in_a_row: 1 }
-        );
-        assert_eq!(
-            state.timed_out("k", s),
-            PooledHang::Retry { hangs_in_a_row: 2 }
-        );
-        assert_eq!(
-            state.timed_out("k", s),
-            PooledHang::Quarantine {
-                cooloff: quarantine_cooloff(s)
-            }
-        );
-        assert!(matches!(
-            state.timed_out("k", s),
-            PooledHang::Quarantine { .. }
-        ));
     }
 }

@@ -21,9 +21,9 @@ use std::process::{ExitStatus, Stdio};
 
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
-use super::protocol::PROTOCOL_VERSION;
-
-/// Everything needed to start a worker.
+/// Everything needed to start a worker, rendered from a [`super::launch::Launch`]
+/// (which alone knows the runner's flags and variables); spawning adds only the
+/// descriptors, `$PYTHOND_CHANNEL_FD` and `$PYTHOND_PRIVATE_FD`.
 #[derive(Clone, Debug)]
 pub struct WorkerSpec {
     /// Input name, for the environment and for messages.
@@ -32,7 +32,8 @@ pub struct WorkerSpec {
     pub cmd: String,
     /// Arguments after the interpreter: the runner script and its options.
     pub args: Vec<OsString>,
-    /// Added to the agent's own environment (DataKit replaced it, losing PATH and HOME).
+    /// Added to the agent's own environment (DataKit replaced it, losing PATH and HOME),
+    /// in order: a later entry wins over an earlier one of the same name.
     pub envs: Vec<(String, String)>,
     /// Variables the runner needs but its environment must not carry, because
     /// `/proc/<pid>/environ` keeps showing them after the runner removed them (input
@@ -90,9 +91,6 @@ impl WorkerProcess {
             .args(&spec.args)
             .envs(spec.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PYTHOND_CHANNEL_FD", worker_fd.to_string())
-            .env("PYTHOND_PROTOCOL", PROTOCOL_VERSION.to_string())
-            .env("PYTHOND_INPUT", &spec.input)
-            .env("PYTHOND_MAX_FRAME", spec.max_frame.to_string())
             .envs(private_fd.map(|fd| ("PYTHOND_PRIVATE_FD", fd.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

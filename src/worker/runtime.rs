@@ -25,6 +25,7 @@ const RUNNER: &str = include_str!("../../python/pythond_worker.py");
 const MODULES: &[(&str, &str)] = &[
     module!("pythond_pool.py"),
     module!("pythond_kinds.py"),
+    module!("pythond_settings.py"),
     module!("syslogng.py"),
     module!("ZenPacks/__init__.py"),
     module!("ZenPacks/zenoss/__init__.py"),

@@ -28,39 +28,19 @@ use reqwest::header::HeaderMap;
 
 use super::buffer::Record;
 use super::protocol::{self, DeadLetterBody, PartlyRejected, Protocol, Request, Skipped};
-use super::registry::{ReadContext, SinkType};
-use crate::config::network_sink::{read_network, read_request_options};
+use super::read_context::ReadContext;
+use crate::config::network_sink::{read_network, read_request_options, NETWORK_KEYS, REQUEST_KEYS};
 use crate::config::tree::{self, Section};
-use crate::config::{NetworkSinkConfig, RequestOptions, SinkKind};
-use crate::point::{Category, FieldValue, Point};
+use crate::config::{NetworkSinkConfig, RequestOptions};
+use crate::point::{Category, FieldRef, PointRef};
 use proto::{any_value, number_data_point, AnyValue, KeyValue};
 
 /// The `type` value.
 pub const NAME: &str = "otlp";
 
-/// `type = "otlp"`: the network keys, the request options and `resource_tags`.
-pub const SINK_TYPE: SinkType = SinkType {
-    name: NAME,
-    keys: &[
-        "type",
-        "categories",
-        "name",
-        "url",
-        "max_bytes",
-        "batch_points",
-        "flush_interval",
-        "timeout",
-        "retry_max_interval",
-        "fsync",
-        "ca_file",
-        "bearer_token_env",
-        "username",
-        "password_env",
-        "headers",
-        "resource_tags",
-    ],
-    read,
-};
+/// Keys of `type = "otlp"`: the network keys, the request options and
+/// `resource_tags`.
+pub const KEYS: &[&[&str]] = &[NETWORK_KEYS, REQUEST_KEYS, &["resource_tags"]];
 
 /// An `otlp` sink's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +58,8 @@ pub struct OtlpConfig {
     pub resource_tags: Vec<String>,
 }
 
-fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<SinkKind> {
+/// Reads an `otlp` sink's settings.
+pub(crate) fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<OtlpConfig> {
     let request = read_request_options(section);
     let resource_tags = section
         .get("resource_tags", |node| {
@@ -92,11 +73,11 @@ fn read(section: &mut Section<'_, '_>, context: &ReadContext<'_>) -> Option<Sink
     let mut resource_tags = resource_tags;
     resource_tags.sort();
     resource_tags.dedup();
-    Some(SinkKind::Otlp(OtlpConfig {
+    Some(OtlpConfig {
         net,
         request,
         resource_tags,
-    }))
+    })
 }
 
 /// The resource tags a point carries, as (name, value) pairs.
@@ -133,17 +114,17 @@ impl Otlp {
     }
 
     /// Splits `points` by their resource: the values of the resource tags they carry.
-    fn by_resource<'p>(&self, points: &[&'p Point]) -> Vec<(Vec<KeyValue>, Vec<&'p Point>)> {
-        let mut groups: Vec<(ResourceKey<'_>, Vec<&Point>)> = Vec::new();
+    fn by_resource<'p>(&self, points: &[PointRef<'p>]) -> Vec<(Vec<KeyValue>, Vec<PointRef<'p>>)> {
+        let mut groups: Vec<(ResourceKey<'_>, Vec<PointRef<'p>>)> = Vec::new();
         for point in points {
             let key: Vec<(&str, &str)> = self
                 .resource_tags
                 .iter()
-                .filter_map(|t| point.tags.get(t).map(|v| (t.as_str(), v.as_str())))
+                .filter_map(|t| point.tag(t).map(|v| (t.as_str(), v)))
                 .collect();
             match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, same)) => same.push(point),
-                None => groups.push((key, vec![point])),
+                Some((_, same)) => same.push(*point),
+                None => groups.push((key, vec![*point])),
             }
         }
         groups
@@ -162,7 +143,7 @@ impl Otlp {
         self.resource_tags.iter().any(|t| t == key)
     }
 
-    fn metrics(&self, points: &[&Point], body: &mut Vec<u8>, skipped: &mut Skipped) -> u32 {
+    fn metrics(&self, points: &[PointRef<'_>], body: &mut Vec<u8>, skipped: &mut Skipped) -> u32 {
         let mut request = proto::ExportMetricsServiceRequest::default();
         let mut sent = 0;
         for (resource, points) in self.by_resource(points) {
@@ -175,12 +156,12 @@ impl Otlp {
                     .map(|(k, v)| string_attribute(k, v))
                     .collect();
                 let mut any = false;
-                for (field, value) in &point.fields {
+                for (field, value) in point.fields {
                     let value = match value {
-                        FieldValue::Int(i) => number_data_point::Value::AsInt(*i),
-                        FieldValue::Bool(b) => number_data_point::Value::AsInt(i64::from(*b)),
-                        FieldValue::Float(f) => number_data_point::Value::AsDouble(*f),
-                        FieldValue::Str(_) => {
+                        FieldRef::Int(i) => number_data_point::Value::AsInt(*i),
+                        FieldRef::Bool(b) => number_data_point::Value::AsInt(i64::from(*b)),
+                        FieldRef::Float(f) => number_data_point::Value::AsDouble(*f),
+                        FieldRef::Str(_) => {
                             skipped.fields += 1;
                             continue;
                         }
@@ -224,14 +205,14 @@ impl Otlp {
         sent
     }
 
-    fn logs(&self, points: &[&Point], body: &mut Vec<u8>) -> u32 {
+    fn logs(&self, points: &[PointRef<'_>], body: &mut Vec<u8>) -> u32 {
         let observed = unix_nanos(crate::point::now_ns());
         let mut request = proto::ExportLogsServiceRequest::default();
         let mut sent = 0;
         for (resource, points) in self.by_resource(points) {
             let mut records = Vec::with_capacity(points.len());
             for point in points {
-                records.push(self.log_record(point, observed));
+                records.push(self.log_record(&point, observed));
                 sent += 1;
             }
             request.resource_logs.push(proto::ResourceLogs {
@@ -248,38 +229,38 @@ impl Otlp {
         sent
     }
 
-    fn log_record(&self, point: &Point, observed: u64) -> proto::LogRecord {
-        let status_tag = point.tags.get("status");
-        let status_field = match (status_tag, point.fields.get("status")) {
-            (None, Some(FieldValue::Str(s))) => Some(s),
+    fn log_record(&self, point: &PointRef<'_>, observed: u64) -> proto::LogRecord {
+        let status_tag = point.tag("status");
+        let status_field = match (status_tag, point.field("status")) {
+            (None, Some(FieldRef::Str(s))) => Some(s.as_ref()),
             _ => None,
         };
         let status = status_tag.or(status_field);
         let mut attributes: Vec<KeyValue> = Vec::new();
-        for (key, value) in &point.tags {
+        for (key, value) in point.tags {
             if self.is_resource_tag(key) || (key == "status" && status_tag.is_some()) {
                 continue;
             }
             attributes.push(string_attribute(key, value));
         }
-        for (key, value) in &point.fields {
+        for (key, value) in point.fields {
             if key == "message" || (key == "status" && status_field.is_some()) {
                 continue;
             }
             attributes.push(KeyValue {
-                key: key.clone(),
+                key: key.to_string(),
                 value: Some(any_value_of(value)),
             });
         }
-        if !point.tags.contains_key("source") && !point.fields.contains_key("source") {
-            attributes.push(string_attribute("source", &point.measurement));
+        if !point.has_key("source") {
+            attributes.push(string_attribute("source", point.measurement));
         }
         proto::LogRecord {
             time_unix_nano: unix_nanos(point.time_ns),
             observed_time_unix_nano: observed,
-            severity_number: status.map_or(0, |s| severity(s)),
-            severity_text: status.cloned().unwrap_or_default(),
-            body: point.fields.get("message").map(any_value_of),
+            severity_number: status.map_or(0, severity),
+            severity_text: status.map(str::to_string).unwrap_or_default(),
+            body: point.field("message").map(any_value_of),
             attributes,
         }
     }
@@ -289,7 +270,7 @@ impl Protocol for Otlp {
     fn encode(
         &self,
         category: Category,
-        points: &[&Point],
+        points: &[PointRef<'_>],
         body: &mut Vec<u8>,
         skipped: &mut Skipped,
     ) -> u32 {
@@ -364,13 +345,13 @@ fn string_attribute(key: &str, value: &str) -> KeyValue {
     }
 }
 
-fn any_value_of(value: &FieldValue) -> AnyValue {
+fn any_value_of(value: &FieldRef<'_>) -> AnyValue {
     AnyValue {
         value: Some(match value {
-            FieldValue::Int(i) => any_value::Value::IntValue(*i),
-            FieldValue::Float(f) => any_value::Value::DoubleValue(*f),
-            FieldValue::Bool(b) => any_value::Value::BoolValue(*b),
-            FieldValue::Str(s) => any_value::Value::StringValue(s.clone()),
+            FieldRef::Int(i) => any_value::Value::IntValue(*i),
+            FieldRef::Float(f) => any_value::Value::DoubleValue(*f),
+            FieldRef::Bool(b) => any_value::Value::BoolValue(*b),
+            FieldRef::Str(s) => any_value::Value::StringValue(s.to_string()),
         }),
     }
 }
@@ -400,7 +381,21 @@ pub fn severity(status: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::point::{FieldValue, Point, PointBatch};
     use proptest::prelude::*;
+
+    /// What the sink encodes for `points` of `category`.
+    fn encode(
+        otlp: &Otlp,
+        category: Category,
+        points: &[Point],
+        body: &mut Vec<u8>,
+        skipped: &mut Skipped,
+    ) -> u32 {
+        let batch = PointBatch::borrowing(points);
+        let refs: Vec<_> = batch.iter().collect();
+        otlp.encode(category, &refs, body, skipped)
+    }
 
     fn sink(resource_tags: &[&str]) -> Otlp {
         Otlp::new(&OtlpConfig {
@@ -443,7 +438,7 @@ mod tests {
         let mut body = Vec::new();
         let mut skipped = Skipped::default();
         assert_eq!(
-            otlp.encode(Category::Metric, &[&p], &mut body, &mut skipped),
+            encode(&otlp, Category::Metric, &[p], &mut body, &mut skipped),
             1
         );
         assert_eq!(
@@ -550,10 +545,10 @@ mod tests {
             p.tags.extend(tags.clone());
             let mut body = Vec::new();
             let mut skipped = Skipped::default();
-            prop_assert_eq!(otlp.encode(Category::Logging, &[&p], &mut body, &mut skipped), 1);
+            prop_assert_eq!(encode(&otlp, Category::Logging, &[p], &mut body, &mut skipped), 1);
             let request = proto::ExportLogsServiceRequest::decode(body.as_slice()).expect("decodes");
             let record = &request.resource_logs[0].scope_logs[0].log_records[0];
-            prop_assert_eq!(record.body.clone(), Some(any_value_of(&FieldValue::Str(message))));
+            prop_assert_eq!(record.body.clone(), Some(any_value_of(&FieldRef::Str(message.into()))));
             let keys: Vec<&str> = record.attributes.iter().map(|a| a.key.as_str()).collect();
             for tag in tags.keys().filter(|k| *k != "host" && *k != "status") {
                 prop_assert!(keys.contains(&tag.as_str()));
