@@ -273,6 +273,7 @@ async fn run_instances_once(
         .map_or(0.0, |d| d.as_secs_f64());
     let (mut entries, disabled) = crate::supervisor::plan(
         input,
+        &input.instances.iter().collect::<Vec<_>>(),
         &hello.plugins,
         unix_now,
         &mut crate::supervisor::PoolState::default(),

@@ -98,8 +98,12 @@ pub fn instance_options(
 /// First due times: an instance seen before keeps its phase (the next due time on its
 /// old grid after `now`); a new one is placed at `now + interval × i / n`, `i` its
 /// position among the `n` new ones, so first runs are spread evenly over the interval.
+///
+/// `instances` are those of the input that this worker runs (all of them, or its
+/// process's share, src/worker/slot.rs), from `config.instances` or a newer reload.
 pub fn plan(
     config: &InputConfig,
+    instances: &[&InstanceConfig],
     plugins: &[PluginInfo],
     now: f64,
     state: &mut PoolState,
@@ -111,7 +115,7 @@ pub fn plan(
         let plugin_enabled = config
             .plugin_override(&plugin.id, &plugin.name)
             .map_or(true, |o| o.enabled);
-        for instance in &config.instances {
+        for &instance in instances {
             let key = instance_key(&plugin.id, &instance.name);
             if !plugin_enabled || !instance.enabled {
                 disabled.push(key);
@@ -162,23 +166,19 @@ pub(super) fn unix_now() -> f64 {
 /// The driver's side of a pooled input, kept across worker restarts.
 pub(super) struct Pool {
     state: PoolState,
-    /// New `instances` from reloads; `None` once the input set is gone.
+    /// New `instances` from reloads; `None` once the input set is gone. They are read
+    /// in place: the pool keeps no copy (docs/BENCHMARKS.md, "Agent memory per
+    /// instance").
     updates: Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>,
-    /// The input, with the latest instances.
-    config: InputConfig,
     /// The current worker's `hello`.
     pub(super) hello: Option<Hello>,
 }
 
 impl Pool {
-    pub(super) fn new(
-        config: InputConfig,
-        updates: Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>,
-    ) -> Self {
+    pub(super) fn new(updates: Option<tokio::sync::watch::Receiver<Vec<InstanceConfig>>>) -> Self {
         Self {
             state: PoolState::default(),
             updates,
-            config,
             hello: None,
         }
     }
@@ -213,11 +213,18 @@ impl<S: WorkerStarter> InputSupervisor<S> {
         self.stats()
             .set_instance_metrics(self.config.instance_metrics);
         // The latest instances (a reload may have changed them since the input started).
-        if let Some(updates) = pool.updates.as_mut() {
-            pool.config.instances = updates.borrow_and_update().clone();
-        }
-        pool.config.instances = self.own_instances(std::mem::take(&mut pool.config.instances));
-        let (entries, disabled) = plan(&pool.config, &hello.plugins, unix_now(), &mut pool.state);
+        let (entries, disabled) = {
+            let latest = pool.updates.as_mut().map(|u| u.borrow_and_update());
+            let all = latest.as_deref().unwrap_or(&self.config.instances);
+            let own = self.own_instances(all);
+            plan(
+                &self.config,
+                &own,
+                &hello.plugins,
+                unix_now(),
+                &mut pool.state,
+            )
+        };
         self.adopt_entries(&entries, &disabled);
         let sent = handle
             .send(&Command::Instances {
@@ -257,10 +264,13 @@ impl<S: WorkerStarter> InputSupervisor<S> {
             pool.updates = None; // the input set is gone: shutdown follows
             return Vec::new();
         };
-        pool.config.instances = self.own_instances(receiver.borrow_and_update().clone());
         let plugins = pool.hello.as_ref().map_or(&[][..], |h| &h.plugins[..]);
         let before: Vec<String> = pool.state.anchors.keys().cloned().collect();
-        let (entries, disabled) = plan(&pool.config, plugins, unix_now(), &mut pool.state);
+        let (entries, disabled) = {
+            let latest = receiver.borrow_and_update();
+            let own = self.own_instances(&latest);
+            plan(&self.config, &own, plugins, unix_now(), &mut pool.state)
+        };
         let remove: Vec<InstanceRef> = before
             .iter()
             .filter(|key| !pool.state.anchors.contains_key(*key))
@@ -294,9 +304,11 @@ impl<S: WorkerStarter> InputSupervisor<S> {
 
     /// The instances this worker runs: with `processes = N`, those its process slot
     /// wins (src/worker/slot.rs); the other processes run the rest.
-    fn own_instances(&self, mut instances: Vec<InstanceConfig>) -> Vec<InstanceConfig> {
-        instances.retain(|instance| self.launch.process.owns(&instance.name));
+    fn own_instances<'a>(&self, instances: &'a [InstanceConfig]) -> Vec<&'a InstanceConfig> {
         instances
+            .iter()
+            .filter(|instance| self.launch.process.owns(&instance.name))
+            .collect()
     }
 
     /// Makes the stats match a plan: entries kept for the planned and the disabled
@@ -373,6 +385,10 @@ impl<S: WorkerStarter> InputSupervisor<S> {
 mod tests {
     use super::*;
 
+    fn all(config: &InputConfig) -> Vec<&InstanceConfig> {
+        config.instances.iter().collect()
+    }
+
     fn input(extra: &str) -> InputConfig {
         let text =
             format!("[[inputs.pythond]]\nname = \"a\"\ncmd = \"python3\"\ndirs = [\"d\"]\n{extra}");
@@ -438,12 +454,12 @@ mod tests {
         let config = input(&text);
         let plugins = [plugin("m.P", "p", 10.0)];
         let mut state = PoolState::default();
-        let (entries, disabled) = plan(&config, &plugins, 1000.0, &mut state);
+        let (entries, disabled) = plan(&config, &all(&config), &plugins, 1000.0, &mut state);
         let firsts: Vec<f64> = entries.iter().map(|e| e.first).collect();
         assert_eq!(firsts, [1000.0, 1002.5, 1005.0, 1007.5]);
         assert_eq!(disabled, ["m.P@off"]);
         // A worker restarted at 1031 keeps every instance on its grid.
-        let (again, _) = plan(&config, &plugins, 1031.0, &mut state);
+        let (again, _) = plan(&config, &all(&config), &plugins, 1031.0, &mut state);
         let firsts: Vec<f64> = again.iter().map(|e| e.first).collect();
         assert_eq!(firsts, [1040.0, 1032.5, 1035.0, 1037.5]);
     }

@@ -49,7 +49,7 @@ impl<S: WorkerStarter> InputSupervisor<S> {
     /// One worker for the whole input, restarted until shutdown.
     pub(super) async fn run_single(self) {
         let (mode, mut work) = if self.config.has_instances() {
-            let pool = Pool::new(self.config.clone(), self.updates.clone());
+            let pool = Pool::new(self.updates.clone());
             (Mode::Pooled, Work::Pooled(Box::new(pool)))
         } else {
             (Mode::Plain, Work::Plain { hello: None })
