@@ -21,9 +21,10 @@
 //! wait at the same time share one sync (group commit), so throughput does not
 //! collapse to one sync per report. With `fsync = "<duration>"` an append is
 //! acknowledged once written (the page cache survives a crash or SIGKILL of the agent)
-//! and synced in the background at most that long later. The `ack` file is replaced atomically (write,
-//! rename) without a sync: after a power loss it can only lag, which means some points
-//! are sent twice, never that one is lost (at-least-once).
+//! and synced in the background at most that long later. The `ack` file is rewritten
+//! in place (one fixed-length line with a CRC) without a sync: after a power loss it
+//! can only lag, or fail its CRC and be ignored, which means some points are sent
+//! twice, never that one is lost (at-least-once).
 //!
 //! Recovery (docs/BUFFER.md): on open every queued segment is scanned. Damaged bytes
 //! (a torn write at the instant of a crash, flipped bits, garbage) are skipped up to
@@ -196,6 +197,8 @@ pub struct DiskBuffer {
     appends: Mutex<Option<mpsc::Sender<Append>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Reader>,
+    /// The `ack` file, opened at the first acknowledgement and rewritten in place.
+    ack_file: Mutex<Option<File>>,
     committed: watch::Receiver<u64>,
     /// Records in another format found queued when the buffer was opened.
     foreign_at_open: Vec<ForeignQueued>,
@@ -457,6 +460,7 @@ impl DiskBuffer {
                 loss: None,
                 scanning: false,
             }),
+            ack_file: Mutex::new(None),
             committed: committed_rx,
             foreign_at_open,
         })
@@ -835,7 +839,13 @@ impl DiskBuffer {
                 };
             }
         }
-        write_ack(&self.shared.dir, ack, state.ack_seq).map_err(|source| BufferError::Io {
+        let written = write_ack(
+            &mut lock(&self.ack_file),
+            &self.shared.dir,
+            ack,
+            state.ack_seq,
+        );
+        written.map_err(|source| BufferError::Io {
             dir: self.shared.dir.clone(),
             context: "cannot write the ack file".to_string(),
             source,
@@ -879,6 +889,17 @@ struct SegmentWriter {
     committed: watch::Sender<u64>,
     /// The background sync of `sync_every`; `None` when every append is synced.
     lazy: Option<LazySync>,
+}
+
+/// Frames written together: headers and bodies, and what they hold.
+struct Chunk<'a> {
+    parts: &'a [&'a [u8]],
+    bytes: u64,
+    points: u64,
+    /// Enqueue time of the first record.
+    oldest: Option<u64>,
+    /// Running number of the first record.
+    first_seq: u64,
 }
 
 /// Syncs the current segment in the background at most every `every`.
@@ -943,7 +964,7 @@ impl Drop for LazySync {
 
 impl SegmentWriter {
     fn run(mut self, mut rx: mpsc::Receiver<Append>) {
-        let mut frames = Vec::new();
+        let mut headers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut group = vec![first];
             let mut size: usize = group[0].records.iter().map(|r| r.body.len()).sum();
@@ -956,7 +977,7 @@ impl SegmentWriter {
                     Err(_) => break,
                 }
             }
-            let result = self.write_group(&group, &mut frames);
+            let result = self.write_group(&group, &mut headers);
             if let Err(error) = &result {
                 tracing::error!(sink = %self.shared.sink, dir = %self.shared.dir.display(), %error, "disk buffer: append failed; these points are not buffered");
                 self.shared
@@ -972,58 +993,71 @@ impl SegmentWriter {
         let _ = fileio::sync(&self.file);
     }
 
-    fn write_group(&mut self, group: &[Append], frames: &mut Vec<u8>) -> io::Result<()> {
+    /// Writes the records of `group` as frames: each chunk that fits the current
+    /// segment in one `writev` of headers (built in `headers`) and the records' own
+    /// bodies, one sync per chunk (usually one for the group).
+    fn write_group(&mut self, group: &[Append], headers: &mut Vec<u8>) -> io::Result<()> {
         let segment_bytes = self.shared.limits.segment_bytes();
-        frames.clear();
-        let mut points = 0u64;
-        let mut oldest = None;
-        let mut first_seq = self.seq;
-        for record in group.iter().flat_map(|a| a.records.iter()) {
-            frame::encode(record, self.seq, self.shared.format, frames);
-            self.seq += u64::from(record.points);
-            points += u64::from(record.points);
-            oldest.get_or_insert(record.enqueued_ms);
-            if self.bytes + frames.len() as u64 >= segment_bytes {
-                self.flush(frames, points, oldest, first_seq)?;
-                points = 0;
-                oldest = None;
-                first_seq = self.seq;
+        let records: Vec<&Record> = group.iter().flat_map(|a| a.records.iter()).collect();
+        let mut start = 0;
+        while start < records.len() {
+            // The records going into the current segment: up to the one filling it.
+            headers.clear();
+            let first_seq = self.seq;
+            let (mut seq, mut bytes, mut points, mut end) = (first_seq, 0u64, 0u64, start);
+            let mut full = false;
+            while end < records.len() && !full {
+                let record = records[end];
+                frame::encode_header(record, seq, self.shared.format, headers);
+                seq += u64::from(record.points);
+                points += u64::from(record.points);
+                bytes += (frame::HEADER + record.body.len()) as u64;
+                end += 1;
+                full = self.bytes + bytes >= segment_bytes;
+            }
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * (end - start));
+            for (k, record) in records[start..end].iter().enumerate() {
+                parts.push(&headers[k * frame::HEADER..][..frame::HEADER]);
+                parts.push(&record.body);
+            }
+            let chunk = Chunk {
+                parts: &parts,
+                bytes,
+                points,
+                oldest: Some(records[start].enqueued_ms),
+                first_seq,
+            };
+            self.seq = seq;
+            self.flush(&chunk)?;
+            if full {
                 self.roll(self.seq)?;
             }
-        }
-        if !frames.is_empty() {
-            self.flush(frames, points, oldest, first_seq)?;
+            start = end;
         }
         Ok(())
     }
 
-    /// Writes and syncs `frames` (whose first record has running number
-    /// `first_seq`), then makes them visible to the reader and enforces `max_bytes`.
-    /// On failure the frames are not buffered: the segment is cut back to its
-    /// committed length where the disk allows, the next append starts a new segment,
-    /// and the running number goes back to `first_seq`.
-    fn flush(
-        &mut self,
-        frames: &mut Vec<u8>,
-        points: u64,
-        oldest: Option<u64>,
-        first_seq: u64,
-    ) -> io::Result<()> {
+    /// Writes and syncs a chunk of frames, then makes them visible to the reader and
+    /// enforces `max_bytes`. On failure the frames are not buffered: the segment is
+    /// cut back to its committed length where the disk allows, the next append
+    /// starts a new segment, and the running number goes back to the chunk's first.
+    fn flush(&mut self, chunk: &Chunk<'_>) -> io::Result<()> {
         // A second try only when the reader gave up on the segment meanwhile.
         for _ in 0..2 {
             if self.torn || self.segment_failed() {
-                self.roll(first_seq)?;
+                self.roll(chunk.first_seq)?;
             }
-            let written = fileio::append(&mut self.file, frames).and_then(|()| match &self.lazy {
-                None => fileio::sync(&self.file),
-                Some(lazy) => {
-                    lazy.mark_dirty();
-                    Ok(())
-                }
-            });
+            let written =
+                fileio::append_parts(&mut self.file, chunk.parts).and_then(|()| match &self.lazy {
+                    None => fileio::sync(&self.file),
+                    Some(lazy) => {
+                        lazy.mark_dirty();
+                        Ok(())
+                    }
+                });
             if let Err(error) = written {
                 self.torn = true;
-                self.seq = first_seq;
+                self.seq = chunk.first_seq;
                 let _ = self.file.set_len(self.bytes);
                 return Err(error);
             }
@@ -1037,19 +1071,18 @@ impl SegmentWriter {
                 // read).
                 continue;
             }
-            self.bytes += frames.len() as u64;
+            self.bytes += chunk.bytes;
             segment.bytes = self.bytes;
-            segment.unacked_points += points;
+            segment.unacked_points += chunk.points;
             if segment.oldest_ms.is_none() {
-                segment.oldest_ms = oldest;
+                segment.oldest_ms = chunk.oldest;
             }
-            self.shared.stats.add_buffered(points);
+            self.shared.stats.add_buffered(chunk.points);
             self.enforce_limit(&mut state);
             self.shared.publish(&state);
-            frames.clear();
             return Ok(());
         }
-        self.seq = first_seq;
+        self.seq = chunk.first_seq;
         Err(io::Error::other(
             "the segment being written became unreadable",
         ))
@@ -1518,11 +1551,19 @@ fn read_ack(dir: &Path) -> io::Result<SavedAck> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SavedAck::default()),
         Err(e) => return Err(e),
     };
-    let mut parts = text.split_whitespace().map(str::parse::<u64>);
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(Ok(segment)), Some(Ok(offset)), seq) => Ok(SavedAck {
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    // Four fields: this release's line, checked by its CRC (a line torn by a power
+    // loss must not point past undelivered points). Two or three: earlier ones.
+    let intact = match tokens.as_slice() {
+        [fields @ .., crc] if fields.len() == 3 => u32::from_str_radix(crc, 16)
+            .is_ok_and(|crc| crc == crc32fast::hash(fields.join(" ").as_bytes())),
+        _ => true,
+    };
+    let number = |i: usize| tokens.get(i).and_then(|t| t.parse::<u64>().ok());
+    match (intact, number(0), number(1)) {
+        (true, Some(segment), Some(offset)) => Ok(SavedAck {
             pos: Pos { segment, offset },
-            seq: seq.and_then(Result::ok),
+            seq: number(2),
         }),
         _ => {
             tracing::warn!(dir = %dir.display(), "disk buffer: unreadable ack file; delivering everything buffered (some points may be sent twice)");
@@ -1531,14 +1572,39 @@ fn read_ack(dir: &Path) -> io::Result<SavedAck> {
     }
 }
 
-fn write_ack(dir: &Path, pos: Pos, seq: Option<u64>) -> io::Result<()> {
-    let tmp = dir.join("ack.tmp");
-    let text = match seq {
-        Some(seq) => format!("{} {} {seq}\n", pos.segment, pos.offset),
-        None => format!("{} {}\n", pos.segment, pos.offset),
+/// Length of an `ack` line: `<segment> <offset> <seq> <crc>\n`, the numbers
+/// zero-padded to 20 digits (`seq` dashes when unknown), the CRC-32 of the first
+/// three fields in 8 hex digits. Fixed, so that each write covers the last.
+const ACK_LINE: usize = 3 * 21 + 9;
+
+fn ack_line(pos: Pos, seq: Option<u64>) -> String {
+    let seq = seq.map_or_else(|| "-".repeat(20), |seq| format!("{seq:020}"));
+    let fields = format!("{:020} {:020} {seq}", pos.segment, pos.offset);
+    format!("{fields} {:08x}\n", crc32fast::hash(fields.as_bytes()))
+}
+
+/// Records the delivery position: one positioned write over the `ack` file
+/// (opened into `file` the first time), without a sync. No temporary file and no
+/// rename, which on ext4 would also start writing the new file out; a write torn by
+/// a power loss fails its CRC and makes the next start deliver everything again.
+fn write_ack(file: &mut Option<File>, dir: &Path, pos: Pos, seq: Option<u64>) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = match file {
+        Some(file) => file,
+        None => {
+            let opened = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join("ack"))?;
+            // A longer line left by an earlier release must not show past ours.
+            if opened.metadata()?.len() > ACK_LINE as u64 {
+                opened.set_len(ACK_LINE as u64)?;
+            }
+            file.insert(opened)
+        }
     };
-    fs::write(&tmp, text)?;
-    fs::rename(tmp, dir.join("ack"))
+    file.write_all_at(ack_line(pos, seq).as_bytes(), 0)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -2223,6 +2289,41 @@ mod tests {
             read_all(&buffer).records,
             (0..8).map(record).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn the_ack_file_is_checked_and_read_in_every_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pos = Pos {
+            segment: 7,
+            offset: 1234,
+        };
+        let mut file = None;
+        write_ack(&mut file, dir.path(), pos, Some(99)).expect("write");
+        let line = fs::read_to_string(dir.path().join("ack")).expect("read");
+        assert_eq!(line.len(), ACK_LINE);
+        let saved = read_ack(dir.path()).expect("read");
+        assert_eq!((saved.pos, saved.seq), (pos, Some(99)));
+        write_ack(&mut file, dir.path(), Pos::default(), None).expect("write");
+        let saved = read_ack(dir.path()).expect("read");
+        assert_eq!((saved.pos, saved.seq), (Pos::default(), None));
+        // A digit changed (a write torn by a power loss): not trusted, everything
+        // buffered is delivered again rather than points skipped.
+        let torn = ack_line(pos, Some(99)).replacen("1234", "9234", 1);
+        fs::write(dir.path().join("ack"), torn).expect("write");
+        assert_eq!(read_ack(dir.path()).expect("read").pos, Pos::default());
+        // The lines of earlier releases.
+        for (text, seq) in [("7 1234 99\n", Some(99)), ("7 1234\n", None)] {
+            fs::write(dir.path().join("ack"), text).expect("write");
+            let saved = read_ack(dir.path()).expect("read");
+            assert_eq!((saved.pos, saved.seq), (pos, seq), "{text:?}");
+        }
+        // Rewritten in place over a line of an earlier release.
+        let long = format!("{} {} {}\n", u64::MAX, u64::MAX, u64::MAX);
+        fs::write(dir.path().join("ack"), &long).expect("write");
+        write_ack(&mut None, dir.path(), pos, Some(1)).expect("write");
+        let saved = read_ack(dir.path()).expect("read");
+        assert_eq!((saved.pos, saved.seq), (pos, Some(1)));
     }
 
     #[test]

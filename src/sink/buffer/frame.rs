@@ -117,7 +117,15 @@ pub(super) enum Found {
 }
 
 /// Appends `record`'s frame to `out`, its body in `format`.
+#[cfg(test)]
 pub(super) fn encode(record: &Record, seq: u64, format: BodyFormat, out: &mut Vec<u8>) {
+    encode_header(record, seq, format, out);
+    out.extend_from_slice(&record.body);
+}
+
+/// Appends the header of `record`'s frame to `out` (both CRCs computed): the
+/// body follows it on disk, written from the record itself.
+pub(super) fn encode_header(record: &Record, seq: u64, format: BodyFormat, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -134,7 +142,6 @@ pub(super) fn encode(record: &Record, seq: u64, format: BodyFormat, out: &mut Ve
     hasher.update(&out[start..start + 32]);
     hasher.update(&record.body);
     out.extend_from_slice(&hasher.finalize().to_le_bytes());
-    out.extend_from_slice(&record.body);
 }
 
 /// Appends a loss marker for points `seq..seq + points` to `out`.
