@@ -1661,6 +1661,16 @@ mod tests {
             .expect("runtime")
     }
 
+    /// A buffer in `dir` holding records `0..n`, appended one by one.
+    fn filled(dir: &Path, max_bytes: u64, n: u32) -> (DiskBuffer, Arc<SinkStats>) {
+        let rt = rt();
+        let (buffer, stats) = open(dir, max_bytes);
+        for i in 0..n {
+            rt.block_on(buffer.append(vec![record(i)])).expect("append");
+        }
+        (buffer, stats)
+    }
+
     #[test]
     fn appended_records_come_back_in_order_and_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1845,10 +1855,7 @@ mod tests {
     fn damage_found_while_running_is_skipped_and_delivery_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        let (buffer, stats) = open(dir.path(), 1 << 20);
-        for i in 0..6 {
-            rt.block_on(buffer.append(vec![record(i)])).expect("append");
-        }
+        let (buffer, stats) = filled(dir.path(), 1 << 20, 6);
         let (path, offsets) = data_segment(dir.path());
         overwrite(&path, offsets[2] + 3, b"garbage");
         let mut batch = read_all(&buffer);
@@ -2119,12 +2126,7 @@ mod tests {
     #[test]
     fn a_read_error_skips_the_rest_of_that_segment_and_delivery_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rt = rt();
-        let (buffer, stats) = open(dir.path(), 32 << 10);
-        // 4 KiB segments: a few dozen records each.
-        for i in 0..300 {
-            rt.block_on(buffer.append(vec![record(i)])).expect("append");
-        }
+        let (buffer, stats) = filled(dir.path(), 32 << 10, 300);
         let (path, offsets) = data_segment(dir.path());
         let in_first = offsets.len() as u32;
         let end = fs::metadata(&path).expect("meta").len();
@@ -2153,10 +2155,7 @@ mod tests {
     fn a_read_error_in_the_segment_being_written_moves_the_writer_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        let (buffer, stats) = open(dir.path(), 1 << 20);
-        for i in 0..5 {
-            rt.block_on(buffer.append(vec![record(i)])).expect("append");
-        }
+        let (buffer, stats) = filled(dir.path(), 1 << 20, 5);
         let (path, offsets) = data_segment(dir.path());
         assert_eq!(path, newest_segment(dir.path()));
         let _fault = fileio::faults::fail_reads(&path, offsets[2]);
@@ -2228,10 +2227,7 @@ mod tests {
     fn an_append_cut_short_leaves_nothing_in_the_way_of_the_next() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        let (buffer, stats) = open(dir.path(), 1 << 20);
-        for i in 0..3 {
-            rt.block_on(buffer.append(vec![record(i)])).expect("append");
-        }
+        let (buffer, stats) = filled(dir.path(), 1 << 20, 3);
         let fault = fileio::faults::fail_next_write(&newest_segment(dir.path()), 25);
         let failed = rt.block_on(buffer.append(vec![record(3)]));
         assert!(failed.is_err(), "the append reports the failure");
