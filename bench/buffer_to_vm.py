@@ -23,18 +23,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "pythond")
+from benchlib import BIN, children, cpu_seconds, free_port, get, status_mib, vm_rows_inserted
+
 TOTAL = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 PER_REPORT = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-TICK = os.sysconf("SC_CLK_TCK")
 
 COLLECTOR = """
 import os, time
@@ -58,56 +55,6 @@ class Flood(DataKitFramework):
         while True:
             time.sleep(3600)
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read().decode()
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def children(pid):
-    """Direct children of every thread of `pid` (the worker processes)."""
-    found = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def vm_inserted(port):
-    text = get(f"http://127.0.0.1:{port}/metrics")
-    total = 0
-    for line in text.splitlines():
-        if line.startswith('vm_rows_inserted_total{type="influx"}'):
-            total += int(float(line.split()[-1]))
-    return total
 
 
 def run(mode, work):
@@ -137,7 +84,7 @@ def run(mode, work):
         if mode == "vm-fsync-100ms":
             sink += 'fsync = "100ms"\n'
         # Each point has two fields, which VictoriaMetrics stores as two rows.
-        done = lambda: vm_inserted(port) // 2  # noqa: E731
+        done = lambda: vm_rows_inserted(port, "influx") // 2  # noqa: E731
     else:
         sink = '[[sinks]]\ntype = "file"\npath = "points.ndjson"\n'
         points = os.path.join(home, "points.ndjson")
@@ -174,7 +121,7 @@ def run(mode, work):
         cpu = cpu_seconds(agent.pid)
         workers = children(agent.pid)
         worker_cpu = sum(cpu_seconds(w) for w in workers)
-        rss = peak_rss_mib(agent.pid)
+        rss = status_mib(agent.pid, "VmHWM")
         buffer_dir = os.path.join(home, "data", "buffers")
         buffer_bytes = sum(os.path.getsize(os.path.join(d, f))
                            for d, _, fs in os.walk(buffer_dir) for f in fs) if os.path.isdir(buffer_dir) else 0

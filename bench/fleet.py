@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,44 +29,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "pythond")
+from benchlib import BIN, dir_bytes, free_port, get, status_mib, wait_health
+
 TOKEN = "fleet-bench-token"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=60) as r:
-        return r.read().decode()
-
-
-def wait_health(port, what):
-    for _ in range(600):
-        try:
-            get(f"http://127.0.0.1:{port}/health")
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{what} did not come up on port {port}")
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def dir_bytes(path):
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
 class VictoriaMetrics:
@@ -167,7 +132,7 @@ def main():
         vm.stop()
         outage_start = time.time()
         time.sleep(args.outage)
-        during = [{"rss_mib": round(rss_mib(p.pid), 1),
+        during = [{"rss_mib": round(status_mib(p.pid), 1),
                    "buffer_bytes": dir_bytes(os.path.join(home, "data", "buffers"))}
                   for p, _, home in agents]
         vm.start()

@@ -35,62 +35,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "pythond")
-TICK = os.sysconf("SC_CLK_TCK")
+from benchlib import BIN, cpu_seconds, free_port, status_mib, vm_rows_inserted, wait_health
+
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 PER_BODY = int(os.environ.get("BENCH_PER_BODY", "1000"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read().decode()
-
-
-def wait_health(port, what):
-    for _ in range(600):
-        try:
-            get(f"http://127.0.0.1:{port}/health")
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{what} did not come up on port {port}")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def rows_inserted(port):
-    total = 0
-    for line in get(f"http://127.0.0.1:{port}/metrics").splitlines():
-        if line.startswith("vm_rows_inserted_total{"):
-            total += int(float(line.split()[-1]))
-    return total
 
 
 def bodies(total, client, start_ns):
@@ -189,7 +143,7 @@ def run(kind, total, work):
         rows = 0
         deadline = t0 + 900
         while time.time() < deadline:
-            rows = rows_inserted(vm_port)
+            rows = vm_rows_inserted(vm_port)
             if rows >= 2 * sent:
                 break
             time.sleep(0.05)
@@ -197,7 +151,7 @@ def run(kind, total, work):
         cpu = cpu_seconds(agent.pid)
         for t in threads:
             t.join()
-        rss = peak_rss_mib(agent.pid)
+        rss = status_mib(agent.pid, "VmHWM")
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(60)

@@ -38,7 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from benchlib import cpu_seconds, get, status_mib
 
 COLLECTOR = r'''
 import time
@@ -57,27 +58,6 @@ class Tick(DataKitFramework):
         self.report({"M": [{"measurement": "tick", "tags": {"i": self.instance},
                             "fields": {"started": started}}]})
 '''
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mb(pid, key="VmRSS"):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=30) as answer:
-        return answer.read().decode("utf-8")
 
 
 def lateness_buckets(metrics_text, input_name):
@@ -177,7 +157,7 @@ def scenario(binary, work, name, instances, interval, seconds, hung):
         time.sleep(seconds)
         agent_cpu1, worker_cpu1, t1 = cpu_seconds(agent.pid), cpu_seconds(worker), time.time()
         after_hist = lateness_buckets(get(base + "/metrics"), "ticks")
-        agent_rss, worker_rss, worker_peak = rss_mb(agent.pid), rss_mb(worker), rss_mb(worker, "VmHWM")
+        agent_rss, worker_rss, worker_peak = status_mib(agent.pid), status_mib(worker), status_mib(worker, "VmHWM")
         time.sleep(1.0)  # let the sink catch up with the window's last points
         points, _ = read_points(points_path, offset)
         status = json.loads(get(base + "/v1/status?all=true"))

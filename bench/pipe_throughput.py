@@ -30,7 +30,8 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
+
+from benchlib import cpu_seconds, wait_for
 
 COLLECTOR = r'''
 import json, os, time
@@ -78,29 +79,12 @@ print(json.dumps({"wall": wall, "cpu": cpu}))
 '''
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of a live process, from /proc/<pid>/stat."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
 def count_lines(path):
     try:
         with open(path, "rb") as f:
             return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
     except FileNotFoundError:
         return 0
-
-
-def wait_for(condition, within, what):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise SystemExit("timed out waiting for " + what)
 
 
 def run_pythond(binary, python, reports, points_per):

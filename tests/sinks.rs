@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::backends::{free_port, Influxdb, Recorder, Sample, VictoriaMetrics};
+use common::http::{sink_metric, sink_status};
 use common::seq::{expect_log_line, labels, log_lines, seq_values, Setup, IN_FLIGHT};
 use common::{hostname, wait_until, Home, DEADLINE};
 
@@ -238,6 +239,85 @@ fn field(line: &str, key: &str) -> i64 {
         .find_map(|word| word.strip_prefix(&needle))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+#[test]
+fn records_left_by_a_sink_of_another_type_are_set_aside_not_sent() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    // Nothing listens there yet: the influxdb sink's points wait in its buffer.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let old: i64 = 40;
+    let setup = Setup::new(
+        &influx_sink(&url, "name = \"vm\""),
+        old as u64,
+        &["SEQ_PAUSE=0.005"],
+    );
+    let mut agent = setup.home.start();
+    let buffered = wait_until(DEADLINE, || {
+        sink_status(&agent, "vm")["buffered_points"].as_i64() == Some(old)
+    });
+    assert!(
+        buffered,
+        "the points were not buffered; log:\n{}",
+        agent.stderr()
+    );
+    agent.stop();
+
+    // The same name (so the same buffer) as a remote write sink, backend up.
+    let vm = VictoriaMetrics::start_on(scratch.path(), port);
+    setup.home.write(
+        "pythond.toml",
+        &format!(
+            "[global_tags]\nregion = \"eu\"\n\n[[sinks]]\nname = \"vm\"\ntype = \"prometheus_remote_write\"\nurl = \"{url}/api/v1/write\"\nflush_interval = \"100ms\"\nretry_max_interval = \"1s\"\n"
+        ),
+    );
+    let n: i64 = 80;
+    setup.write_input(n as u64);
+    let agent = setup.home.start();
+    let mut seqs = Vec::new();
+    let arrived = wait_until(DEADLINE, || {
+        seqs = seq_values(&vm.export("seq_v"));
+        seqs.len() as i64 >= n - old
+            && sink_status(&agent, "vm")["foreign_points"].as_i64() == Some(old)
+    });
+    assert!(
+        arrived,
+        "got {seqs:?}, sink {}; log:\n{}",
+        sink_status(&agent, "vm"),
+        agent.stderr()
+    );
+    // Only the new points reached the backend, each once; the old ones were not
+    // sent (a remote write backend refuses line protocol) but counted and kept.
+    assert_eq!(seqs, (old..n).collect::<Vec<_>>());
+    let sink = sink_status(&agent, "vm");
+    assert_eq!(sink["dead_lettered_points"], 0, "{sink}");
+    assert_eq!(sink["queued_points"], 0, "{sink}");
+    assert_eq!(
+        sink_metric(
+            &agent,
+            "pythond_sink_buffer_foreign_points_total{sink=\"vm\",type=\"prometheus_remote_write\"}"
+        ),
+        Some(old as f64)
+    );
+    let foreign = setup.home.path().join("data/foreign/vm.ndjson");
+    assert_eq!(dead_seqs(&foreign), (0..old).collect::<BTreeSet<_>>());
+    for entry in common::read_points(&foreign) {
+        assert_eq!(
+            (entry["format"].as_str(), entry["sink_format"].as_str()),
+            (Some("line_protocol"), Some("prometheus_remote_write")),
+            "{entry}"
+        );
+    }
+    let warning = expect_log_line(
+        &agent,
+        &["sink=vm", "another body format", "format=line_protocol"],
+    );
+    assert!(
+        warning.contains("sink_format=\"prometheus_remote_write\"")
+            && warning.contains(&format!("points={old}")),
+        "{warning}"
+    );
 }
 
 #[test]

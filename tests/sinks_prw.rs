@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use base64::Engine;
 use common::backends::{Sample, VictoriaMetrics, VmTool};
+use common::http::{sink_metric, sink_status};
 use common::seq::{labels, seq_values, Setup, IN_FLIGHT};
 use common::{hostname, wait_until, DEADLINE};
 use prost::Message;
@@ -92,25 +93,6 @@ fn assert_same(got: &[Sample], expected: &[Sample]) {
             got[i], expected[i]
         );
     }
-}
-
-/// The agent's sink snapshot named `name`, from /v1/status.
-fn sink_status(agent: &common::Agent, name: &str) -> serde_json::Value {
-    let addr = common::http::api_addr(agent);
-    let body = common::http::get(&format!("http://{addr}/v1/status"), &[]).body;
-    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
-    status["sinks"]
-        .as_array()
-        .and_then(|sinks| sinks.iter().find(|s| s["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("no sink {name} in {status}"))
-}
-
-/// The value of one sample (name and labels) in the agent's `/metrics`.
-fn sink_metric(agent: &common::Agent, sample: &str) -> Option<f64> {
-    let addr = common::http::api_addr(agent);
-    let text = common::http::get(&format!("http://{addr}/metrics"), &[]).body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]

@@ -294,6 +294,11 @@ fn sink_families(w: &mut PromWriter, stats: &StatsSnapshot) {
             |s| s.corrupt_bytes,
         ),
         (
+            "pythond_sink_buffer_foreign_points_total",
+            "Points found in the disk buffer in another body format than the sink's, set aside unsent (docs/BUFFER.md).",
+            |s| s.foreign_points,
+        ),
+        (
             "pythond_sink_skipped_points_total",
             "Points not sent because the sink's backend has no place for them (never buffered).",
             |s| s.skipped_points,

@@ -21,9 +21,10 @@
 //! wait at the same time share one sync (group commit), so throughput does not
 //! collapse to one sync per report. With `fsync = "<duration>"` an append is
 //! acknowledged once written (the page cache survives a crash or SIGKILL of the agent)
-//! and synced in the background at most that long later. The `ack` file is replaced atomically (write,
-//! rename) without a sync: after a power loss it can only lag, which means some points
-//! are sent twice, never that one is lost (at-least-once).
+//! and synced in the background at most that long later. The `ack` file is rewritten
+//! in place (one fixed-length line with a CRC) without a sync: after a power loss it
+//! can only lag, or fail its CRC and be ignored, which means some points are sent
+//! twice, never that one is lost (at-least-once).
 //!
 //! Recovery (docs/BUFFER.md): on open every queued segment is scanned. Damaged bytes
 //! (a torn write at the instant of a crash, flipped bits, garbage) are skipped up to
@@ -40,6 +41,7 @@
 //! that share is lost at once); the points they held that were not yet delivered are
 //! counted as dropped and logged with the sink's name.
 
+mod fileio;
 mod frame;
 #[cfg(test)]
 mod model_tests;
@@ -47,7 +49,6 @@ mod model_tests;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +57,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::body_format::BodyFormat;
 use crate::point::Category;
 use crate::stats::SinkStats;
 use frame::Found;
@@ -104,10 +106,33 @@ pub struct Pos {
     pub offset: u64,
 }
 
+/// A record written in another body format than the sink's (by a sink of another
+/// type with the same name): it is not sent (docs/BUFFER.md, "Records in another
+/// format").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Foreign {
+    pub record: Record,
+    /// The code of the format its body is in ([`BodyFormat::code`]).
+    pub format: u8,
+}
+
+/// What opening the buffer found queued in one foreign format.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForeignQueued {
+    pub format: u8,
+    pub records: u64,
+    pub points: u64,
+    pub bytes: u64,
+}
+
 /// Records read but not yet acknowledged, and where they end.
 #[derive(Debug, Default)]
 pub struct ReadBatch {
+    /// Records in the sink's format, to send.
     pub records: Vec<Record>,
+    /// Records in another format, read in the same stretch: to be set aside before
+    /// the batch is acknowledged, never sent.
+    pub foreign: Vec<Foreign>,
     /// The segment each record was read from.
     segments: Vec<u64>,
     /// Points per segment, to settle the counts on ack.
@@ -127,12 +152,21 @@ impl ReadBatch {
         self.records.iter().map(|r| r.body.len()).sum()
     }
 
+    /// Nothing was read: neither records to send nor foreign ones.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records.is_empty() && self.foreign.is_empty()
     }
 
     pub fn oldest_ms(&self) -> Option<u64> {
         self.records.first().map(|r| r.enqueued_ms)
+    }
+
+    /// Points and body bytes read into the batch, foreign records included.
+    fn held(&self) -> (u64, usize) {
+        let foreign = self.foreign.iter().map(|f| &f.record);
+        foreign.fold((self.points(), self.bytes()), |(p, b), r| {
+            (p + u64::from(r.points), b + r.body.len())
+        })
     }
 }
 
@@ -163,7 +197,11 @@ pub struct DiskBuffer {
     appends: Mutex<Option<mpsc::Sender<Append>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Reader>,
+    /// The `ack` file, opened at the first acknowledgement and rewritten in place.
+    ack_file: Mutex<Option<File>>,
     committed: watch::Receiver<u64>,
+    /// Records in another format found queued when the buffer was opened.
+    foreign_at_open: Vec<ForeignQueued>,
 }
 
 struct Append {
@@ -174,6 +212,8 @@ struct Append {
 struct Shared {
     dir: PathBuf,
     sink: String,
+    /// The format the sink writes (and the one it can send).
+    format: BodyFormat,
     limits: BufferLimits,
     state: Mutex<State>,
     stats: Arc<SinkStats>,
@@ -190,6 +230,9 @@ struct Segment {
     oldest_ms: Option<u64>,
     /// Written in frame version 0 (before an upgrade).
     legacy: bool,
+    /// A read of it failed: it is read no further than `bytes`, the writer leaves
+    /// it, and it is kept as `<name>.corrupt` when it is removed.
+    failed: bool,
 }
 
 impl Segment {
@@ -208,6 +251,7 @@ impl Segment {
             unacked_points: 0,
             oldest_ms: None,
             legacy: false,
+            failed: false,
         }
     }
 }
@@ -266,9 +310,12 @@ struct Loss {
 
 impl DiskBuffer {
     /// Opens (or creates) the buffer in `dir`, recovering what a previous run left.
+    /// `format` is what the sink writes: records in another are not returned for
+    /// sending but as [`ReadBatch::foreign`].
     pub fn open(
         dir: &Path,
         sink: &str,
+        format: BodyFormat,
         limits: BufferLimits,
         stats: Arc<SinkStats>,
     ) -> Result<Self, BufferError> {
@@ -296,6 +343,8 @@ impl DiskBuffer {
         ids.sort_unstable();
         let mut recovery = Recovery {
             sink,
+            format,
+            foreign: Vec::new(),
             stats: &stats,
             expect_seq: None,
             last_seq: saved.seq,
@@ -320,6 +369,7 @@ impl DiskBuffer {
             segments.push_back(segment);
         }
         recovery.finish(dir);
+        let foreign_at_open = std::mem::take(&mut recovery.foreign);
         let next_id = segments.back().map_or(1, |s| s.id + 1);
         let (ack, ack_seq) = match segments.front() {
             Some(first) if first.id == saved.pos.segment => (
@@ -365,6 +415,7 @@ impl DiskBuffer {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             sink: sink.to_string(),
+            format,
             limits,
             state: Mutex::new(state),
             stats,
@@ -390,6 +441,7 @@ impl DiskBuffer {
                     file: current,
                     bytes: frame::HEADER as u64,
                     seq: next_seq,
+                    torn: false,
                     committed: committed_tx,
                     lazy,
                 }
@@ -408,8 +460,16 @@ impl DiskBuffer {
                 loss: None,
                 scanning: false,
             }),
+            ack_file: Mutex::new(None),
             committed: committed_rx,
+            foreign_at_open,
         })
+    }
+
+    /// Records in another format than the sink's that were queued when the buffer
+    /// was opened, per format: delivery sets them aside as it meets them.
+    pub fn foreign_at_open(&self) -> &[ForeignQueued] {
+        &self.foreign_at_open
     }
 
     /// Appends records; returns once they are durably on disk. Waits while the
@@ -461,6 +521,10 @@ impl DiskBuffer {
 
     /// Reads committed records after what `batch` (and earlier reads) already hold,
     /// until the batch has `max_points` points or `max_bytes` bytes. Blocking I/O.
+    ///
+    /// Damage and read errors do not end delivery: damaged bytes are skipped to the
+    /// next intact frame, and a segment that cannot be read is skipped from the
+    /// failed read on (docs/BUFFER.md); both are logged and counted.
     pub fn read_more(
         &self,
         batch: &mut ReadBatch,
@@ -469,8 +533,7 @@ impl DiskBuffer {
     ) -> Result<(), BufferError> {
         let mut guard = lock(&self.reader);
         let reader = &mut *guard;
-        let mut points = batch.points();
-        let mut bytes = batch.bytes();
+        let (mut points, mut bytes) = batch.held();
         loop {
             if points >= max_points || bytes >= max_bytes {
                 return Ok(());
@@ -530,39 +593,34 @@ impl DiskBuffer {
                             reader.scanning = false;
                             continue;
                         }
-                        Err(source) => {
-                            return Err(BufferError::Io {
-                                dir: self.shared.dir.clone(),
-                                context: format!("cannot open {}", path.display()),
-                                source,
-                            })
+                        Err(error) => {
+                            self.read_failed(reader, &error);
+                            continue;
                         }
                     }
                 }
-            };
-            let io_err = |source| BufferError::Io {
-                dir: self.shared.dir.clone(),
-                context: format!("cannot read segment {} at {}", pos.segment, pos.offset),
-                source,
             };
             if reader.scanning {
                 // Committed data is whole frames, so an intact frame starting before
                 // `end` ends before it: when there is none, the scan goes on from
                 // `end` once more is committed (or in the next segment).
-                let found = frame::resync(file, pos.offset, end).map_err(io_err)?;
-                reader.scanning = found.is_none();
-                self.skip_damage(reader, found.unwrap_or(end) - pos.offset);
+                match frame::resync(file, pos.offset, end) {
+                    Ok(found) => {
+                        reader.scanning = found.is_none();
+                        self.skip_damage(reader, found.unwrap_or(end) - pos.offset);
+                    }
+                    Err(error) => self.read_failed(reader, &error),
+                }
                 continue;
             }
             let found = if legacy {
                 frame::read_legacy_at(file, pos.offset, end)
             } else {
                 frame::read_at(file, pos.offset, end)
-            }
-            .map_err(io_err)?;
+            };
             let frame = match found {
-                Found::Frame(frame) => frame,
-                Found::Lost { seq, points, len } => {
+                Ok(Found::Frame(frame)) => frame,
+                Ok(Found::Lost { seq, points, len }) => {
                     // Points recovery cut out and counted: skip, count nothing more.
                     if let Some(loss) = reader.loss.take() {
                         let lost = reader.expect_seq.map(|e| seq.saturating_sub(e));
@@ -572,11 +630,11 @@ impl DiskBuffer {
                     reader.pos.offset += len;
                     continue;
                 }
-                Found::End => {
+                Ok(Found::End) => {
                     reader.pos.offset = end;
                     continue;
                 }
-                Found::Damaged => {
+                Ok(Found::Damaged) => {
                     tracing::warn!(sink = %self.shared.sink, segment = %segment_path(&self.shared.dir, pos.segment).display(), offset = pos.offset,
                         "disk buffer: damaged data in a queued segment; skipping to the next intact frame");
                     reader.loss.get_or_insert(Loss {
@@ -593,6 +651,10 @@ impl DiskBuffer {
                         self.skip_damage(reader, 1);
                         reader.scanning = true;
                     }
+                    continue;
+                }
+                Err(error) => {
+                    self.read_failed(reader, &error);
                     continue;
                 }
             };
@@ -614,11 +676,55 @@ impl DiskBuffer {
                     .per_segment
                     .push((pos.segment, u64::from(record.points))),
             }
-            batch.records.push(record);
-            batch.segments.push(pos.segment);
+            match frame
+                .format
+                .filter(|code| *code != self.shared.format.code())
+            {
+                Some(format) => batch.foreign.push(Foreign { record, format }),
+                None => {
+                    batch.records.push(record);
+                    batch.segments.push(pos.segment);
+                }
+            }
             batch.end = reader.pos;
             batch.end_seq = reader.expect_seq;
         }
+    }
+
+    /// A read of the reader's segment failed (EIO, say): the segment is read no
+    /// further. What follows in it is skipped as damage — counted in bytes now and
+    /// in points at the next intact frame, the next segment's start marker at the
+    /// latest — the writer leaves it for a new segment, and once delivery passes it
+    /// the file is kept as `<name>.corrupt` (docs/BUFFER.md).
+    fn read_failed(&self, reader: &mut Reader, error: &io::Error) {
+        let pos = reader.pos;
+        let rest = {
+            let mut state = lock(&self.shared.state);
+            let Some(segment) = state.segments.iter_mut().find(|s| s.id == pos.segment) else {
+                return;
+            };
+            let rest = segment.bytes.saturating_sub(pos.offset);
+            segment.failed = true;
+            segment.bytes = segment.bytes.min(pos.offset);
+            self.shared.publish(&state);
+            rest
+        };
+        let path = segment_path(&self.shared.dir, pos.segment);
+        tracing::error!(sink = %self.shared.sink, segment = %path.display(), offset = pos.offset, bytes = rest, %error,
+            "disk buffer: cannot read a queued segment; skipping the rest of it and delivering the next (the file is kept aside as .corrupt once delivery passes it)");
+        self.shared.stats.set_last_error(format!(
+            "disk buffer: cannot read {} at {}: {error}",
+            path.display(),
+            pos.offset
+        ));
+        reader.loss.get_or_insert(Loss {
+            segment: pos.segment,
+            offset: pos.offset,
+            bytes: 0,
+        });
+        reader.file = None;
+        reader.scanning = false;
+        self.skip_damage(reader, rest);
     }
 
     /// Skips `bytes` damaged bytes at the reader's position and counts them.
@@ -717,7 +823,7 @@ impl DiskBuffer {
         while state.segments.len() > 1 && state.segments.front().is_some_and(|s| s.id < ack.segment)
         {
             if let Some(done) = state.segments.pop_front() {
-                let _ = fs::remove_file(segment_path(&self.shared.dir, done.id));
+                retire(&self.shared.dir, &done);
             }
         }
         // The oldest queued time is kept per segment: refresh it for the segment the
@@ -733,7 +839,13 @@ impl DiskBuffer {
                 };
             }
         }
-        write_ack(&self.shared.dir, ack, state.ack_seq).map_err(|source| BufferError::Io {
+        let written = write_ack(
+            &mut lock(&self.ack_file),
+            &self.shared.dir,
+            ack,
+            state.ack_seq,
+        );
+        written.map_err(|source| BufferError::Io {
             dir: self.shared.dir.clone(),
             context: "cannot write the ack file".to_string(),
             source,
@@ -770,9 +882,24 @@ struct SegmentWriter {
     bytes: u64,
     /// The running point number of the next record (points appended before it).
     seq: u64,
+    /// An append to `file` failed midway: the next one starts a new segment, so
+    /// that whatever the failed write left at the end of this one stays out of the
+    /// way of later frames.
+    torn: bool,
     committed: watch::Sender<u64>,
     /// The background sync of `sync_every`; `None` when every append is synced.
     lazy: Option<LazySync>,
+}
+
+/// Frames written together: headers and bodies, and what they hold.
+struct Chunk<'a> {
+    parts: &'a [&'a [u8]],
+    bytes: u64,
+    points: u64,
+    /// Enqueue time of the first record.
+    oldest: Option<u64>,
+    /// Running number of the first record.
+    first_seq: u64,
 }
 
 /// Syncs the current segment in the background at most every `every`.
@@ -837,7 +964,7 @@ impl Drop for LazySync {
 
 impl SegmentWriter {
     fn run(mut self, mut rx: mpsc::Receiver<Append>) {
-        let mut frames = Vec::new();
+        let mut headers = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut group = vec![first];
             let mut size: usize = group[0].records.iter().map(|r| r.body.len()).sum();
@@ -850,7 +977,7 @@ impl SegmentWriter {
                     Err(_) => break,
                 }
             }
-            let result = self.write_group(&group, &mut frames);
+            let result = self.write_group(&group, &mut headers);
             if let Err(error) = &result {
                 tracing::error!(sink = %self.shared.sink, dir = %self.shared.dir.display(), %error, "disk buffer: append failed; these points are not buffered");
                 self.shared
@@ -863,69 +990,129 @@ impl SegmentWriter {
             }
             self.committed.send_modify(|n| *n += 1);
         }
-        let _ = self.file.sync_data();
+        let _ = fileio::sync(&self.file);
     }
 
-    fn write_group(&mut self, group: &[Append], frames: &mut Vec<u8>) -> io::Result<()> {
+    /// Writes the records of `group` as frames: each chunk that fits the current
+    /// segment in one `writev` of headers (built in `headers`) and the records' own
+    /// bodies, one sync per chunk (usually one for the group).
+    fn write_group(&mut self, group: &[Append], headers: &mut Vec<u8>) -> io::Result<()> {
         let segment_bytes = self.shared.limits.segment_bytes();
-        frames.clear();
-        let mut points = 0u64;
-        let mut oldest = None;
-        for record in group.iter().flat_map(|a| a.records.iter()) {
-            frame::encode(record, self.seq, frames);
-            self.seq += u64::from(record.points);
-            points += u64::from(record.points);
-            oldest.get_or_insert(record.enqueued_ms);
-            if self.bytes + frames.len() as u64 >= segment_bytes {
-                self.flush(frames, points, oldest)?;
-                points = 0;
-                oldest = None;
-                self.roll()?;
+        let records: Vec<&Record> = group.iter().flat_map(|a| a.records.iter()).collect();
+        let mut start = 0;
+        while start < records.len() {
+            // The records going into the current segment: up to the one filling it.
+            headers.clear();
+            let first_seq = self.seq;
+            let (mut seq, mut bytes, mut points, mut end) = (first_seq, 0u64, 0u64, start);
+            let mut full = false;
+            while end < records.len() && !full {
+                let record = records[end];
+                frame::encode_header(record, seq, self.shared.format, headers);
+                seq += u64::from(record.points);
+                points += u64::from(record.points);
+                bytes += (frame::HEADER + record.body.len()) as u64;
+                end += 1;
+                full = self.bytes + bytes >= segment_bytes;
             }
-        }
-        if !frames.is_empty() {
-            self.flush(frames, points, oldest)?;
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * (end - start));
+            for (k, record) in records[start..end].iter().enumerate() {
+                parts.push(&headers[k * frame::HEADER..][..frame::HEADER]);
+                parts.push(&record.body);
+            }
+            let chunk = Chunk {
+                parts: &parts,
+                bytes,
+                points,
+                oldest: Some(records[start].enqueued_ms),
+                first_seq,
+            };
+            self.seq = seq;
+            self.flush(&chunk)?;
+            if full {
+                self.roll(self.seq)?;
+            }
+            start = end;
         }
         Ok(())
     }
 
-    /// Writes and syncs `frames`, then makes them visible to the reader and enforces
-    /// `max_bytes`.
-    fn flush(&mut self, frames: &mut Vec<u8>, points: u64, oldest: Option<u64>) -> io::Result<()> {
-        self.file.write_all(frames)?;
-        match &self.lazy {
-            None => self.file.sync_data()?,
-            Some(lazy) => lazy.mark_dirty(),
-        }
-        self.bytes += frames.len() as u64;
-        frames.clear();
-        let mut state = lock(&self.shared.state);
-        if let Some(segment) = state.segments.iter_mut().find(|s| s.id == self.id) {
+    /// Writes and syncs a chunk of frames, then makes them visible to the reader and
+    /// enforces `max_bytes`. On failure the frames are not buffered: the segment is
+    /// cut back to its committed length where the disk allows, the next append
+    /// starts a new segment, and the running number goes back to the chunk's first.
+    fn flush(&mut self, chunk: &Chunk<'_>) -> io::Result<()> {
+        // A second try only when the reader gave up on the segment meanwhile.
+        for _ in 0..2 {
+            if self.torn || self.segment_failed() {
+                self.roll(chunk.first_seq)?;
+            }
+            let written =
+                fileio::append_parts(&mut self.file, chunk.parts).and_then(|()| match &self.lazy {
+                    None => fileio::sync(&self.file),
+                    Some(lazy) => {
+                        lazy.mark_dirty();
+                        Ok(())
+                    }
+                });
+            if let Err(error) = written {
+                self.torn = true;
+                self.seq = chunk.first_seq;
+                let _ = self.file.set_len(self.bytes);
+                return Err(error);
+            }
+            let mut state = lock(&self.shared.state);
+            let Some(segment) = state.segments.iter_mut().find(|s| s.id == self.id) else {
+                break;
+            };
+            if segment.failed {
+                // The reader could not read this segment and skips the rest of it:
+                // these frames go into the next one (the copy left here is never
+                // read).
+                continue;
+            }
+            self.bytes += chunk.bytes;
             segment.bytes = self.bytes;
-            segment.unacked_points += points;
+            segment.unacked_points += chunk.points;
             if segment.oldest_ms.is_none() {
-                segment.oldest_ms = oldest;
+                segment.oldest_ms = chunk.oldest;
             }
+            self.shared.stats.add_buffered(chunk.points);
+            self.enforce_limit(&mut state);
+            self.shared.publish(&state);
+            return Ok(());
         }
-        self.shared.stats.add_buffered(points);
-        self.enforce_limit(&mut state);
-        self.shared.publish(&state);
-        Ok(())
+        self.seq = chunk.first_seq;
+        Err(io::Error::other(
+            "the segment being written became unreadable",
+        ))
     }
 
-    /// Starts the next segment.
-    fn roll(&mut self) -> io::Result<()> {
+    /// Whether the reader gave up on the segment being written (a read failed).
+    fn segment_failed(&self) -> bool {
+        lock(&self.shared.state)
+            .segments
+            .iter()
+            .any(|s| s.id == self.id && s.failed)
+    }
+
+    /// Starts the next segment, whose first record has running number `seq`.
+    fn roll(&mut self, seq: u64) -> io::Result<()> {
         let id = self.id + 1;
         if self.lazy.is_some() {
-            // A finished segment is always on disk.
-            self.file.sync_data()?;
+            // A finished segment is always on disk. Its appends were acknowledged
+            // already: a failure is logged, and the new segment is started anyway.
+            if let Err(error) = fileio::sync(&self.file) {
+                tracing::error!(sink = %self.shared.sink, dir = %self.shared.dir.display(), %error, "disk buffer: cannot sync a finished segment");
+            }
         }
-        self.file = create_segment(&self.shared.dir, id, self.seq)?;
+        self.file = create_segment(&self.shared.dir, id, seq)?;
         if let Some(lazy) = &self.lazy {
             lazy.switch_to(&self.file)?;
         }
         self.id = id;
         self.bytes = frame::HEADER as u64;
+        self.torn = false;
         lock(&self.shared.state)
             .segments
             .push_back(Segment::fresh(id));
@@ -939,7 +1126,7 @@ impl SegmentWriter {
             let Some(oldest) = state.segments.pop_front() else {
                 break;
             };
-            let _ = fs::remove_file(segment_path(&self.shared.dir, oldest.id));
+            retire(&self.shared.dir, &oldest);
             if state.ack.segment <= oldest.id {
                 if let Some(next) = state.segments.front() {
                     state.ack = Pos {
@@ -961,6 +1148,9 @@ impl SegmentWriter {
 /// The recovery scan's running view across segments, oldest first.
 struct Recovery<'a> {
     sink: &'a str,
+    /// The sink's format, and what is queued in others.
+    format: BodyFormat,
+    foreign: Vec<ForeignQueued>,
     stats: &'a SinkStats,
     /// The running point number the next intact frame should carry.
     expect_seq: Option<u64>,
@@ -1000,6 +1190,27 @@ impl Recovery<'_> {
         lost
     }
 
+    /// A queued frame: counted when its body is in another format than the sink's.
+    fn queued(&mut self, frame: &frame::Frame) {
+        let Some(format) = frame.format.filter(|f| *f != self.format.code()) else {
+            return;
+        };
+        let at = match self.foreign.iter().position(|f| f.format == format) {
+            Some(at) => at,
+            None => {
+                self.foreign.push(ForeignQueued {
+                    format,
+                    ..ForeignQueued::default()
+                });
+                self.foreign.len() - 1
+            }
+        };
+        let entry = &mut self.foreign[at];
+        entry.records += 1;
+        entry.points += u64::from(frame.record.points);
+        entry.bytes += frame.record.body.len() as u64;
+    }
+
     /// Reading goes on after a frame (or loss marker) whose successor has `next`.
     fn advance(&mut self, next: Option<u64>) {
         self.expect_seq = next;
@@ -1035,7 +1246,9 @@ impl Recovery<'_> {
 
 /// Scans segment `id` from `from` (the delivered part before it is not read),
 /// skipping damage to the next intact frame, and repairs the file: rewritten without
-/// damaged runs in its middle, truncated after its last intact frame.
+/// damaged runs in its middle, truncated after its last intact frame. A read that
+/// fails (EIO) ends the scan there: what follows is counted as damage, the file is
+/// kept as `<name>.corrupt` and the segment rewritten with what was read.
 fn recover_segment(
     dir: &Path,
     id: u64,
@@ -1046,7 +1259,12 @@ fn recover_segment(
     let file = File::open(&path)?;
     let total = file.metadata()?.len();
     let from = from.min(total);
-    let legacy = frame::is_legacy(&file, total)?;
+    // The offset and error of a read that failed.
+    let mut failed: Option<(u64, io::Error)> = None;
+    let legacy = frame::is_legacy(&file, total).unwrap_or_else(|error| {
+        failed = Some((from, error));
+        false
+    });
     let mut segment = Segment {
         legacy,
         ..Segment::new(id)
@@ -1055,11 +1273,18 @@ fn recover_segment(
     let mut kept: Vec<Piece> = Vec::new();
     let mut holes = false;
     let mut offset = from;
-    loop {
+    while failed.is_none() {
         let found = if legacy {
-            frame::read_legacy_at(&file, offset, total)?
+            frame::read_legacy_at(&file, offset, total)
         } else {
-            frame::read_at(&file, offset, total)?
+            frame::read_at(&file, offset, total)
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                failed = Some((offset, error));
+                break;
+            }
         };
         match found {
             Found::Frame(frame) => {
@@ -1068,6 +1293,7 @@ fn recover_segment(
                     kept.push(Piece::Lost { seq, points });
                 }
                 recovery.advance(frame.next_seq());
+                recovery.queued(&frame);
                 segment.unacked_points += u64::from(frame.record.points);
                 segment.oldest_ms.get_or_insert(frame.record.enqueued_ms);
                 keep(&mut kept, offset, frame.len);
@@ -1085,9 +1311,16 @@ fn recover_segment(
             Found::End => break,
             Found::Damaged => {
                 let next = if legacy {
-                    None
+                    Ok(None)
                 } else {
-                    frame::resync(&file, offset + 1, total)?
+                    frame::resync(&file, offset + 1, total)
+                };
+                let next = match next {
+                    Ok(next) => next,
+                    Err(error) => {
+                        failed = Some((offset, error));
+                        break;
+                    }
                 };
                 let end = next.unwrap_or(total);
                 recovery.damaged(id, offset, end - offset);
@@ -1104,6 +1337,29 @@ fn recover_segment(
             }
         }
     }
+    if let Some((at, error)) = failed {
+        tracing::error!(sink = recovery.sink, segment = %path.display(), offset = at, bytes = total - at, %error,
+            "disk buffer: cannot read a queued segment; the rest of it is skipped, the file kept as .corrupt");
+        recovery.stats.set_last_error(format!(
+            "disk buffer: cannot read {} at {at}: {error}",
+            path.display()
+        ));
+        recovery.damaged(id, at, total - at);
+        if legacy {
+            recovery.expect_seq = None;
+        }
+        segment.bytes = match set_aside(dir, id, &file, from, &kept) {
+            Ok(len) => len,
+            Err(error) => {
+                // Read it in place up to the failure, and keep it when done.
+                tracing::error!(sink = recovery.sink, segment = %path.display(), %error,
+                    "disk buffer: cannot copy the readable part of the segment; reading it in place");
+                segment.failed = true;
+                at
+            }
+        };
+        return Ok(segment);
+    }
     let intact_end = match kept.last() {
         Some(Piece::Copy { end, .. }) => *end,
         _ => from,
@@ -1119,6 +1375,19 @@ fn recover_segment(
         segment.bytes = total;
     }
     Ok(segment)
+}
+
+/// Keeps segment `id`, which could not be read to its end, as `<name>.corrupt` (a
+/// second name for the same file) and rewrites the segment with what was read: its
+/// first `prefix` bytes and the `kept` pieces. Returns the new length.
+fn set_aside(dir: &Path, id: u64, file: &File, prefix: u64, kept: &[Piece]) -> io::Result<u64> {
+    let aside = corrupt_path(dir, id);
+    match fs::remove_file(&aside) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    fs::hard_link(segment_path(dir, id), &aside)?;
+    rewrite_segment(dir, id, file, prefix, kept)
 }
 
 /// What recovery keeps of a segment.
@@ -1157,7 +1426,9 @@ fn rewrite_segment(
         let mut at = start;
         while at < end {
             let n = ((end - at) as usize).min(buf.len());
-            file.read_exact_at(&mut buf[..n], at)?;
+            if fileio::read_up_to_at(file, &mut buf[..n], at)? < n {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
             out.write_all(&buf[..n])?;
             at += n as u64;
         }
@@ -1198,6 +1469,23 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
+/// Where a segment that could not be read is kept: beside the segments, under a
+/// name no reader lists.
+fn corrupt_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg.corrupt"))
+}
+
+/// Removes a segment the buffer is done with; one that could not be read is kept
+/// as `<name>.corrupt` instead, for whoever looks into the disk.
+fn retire(dir: &Path, segment: &Segment) {
+    let path = segment_path(dir, segment.id);
+    if segment.failed {
+        let _ = fs::rename(&path, corrupt_path(dir, segment.id));
+    } else {
+        let _ = fs::remove_file(&path);
+    }
+}
+
 fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut ids = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -1214,14 +1502,18 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 /// segment starts with a loss marker for no points that carries `seq`, the running
 /// point number of its first record: damage at the very start of a segment can then
 /// be counted in points too. It is synced with the segment's first append.
+///
+/// A file already there under the new id holds nothing: it is what an earlier
+/// attempt that failed (a full disk) left, and is started over.
 fn create_segment(dir: &Path, id: u64, seq: u64) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(true)
         .open(segment_path(dir, id))?;
     let mut start = Vec::with_capacity(frame::HEADER);
     frame::encode_lost(seq, 0, &mut start);
-    file.write_all(&start)?;
+    fileio::append(&mut file, &start)?;
     File::open(dir)?.sync_all()?;
     Ok(file)
 }
@@ -1259,11 +1551,19 @@ fn read_ack(dir: &Path) -> io::Result<SavedAck> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SavedAck::default()),
         Err(e) => return Err(e),
     };
-    let mut parts = text.split_whitespace().map(str::parse::<u64>);
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(Ok(segment)), Some(Ok(offset)), seq) => Ok(SavedAck {
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    // Four fields: this release's line, checked by its CRC (a line torn by a power
+    // loss must not point past undelivered points). Two or three: earlier ones.
+    let intact = match tokens.as_slice() {
+        [fields @ .., crc] if fields.len() == 3 => u32::from_str_radix(crc, 16)
+            .is_ok_and(|crc| crc == crc32fast::hash(fields.join(" ").as_bytes())),
+        _ => true,
+    };
+    let number = |i: usize| tokens.get(i).and_then(|t| t.parse::<u64>().ok());
+    match (intact, number(0), number(1)) {
+        (true, Some(segment), Some(offset)) => Ok(SavedAck {
             pos: Pos { segment, offset },
-            seq: seq.and_then(Result::ok),
+            seq: number(2),
         }),
         _ => {
             tracing::warn!(dir = %dir.display(), "disk buffer: unreadable ack file; delivering everything buffered (some points may be sent twice)");
@@ -1272,14 +1572,39 @@ fn read_ack(dir: &Path) -> io::Result<SavedAck> {
     }
 }
 
-fn write_ack(dir: &Path, pos: Pos, seq: Option<u64>) -> io::Result<()> {
-    let tmp = dir.join("ack.tmp");
-    let text = match seq {
-        Some(seq) => format!("{} {} {seq}\n", pos.segment, pos.offset),
-        None => format!("{} {}\n", pos.segment, pos.offset),
+/// Length of an `ack` line: `<segment> <offset> <seq> <crc>\n`, the numbers
+/// zero-padded to 20 digits (`seq` dashes when unknown), the CRC-32 of the first
+/// three fields in 8 hex digits. Fixed, so that each write covers the last.
+const ACK_LINE: usize = 3 * 21 + 9;
+
+fn ack_line(pos: Pos, seq: Option<u64>) -> String {
+    let seq = seq.map_or_else(|| "-".repeat(20), |seq| format!("{seq:020}"));
+    let fields = format!("{:020} {:020} {seq}", pos.segment, pos.offset);
+    format!("{fields} {:08x}\n", crc32fast::hash(fields.as_bytes()))
+}
+
+/// Records the delivery position: one positioned write over the `ack` file
+/// (opened into `file` the first time), without a sync. No temporary file and no
+/// rename, which on ext4 would also start writing the new file out; a write torn by
+/// a power loss fails its CRC and makes the next start deliver everything again.
+fn write_ack(file: &mut Option<File>, dir: &Path, pos: Pos, seq: Option<u64>) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = match file {
+        Some(file) => file,
+        None => {
+            let opened = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join("ack"))?;
+            // A longer line left by an earlier release must not show past ours.
+            if opened.metadata()?.len() > ACK_LINE as u64 {
+                opened.set_len(ACK_LINE as u64)?;
+            }
+            file.insert(opened)
+        }
     };
-    fs::write(&tmp, text)?;
-    fs::rename(tmp, dir.join("ack"))
+    file.write_all_at(ack_line(pos, seq).as_bytes(), 0)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1289,6 +1614,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
+
+    const FORMAT: BodyFormat = BodyFormat::LineProtocol;
 
     fn record(i: u32) -> Record {
         Record {
@@ -1308,6 +1636,7 @@ mod tests {
         let buffer = DiskBuffer::open(
             dir,
             "t",
+            FORMAT,
             BufferLimits {
                 max_bytes,
                 sync_every: None,
@@ -1330,6 +1659,16 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
+    }
+
+    /// A buffer in `dir` holding records `0..n`, appended one by one.
+    fn filled(dir: &Path, max_bytes: u64, n: u32) -> (DiskBuffer, Arc<SinkStats>) {
+        let rt = rt();
+        let (buffer, stats) = open(dir, max_bytes);
+        for i in 0..n {
+            rt.block_on(buffer.append(vec![record(i)])).expect("append");
+        }
+        (buffer, stats)
     }
 
     #[test]
@@ -1390,7 +1729,7 @@ mod tests {
             .expect("a segment with data");
         let path = segment_path(dir.path(), last_with_data);
         let mut frame = Vec::new();
-        frame::encode(&record(99), 5, &mut frame);
+        frame::encode(&record(99), 5, FORMAT, &mut frame);
         let mut file = OpenOptions::new().append(true).open(&path).expect("open");
         file.write_all(&frame[..frame.len() / 2]).expect("write");
         drop(file);
@@ -1516,10 +1855,7 @@ mod tests {
     fn damage_found_while_running_is_skipped_and_delivery_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        let (buffer, stats) = open(dir.path(), 1 << 20);
-        for i in 0..6 {
-            rt.block_on(buffer.append(vec![record(i)])).expect("append");
-        }
+        let (buffer, stats) = filled(dir.path(), 1 << 20, 6);
         let (path, offsets) = data_segment(dir.path());
         overwrite(&path, offsets[2] + 3, b"garbage");
         let mut batch = read_all(&buffer);
@@ -1664,14 +2000,16 @@ mod tests {
         };
         let stats = Arc::new(SinkStats::new("t", "test"));
         {
-            let buffer = DiskBuffer::open(dir.path(), "t", limits, stats.clone()).expect("open");
+            let buffer =
+                DiskBuffer::open(dir.path(), "t", FORMAT, limits, stats.clone()).expect("open");
             // Enough to roll several segments (each is synced when it is finished).
             for i in 0..2000 {
                 rt.block_on(buffer.append(vec![record(i)])).expect("append");
             }
             buffer.close();
         }
-        let buffer = DiskBuffer::open(dir.path(), "t", limits, stats.clone()).expect("open");
+        let buffer =
+            DiskBuffer::open(dir.path(), "t", FORMAT, limits, stats.clone()).expect("open");
         let batch = read_all(&buffer);
         let dropped = stats.snapshot().dropped_points;
         assert_eq!(batch.records.len() as u64 + dropped, 2000);
@@ -1685,6 +2023,7 @@ mod tests {
         let second = DiskBuffer::open(
             dir.path(),
             "t",
+            FORMAT,
             BufferLimits {
                 max_bytes: 1 << 20,
                 sync_every: None,
@@ -1692,6 +2031,295 @@ mod tests {
             Arc::new(SinkStats::new("t", "test")),
         );
         assert!(matches!(second, Err(BufferError::Locked(_))));
+    }
+
+    fn open_as(dir: &Path, format: BodyFormat) -> (DiskBuffer, Arc<SinkStats>) {
+        let stats = Arc::new(SinkStats::new("t", "test"));
+        let limits = BufferLimits {
+            max_bytes: 1 << 20,
+            sync_every: None,
+        };
+        let buffer = DiskBuffer::open(dir, "t", format, limits, stats.clone()).expect("open");
+        (buffer, stats)
+    }
+
+    /// The segment the writer appends to: the newest.
+    fn newest_segment(dir: &Path) -> PathBuf {
+        let ids = list_segments(dir).expect("list");
+        segment_path(dir, ids.into_iter().max().expect("a segment"))
+    }
+
+    #[test]
+    fn records_in_another_format_are_kept_apart_and_never_returned_to_send() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        {
+            let (buffer, _) = open_as(dir.path(), BodyFormat::LineProtocol);
+            for i in 0..3 {
+                rt.block_on(buffer.append(vec![record(i)])).expect("append");
+            }
+            buffer.close();
+        }
+        // The sink's type changed, its name (and buffer) kept.
+        let (buffer, _) = open_as(dir.path(), BodyFormat::RemoteWrite);
+        let old_bytes: usize = (0..3).map(|i| record(i).body.len()).sum();
+        assert_eq!(
+            buffer.foreign_at_open(),
+            [ForeignQueued {
+                format: BodyFormat::LineProtocol.code(),
+                records: 3,
+                points: 3,
+                bytes: old_bytes as u64,
+            }]
+        );
+        rt.block_on(buffer.append(vec![record(3), record(4)]))
+            .expect("append");
+        let batch = read_all(&buffer);
+        assert_eq!(batch.records, vec![record(3), record(4)]);
+        let foreign: Vec<Foreign> = (0..3)
+            .map(|i| Foreign {
+                record: record(i),
+                format: BodyFormat::LineProtocol.code(),
+            })
+            .collect();
+        assert_eq!(batch.foreign, foreign);
+        buffer.ack(&batch).expect("ack");
+        assert_eq!(buffer.queued_points(), 0);
+        buffer.close();
+        drop(buffer);
+        let (buffer, _) = open_as(dir.path(), BodyFormat::RemoteWrite);
+        assert!(buffer.foreign_at_open().is_empty());
+        assert!(read_all(&buffer).is_empty());
+    }
+
+    #[test]
+    fn a_version_1_buffer_is_read_as_the_sinks_own_format() {
+        // Segments exactly as the release before this one left them (version 1:
+        // no body format recorded), queued by what was a remote write sink.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut first = Vec::new();
+        frame::tests::encode_lost_v1(0, 0, &mut first);
+        for i in 0..4 {
+            frame::tests::encode_v1(&record(i), u64::from(i), &mut first);
+        }
+        fs::write(segment_path(dir.path(), 1), &first).expect("write");
+        let mut second = Vec::new();
+        frame::tests::encode_lost_v1(4, 0, &mut second);
+        fs::write(segment_path(dir.path(), 2), &second).expect("write");
+        let skip = frame::HEADER + frame::HEADER + record(0).body.len();
+        fs::write(dir.path().join("ack"), format!("1 {skip} 1\n")).expect("ack");
+
+        let rt = rt();
+        let (buffer, stats) = open_as(dir.path(), BodyFormat::RemoteWrite);
+        assert!(buffer.foreign_at_open().is_empty());
+        assert_eq!(buffer.queued_points(), 3);
+        rt.block_on(buffer.append(vec![record(4)])).expect("append");
+        let batch = read_all(&buffer);
+        assert_eq!(batch.records, (1..5).map(record).collect::<Vec<_>>());
+        assert!(batch.foreign.is_empty());
+        let snap = stats.snapshot();
+        assert_eq!((snap.corrupt_points, snap.corrupt_bytes), (0, 0));
+    }
+
+    // A disk that answers EIO cannot be had portably: the read errors below are
+    // injected in the buffer's file I/O layer (`fileio::faults`, tests only).
+    #[test]
+    fn a_read_error_skips_the_rest_of_that_segment_and_delivery_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (buffer, stats) = filled(dir.path(), 32 << 10, 300);
+        let (path, offsets) = data_segment(dir.path());
+        let in_first = offsets.len() as u32;
+        let end = fs::metadata(&path).expect("meta").len();
+        let _fault = fileio::faults::fail_reads(&path, offsets[10]);
+        let batch = read_all(&buffer);
+        let expected: Vec<Record> = (0..10).chain(in_first..300).map(record).collect();
+        assert_eq!(batch.records, expected);
+        let snap = stats.snapshot();
+        assert_eq!(snap.corrupt_points, u64::from(in_first - 10), "{snap:?}");
+        assert_eq!(snap.corrupt_bytes, end - offsets[10], "{snap:?}");
+        assert!(snap.last_error.unwrap_or_default().contains("cannot read"));
+        buffer.ack(&batch).expect("ack");
+        assert_eq!(buffer.queued_points(), 0);
+        // Delivered past: kept aside, out of the buffer's way.
+        let aside = path.with_extension("seg.corrupt");
+        assert_eq!(fs::metadata(&aside).expect("kept aside").len(), end);
+        assert!(!path.exists());
+        buffer.close();
+        drop(buffer);
+        let (buffer, stats) = open(dir.path(), 32 << 10);
+        assert!(read_all(&buffer).is_empty());
+        assert_eq!(stats.snapshot().corrupt_bytes, 0);
+    }
+
+    #[test]
+    fn a_read_error_in_the_segment_being_written_moves_the_writer_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let (buffer, stats) = filled(dir.path(), 1 << 20, 5);
+        let (path, offsets) = data_segment(dir.path());
+        assert_eq!(path, newest_segment(dir.path()));
+        let _fault = fileio::faults::fail_reads(&path, offsets[2]);
+        let mut batch = read_all(&buffer);
+        assert_eq!(batch.records, vec![record(0), record(1)]);
+        // The next append goes to a new segment, which delivery reads; the points
+        // skipped are counted at its start.
+        rt.block_on(buffer.append(vec![record(5)])).expect("append");
+        assert_ne!(newest_segment(dir.path()), path);
+        buffer
+            .read_more(&mut batch, u64::MAX, usize::MAX)
+            .expect("read");
+        assert_eq!(batch.records, vec![record(0), record(1), record(5)]);
+        buffer.ack(&batch).expect("ack");
+        let snap = stats.snapshot();
+        assert_eq!(
+            (snap.corrupt_points, snap.queued_points),
+            (3, 0),
+            "{snap:?}"
+        );
+        assert!(path.with_extension("seg.corrupt").exists());
+    }
+
+    #[test]
+    fn a_read_error_found_on_open_keeps_the_file_aside_and_what_was_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        {
+            let (buffer, _) = open(dir.path(), 1 << 20);
+            for i in 0..10 {
+                rt.block_on(buffer.append(vec![record(i)])).expect("append");
+            }
+            buffer.close();
+        }
+        // A later run that wrote nothing: its empty segment follows the data.
+        drop(open(dir.path(), 1 << 20));
+        let (path, offsets) = data_segment(dir.path());
+        let end = fs::metadata(&path).expect("meta").len();
+        let fault = fileio::faults::fail_reads(&path, offsets[6]);
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        let snap = stats.snapshot();
+        assert_eq!(
+            (snap.corrupt_points, snap.corrupt_bytes),
+            (4, end - offsets[6]),
+            "{snap:?}"
+        );
+        assert_eq!(buffer.queued_points(), 6);
+        assert_eq!(
+            read_all(&buffer).records,
+            (0..6).map(record).collect::<Vec<_>>()
+        );
+        let aside = path.with_extension("seg.corrupt");
+        assert_eq!(fs::metadata(&aside).expect("kept aside").len(), end);
+        buffer.close();
+        drop(buffer);
+        drop(fault);
+        // Repaired: the next start reads what was kept and reports nothing again.
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        assert_eq!(
+            read_all(&buffer).records,
+            (0..6).map(record).collect::<Vec<_>>()
+        );
+        assert_eq!(stats.snapshot().corrupt_bytes, 0);
+    }
+
+    // A full disk needs a tiny filesystem only root can mount: the write cut short
+    // by ENOSPC is injected in the buffer's file I/O layer (tests only).
+    #[test]
+    fn an_append_cut_short_leaves_nothing_in_the_way_of_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let (buffer, stats) = filled(dir.path(), 1 << 20, 3);
+        let fault = fileio::faults::fail_next_write(&newest_segment(dir.path()), 25);
+        let failed = rt.block_on(buffer.append(vec![record(3)]));
+        assert!(failed.is_err(), "the append reports the failure");
+        drop(fault);
+        for i in 4..6 {
+            rt.block_on(buffer.append(vec![record(i)])).expect("append");
+        }
+        let kept: Vec<Record> = [0, 1, 2, 4, 5].into_iter().map(record).collect();
+        assert_eq!(read_all(&buffer).records, kept);
+        assert_eq!(buffer.queued_points(), 5);
+        buffer.close();
+        drop(buffer);
+        assert_eq!(stats.snapshot().corrupt_bytes, 0);
+        let (buffer, stats) = open(dir.path(), 1 << 20);
+        assert_eq!(read_all(&buffer).records, kept);
+        let snap = stats.snapshot();
+        assert_eq!(
+            (snap.corrupt_points, snap.corrupt_bytes),
+            (0, 0),
+            "{snap:?}"
+        );
+    }
+
+    #[test]
+    fn appends_waiting_during_a_sync_share_the_next_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let (buffer, _) = open(dir.path(), 1 << 20);
+        let held = fileio::faults::hold_syncs(&newest_segment(dir.path()));
+        let gate = held.gate.clone().expect("a gate");
+        let mut pending = vec![rt
+            .block_on(buffer.start_append(vec![record(0)]))
+            .expect("queued")];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while gate.held() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never synced"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Seven appends arrive while the first one's sync is under way.
+        for i in 1..8 {
+            pending.push(
+                rt.block_on(buffer.start_append(vec![record(i)]))
+                    .expect("queued"),
+            );
+        }
+        gate.open();
+        for done in pending {
+            rt.block_on(buffer.finish_append(done)).expect("append");
+        }
+        assert_eq!(gate.held(), 2, "one sync for the first, one for the seven");
+        assert_eq!(
+            read_all(&buffer).records,
+            (0..8).map(record).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_ack_file_is_checked_and_read_in_every_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pos = Pos {
+            segment: 7,
+            offset: 1234,
+        };
+        let mut file = None;
+        write_ack(&mut file, dir.path(), pos, Some(99)).expect("write");
+        let line = fs::read_to_string(dir.path().join("ack")).expect("read");
+        assert_eq!(line.len(), ACK_LINE);
+        let saved = read_ack(dir.path()).expect("read");
+        assert_eq!((saved.pos, saved.seq), (pos, Some(99)));
+        write_ack(&mut file, dir.path(), Pos::default(), None).expect("write");
+        let saved = read_ack(dir.path()).expect("read");
+        assert_eq!((saved.pos, saved.seq), (Pos::default(), None));
+        // A digit changed (a write torn by a power loss): not trusted, everything
+        // buffered is delivered again rather than points skipped.
+        let torn = ack_line(pos, Some(99)).replacen("1234", "9234", 1);
+        fs::write(dir.path().join("ack"), torn).expect("write");
+        assert_eq!(read_ack(dir.path()).expect("read").pos, Pos::default());
+        // The lines of earlier releases.
+        for (text, seq) in [("7 1234 99\n", Some(99)), ("7 1234\n", None)] {
+            fs::write(dir.path().join("ack"), text).expect("write");
+            let saved = read_ack(dir.path()).expect("read");
+            assert_eq!((saved.pos, saved.seq), (pos, seq), "{text:?}");
+        }
+        // Rewritten in place over a line of an earlier release.
+        let long = format!("{} {} {}\n", u64::MAX, u64::MAX, u64::MAX);
+        fs::write(dir.path().join("ack"), &long).expect("write");
+        write_ack(&mut None, dir.path(), pos, Some(1)).expect("write");
+        let saved = read_ack(dir.path()).expect("read");
+        assert_eq!((saved.pos, saved.seq), (pos, Some(1)));
     }
 
     #[test]

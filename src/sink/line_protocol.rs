@@ -172,6 +172,10 @@ impl Protocol for LineProtocol {
     fn dead_letter_body(&self) -> DeadLetterBody {
         DeadLetterBody::Text
     }
+
+    fn body_format(&self) -> crate::sink::body_format::BodyFormat {
+        crate::sink::body_format::BodyFormat::LineProtocol
+    }
 }
 
 /// Percent-encodes a query value (database, bucket and org names are usually plain).

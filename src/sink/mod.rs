@@ -11,6 +11,7 @@
 //! for the HTTP write API). A network sink's delivery task then drains its buffer to
 //! the backend ([`network`]).
 
+pub mod body_format;
 pub mod buffer;
 mod file;
 mod line_protocol;
@@ -126,6 +127,7 @@ impl Sinks {
                     let buffer = DiskBuffer::open(
                         &data_dir.join("buffers").join(&net.name),
                         &net.name,
+                        protocol.body_format(),
                         BufferLimits {
                             max_bytes: net.max_bytes,
                             sync_every: net.fsync_every,
@@ -144,6 +146,7 @@ impl Sinks {
                         buffer: buffer.clone(),
                         stats: sink_stats.clone(),
                         deadletter: deadletter_path(data_dir, &net.name),
+                        foreign: foreign_path(data_dir, &net.name),
                     });
                     tracing::info!(sink = %net.name, r#type = config.kind.type_name(), url = %crate::config::redact_query(&net.url), "network sink started");
                     deliveries.push(tokio::spawn(delivery.run(stop.clone())));
@@ -337,6 +340,12 @@ impl Buffered {
 /// `data_dir/deadletter/<sink>.ndjson`: requests a backend refused for good.
 pub fn deadletter_path(data_dir: &Path, sink: &str) -> PathBuf {
     data_dir.join("deadletter").join(format!("{sink}.ndjson"))
+}
+
+/// `data_dir/foreign/<sink>.ndjson`: buffered records in another body format than
+/// the sink's, set aside unsent (docs/BUFFER.md).
+pub fn foreign_path(data_dir: &Path, sink: &str) -> PathBuf {
+    data_dir.join("foreign").join(format!("{sink}.ndjson"))
 }
 
 /// One local sink's way of writing points.

@@ -10,7 +10,10 @@
 //! points meanwhile. Any other 4xx cannot be fixed by retrying: the backend's message
 //! is logged and the request is written to the dead-letter file
 //! `data_dir/deadletter/<sink>.ndjson`, so nothing disappears without a trace. Only
-//! then is the batch acknowledged in the buffer.
+//! then is the batch acknowledged in the buffer. Buffered records in another body
+//! format than the sink's (left by a sink of another type with the same name) are
+//! never sent: they are written to `data_dir/foreign/<sink>.ndjson`, counted and
+//! acknowledged (docs/BUFFER.md).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,7 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::buffer::{DiskBuffer, ReadBatch};
+use super::body_format::BodyFormat;
+use super::buffer::{DiskBuffer, Foreign, ReadBatch};
 use super::protocol::{DeadLetterBody, Protocol, Request, MAX_REQUEST_BYTES};
 use crate::config::{redact_query, NetworkSinkConfig};
 use crate::point::Category;
@@ -52,6 +56,8 @@ pub struct Delivery {
     pub buffer: Arc<DiskBuffer>,
     pub stats: Arc<SinkStats>,
     pub deadletter: PathBuf,
+    /// Where records in another body format are set aside.
+    pub foreign: PathBuf,
 }
 
 impl Delivery {
@@ -66,6 +72,12 @@ impl Delivery {
                 return;
             }
         };
+        let format = self.protocol.body_format();
+        for queued in self.buffer.foreign_at_open() {
+            tracing::warn!(sink = %self.name, format = %BodyFormat::name_of(queued.format), sink_format = format.name(),
+                records = queued.records, points = queued.points, bytes = queued.bytes, file = %self.foreign.display(),
+                "disk buffer: records queued in another body format than this sink's (a sink of another type had this name); they are not sent but moved to the foreign file");
+        }
         let mut committed = self.buffer.watch();
         let mut stopping = false;
         let mut failing = false;
@@ -76,6 +88,13 @@ impl Delivery {
                     Some(batch) => batch,
                     None => return,
                 };
+                if !batch.foreign.is_empty() {
+                    self.set_aside(std::mem::take(&mut batch.foreign));
+                    if batch.records.is_empty() {
+                        self.ack(std::mem::take(&mut batch)).await;
+                        continue;
+                    }
+                }
                 let full =
                     batch.points() >= self.net.batch_points || batch.bytes() >= MAX_REQUEST_BYTES;
                 let age = batch.oldest_ms().map(|ms| now_ms().saturating_sub(ms));
@@ -101,18 +120,58 @@ impl Delivery {
             if !self.send(&client, &mut batch, &stop, &mut failing).await {
                 return;
             }
-            let buffer = self.buffer.clone();
-            let acked = tokio::task::spawn_blocking(move || buffer.ack(&batch)).await;
-            match acked {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(sink = %self.name, %error, "cannot record delivery in the disk buffer; these points may be sent again after a restart");
-                    self.stats.set_last_error(error.to_string());
-                }
-                Err(error) => {
-                    tracing::error!(sink = %self.name, %error, "ack task failed");
-                }
+            self.ack(batch).await;
+        }
+    }
+
+    /// Records what `batch` held as delivered in the buffer.
+    async fn ack(&self, batch: ReadBatch) {
+        let buffer = self.buffer.clone();
+        let acked = tokio::task::spawn_blocking(move || buffer.ack(&batch)).await;
+        match acked {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(sink = %self.name, %error, "cannot record delivery in the disk buffer; these points may be sent again after a restart");
+                self.stats.set_last_error(error.to_string());
             }
+            Err(error) => {
+                tracing::error!(sink = %self.name, %error, "ack task failed");
+            }
+        }
+    }
+
+    /// Writes records in another body format to the foreign file (one JSON object
+    /// per line) and counts them; they are never sent. A crash before the batch is
+    /// acknowledged writes them again at the next start.
+    fn set_aside(&self, foreign: Vec<Foreign>) {
+        let points: u64 = foreign.iter().map(|f| u64::from(f.record.points)).sum();
+        self.stats.add_foreign(points);
+        let mut text = String::new();
+        for Foreign { record, format } in &foreign {
+            let mut line = serde_json::json!({
+                "unix_ms": now_ms(),
+                "sink": self.name,
+                "format": BodyFormat::name_of(*format),
+                "format_code": format,
+                "sink_format": self.protocol.body_format().name(),
+                "category": record.category.name(),
+                "points": record.points,
+                "enqueued_ms": record.enqueued_ms,
+            });
+            body_field(
+                &mut line,
+                &record.body,
+                BodyFormat::from_code(*format).is_some_and(BodyFormat::is_text),
+            );
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        tracing::debug!(sink = %self.name, records = foreign.len(), points, file = %self.foreign.display(), "records in another body format set aside");
+        if let Err(error) = append_synced(&self.foreign, text.as_bytes()) {
+            tracing::error!(sink = %self.name, points, file = %self.foreign.display(), %error,
+                "cannot write the foreign file; these points, in another body format than this sink's, are lost");
+            self.stats
+                .set_last_error(format!("foreign file {}: {error}", self.foreign.display()));
         }
     }
 
@@ -329,35 +388,41 @@ impl Delivery {
             "points": request.points,
         });
         let mut line = line;
-        match self.protocol.dead_letter_body() {
-            DeadLetterBody::Text => {
-                line["lines"] = String::from_utf8_lossy(&request.body).into();
-            }
-            DeadLetterBody::Binary => {
-                use base64::Engine;
-                line["body_base64"] = base64::engine::general_purpose::STANDARD
-                    .encode(&request.body)
-                    .into();
-            }
-        }
-        let result = (|| {
-            if let Some(parent) = self.deadletter.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.deadletter)?;
-            let mut text = line.to_string();
-            text.push('\n');
-            file.write_all(text.as_bytes())?;
-            file.sync_data()
-        })();
-        if let Err(error) = result {
+        let text = matches!(self.protocol.dead_letter_body(), DeadLetterBody::Text);
+        body_field(&mut line, &request.body, text);
+        let mut text = line.to_string();
+        text.push('\n');
+        if let Err(error) = append_synced(&self.deadletter, text.as_bytes()) {
             tracing::error!(sink = %self.name, points = request.points, deadletter = %self.deadletter.display(), %error,
                 "cannot write the dead-letter file; these refused points are lost");
         }
     }
+}
+
+/// Puts a body into a dead-letter or foreign line: `lines` for text (line
+/// protocol), `body_base64` for binary (protobuf).
+fn body_field(line: &mut serde_json::Value, body: &[u8], text: bool) {
+    if text {
+        line["lines"] = String::from_utf8_lossy(body).into();
+    } else {
+        use base64::Engine;
+        line["body_base64"] = base64::engine::general_purpose::STANDARD
+            .encode(body)
+            .into();
+    }
+}
+
+/// Appends `text` to the file at `path` (created with its directory) and syncs it.
+fn append_synced(path: &std::path::Path, text: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(text)?;
+    file.sync_data()
 }
 
 /// How long to wait before the next attempt: the backoff `delay` with jitter (half

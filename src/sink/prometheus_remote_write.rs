@@ -132,6 +132,10 @@ impl Protocol for RemoteWrite {
     fn dead_letter_body(&self) -> DeadLetterBody {
         DeadLetterBody::Binary
     }
+
+    fn body_format(&self) -> crate::sink::body_format::BodyFormat {
+        crate::sink::body_format::BodyFormat::RemoteWrite
+    }
 }
 
 /// Protobuf key bytes: (field number << 3) | wire type.

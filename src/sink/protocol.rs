@@ -14,6 +14,7 @@ use std::io;
 
 use reqwest::header::HeaderMap;
 
+use super::body_format::BodyFormat;
 use super::buffer::Record;
 use crate::config::{HttpAuth, RequestOptions};
 use crate::point::{Category, PointRef};
@@ -77,6 +78,11 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// How a refused body is written to the dead-letter file.
     fn dead_letter_body(&self) -> DeadLetterBody;
+
+    /// The encoding of the bodies [`Protocol::encode`] writes: recorded with each
+    /// buffered record, so that a sink of another type under the same name never
+    /// sends them (docs/BUFFER.md).
+    fn body_format(&self) -> BodyFormat;
 
     /// Whether a successful answer's body can say that points were refused (then
     /// [`Protocol::rejected_in_success`] reads it).

@@ -1,6 +1,6 @@
 //! What one sink is doing, for status and metrics: queue depth (points, bytes, age of
 //! the oldest queued point) and delivery counters (sent, retried, dropped,
-//! dead-lettered, skipped, last error).
+//! dead-lettered, set aside in another format, skipped, last error).
 //!
 //! The buffer and the delivery task (src/sink/) write here; [`crate::stats::Stats`]
 //! holds one per sink and copies them into its snapshot. The type lives with the
@@ -32,6 +32,7 @@ pub struct SinkStats {
     skipped_points: AtomicU64,
     skipped_fields: AtomicU64,
     corrupt_points: AtomicU64,
+    foreign_points: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -95,6 +96,11 @@ impl SinkStats {
         self.corrupt_points.fetch_add(points, Ordering::Relaxed);
     }
 
+    /// Points of records in another body format, set aside unsent.
+    pub(crate) fn add_foreign(&self, points: u64) {
+        self.foreign_points.fetch_add(points, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_last_error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
@@ -120,6 +126,7 @@ impl SinkStats {
             skipped_points: self.skipped_points.load(Ordering::Relaxed),
             skipped_fields: self.skipped_fields.load(Ordering::Relaxed),
             corrupt_points: self.corrupt_points.load(Ordering::Relaxed),
+            foreign_points: self.foreign_points.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -168,6 +175,10 @@ pub struct SinkSnapshot {
     /// Points lost in that damaged data (counted where the frames around the damage
     /// tell exactly how many; docs/BUFFER.md).
     pub corrupt_points: u64,
+    /// Points found in the buffer in another body format than the sink's (written
+    /// by a sink of another type under the same name), not sent but written to
+    /// `data_dir/foreign/<name>.ndjson` (docs/BUFFER.md).
+    pub foreign_points: u64,
     /// The last delivery or buffer error, if any.
     pub last_error: Option<String>,
 }

@@ -22,6 +22,25 @@ pub fn api_addr(agent: &Agent) -> String {
     api_base(agent).trim_start_matches("http://").to_string()
 }
 
+/// The agent's sink snapshot named `name`, from /v1/status.
+pub fn sink_status(agent: &Agent, name: &str) -> serde_json::Value {
+    let addr = api_addr(agent);
+    let body = get(&format!("http://{addr}/v1/status"), &[]).body;
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    status["sinks"]
+        .as_array()
+        .and_then(|sinks| sinks.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no sink {name} in {status}"))
+}
+
+/// The value of one sample (name and labels) in the agent's `/metrics`.
+pub fn sink_metric(agent: &Agent, sample: &str) -> Option<f64> {
+    let addr = api_addr(agent);
+    let text = get(&format!("http://{addr}/metrics"), &[]).body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(60))

@@ -93,6 +93,7 @@ pub fn expect_log_line(agent: &Agent, needles: &[&str]) -> String {
 pub struct Setup {
     pub home: Home,
     pub start_ms: i64,
+    extra_env: Vec<String>,
 }
 
 impl Setup {
@@ -104,25 +105,36 @@ impl Setup {
             &format!("[global_tags]\nregion = \"eu\"\n\n{sinks}"),
         );
         home.write("python.d/seq/seq.py", SEQ);
-        let seq_file = home.path().join("seq.txt");
+        let setup = Self {
+            home,
+            start_ms,
+            extra_env: extra_env.iter().map(|e| e.to_string()).collect(),
+        };
+        setup.write_input(seq_max);
+        setup
+    }
+
+    /// (Re)writes the seq input to report numbers below `seq_max`; a collector
+    /// started after this goes on from the last number it persisted.
+    pub fn write_input(&self, seq_max: u64) {
+        let seq_file = self.home.path().join("seq.txt");
         let mut envs = vec![
             format!("SEQ_FILE={}", seq_file.display()),
             format!("SEQ_MAX={seq_max}"),
-            format!("START_MS={start_ms}"),
+            format!("START_MS={}", self.start_ms),
         ];
-        envs.extend(extra_env.iter().map(|e| e.to_string()));
+        envs.extend(self.extra_env.iter().cloned());
         let envs: Vec<String> = envs.iter().map(|e| format!("{e:?}")).collect();
         // The harness writes `envs` with its marker; add ours through a second file
         // would duplicate the input, so write the input table here.
-        home.write(
+        self.home.write(
             "conf.d/seq.conf",
             &format!(
                 "[[inputs.pythond]]\nname = \"seq\"\ncmd = \"python3\"\ndirs = [\"seq\"]\nenvs = [\"PYTHOND_TEST_MARKER={}\", {}]\n",
-                home.marker,
+                self.home.marker,
                 envs.join(", ")
             ),
         );
-        Self { home, start_ms }
     }
 
     /// The last number the collector persisted (-1 before the first).

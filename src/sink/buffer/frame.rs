@@ -5,14 +5,14 @@
 //! Kept apart from the segment log so the byte layout, the one thing that must stay
 //! readable across releases, sits in one small place with its own tests.
 //!
-//! Version 1 (written by this release), little-endian, 40-byte header then the body:
+//! Version 2 (written by this release), little-endian, 40-byte header then the body:
 //!
 //! ```text
 //!  0  magic        F7 50 42 D1
-//!  4  version      1
+//!  4  version      2
 //!  5  category     Category::buffer_code (1 metric .. 6 rum)
-//!  6  body format  1 = line protocol
-//!  7  flags        0, or 1 for a loss marker (category 0, no body)
+//!  6  body format  BodyFormat::code (1 line protocol, 2 remote write, 3 OTLP)
+//!  7  flags        0, or 1 for a loss marker (category 0, body format 0, no body)
 //!  8  body length  u32
 //! 12  points       u32
 //! 16  seq          u64  points appended to this buffer before this record
@@ -22,7 +22,11 @@
 //! 40  body
 //! ```
 //!
-//! The magic read as a version-0 length is far above any frame's size, so the two
+//! Version 1 has the same layout with version `1` and a body-format byte that is
+//! always `1` whatever the sink's type wrote: it does not say which encoding the
+//! body is in, so a reader takes such a record as being in its sink's own format.
+//!
+//! The magic read as a version-0 length is far above any frame's size, so the
 //! versions cannot be confused. The header CRC bounds the length before the body is
 //! read (a damaged length never makes the reader allocate or skip blindly); a frame
 //! found by scanning for the magic is only trusted once both CRCs match. `seq` lets
@@ -34,21 +38,24 @@
 //! Version 0 (written before the frame was versioned), still read:
 //! `[len u32][crc32 of payload u32][payload]`, payload
 //! `[category index u8][points u32][enqueued ms u64][body]`, the category being its
-//! position in [`LEGACY_CATEGORIES`].
+//! position in [`LEGACY_CATEGORIES`]; like version 1 it does not record the format.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
+use super::fileio::read_up_to_at;
 use super::Record;
 use crate::point::Category;
+use crate::sink::body_format::BodyFormat;
 
 /// First bytes of every version-1 frame.
 pub(super) const MAGIC: [u8; 4] = [0xF7, 0x50, 0x42, 0xD1];
 /// The frame version this release writes.
-const VERSION: u8 = 1;
-/// Body format code: line protocol, one point per line.
-const BODY_LINE_PROTOCOL: u8 = 1;
+const VERSION: u8 = 2;
+/// The version before the body format was recorded.
+const VERSION_1: u8 = 1;
+/// The body-format byte of every version-1 frame, whatever its body.
+const V1_FORMAT: u8 = 1;
 /// Flag of a loss marker.
 const FLAG_LOST: u8 = 1;
 /// Size of a version-1 header.
@@ -79,6 +86,9 @@ pub(super) struct Frame {
     pub record: Record,
     /// Points appended to the buffer before this record; `None` for version 0.
     pub seq: Option<u64>,
+    /// The body format's code; `None` where the frame does not record it
+    /// (versions 0 and 1).
+    pub format: Option<u8>,
     /// Bytes the frame takes in the segment.
     pub len: u64,
 }
@@ -106,13 +116,21 @@ pub(super) enum Found {
     Damaged,
 }
 
-/// Appends `record`'s version-1 frame to `out`.
-pub(super) fn encode(record: &Record, seq: u64, out: &mut Vec<u8>) {
+/// Appends `record`'s frame to `out`, its body in `format`.
+#[cfg(test)]
+pub(super) fn encode(record: &Record, seq: u64, format: BodyFormat, out: &mut Vec<u8>) {
+    encode_header(record, seq, format, out);
+    out.extend_from_slice(&record.body);
+}
+
+/// Appends the header of `record`'s frame to `out` (both CRCs computed): the
+/// body follows it on disk, written from the record itself.
+pub(super) fn encode_header(record: &Record, seq: u64, format: BodyFormat, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.push(record.category.buffer_code());
-    out.push(BODY_LINE_PROTOCOL);
+    out.push(format.code());
     out.push(0);
     out.extend_from_slice(&(record.body.len() as u32).to_le_bytes());
     out.extend_from_slice(&record.points.to_le_bytes());
@@ -124,14 +142,13 @@ pub(super) fn encode(record: &Record, seq: u64, out: &mut Vec<u8>) {
     hasher.update(&out[start..start + 32]);
     hasher.update(&record.body);
     out.extend_from_slice(&hasher.finalize().to_le_bytes());
-    out.extend_from_slice(&record.body);
 }
 
 /// Appends a loss marker for points `seq..seq + points` to `out`.
 pub(super) fn encode_lost(seq: u64, points: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, 0, BODY_LINE_PROTOCOL, FLAG_LOST]);
+    out.extend_from_slice(&[VERSION, 0, 0, FLAG_LOST]);
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&(points.min(u64::from(u32::MAX)) as u32).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
@@ -141,10 +158,12 @@ pub(super) fn encode_lost(seq: u64, points: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// A checked version-1 header.
+/// A checked version-1 or version-2 header.
 struct Header {
     /// `None` for a loss marker.
     category: Option<Category>,
+    /// `None` for version 1 (not recorded) and for a loss marker.
+    format: Option<u8>,
     body_len: u32,
     points: u32,
     seq: u64,
@@ -153,17 +172,24 @@ struct Header {
 }
 
 fn parse_header(bytes: &[u8; HEADER]) -> Option<Header> {
-    if bytes[..4] != MAGIC || bytes[4] != VERSION || bytes[6] != BODY_LINE_PROTOCOL {
+    if bytes[..4] != MAGIC || bytes[7] > FLAG_LOST {
         return None;
     }
-    if bytes[7] > FLAG_LOST || crc32fast::hash(&bytes[..32]) != le_u32(&bytes[32..36]) {
+    let lost = bytes[7] == FLAG_LOST;
+    let format = match (bytes[4], bytes[6]) {
+        (VERSION_1, V1_FORMAT) => None,
+        (VERSION, 0) if lost => None,
+        (VERSION, code) if code != 0 && !lost => Some(code),
+        _ => return None,
+    };
+    if crc32fast::hash(&bytes[..32]) != le_u32(&bytes[32..36]) {
         return None;
     }
     let body_len = le_u32(&bytes[8..12]);
     if body_len > MAX_BODY {
         return None;
     }
-    let category = if bytes[7] == FLAG_LOST {
+    let category = if lost {
         if bytes[5] != 0 || body_len != 0 {
             return None;
         }
@@ -173,6 +199,7 @@ fn parse_header(bytes: &[u8; HEADER]) -> Option<Header> {
     };
     Some(Header {
         category,
+        format,
         body_len,
         points: le_u32(&bytes[12..16]),
         seq: le_u64(&bytes[16..24]),
@@ -181,7 +208,7 @@ fn parse_header(bytes: &[u8; HEADER]) -> Option<Header> {
     })
 }
 
-/// Reads the version-1 frame at `offset`, which must end by `limit`.
+/// Reads the version-1 or version-2 frame at `offset`, which must end by `limit`.
 pub(super) fn read_at(file: &File, offset: u64, limit: u64) -> io::Result<Found> {
     if offset >= limit {
         return Ok(Found::End);
@@ -225,6 +252,7 @@ pub(super) fn read_at(file: &File, offset: u64, limit: u64) -> io::Result<Found>
             body,
         },
         seq: Some(header.seq),
+        format: header.format,
         len,
     }))
 }
@@ -268,6 +296,7 @@ pub(super) fn read_legacy_at(file: &File, offset: u64, limit: u64) -> io::Result
             body,
         },
         seq: None,
+        format: None,
         len: frame_len,
     }))
 }
@@ -282,7 +311,7 @@ pub(super) fn is_legacy(file: &File, limit: u64) -> io::Result<bool> {
     Ok(matches!(read_legacy_at(file, 0, limit)?, Found::Frame(_)))
 }
 
-/// The offset of the first intact version-1 frame at or after `from` that ends by
+/// The offset of the first intact version-1 or version-2 frame at or after `from` that ends by
 /// `limit`, if any: candidates are found by their magic and trusted only when both
 /// CRCs match.
 pub(super) fn resync(file: &File, from: u64, limit: u64) -> io::Result<Option<u64>> {
@@ -331,20 +360,6 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<bool> {
     Ok(read_up_to_at(file, buf, offset)? == buf.len())
 }
 
-/// Reads as much of `buf` as the file holds from `offset`.
-fn read_up_to_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 fn le_u32(bytes: &[u8]) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[..4]);
@@ -358,7 +373,7 @@ fn le_u64(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -369,6 +384,113 @@ mod tests {
             enqueued_ms: 1_700_000_000_000 + u64::from(i),
             body: format!("m v={i}i\n").repeat(i as usize + 1).into_bytes(),
         }
+    }
+
+    const FORMAT: BodyFormat = BodyFormat::LineProtocol;
+
+    /// The writer of the release before the body format was recorded (version 1),
+    /// frozen: byte 6 is `1` whatever the body.
+    pub(in crate::sink::buffer) fn encode_v1(record: &Record, seq: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&[1, record.category.buffer_code(), 1, 0]);
+        out.extend_from_slice(&(record.body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&record.points.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&record.enqueued_ms.to_le_bytes());
+        let header_crc = crc32fast::hash(&out[start..start + 32]);
+        out.extend_from_slice(&header_crc.to_le_bytes());
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&out[start..start + 32]);
+        hasher.update(&record.body);
+        out.extend_from_slice(&hasher.finalize().to_le_bytes());
+        out.extend_from_slice(&record.body);
+    }
+
+    /// The version-1 loss marker, frozen likewise.
+    pub(in crate::sink::buffer) fn encode_lost_v1(seq: u64, points: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&[1, 0, 1, 1]);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(points as u32).to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        let crc = crc32fast::hash(&out[start..start + 32]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+
+    /// One version-1 frame as the previous release wrote it: a metric record of two
+    /// points `m v=1i\n` (seq 7, enqueued at 1_700_000_000_000 ms).
+    const V1_FIXTURE: &str = "f75042d1 01 01 01 00 07000000 02000000 0700000000000000 \
+        0068e5cf8b010000 cdffa4c6 22a9beea 6d20763d31690a";
+
+    fn hex(text: &str) -> Vec<u8> {
+        let digits: Vec<u8> = text
+            .bytes()
+            .filter(u8::is_ascii_hexdigit)
+            .map(|b| (b as char).to_digit(16).expect("hex") as u8)
+            .collect();
+        digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
+    }
+
+    #[test]
+    fn a_version_1_frame_is_read_without_a_format() {
+        let record = Record {
+            category: Category::Metric,
+            points: 2,
+            enqueued_ms: 1_700_000_000_000,
+            body: b"m v=1i\n".to_vec(),
+        };
+        let fixture = hex(V1_FIXTURE);
+        let mut frozen = Vec::new();
+        encode_v1(&record, 7, &mut frozen);
+        assert_eq!(frozen, fixture, "the frozen version-1 writer changed");
+        let (file, limit) = file_with(&fixture);
+        let Found::Frame(frame) = read_at(file.as_file(), 0, limit).expect("read") else {
+            panic!("a version-1 frame is not read");
+        };
+        assert_eq!(
+            (frame.record, frame.seq, frame.format),
+            (record, Some(7), None)
+        );
+        let mut marker = Vec::new();
+        encode_lost_v1(3, 2, &mut marker);
+        let (file, limit) = file_with(&marker);
+        assert!(matches!(
+            read_at(file.as_file(), 0, limit).expect("read"),
+            Found::Lost {
+                seq: 3,
+                points: 2,
+                len: 40
+            }
+        ));
+    }
+
+    #[test]
+    fn every_format_code_round_trips_and_an_unknown_one_is_kept() {
+        let mut bytes = Vec::new();
+        for format in BodyFormat::ALL {
+            encode(&record(1, Category::Metric), 0, format, &mut bytes);
+        }
+        // A code a later release may use: still an intact frame, not damage.
+        let mut later = Vec::new();
+        encode(&record(1, Category::Metric), 0, FORMAT, &mut later);
+        later[6] = 200;
+        let crc = crc32fast::hash(&later[..32]);
+        later[32..36].copy_from_slice(&crc.to_le_bytes());
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&later[..32]);
+        hasher.update(&later[HEADER..]);
+        later[36..40].copy_from_slice(&hasher.finalize().to_le_bytes());
+        bytes.extend_from_slice(&later);
+        let (file, limit) = file_with(&bytes);
+        let formats: Vec<Option<u8>> = read_all(file.as_file(), limit)
+            .iter()
+            .map(|f| f.format)
+            .collect();
+        assert_eq!(formats, [Some(1), Some(2), Some(3), Some(200)]);
     }
 
     fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, u64) {
@@ -396,7 +518,12 @@ mod tests {
     fn every_category_round_trips_with_its_seq() {
         let mut bytes = Vec::new();
         for (i, category) in Category::ALL.iter().enumerate() {
-            encode(&record(i as u32, *category), 100 * i as u64, &mut bytes);
+            encode(
+                &record(i as u32, *category),
+                100 * i as u64,
+                FORMAT,
+                &mut bytes,
+            );
         }
         let (file, limit) = file_with(&bytes);
         let frames = read_all(file.as_file(), limit);
@@ -411,7 +538,7 @@ mod tests {
     #[test]
     fn every_single_flipped_bit_is_detected() {
         let mut bytes = Vec::new();
-        encode(&record(2, Category::Logging), 7, &mut bytes);
+        encode(&record(2, Category::Logging), 7, FORMAT, &mut bytes);
         for i in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
             damaged[i / 8] ^= 1 << (i % 8);
@@ -429,17 +556,17 @@ mod tests {
     #[test]
     fn resync_finds_the_next_intact_frame_after_garbage() {
         let mut bytes = Vec::new();
-        encode(&record(0, Category::Metric), 0, &mut bytes);
+        encode(&record(0, Category::Metric), 0, FORMAT, &mut bytes);
         let first = bytes.len() as u64;
         // Garbage that even contains the magic, and a frame cut short.
         bytes.extend_from_slice(b"garbage");
         bytes.extend_from_slice(&MAGIC);
         bytes.extend_from_slice(&[0xAB; 100]);
         let mut cut = Vec::new();
-        encode(&record(1, Category::Metric), 1, &mut cut);
+        encode(&record(1, Category::Metric), 1, FORMAT, &mut cut);
         bytes.extend_from_slice(&cut[..cut.len() - 3]);
         let next = bytes.len() as u64;
-        encode(&record(2, Category::Rum), 3, &mut bytes);
+        encode(&record(2, Category::Rum), 3, FORMAT, &mut bytes);
         let (file, limit) = file_with(&bytes);
         assert!(matches!(
             read_at(file.as_file(), first, limit).expect("read"),
@@ -461,7 +588,7 @@ mod tests {
         let mut bytes = Vec::new();
         encode_lost(41, 3, &mut bytes);
         assert_eq!(bytes.len(), HEADER);
-        encode(&record(0, Category::Metric), 44, &mut bytes);
+        encode(&record(0, Category::Metric), 44, FORMAT, &mut bytes);
         let (file, limit) = file_with(&bytes);
         assert!(matches!(
             read_at(file.as_file(), 0, limit).expect("read"),
@@ -486,7 +613,7 @@ mod tests {
         for shift in 0..6 {
             let mut bytes = vec![0u8; SCAN_CHUNK - shift];
             let at = bytes.len() as u64;
-            encode(&record(0, Category::Object), 0, &mut bytes);
+            encode(&record(0, Category::Object), 0, FORMAT, &mut bytes);
             let (file, limit) = file_with(&bytes);
             assert_eq!(resync(file.as_file(), 0, limit).expect("scan"), Some(at));
         }

@@ -303,6 +303,10 @@ impl Protocol for Otlp {
         DeadLetterBody::Binary
     }
 
+    fn body_format(&self) -> crate::sink::body_format::BodyFormat {
+        crate::sink::body_format::BodyFormat::Otlp
+    }
+
     fn reads_success_body(&self) -> bool {
         true
     }
