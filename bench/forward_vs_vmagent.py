@@ -23,7 +23,9 @@ Environment: BENCH_CLIENTS (4), BENCH_PER_BODY (1000), FSYNC (unset: default onl
 BENCH_PERF=<path prefix> to record a `perf` profile of each pythond run (profiling
 only: its CPU figures then include perf), BENCH_BASELINE=<path to another pythond
 binary> to run it too, as `baseline-<agent>` rows of the same run (a build of an
-earlier commit, to compare before and after on one machine at one time).
+earlier commit, to compare before and after on one machine at one time),
+BENCH_CONCURRENCY=<N> to give every pythond sink `concurrency = N` (requests in
+flight at once; unset: the default, 2).
 
 After the rounds, one summary line per agent gives the figures of every round (the
 columns of the table in docs/BENCHMARKS.md) and the load average seen meanwhile.
@@ -104,6 +106,8 @@ def start_agent(kind, work, vm_port):
         sink = f'[[sinks]]\ntype = "influxdb"\nurl = "http://127.0.0.1:{vm_port}"\nbucket = "bench"\n'
     if kind.endswith("-fsync100ms"):
         sink += 'fsync = "100ms"\n'
+    if os.environ.get("BENCH_CONCURRENCY"):
+        sink += f'concurrency = {int(os.environ["BENCH_CONCURRENCY"])}\n'
     with open(os.path.join(home, "pythond.toml"), "w") as f:
         f.write(f'[http]\nlisten = "127.0.0.1:{port}"\n\n{sink}')
     command = [binary, "run", "--config", os.path.join(home, "pythond.toml")]

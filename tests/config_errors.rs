@@ -178,7 +178,7 @@ fn an_unknown_sink_key_is_named() {
 /// key, and lists exactly the keys it accepts (docs/CONFIG.md, "[[sinks]]").
 #[test]
 fn every_sink_type_names_an_unknown_key_and_lists_its_own() {
-    const NETWORK: &str = "name, url, max_bytes, batch_points, flush_interval, timeout, retry_max_interval, fsync, ca_file";
+    const NETWORK: &str = "name, url, max_bytes, batch_points, flush_interval, timeout, retry_max_interval, concurrency, fsync, ca_file";
     const REQUEST: &str = "bearer_token_env, username, password_env, headers";
     let cases = [
         ("stdout", "format = \"json\"", "format".to_string()),

@@ -613,7 +613,7 @@ fn network_sink_settings_are_checked() {
     }
     home.write(
         "pythond.toml",
-        "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://127.0.0.1:8428\"\nbucket = \"b\"\norg = \"o\"\ntoken = \"t\"\nmax_bytes = \"1GiB\"\nbatch_points = 1000\nflush_interval = \"2s\"\ntimeout = \"5s\"\nretry_max_interval = \"10s\"\nfsync = \"100ms\"\ncategories = [\"metric\"]\n",
+        "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://127.0.0.1:8428\"\nbucket = \"b\"\norg = \"o\"\ntoken = \"t\"\nmax_bytes = \"1GiB\"\nbatch_points = 1000\nflush_interval = \"2s\"\ntimeout = \"5s\"\nretry_max_interval = \"10s\"\nconcurrency = 4\nfsync = \"100ms\"\ncategories = [\"metric\"]\n",
     );
     let (code, stdout, stderr) = home.config_check();
     assert_eq!(code, 0, "{stdout}{stderr}");

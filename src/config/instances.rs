@@ -130,7 +130,7 @@ pub(super) fn concurrency(node: &Node) -> Result<u32, Problem> {
 }
 
 /// A whole number of `what` from 1 to `max`.
-fn count_up_to<T>(node: &Node, max: T, what: &str) -> Result<T, Problem>
+pub(super) fn count_up_to<T>(node: &Node, max: T, what: &str) -> Result<T, Problem>
 where
     T: Copy + std::fmt::Display + Into<i64> + TryFrom<i64>,
 {

@@ -24,6 +24,7 @@ pub(crate) const NETWORK_KEYS: &[&str] = &[
     "flush_interval",
     "timeout",
     "retry_max_interval",
+    "concurrency",
     "fsync",
     "ca_file",
 ];
@@ -46,6 +47,10 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SINK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `retry_max_interval`.
 pub const DEFAULT_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `concurrency`: requests in flight at once per sink.
+pub const DEFAULT_SINK_CONCURRENCY: usize = 2;
+/// Largest `concurrency`.
+pub const MAX_SINK_CONCURRENCY: u32 = 16;
 
 /// Settings shared by the network sinks. `Debug` hides the URL's query (which may
 /// hold a Dataway token).
@@ -81,6 +86,11 @@ pub struct NetworkSinkConfig {
     ///
     /// Key `retry_max_interval`, duration, default `"30s"`.
     pub retry_max_interval: Duration,
+    /// How many batches may be in flight at once, each retried on its own; the
+    /// buffer acknowledges them in order (docs/BUFFER.md, "Delivery").
+    ///
+    /// Key `concurrency`, integer 1 to 16, default 2.
+    pub concurrency: usize,
     /// When buffered points are synced to disk: `None` before each append is
     /// acknowledged (group commit); `Some(d)` in the background at most `d` after it
     /// (acknowledged appends then survive an agent crash or SIGKILL, but a power loss
@@ -105,6 +115,7 @@ impl fmt::Debug for NetworkSinkConfig {
             .field("flush_interval", &self.flush_interval)
             .field("timeout", &self.timeout)
             .field("retry_max_interval", &self.retry_max_interval)
+            .field("concurrency", &self.concurrency)
             .field("fsync_every", &self.fsync_every)
             .field("ca_file", &self.ca_file)
             .finish()
@@ -211,6 +222,11 @@ pub(crate) fn read_network(
     let retry_max_interval = section
         .get("retry_max_interval", values::duration)
         .unwrap_or(DEFAULT_RETRY_MAX_INTERVAL);
+    let concurrency = section
+        .get("concurrency", |node| {
+            super::instances::count_up_to(node, MAX_SINK_CONCURRENCY, "requests")
+        })
+        .map_or(DEFAULT_SINK_CONCURRENCY, |n| n as usize);
     let fsync_every = section
         .get("fsync", |node| {
             let text = tree::string(node)?;
@@ -244,6 +260,7 @@ pub(crate) fn read_network(
         flush_interval,
         timeout,
         retry_max_interval,
+        concurrency,
         fsync_every,
         ca_file,
     })

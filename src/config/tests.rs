@@ -515,6 +515,18 @@ fn bad_values_in_the_main_file() {
             "must be greater than zero",
         ),
         (
+            "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://vm:8428\"\ndb = \"d\"\nconcurrency = 0\n",
+            5,
+            "concurrency",
+            "0 is out of range (expected a number of requests from 1 to 16)",
+        ),
+        (
+            "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://vm:8428\"\ndb = \"d\"\nconcurrency = 17\n",
+            5,
+            "concurrency",
+            "17 is out of range (expected a number of requests from 1 to 16)",
+        ),
+        (
             "[[sinks]]\ntype = \"kafka\"\n",
             2,
             "type",
@@ -1364,4 +1376,17 @@ fn ten_thousand_instances_parse_quickly_and_changes_are_seen() {
     let moved = format!("\n\n{text}");
     let (third, _) = inputs_ok(&moved);
     assert_eq!(first[0], third[0], "lines are not settings");
+}
+
+#[test]
+fn a_network_sinks_concurrency_is_read_and_defaults_to_two() {
+    let concurrency = |extra: &str| {
+        let config = main_ok(&format!(
+            "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://vm:8428\"\ndb = \"d\"\n{extra}"
+        ));
+        config.sinks[0].kind.network().map(|net| net.concurrency)
+    };
+    assert_eq!(concurrency(""), Some(2));
+    assert_eq!(concurrency("concurrency = 1\n"), Some(1));
+    assert_eq!(concurrency("concurrency = 16\n"), Some(16));
 }

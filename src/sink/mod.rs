@@ -261,6 +261,8 @@ impl Sinks {
                 .is_err()
             {
                 delivery.abort();
+                // Once aborted it has let go of its buffer (and so have its sends).
+                let _ = delivery.await;
             }
         }
         for sink in &self.buffered {
@@ -434,6 +436,7 @@ pub(crate) mod tests_support {
             flush_interval: Duration::from_millis(20),
             timeout: Duration::from_secs(5),
             retry_max_interval: Duration::from_millis(200),
+            concurrency: crate::config::network_sink::DEFAULT_SINK_CONCURRENCY,
             fsync_every: None,
             ca_file: None,
         }
@@ -448,62 +451,147 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A loopback HTTP server answering every request with `status`.
-    async fn answering(status: u16) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    loop {
-                        let Ok(n) = conn.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
+    /// A loopback HTTP backend: answers each request with the status `status` picks
+    /// for its body, records the bodies it accepted (2xx) and the most requests it
+    /// saw open at once.
+    struct Backend {
+        url: String,
+        accepted: Arc<Mutex<Vec<String>>>,
+        /// (open now, most open at once).
+        open: tokio::sync::watch::Receiver<(usize, usize)>,
+    }
+
+    /// A line protocol request body as text (these sinks send it gzipped).
+    fn gunzipped(body: &[u8]) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .expect("a gzipped text body");
+        text
+    }
+
+    impl Backend {
+        async fn answering(status: u16) -> Self {
+            Self::start(None, move |_| status).await
+        }
+
+        /// With `hold`, a request is answered only once two were open at once (or
+        /// after `hold`, if that never happens).
+        async fn start(
+            hold: Option<Duration>,
+            status: impl Fn(&str) -> u16 + Send + Sync + 'static,
+        ) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let accepted = Arc::new(Mutex::new(Vec::new()));
+            let (open_tx, open) = tokio::sync::watch::channel((0, 0));
+            let open_tx = Arc::new(open_tx);
+            let status = Arc::new(status);
+            let (kept, opened) = (accepted.clone(), open.clone());
+            tokio::spawn(async move {
+                // Holding a receiver keeps the watch open while the server runs.
+                let _opened = opened;
+                while let Ok((mut conn, _)) = listener.accept().await {
+                    let (accepted, open_tx, status) =
+                        (kept.clone(), open_tx.clone(), status.clone());
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 8192];
+                        loop {
+                            let Ok(n) = conn.read(&mut chunk).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                            let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                            let Some(end) = text.find("\r\n\r\n") else {
+                                continue;
+                            };
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if buf.len() < end + 4 + length {
+                                continue;
+                            }
+                            let body = gunzipped(&buf[end + 4..end + 4 + length]);
+                            open_tx.send_modify(|(now, most)| {
+                                *now += 1;
+                                *most = (*most).max(*now);
+                            });
+                            if let Some(hold) = hold {
+                                let mut seen = open_tx.subscribe();
+                                let _ = tokio::time::timeout(
+                                    hold,
+                                    seen.wait_for(|(_, most)| *most >= 2),
+                                )
+                                .await;
+                            }
+                            let code = status(&body);
+                            if (200..300).contains(&code) {
+                                accepted.lock().expect("accepted").push(body);
+                            }
+                            let answer = "{\"error\":\"nope\"}";
+                            let answer = format!(
+                                "HTTP/1.1 {code} X\r\ncontent-length: {}\r\n\r\n{answer}",
+                                answer.len()
+                            );
+                            let _ = conn.write_all(answer.as_bytes()).await;
+                            open_tx.send_modify(|(now, _)| *now -= 1);
+                            buf.drain(..end + 4 + length);
                         }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-                        let Some(end) = text.find("\r\n\r\n") else {
-                            continue;
-                        };
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if buf.len() < end + 4 + length {
-                            continue;
-                        }
-                        let body = "{\"error\":\"nope\"}";
-                        let answer = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = conn.write_all(answer.as_bytes()).await;
-                        buf.drain(..end + 4 + length);
-                    }
-                });
+                    });
+                }
+            });
+            Self {
+                url: format!("http://{addr}"),
+                accepted,
+                open,
             }
-        });
-        format!("http://{addr}")
+        }
+
+        fn most_open(&self) -> usize {
+            self.open.borrow().1
+        }
+
+        /// How many times the backend accepted each point (by its field `v`).
+        fn accepted_values(&self) -> BTreeMap<i64, usize> {
+            let mut counts = BTreeMap::new();
+            for body in self.accepted.lock().expect("accepted").iter() {
+                for line in body.lines() {
+                    let v = line
+                        .split_once(" v=")
+                        .and_then(|(_, rest)| rest.split_once('i'))
+                        .and_then(|(v, _)| v.parse::<i64>().ok());
+                    *counts.entry(v.expect("a point with v")).or_default() += 1;
+                }
+            }
+            counts
+        }
     }
 
     fn influx(url: String) -> SinkConfig {
+        influx_with(url, 100, 1)
+    }
+
+    fn influx_with(url: String, batch_points: u64, concurrency: usize) -> SinkConfig {
         SinkConfig {
             kind: SinkKind::Influxdb {
                 net: NetworkSinkConfig {
                     name: "t".into(),
                     url,
                     max_bytes: 1 << 20,
-                    batch_points: 100,
+                    batch_points,
                     flush_interval: Duration::from_millis(20),
                     timeout: Duration::from_secs(5),
                     retry_max_interval: Duration::from_millis(200),
+                    concurrency,
                     fsync_every: None,
                     ca_file: None,
                 },
@@ -514,8 +602,13 @@ mod tests {
     }
 
     fn points(n: i64) -> Batch {
+        numbered(0..n)
+    }
+
+    /// Points whose field `v` runs over `values`.
+    fn numbered(values: std::ops::Range<i64>) -> Batch {
         Arc::new(
-            (0..n)
+            values
                 .map(|i| Point {
                     category: Category::Metric,
                     measurement: "m".into(),
@@ -543,7 +636,12 @@ mod tests {
     async fn the_snapshot_shows_what_a_sink_sent_and_what_it_dead_lettered() {
         let dir = tempfile::tempdir().expect("tempdir");
         let stats = Stats::new();
-        let ok = Sinks::open(&[influx(answering(204).await)], dir.path(), &stats).expect("open");
+        let ok = Sinks::open(
+            &[influx(Backend::answering(204).await.url)],
+            dir.path(),
+            &stats,
+        )
+        .expect("open");
         ok.send(points(250)).await;
         let sent = until(|| {
             let s = &stats.snapshot().sinks[0];
@@ -558,8 +656,12 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let stats = Stats::new();
-        let refusing =
-            Sinks::open(&[influx(answering(400).await)], dir.path(), &stats).expect("open");
+        let refusing = Sinks::open(
+            &[influx(Backend::answering(400).await.url)],
+            dir.path(),
+            &stats,
+        )
+        .expect("open");
         refusing.send(points(10)).await;
         let dead = until(|| stats.snapshot().sinks[0].dead_lettered_points == 10).await;
         assert!(dead, "{:?}", stats.snapshot().sinks);
@@ -574,8 +676,12 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let stats = Stats::new();
-        let failing =
-            Sinks::open(&[influx(answering(503).await)], dir.path(), &stats).expect("open");
+        let failing = Sinks::open(
+            &[influx(Backend::answering(503).await.url)],
+            dir.path(),
+            &stats,
+        )
+        .expect("open");
         failing.send(points(5)).await;
         let retried = until(|| stats.snapshot().sinks[0].retries >= 2).await;
         assert!(retried, "{:?}", stats.snapshot().sinks);
@@ -588,5 +694,115 @@ mod tests {
             .unwrap_or_default()
             .contains("HTTP 503"));
         failing.shutdown().await;
+    }
+
+    /// `concurrency` batches are in flight at once: a backend that answers only
+    /// once two requests are open sees two with `concurrency = 2`, one with 1, and
+    /// every point is delivered either way (docs/BUFFER.md, "Delivery").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn up_to_concurrency_batches_are_in_flight_at_once() {
+        for concurrency in [2, 1] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let stats = Stats::new();
+            let backend = Backend::start(Some(Duration::from_secs(1)), |_| 204).await;
+            let sink = influx_with(backend.url.clone(), 20, concurrency);
+            let sinks = Sinks::open(&[sink], dir.path(), &stats).expect("open");
+            sinks.send(numbered(0..20)).await;
+            sinks.send(numbered(20..40)).await;
+            let sent = until(|| {
+                let s = &stats.snapshot().sinks[0];
+                s.sent_points == 40 && s.queued_points == 0
+            })
+            .await;
+            assert!(
+                sent,
+                "concurrency {concurrency}: {:?}",
+                stats.snapshot().sinks
+            );
+            assert_eq!(stats.snapshot().sinks[0].sent_batches, 2);
+            assert_eq!(
+                backend.most_open(),
+                concurrency,
+                "most requests open at once"
+            );
+            let values = backend.accepted_values();
+            assert_eq!(values.len(), 40);
+            assert!(values.values().all(|n| *n == 1), "{values:?}");
+            sinks.shutdown().await;
+        }
+    }
+
+    /// While an earlier batch is retried, a later one is delivered but not
+    /// acknowledged before it: after a restart the earlier one is sent (once), the
+    /// later one at most again, and nothing is lost (docs/BUFFER.md, "Delivery").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_acknowledged_in_order_while_an_earlier_one_is_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        // The batch holding point 0 is refused for now; the others are accepted.
+        let first =
+            Backend::start(None, |body| if body.contains(" v=0i ") { 503 } else { 204 }).await;
+        let sinks = Sinks::open(&[influx_with(first.url.clone(), 20, 2)], dir.path(), &stats)
+            .expect("open");
+        for start in [0, 20, 40] {
+            sinks.send(numbered(start..start + 20)).await;
+        }
+        let later_sent = until(|| {
+            let s = &stats.snapshot().sinks[0];
+            s.sent_points == 20 && s.retries >= 2
+        })
+        .await;
+        assert!(later_sent, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        // Nothing is acknowledged past the batch being retried, and the window of
+        // two is full: the third batch waits.
+        assert_eq!((snap.queued_points, snap.sent_points), (60, 20));
+        assert_eq!(
+            first.accepted_values().keys().copied().collect::<Vec<_>>(),
+            (20..40).collect::<Vec<_>>()
+        );
+        sinks.shutdown().await;
+        drop(sinks);
+
+        let stats = Stats::new();
+        let second = Backend::answering(204).await;
+        let sinks = Sinks::open(
+            &[influx_with(second.url.clone(), 20, 2)],
+            dir.path(),
+            &stats,
+        )
+        .expect("reopen");
+        let delivered = until(|| {
+            let s = &stats.snapshot().sinks[0];
+            s.queued_points == 0 && s.sent_points == 60
+        })
+        .await;
+        assert!(delivered, "{:?}", stats.snapshot().sinks);
+        sinks.shutdown().await;
+        drop(sinks);
+        let mut total = first.accepted_values();
+        for (v, n) in second.accepted_values() {
+            *total.entry(v).or_default() += n;
+        }
+        assert_eq!(
+            total.keys().copied().collect::<Vec<_>>(),
+            (0..60).collect::<Vec<_>>()
+        );
+        for (v, n) in &total {
+            // Only the batch in flight beside the refused one is sent twice.
+            let most = if (20..40).contains(v) { 2 } else { 1 };
+            assert!(*n <= most, "point {v} delivered {n} times");
+        }
+
+        let stats = Stats::new();
+        let third = Backend::answering(204).await;
+        let sinks = Sinks::open(&[influx_with(third.url.clone(), 20, 2)], dir.path(), &stats)
+            .expect("reopen");
+        assert_eq!(
+            stats.snapshot().sinks[0].queued_points,
+            0,
+            "everything was acknowledged"
+        );
+        sinks.shutdown().await;
     }
 }

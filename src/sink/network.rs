@@ -3,23 +3,33 @@
 //!
 //! One delivery task per sink reads batches from its [`DiskBuffer`] (by size: up to
 //! `batch_points`; by age: a partial batch waits at most `flush_interval`), turns them
-//! into requests with the sink type's [`Protocol`] and POSTs them. Refused
+//! into requests with the sink type's [`Protocol`] and POSTs them, up to
+//! `concurrency` batches at once, each on its own task with its own retries; batches
+//! are acknowledged in the buffer strictly in the order they were read, a batch only
+//! once it and every earlier one are delivered or dead-lettered, so a crash re-sends
+//! at most the batches in flight and never skips one (docs/BUFFER.md, "Delivery"). Refused
 //! connections, timeouts, 408, 429 and 5xx are retried with capped exponential
 //! backoff and jitter, forever, waiting at least as long as a `Retry-After` answer
 //! asks (up to [`MAX_RETRY_AFTER`]): the buffer (bounded by `max_bytes`) holds the
 //! points meanwhile. Any other 4xx cannot be fixed by retrying: the backend's message
 //! is logged and the request is written to the dead-letter file
-//! `data_dir/deadletter/<sink>.ndjson`, so nothing disappears without a trace. Only
-//! then is the batch acknowledged in the buffer. Buffered records in another body
+//! `data_dir/deadletter/<sink>.ndjson`, so nothing disappears without a trace; such a
+//! batch counts as done. Buffered records in another body
 //! format than the sink's (left by a sink of another type with the same name) are
 //! never sent: they are written to `data_dir/foreign/<sink>.ndjson`, counted and
 //! acknowledged (docs/BUFFER.md).
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::body_format::BodyFormat;
@@ -46,6 +56,39 @@ enum Failure {
     },
     /// The backend refused it for good.
     Reject { status: u16, message: String },
+}
+
+/// One batch being sent on its own task: it resolves to the batch once delivered
+/// (or dead-lettered), to `None` if `stop` came while it was retrying. Dropping it
+/// aborts the task, so no request outlives the delivery that started it.
+struct InFlight(JoinHandle<Option<ReadBatch>>);
+
+impl Future for InFlight {
+    type Output = Option<ReadBatch>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| match joined {
+            Ok(sent) => sent,
+            Err(error) => {
+                tracing::error!(%error, "send task failed; delivery stops until restart");
+                None
+            }
+        })
+    }
+}
+
+/// The oldest batch in flight, once done (never, if there is none).
+async fn oldest(in_flight: &mut VecDeque<InFlight>) -> Option<ReadBatch> {
+    match in_flight.front_mut() {
+        Some(first) => first.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A network sink's delivery side.
@@ -78,10 +121,36 @@ impl Delivery {
                 records = queued.records, points = queued.points, bytes = queued.bytes, file = %self.foreign.display(),
                 "disk buffer: records queued in another body format than this sink's (a sink of another type had this name); they are not sent but moved to the foreign file");
         }
+        // Batches being sent, oldest first; acknowledged strictly in this order
+        // (docs/BUFFER.md, "Delivery").
+        let mut in_flight = VecDeque::new();
+        self.deliver(&client, &stop, &mut in_flight).await;
+        // What is still in flight stays in the buffer, sent again at the next start;
+        // its tasks end before this one, so no request outlives the delivery.
+        for mut rest in in_flight {
+            rest.0.abort();
+            let _ = (&mut rest.0).await;
+        }
+    }
+
+    /// [`Delivery::run`]'s loop: reads batches and keeps up to `concurrency` of them
+    /// in `in_flight`, oldest first, acknowledging them strictly in that order.
+    async fn deliver(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        stop: &CancellationToken,
+        in_flight: &mut VecDeque<InFlight>,
+    ) {
         let mut committed = self.buffer.watch();
         let mut stopping = false;
-        let mut failing = false;
-        loop {
+        let failing = Arc::new(AtomicBool::new(false));
+        let concurrency = self.net.concurrency.max(1);
+        'batches: loop {
+            while in_flight.len() >= concurrency {
+                if !self.ack_next(in_flight).await {
+                    return;
+                }
+            }
             let mut batch = ReadBatch::default();
             loop {
                 batch = match self.read_more(batch).await {
@@ -91,8 +160,9 @@ impl Delivery {
                 if !batch.foreign.is_empty() {
                     self.set_aside(std::mem::take(&mut batch.foreign));
                     if batch.records.is_empty() {
-                        self.ack(std::mem::take(&mut batch)).await;
-                        continue;
+                        // Nothing to send, but acknowledged after the batches before it.
+                        in_flight.push_back(self.start(client, batch, stop, &failing));
+                        continue 'batches;
                     }
                 }
                 let full =
@@ -101,7 +171,7 @@ impl Delivery {
                 let wait = match age {
                     _ if full => break,
                     Some(_) if stopping => break,
-                    None if stopping => return,
+                    None if stopping => break 'batches,
                     Some(age) => {
                         let left = (self.net.flush_interval.as_millis() as u64).saturating_sub(age);
                         if left == 0 {
@@ -115,12 +185,53 @@ impl Delivery {
                     changed = committed.changed() => if changed.is_err() { stopping = true },
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled(), if !stopping => stopping = true,
+                    done = oldest(in_flight), if !in_flight.is_empty() => {
+                        in_flight.pop_front();
+                        match done {
+                            Some(sent) => self.ack(sent).await,
+                            None => return,
+                        }
+                    }
                 }
             }
-            if !self.send(&client, &mut batch, &stop, &mut failing).await {
+            in_flight.push_back(self.start(client, batch, stop, &failing));
+        }
+        while !in_flight.is_empty() {
+            if !self.ack_next(in_flight).await {
                 return;
             }
-            self.ack(batch).await;
+        }
+    }
+
+    /// Starts sending `batch` on its own task, which retries it independently of
+    /// the others in flight.
+    fn start(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        mut batch: ReadBatch,
+        stop: &CancellationToken,
+        failing: &Arc<AtomicBool>,
+    ) -> InFlight {
+        let (this, client, stop, failing) =
+            (self.clone(), client.clone(), stop.clone(), failing.clone());
+        InFlight(tokio::spawn(async move {
+            let sent = this.send(&client, &mut batch, &stop, &failing).await;
+            sent.then_some(batch)
+        }))
+    }
+
+    /// Waits for the oldest batch in flight and acknowledges it. False when it was
+    /// not delivered (`stop` came while it was retrying): delivery ends there, and it
+    /// and every later batch stay in the buffer.
+    async fn ack_next(&self, in_flight: &mut VecDeque<InFlight>) -> bool {
+        let done = oldest(in_flight).await;
+        in_flight.pop_front();
+        match done {
+            Some(sent) => {
+                self.ack(sent).await;
+                true
+            }
+            None => false,
         }
     }
 
@@ -206,7 +317,7 @@ impl Delivery {
         client: &reqwest::Client,
         batch: &mut ReadBatch,
         stop: &CancellationToken,
-        failing: &mut bool,
+        failing: &AtomicBool,
     ) -> bool {
         let mut requests = self.protocol.requests(&batch.records);
         let mut next = 0;
@@ -242,21 +353,19 @@ impl Delivery {
                             self.stats.set_last_error(message.clone());
                             self.dead_letter_counted(request, rejected, 200, &message);
                         }
-                        if *failing {
+                        if failing.swap(false, Ordering::Relaxed) {
                             tracing::info!(sink = %self.name, "backend accepts points again");
-                            *failing = false;
                         }
                         break;
                     }
                     Err(Failure::Retry { message, after }) => {
                         self.stats.add_retry();
                         self.stats.set_last_error(message.clone());
-                        if *failing {
+                        if failing.swap(true, Ordering::Relaxed) {
                             tracing::debug!(sink = %self.name, error = %message, "still failing; retrying");
                         } else {
                             tracing::warn!(sink = %self.name, error = %message, queued = self.buffer.queued_points(),
                                 "backend unavailable; retrying with backoff, points wait in the disk buffer");
-                            *failing = true;
                         }
                         if stop.is_cancelled() {
                             return false;
