@@ -1706,13 +1706,7 @@ mod tests {
     fn a_torn_tail_is_truncated_and_earlier_records_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        {
-            let (buffer, _) = open(dir.path(), 1 << 20);
-            for i in 0..5 {
-                rt.block_on(buffer.append(vec![record(i)])).expect("append");
-            }
-            buffer.close();
-        }
+        filled(dir.path(), 1 << 20, 5).0.close();
         // Simulate a crash in the middle of a write: half a frame at the end.
         let mut ids = list_segments(dir.path()).expect("list");
         ids.sort_unstable();
@@ -1755,14 +1749,7 @@ mod tests {
     #[test]
     fn a_corrupt_frame_ends_the_segment() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rt = rt();
-        {
-            let (buffer, _) = open(dir.path(), 1 << 20);
-            for i in 0..3 {
-                rt.block_on(buffer.append(vec![record(i)])).expect("append");
-            }
-            buffer.close();
-        }
+        filled(dir.path(), 1 << 20, 3).0.close();
         let ids = list_segments(dir.path()).expect("list");
         let path = ids
             .iter()
@@ -1812,14 +1799,7 @@ mod tests {
     #[test]
     fn damage_in_the_middle_loses_only_the_damaged_frames_and_counts_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rt = rt();
-        {
-            let (buffer, _) = open(dir.path(), 1 << 20);
-            for i in 0..10 {
-                rt.block_on(buffer.append(vec![record(i)])).expect("append");
-            }
-            buffer.close();
-        }
+        filled(dir.path(), 1 << 20, 10).0.close();
         let (path, offsets) = data_segment(dir.path());
         // Garbage over the end of frame 2 and the start of frame 3; a flipped
         // body byte in frame 6; garbage inserted between frames 7 and 8.
@@ -2182,14 +2162,7 @@ mod tests {
     #[test]
     fn a_read_error_found_on_open_keeps_the_file_aside_and_what_was_read() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rt = rt();
-        {
-            let (buffer, _) = open(dir.path(), 1 << 20);
-            for i in 0..10 {
-                rt.block_on(buffer.append(vec![record(i)])).expect("append");
-            }
-            buffer.close();
-        }
+        filled(dir.path(), 1 << 20, 10).0.close();
         // A later run that wrote nothing: its empty segment follows the data.
         drop(open(dir.path(), 1 << 20));
         let (path, offsets) = data_segment(dir.path());
