@@ -22,6 +22,7 @@ pub mod log_text;
 pub mod logging;
 pub mod main_reload;
 pub mod once;
+pub mod percent;
 pub mod point;
 pub mod reload;
 pub mod run_once;

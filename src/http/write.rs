@@ -24,6 +24,7 @@ use crate::ingest::{
     precheck_write_body, InputTags, Origin, WriteBody, WriteBodyError, WriteLimits, WriteOutcome,
     WriteRequest,
 };
+use crate::percent::percent_decode;
 use crate::point::{Category, Precision};
 
 /// How many rejection messages a 400 answer lists (the rest are counted).
@@ -398,25 +399,6 @@ fn worker_identity(state: &AppState, headers: &HeaderMap) -> Option<Identity> {
 }
 
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
@@ -572,7 +554,7 @@ fn truncate_message(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_control, percent_decode, truncate_message};
+    use super::{escape_control, truncate_message};
 
     #[test]
     fn control_characters_are_escaped_and_long_messages_cut() {
@@ -583,14 +565,5 @@ mod tests {
         );
         assert_eq!(truncate_message("abc", 3), "abc");
         assert_eq!(truncate_message("aéb", 2), "a… (3 more bytes cut)");
-    }
-
-    #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("my%20input"), "my input");
-        assert_eq!(percent_decode("caf%C3%A9.Caf%C3%A9"), "café.Café");
-        assert_eq!(percent_decode("50%"), "50%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%41"), "A");
     }
 }
