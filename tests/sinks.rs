@@ -305,7 +305,10 @@ fn records_left_by_a_sink_of_another_type_are_set_aside_not_sent() {
     for entry in common::read_points(&foreign) {
         assert_eq!(
             (entry["format"].as_str(), entry["sink_format"].as_str()),
-            (Some("line_protocol"), Some("prometheus_remote_write")),
+            (
+                Some("line_protocol"),
+                Some("prometheus_remote_write_snappy")
+            ),
             "{entry}"
         );
     }
@@ -314,7 +317,7 @@ fn records_left_by_a_sink_of_another_type_are_set_aside_not_sent() {
         &["sink=vm", "another body format", "format=line_protocol"],
     );
     assert!(
-        warning.contains("sink_format=\"prometheus_remote_write\"")
+        warning.contains("sink_format=\"prometheus_remote_write_snappy\"")
             && warning.contains(&format!("points={old}")),
         "{warning}"
     );

@@ -375,3 +375,106 @@ fn dead_seqs(path: &std::path::Path) -> BTreeSet<i64> {
     }
     seqs
 }
+
+/// The remote write requests the release before this one queued: records of
+/// uncompressed `WriteRequest`s (body format 2), one series `upgrade_v` per value.
+fn queue_uncompressed_records(dir: &std::path::Path, start_ms: i64, values: std::ops::Range<i64>) {
+    use pythond::sink::body_format::BodyFormat;
+    use pythond::sink::buffer::{BufferLimits, DiskBuffer, Record};
+    use pythond::sink::prometheus_remote_write::proto::{Label, Sample as PromSample, TimeSeries};
+    let stats = std::sync::Arc::new(pythond::sink::SinkStats::new(
+        "prw",
+        "prometheus_remote_write",
+    ));
+    let limits = BufferLimits {
+        max_bytes: 64 << 20,
+        sync_every: None,
+    };
+    let buffer =
+        DiskBuffer::open(dir, "prw", BodyFormat::RemoteWrite, limits, stats).expect("buffer");
+    let series = |v: i64| TimeSeries {
+        labels: vec![
+            Label {
+                name: "__name__".into(),
+                value: "upgrade_v".into(),
+            },
+            Label {
+                name: "n".into(),
+                value: v.to_string(),
+            },
+        ],
+        samples: vec![PromSample {
+            value: v as f64,
+            timestamp: start_ms + v,
+        }],
+    };
+    let values: Vec<i64> = values.collect();
+    let records: Vec<Record> = values
+        .chunks(70)
+        .map(|chunk| Record {
+            category: pythond::point::Category::Metric,
+            points: chunk.len() as u32,
+            enqueued_ms: start_ms as u64,
+            body: WriteRequest {
+                timeseries: chunk.iter().copied().map(series).collect(),
+            }
+            .encode_to_vec(),
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(buffer.append(records))
+        .expect("queued before the upgrade");
+    buffer.close();
+}
+
+/// Records queued uncompressed by the release before (which stored remote write
+/// uncompressed) are delivered exactly once by this one, which stores them
+/// compressed, beside the points it buffers itself (docs/BUFFER.md, "Frame format").
+#[test]
+fn remote_write_records_queued_before_the_upgrade_are_delivered_exactly() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let vm = VictoriaMetrics::start(scratch.path());
+    let n = 30;
+    let setup = Setup::new(
+        &prw_sink(&format!("{}/api/v1/write", vm.url()), "name = \"prw\""),
+        n,
+        &["SEQ_PAUSE=0.01"],
+    );
+    let old: i64 = 500;
+    queue_uncompressed_records(
+        &setup.home.path().join("data/buffers/prw"),
+        setup.start_ms,
+        0..old,
+    );
+    let agent = setup.home.start();
+    let mut upgraded = Vec::new();
+    let mut seqs = Vec::new();
+    let complete = wait_until(DEADLINE, || {
+        upgraded = vm.export("upgrade_v");
+        seqs = seq_values(&vm.export("seq_v"));
+        upgraded.len() >= old as usize && seqs.len() >= n as usize
+    });
+    assert!(
+        complete,
+        "{} of {} old and {} of {n} new points arrived; log:\n{}",
+        upgraded.len(),
+        old,
+        seqs.len(),
+        agent.stderr()
+    );
+    let mut values: Vec<i64> = upgraded.iter().map(|s| s.value as i64).collect();
+    values.sort_unstable();
+    assert_eq!(values, (0..old).collect::<Vec<_>>(), "each old point once");
+    for sample in &upgraded {
+        let v = sample.value as i64;
+        assert_eq!(sample.timestamp_ms, setup.start_ms + v);
+        assert_eq!(sample.label("n"), Some(v.to_string().as_str()));
+    }
+    assert_eq!(seqs, (0..n as i64).collect::<Vec<_>>());
+    let status = sink_status(&agent, "prw");
+    assert_eq!(status["foreign_points"], 0, "{status}");
+    assert_eq!(status["corrupt_points"], 0, "{status}");
+}

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::body_format::BodyFormat;
+use super::body_format::{BodyFormat, Received};
 use crate::point::Category;
 use crate::stats::SinkStats;
 use frame::Found;
@@ -95,7 +95,7 @@ pub struct Record {
     pub points: u32,
     /// When the record was appended (Unix ms): the age of queued data.
     pub enqueued_ms: u64,
-    /// Line protocol, one point per line.
+    /// The points in the sink's body format ([`BodyFormat`]).
     pub body: Vec<u8>,
 }
 
@@ -310,8 +310,9 @@ struct Loss {
 
 impl DiskBuffer {
     /// Opens (or creates) the buffer in `dir`, recovering what a previous run left.
-    /// `format` is what the sink writes: records in another are not returned for
-    /// sending but as [`ReadBatch::foreign`].
+    /// `format` is what the sink writes: records it does not take
+    /// ([`BodyFormat::takes`]) are not returned for sending but as
+    /// [`ReadBatch::foreign`]; those in an older encoding it takes are converted.
     pub fn open(
         dir: &Path,
         sink: &str,
@@ -667,7 +668,7 @@ impl DiskBuffer {
             }
             reader.expect_seq = frame.next_seq();
             reader.pos.offset += frame.len;
-            let record = frame.record;
+            let mut record = frame.record;
             points += u64::from(record.points);
             bytes += record.body.len();
             match batch.per_segment.last_mut() {
@@ -676,12 +677,14 @@ impl DiskBuffer {
                     .per_segment
                     .push((pos.segment, u64::from(record.points))),
             }
-            match frame
-                .format
-                .filter(|code| *code != self.shared.format.code())
-            {
-                Some(format) => batch.foreign.push(Foreign { record, format }),
-                None => {
+            let body = std::mem::take(&mut record.body);
+            match self.shared.format.receive(frame.format, body) {
+                Received::Foreign(format, body) => {
+                    record.body = body;
+                    batch.foreign.push(Foreign { record, format });
+                }
+                Received::Own(body) => {
+                    record.body = body;
                     batch.records.push(record);
                     batch.segments.push(pos.segment);
                 }
@@ -1192,7 +1195,10 @@ impl Recovery<'_> {
 
     /// A queued frame: counted when its body is in another format than the sink's.
     fn queued(&mut self, frame: &frame::Frame) {
-        let Some(format) = frame.format.filter(|f| *f != self.format.code()) else {
+        if self.format.takes(frame.format) {
+            return;
+        }
+        let Some(format) = frame.format else {
             return;
         };
         let at = match self.foreign.iter().position(|f| f.format == format) {

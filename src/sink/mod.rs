@@ -22,6 +22,7 @@ pub mod prometheus_remote_write;
 pub mod protocol;
 pub mod read_context;
 pub mod registry;
+pub mod snappy_block;
 mod stdout;
 mod text;
 

@@ -269,9 +269,14 @@ impl Delivery {
                 "points": record.points,
                 "enqueued_ms": record.enqueued_ms,
             });
+            // Snappy-compressed records are kept decompressed, as protobuf.
+            let body = BodyFormat::plain_body(*format, &record.body).unwrap_or_else(|error| {
+                tracing::error!(sink = %self.name, %error, "a foreign record is not the snappy block its format says; kept as stored");
+                std::borrow::Cow::Borrowed(&record.body)
+            });
             body_field(
                 &mut line,
-                &record.body,
+                &body,
                 BodyFormat::from_code(*format).is_some_and(BodyFormat::is_text),
             );
             text.push_str(&line.to_string());
@@ -498,7 +503,17 @@ impl Delivery {
         });
         let mut line = line;
         let text = matches!(self.protocol.dead_letter_body(), DeadLetterBody::Text);
-        body_field(&mut line, &request.body, text);
+        match self.protocol.uncompressed(&request.body) {
+            Ok(body) => body_field(&mut line, &body, text),
+            Err(error) => {
+                // Only a body this sink did not make could fail; keep it as sent.
+                tracing::error!(sink = %self.name, %error, "cannot decompress a refused request; its body is kept as sent (body_snappy_base64)");
+                use base64::Engine;
+                line["body_snappy_base64"] = base64::engine::general_purpose::STANDARD
+                    .encode(&request.body)
+                    .into();
+            }
+        }
         let mut text = line.to_string();
         text.push('\n');
         if let Err(error) = append_synced(&self.deadletter, text.as_bytes()) {

@@ -13,19 +13,28 @@
 //! sent (`skipped_points`), as are points of other categories than `metric`.
 //!
 //! Points are encoded when they are buffered, straight into the wire format of
-//! `WriteRequest` (field 1, `repeated TimeSeries`): a record is a valid request on
-//! its own and a request is the concatenation of its records. The message structs
-//! below ([`proto`]) describe the same format for decoding and tests.
+//! `WriteRequest` (field 1, `repeated TimeSeries`), and the record is stored
+//! snappy-compressed: a record is a valid request body on its own, and a request is
+//! the records' snappy blocks spliced into one ([`snappy_block`]), which decompresses
+//! to the concatenation of their `WriteRequest`s — the merged request. So each point
+//! is compressed once, and the buffer writes, syncs and reads its compressed size
+//! (docs/BUFFER.md). Records an earlier release stored uncompressed are compressed
+//! when read ([`BodyFormat::receive`]). The message structs below ([`proto`])
+//! describe the same format for decoding and tests.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::io;
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 use reqwest::header::HeaderMap;
 
+use super::body_format::BodyFormat;
 use super::buffer::Record;
-use super::protocol::{self, DeadLetterBody, Protocol, Request, Skipped};
+use super::protocol::{self, DeadLetterBody, Protocol, Request, Skipped, MAX_REQUEST_BYTES};
 use super::read_context::ReadContext;
+use super::snappy_block::{self, Block, Compressor};
 use crate::config::network_sink::{read_network, read_request_options, NETWORK_KEYS, REQUEST_KEYS};
 use crate::config::tree::Section;
 use crate::config::{NetworkSinkConfig, RequestOptions};
@@ -87,6 +96,106 @@ impl RemoteWrite {
     }
 }
 
+/// What encoding a record reuses from one record to the next on the same thread:
+/// the uncompressed body and the compressor's space (fresh memory for every record
+/// would be paged in each time).
+#[derive(Default)]
+struct Scratch {
+    plain: Vec<u8>,
+    compressor: Compressor,
+}
+
+/// Uncompressed space kept between records at most; a larger record's is given back.
+const KEPT_PLAIN: usize = 4 << 20;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Appends the series of `points` to `out` as uncompressed `TimeSeries` entries;
+/// returns how many points had a numeric field.
+fn encode_series(points: &[PointRef<'_>], out: &mut Vec<u8>, skipped: &mut Skipped) -> u32 {
+    // About what a point with a few tags and two fields takes, so that the body
+    // is rarely copied while it grows.
+    out.reserve(points.len() * 160);
+    let mut encoder = SeriesEncoder::default();
+    let mut sent = 0;
+    for point in points {
+        if encoder.point(point, out, skipped) {
+            sent += 1;
+        } else {
+            skipped.points += 1;
+        }
+    }
+    sent
+}
+
+/// Splices records (snappy blocks) into requests of at most [`MAX_REQUEST_BYTES`]
+/// uncompressed (a larger record goes alone).
+fn splice_requests(records: &[Record], url: &str) -> Vec<Request> {
+    let mut requests = Vec::new();
+    let mut group: Vec<(Block<'_>, &Record)> = Vec::with_capacity(records.len());
+    let mut plain = 0u64;
+    for record in records {
+        match Block::parse(&record.body) {
+            Ok(block) => {
+                if !group.is_empty() && plain + block.plain_len > MAX_REQUEST_BYTES as u64 {
+                    requests.extend(spliced(&group, url));
+                    group.clear();
+                    plain = 0;
+                }
+                plain += block.plain_len;
+                group.push((block, record));
+            }
+            Err(error) => {
+                // Bodies are checked (CRC) and were made by this sink; should one
+                // not be a block after all, the backend refuses it and it is
+                // dead-lettered rather than silently lost.
+                tracing::error!(%error, points = record.points, "a buffered remote write record is not a snappy block; sending it as it is");
+                requests.extend(spliced(&group, url));
+                group.clear();
+                plain = 0;
+                requests.push(request(url, record.body.clone(), u64::from(record.points)));
+            }
+        }
+    }
+    requests.extend(spliced(&group, url));
+    requests
+}
+
+/// The request of one group of records, spliced; if that fails, one request per
+/// record, each as stored.
+fn spliced(group: &[(Block<'_>, &Record)], url: &str) -> Vec<Request> {
+    if group.is_empty() {
+        return Vec::new();
+    }
+    let blocks: Vec<Block<'_>> = group.iter().map(|(block, _)| *block).collect();
+    let mut body = Vec::new();
+    match snappy_block::splice(&blocks, &mut body) {
+        Ok(()) => {
+            let points = group.iter().map(|(_, r)| u64::from(r.points)).sum();
+            vec![request(url, body, points)]
+        }
+        Err(error) => {
+            // Groups are cut far below what one block can hold.
+            tracing::error!(%error, "cannot splice remote write records; sending them one by one");
+            group
+                .iter()
+                .map(|(_, r)| request(url, r.body.clone(), u64::from(r.points)))
+                .collect()
+        }
+    }
+}
+
+fn request(url: &str, body: Vec<u8>, points: u64) -> Request {
+    Request {
+        url: url.to_string(),
+        category: Some(Category::Metric),
+        body,
+        points,
+    }
+}
+
 impl Protocol for RemoteWrite {
     fn encode(
         &self,
@@ -99,30 +208,37 @@ impl Protocol for RemoteWrite {
             skipped.points += points.len() as u64;
             return 0;
         }
-        // About what a point with a few tags and two fields takes, so that the body
-        // is rarely copied while it grows.
-        body.reserve(points.len() * 160);
-        let mut encoder = SeriesEncoder::default();
-        let mut sent = 0;
-        for point in points {
-            if encoder.point(point, body, skipped) {
-                sent += 1;
-            } else {
-                skipped.points += 1;
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            scratch.plain.clear();
+            let sent = encode_series(points, &mut scratch.plain, skipped);
+            if sent > 0 {
+                if let Err(error) = scratch.compressor.compress(&scratch.plain, body) {
+                    // Only a body of gigabytes is too large for a snappy block.
+                    tracing::error!(%error, points = sent, "cannot compress remote write points; they are left out");
+                    skipped.points += u64::from(sent);
+                    body.clear();
+                    return 0;
+                }
             }
-        }
-        sent
+            if scratch.plain.capacity() > KEPT_PLAIN {
+                scratch.plain = Vec::new();
+            }
+            sent
+        })
     }
 
     fn requests(&self, records: &[Record]) -> Vec<Request> {
-        let all: Vec<&Record> = records.iter().collect();
-        protocol::concatenate(&all, &self.url, Some(Category::Metric))
+        splice_requests(records, &self.url)
     }
 
     fn wire(&self, body: &[u8]) -> io::Result<Vec<u8>> {
-        snap::raw::Encoder::new()
-            .compress_vec(body)
-            .map_err(io::Error::other)
+        // Spliced from compressed records: already what is sent.
+        Ok(body.to_vec())
+    }
+
+    fn uncompressed<'a>(&self, body: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
+        snappy_block::decompress_body(body).map_err(io::Error::other)
     }
 
     fn headers(&self) -> &HeaderMap {
@@ -133,8 +249,8 @@ impl Protocol for RemoteWrite {
         DeadLetterBody::Binary
     }
 
-    fn body_format(&self) -> crate::sink::body_format::BodyFormat {
-        crate::sink::body_format::BodyFormat::RemoteWrite
+    fn body_format(&self) -> BodyFormat {
+        BodyFormat::RemoteWriteSnappy
     }
 }
 
@@ -153,8 +269,10 @@ struct SeriesEncoder {
     before: Vec<u8>,
     /// The encoded labels sorting after it.
     after: Vec<u8>,
-    name: Vec<u8>,
 }
+
+/// The start of the `__name__` label's contents: its name field.
+const NAME_FIELD: [u8; 10] = [KEY_1_LEN, 8, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_'];
 
 impl SeriesEncoder {
     /// Appends one series per numeric field of `point`; false if it had none.
@@ -170,7 +288,17 @@ impl SeriesEncoder {
             };
             label(labels, key.as_bytes(), value.as_bytes());
         }
+        // The sample's timestamp field is the same for every series of the point.
         let timestamp_ms = point.time_ns.div_euclid(1_000_000);
+        let mut stamp = [0u8; 11];
+        let stamp_len = if timestamp_ms != 0 {
+            stamp[0] = KEY_2_VARINT;
+            1 + write_varint(timestamp_ms as u64, &mut stamp[1..])
+        } else {
+            0
+        };
+        let stamp = &stamp[..stamp_len];
+        let measurement = point.measurement.as_bytes();
         let mut any = false;
         for (field, value) in point.fields {
             let value = match value {
@@ -183,14 +311,12 @@ impl SeriesEncoder {
                 }
             };
             any = true;
-            self.name.clear();
-            self.name.extend_from_slice(point.measurement.as_bytes());
-            if !self.name.is_empty() {
-                self.name.push(b'_');
-            }
-            self.name.extend_from_slice(field.as_bytes());
-            let name_label_len = label_len(NAME_LABEL.as_bytes(), &self.name);
-            let sample_len = sample_len(value, timestamp_ms);
+            let field = field.as_bytes();
+            // `<measurement>_<field>`, written in place.
+            let name_len = measurement.len() + usize::from(!measurement.is_empty()) + field.len();
+            let name_label_len = NAME_FIELD.len() + string_field_len(name_len);
+            let value_len = if value != 0.0 { 9 } else { 0 };
+            let sample_len = value_len + stamp.len();
             let series_len = self.before.len()
                 + 1
                 + encoded_len_varint(name_label_len as u64)
@@ -199,10 +325,22 @@ impl SeriesEncoder {
                 + 1
                 + encoded_len_varint(sample_len as u64)
                 + sample_len;
+            out.reserve(1 + encoded_len_varint(series_len as u64) + series_len);
             out.push(KEY_1_LEN);
             varint(series_len as u64, out);
             out.extend_from_slice(&self.before);
-            label(out, NAME_LABEL.as_bytes(), &self.name);
+            out.push(KEY_1_LEN);
+            varint(name_label_len as u64, out);
+            out.extend_from_slice(&NAME_FIELD);
+            if name_len > 0 {
+                out.push(KEY_2_LEN);
+                varint(name_len as u64, out);
+                out.extend_from_slice(measurement);
+                if !measurement.is_empty() {
+                    out.push(b'_');
+                }
+                out.extend_from_slice(field);
+            }
             out.extend_from_slice(&self.after);
             out.push(KEY_2_LEN);
             varint(sample_len as u64, out);
@@ -210,26 +348,38 @@ impl SeriesEncoder {
                 out.push(KEY_1_DOUBLE);
                 out.extend_from_slice(&value.to_le_bytes());
             }
-            if timestamp_ms != 0 {
-                out.push(KEY_2_VARINT);
-                varint(timestamp_ms as u64, out);
-            }
+            out.extend_from_slice(stamp);
         }
         any
     }
 }
 
-/// The encoded length of a `Label` message's contents (proto3 leaves out empty
+/// The encoded length of a string field of `len` bytes (proto3 leaves out empty
 /// strings).
+fn string_field_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        1 + encoded_len_varint(len as u64) + len
+    }
+}
+
+/// Writes `value` as a varint at the start of `out` (room for 10 bytes); returns
+/// its length.
+fn write_varint(mut value: u64, out: &mut [u8]) -> usize {
+    let mut i = 0;
+    while value >= 0x80 {
+        out[i] = (value as u8) | 0x80;
+        value >>= 7;
+        i += 1;
+    }
+    out[i] = value as u8;
+    i + 1
+}
+
+/// The encoded length of a `Label` message's contents.
 fn label_len(name: &[u8], value: &[u8]) -> usize {
-    let field = |s: &[u8]| {
-        if s.is_empty() {
-            0
-        } else {
-            1 + encoded_len_varint(s.len() as u64) + s.len()
-        }
-    };
-    field(name) + field(value)
+    string_field_len(name.len()) + string_field_len(value.len())
 }
 
 /// Appends a `labels` entry (field 1 of `TimeSeries`).
@@ -253,17 +403,6 @@ fn varint(value: u64, out: &mut Vec<u8>) {
     } else {
         encode_varint(value, out);
     }
-}
-
-/// The encoded length of a `Sample` message's contents (zeros are left out).
-fn sample_len(value: f64, timestamp_ms: i64) -> usize {
-    let value_len = if value != 0.0 { 9 } else { 0 };
-    let stamp_len = if timestamp_ms != 0 {
-        1 + encoded_len_varint(timestamp_ms as u64)
-    } else {
-        0
-    };
-    value_len + stamp_len
 }
 
 /// The remote write 1.0 messages (`prometheus/prompb/remote.proto`, `types.proto`),
@@ -312,18 +451,48 @@ mod tests {
     use prost::Message;
     use std::collections::BTreeMap;
 
-    fn encode(points: &[Point]) -> (Vec<u8>, u32, Skipped) {
-        let sink = RemoteWrite::new(&RemoteWriteConfig {
+    fn sink() -> RemoteWrite {
+        RemoteWrite::new(&RemoteWriteConfig {
             net: crate::sink::tests_support::net("prw", "http://127.0.0.1:1/api/v1/write"),
             request: RequestOptions::default(),
         })
-        .expect("sink");
+        .expect("sink")
+    }
+
+    /// The record body of `points`, as stored (a snappy block).
+    fn stored(points: &[Point]) -> (Vec<u8>, u32, Skipped) {
         let batch = PointBatch::borrowing(points);
         let refs: Vec<_> = batch.iter().collect();
         let mut body = Vec::new();
         let mut skipped = Skipped::default();
-        let n = sink.encode(Category::Metric, &refs, &mut body, &mut skipped);
+        let n = sink().encode(Category::Metric, &refs, &mut body, &mut skipped);
         (body, n, skipped)
+    }
+
+    /// The record body of `points`, uncompressed.
+    fn encode(points: &[Point]) -> (Vec<u8>, u32, Skipped) {
+        let (body, n, skipped) = stored(points);
+        let plain = snappy_block::decompress_body(&body).expect("a snappy block");
+        (plain.into_owned(), n, skipped)
+    }
+
+    fn record_of(points: &[Point]) -> Record {
+        let (body, n, _) = stored(points);
+        Record {
+            category: Category::Metric,
+            points: n,
+            enqueued_ms: 1,
+            body,
+        }
+    }
+
+    /// What the backend reads of a request: snappy decompressed, then decoded.
+    fn received(request: &Request) -> WriteRequest {
+        let wire = sink().wire(&request.body).expect("wire");
+        let plain = snap::raw::Decoder::new()
+            .decompress_vec(&wire)
+            .expect("a snappy block");
+        WriteRequest::decode(plain.as_slice()).expect("a WriteRequest")
     }
 
     /// The series a point should become, built with the message structs.
@@ -493,5 +662,98 @@ mod tests {
             prop_assert_eq!(&body, &expected.encode_to_vec());
             prop_assert_eq!(WriteRequest::decode(body.as_slice()).expect("decodes"), expected);
         }
+
+        /// Points split into records (each compressed when buffered) arrive as one
+        /// request: the merged `WriteRequest` of them all, in order.
+        #[test]
+        fn records_spliced_into_a_request_are_the_merged_write_request(
+            points in prop::collection::vec(any_point(), 1..12),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(points.len() + 1)).collect();
+            at.extend([0, points.len()]);
+            at.sort_unstable();
+            let records: Vec<Record> = at
+                .windows(2)
+                .filter(|w| w[0] < w[1])
+                .map(|w| record_of(&points[w[0]..w[1]]))
+                .filter(|r| r.points > 0)
+                .collect();
+            let requests = sink().requests(&records);
+            let expected = WriteRequest {
+                timeseries: points.iter().flat_map(expected).collect(),
+            };
+            if expected.timeseries.is_empty() {
+                prop_assert!(requests.is_empty());
+            } else {
+                prop_assert_eq!(requests.len(), 1);
+                prop_assert_eq!(received(&requests[0]), expected.clone());
+                let total: u64 = records.iter().map(|r| u64::from(r.points)).sum();
+                prop_assert_eq!(requests[0].points, total);
+                let dead = sink().uncompressed(&requests[0].body).expect("decompresses");
+                prop_assert_eq!(dead.into_owned(), expected.encode_to_vec());
+            }
+        }
+    }
+
+    fn numbered_point(i: i64) -> Point {
+        Point {
+            category: Category::Metric,
+            measurement: "m".into(),
+            tags: [("host".to_string(), "h1".to_string())]
+                .into_iter()
+                .collect(),
+            fields: [("v".to_string(), FieldValue::Int(i))]
+                .into_iter()
+                .collect(),
+            time_ns: 1_700_000_000_000_000_000 + i * 1_000_000,
+        }
+    }
+
+    #[test]
+    fn a_request_stays_under_the_uncompressed_limit_however_well_records_compress() {
+        // Records of about 3.5 MiB uncompressed each, a small part of that compressed.
+        let points: Vec<Point> = (0..30_000)
+            .map(|i| {
+                let mut point = numbered_point(i);
+                point.tags.insert("note".into(), "x".repeat(300));
+                point
+            })
+            .collect();
+        let records: Vec<Record> = points.chunks(10_000).map(record_of).collect();
+        let plain = |r: &Record| Block::parse(&r.body).expect("block").plain_len;
+        assert!(records
+            .iter()
+            .all(|r| plain(r) > (MAX_REQUEST_BYTES / 3) as u64
+                && plain(r) < (MAX_REQUEST_BYTES / 2) as u64
+                && r.body.len() < MAX_REQUEST_BYTES / 8));
+        let requests = sink().requests(&records);
+        assert_eq!(
+            requests.iter().map(|r| r.points).collect::<Vec<_>>(),
+            [20_000, 10_000]
+        );
+        let mut values = Vec::new();
+        for request in &requests {
+            let plain = snappy_block::decompress(&request.body).expect("block");
+            assert!(plain.len() <= MAX_REQUEST_BYTES);
+            for series in received(request).timeseries {
+                values.push(series.samples[0].value as i64);
+            }
+        }
+        assert_eq!(values, (0..30_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stored_record_is_a_fraction_of_its_uncompressed_size() {
+        let points: Vec<Point> = (0..1000).map(numbered_point).collect();
+        let (stored, n, _) = stored(&points);
+        let (plain, _, _) = encode(&points);
+        assert_eq!(n, 1000);
+        assert!(
+            stored.len() * 3 < plain.len(),
+            "{} of {} bytes",
+            stored.len(),
+            plain.len()
+        );
     }
 }

@@ -8,8 +8,11 @@
 //! [`super::network`]. A type's encoding is chosen so that record bodies can be
 //! concatenated into a request unchanged: line protocol lines, or protobuf messages
 //! whose only field is a repeated message (concatenated protobuf encodings of such a
-//! message are the encoding of the merged message).
+//! message are the encoding of the merged message). Remote write records are stored
+//! snappy-compressed and spliced into a request as they are
+//! ([`super::snappy_block`]).
 
+use std::borrow::Cow;
 use std::io;
 
 use reqwest::header::HeaderMap;
@@ -32,10 +35,13 @@ pub struct Skipped {
     pub fields: u64,
 }
 
-/// One request: where it goes, its body before compression, and what it carries.
+/// One request: where it goes, its body, and what it carries.
 pub struct Request {
     pub url: String,
     pub category: Option<Category>,
+    /// As [`Protocol::requests`] built it: before compression, or already compressed
+    /// for a type that stores its records compressed (then [`Protocol::wire`] sends
+    /// it as it is and [`Protocol::uncompressed`] undoes it).
     pub body: Vec<u8>,
     pub points: u64,
 }
@@ -57,8 +63,8 @@ pub struct PartlyRejected {
 
 /// A network sink type's encoder and endpoint.
 pub trait Protocol: Send + Sync + 'static {
-    /// Appends `points` (all of one category) to a record body; returns how many
-    /// points the body holds and adds what was left out to `skipped`.
+    /// Writes `points` (all of one category) into an empty record body; returns how
+    /// many points the body holds and adds what was left out to `skipped`.
     fn encode(
         &self,
         category: Category,
@@ -67,11 +73,17 @@ pub trait Protocol: Send + Sync + 'static {
         skipped: &mut Skipped,
     ) -> u32;
 
-    /// The requests that deliver `records`, in order.
+    /// The requests that deliver `records`, in order; each at most
+    /// [`MAX_REQUEST_BYTES`] uncompressed (unless one record alone is larger).
     fn requests(&self, records: &[Record]) -> Vec<Request>;
 
-    /// The body as sent: compressed as [`Protocol::headers`] announce.
+    /// A request's body as sent: compressed as [`Protocol::headers`] announce.
     fn wire(&self, body: &[u8]) -> io::Result<Vec<u8>>;
+
+    /// A request's body uncompressed, as the dead-letter file keeps it.
+    fn uncompressed<'a>(&self, body: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
+        Ok(Cow::Borrowed(body))
+    }
 
     /// Headers of every request (content type and encoding, authorization, extras).
     fn headers(&self) -> &HeaderMap;

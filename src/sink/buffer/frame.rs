@@ -11,7 +11,7 @@
 //!  0  magic        F7 50 42 D1
 //!  4  version      2
 //!  5  category     Category::buffer_code (1 metric .. 6 rum)
-//!  6  body format  BodyFormat::code (1 line protocol, 2 remote write, 3 OTLP)
+//!  6  body format  BodyFormat::code (1 line protocol, 2 remote write, 3 OTLP, 4 remote write snappy)
 //!  7  flags        0, or 1 for a loss marker (category 0, body format 0, no body)
 //!  8  body length  u32
 //! 12  points       u32
@@ -490,7 +490,7 @@ pub(super) mod tests {
             .iter()
             .map(|f| f.format)
             .collect();
-        assert_eq!(formats, [Some(1), Some(2), Some(3), Some(200)]);
+        assert_eq!(formats, [Some(1), Some(2), Some(3), Some(4), Some(200)]);
     }
 
     fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, u64) {
