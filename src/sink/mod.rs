@@ -292,7 +292,11 @@ impl Buffered {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut groups: Vec<(Category, Vec<PointRef<'_>>)> = Vec::new();
+        // The points this sink takes, grouped by category (categories in order of
+        // first appearance, points in order within each): one allocation for the
+        // whole batch, and no sorting in the common case of a single category.
+        let mut selected: Vec<PointRef<'_>> = Vec::with_capacity(batch.len());
+        let mut order: Vec<Category> = Vec::new();
         for point in batch.iter() {
             if self
                 .categories
@@ -301,18 +305,23 @@ impl Buffered {
             {
                 continue;
             }
-            match groups.iter_mut().find(|(c, _)| *c == point.category) {
-                Some((_, points)) => points.push(point),
-                None => groups.push((point.category, vec![point])),
+            if !order.contains(&point.category) {
+                order.push(point.category);
             }
+            selected.push(point);
         }
-        let mut records = Vec::with_capacity(groups.len());
-        for (category, points) in groups {
+        if order.len() > 1 {
+            selected.sort_by_key(|p| order.iter().position(|c| *c == p.category));
+        }
+        let groups = selected.chunk_by(|a, b| a.category == b.category);
+        let mut records = Vec::with_capacity(order.len());
+        for points in groups {
+            let category = points[0].category;
             let mut skipped = Skipped::default();
             let mut body = Vec::new();
             let encoded = self
                 .protocol
-                .encode(category, &points, &mut body, &mut skipped);
+                .encode(category, points, &mut body, &mut skipped);
             if skipped != Skipped::default() {
                 self.skipped(category, skipped);
             }
