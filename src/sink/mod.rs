@@ -815,4 +815,76 @@ mod tests {
         );
         sinks.shutdown().await;
     }
+
+    /// Remote write records stored compressed, left in the buffer of a sink whose
+    /// type became `influxdb`, are not sent but set aside, their bodies as the
+    /// uncompressed `WriteRequest` (docs/BUFFER.md, "Records in another format").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compressed_remote_write_records_are_set_aside_decompressed_by_another_type() {
+        use crate::sink::body_format::BodyFormat;
+        use crate::sink::prometheus_remote_write::proto::{
+            Label, Sample, TimeSeries, WriteRequest,
+        };
+        use base64::Engine;
+        use prost::Message;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let request = WriteRequest {
+            timeseries: (0..50)
+                .map(|i| TimeSeries {
+                    labels: vec![Label {
+                        name: "__name__".into(),
+                        value: "m_v".into(),
+                    }],
+                    samples: vec![Sample {
+                        value: f64::from(i),
+                        timestamp: 1_700_000_000_000 + i64::from(i),
+                    }],
+                })
+                .collect(),
+        };
+        let plain = request.encode_to_vec();
+        {
+            let stats = Arc::new(SinkStats::new("t", "prometheus_remote_write"));
+            let limits = buffer::BufferLimits {
+                max_bytes: 1 << 20,
+                sync_every: None,
+            };
+            let buffers = dir.path().join("buffers").join("t");
+            let format = BodyFormat::RemoteWriteSnappy;
+            let old = DiskBuffer::open(&buffers, "t", format, limits, stats).expect("open");
+            let mut body = Vec::new();
+            snappy_block::Compressor::default()
+                .compress(&plain, &mut body)
+                .expect("compress");
+            assert!(body.len() < plain.len());
+            let record = Record {
+                category: Category::Metric,
+                points: 50,
+                enqueued_ms: 1,
+                body,
+            };
+            old.append(vec![record]).await.expect("append");
+            old.close();
+        }
+        let stats = Stats::new();
+        let backend = Backend::answering(204).await;
+        let sinks = Sinks::open(&[influx(backend.url.clone())], dir.path(), &stats).expect("open");
+        let aside = until(|| stats.snapshot().sinks[0].foreign_points == 50).await;
+        assert!(aside, "{:?}", stats.snapshot().sinks);
+        sinks.shutdown().await;
+        assert!(backend.accepted_values().is_empty(), "nothing was sent");
+        let text = std::fs::read_to_string(foreign_path(dir.path(), "t")).expect("foreign file");
+        let line: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+        assert_eq!(line["format_code"], 4, "{line}");
+        assert_eq!(line["format"], "prometheus_remote_write_snappy");
+        assert_eq!(line["sink_format"], "line_protocol");
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(line["body_base64"].as_str().expect("body_base64"))
+            .expect("base64");
+        assert_eq!(
+            WriteRequest::decode(body.as_slice()).expect("protobuf"),
+            request
+        );
+    }
 }
