@@ -123,7 +123,7 @@ pub async fn write(
         let outcome = job.run(&abandoned, &runtime);
         drop(job);
         if large {
-            give_memory_back();
+            crate::heap::give_back();
         }
         outcome
     })
@@ -139,19 +139,9 @@ pub async fn write(
     answer(category, is_json, looks_json, result)
 }
 
-/// Bodies at least this large are followed by [`give_memory_back`].
+/// Bodies at least this large are followed by [`crate::heap::give_back`]
+/// (docs/HTTP.md); smaller ones leave their freed memory for the next request.
 const TRIM_AFTER_BYTES: usize = 1 << 20;
-
-/// Returns freed heap memory to the system after a large request, so a burst does not
-/// leave the agent's RSS at its peak (glibc keeps freed memory in its arenas).
-fn give_memory_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator; it has no
-    // preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Sets its flag when dropped: tells a decoding thread nobody waits for it any more.
 struct AbandonOnDrop(Arc<AtomicBool>);
