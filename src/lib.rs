@@ -13,6 +13,7 @@ pub mod config_check;
 pub mod data_dir;
 pub mod events;
 pub mod gitsync;
+pub mod heap;
 pub mod http;
 pub mod ingest;
 pub mod inputs;

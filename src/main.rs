@@ -394,6 +394,9 @@ fn run(
         RUN_LOGS,
         config.agent.log_format,
     );
+    // Before the runtime's threads start: each request's freed memory is kept for
+    // the next one instead of being faulted in again (src/heap.rs).
+    pythond::heap::keep_free_memory();
     if once {
         return match runtime().and_then(|rt| rt.block_on(pythond::run_once::run(config))) {
             Ok(true) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::http::{
     api_addr, api_base, get, gzip, parsed_metrics, peak_rss_bytes, post, post_json, post_stream,
-    Filler,
+    rss_bytes, Filler,
 };
 use common::{hostname, run_to_end, Home};
 use serde_json::json;
@@ -340,6 +340,113 @@ fn oversized_bodies_and_gzip_bombs_get_413_with_memory_bounded() {
             "pythond_http_requests_total{route=\"/v1/write/{category}\",status=\"413\"} 2"
         ),
         "413s counted:\n{metrics}"
+    );
+}
+
+/// Sends one write request on a keep-alive `stream` and reads its answer: status and
+/// body (the answer's Content-Length says where it ends).
+fn write_on(stream: &mut std::net::TcpStream, body: &[u8]) -> (u16, String) {
+    use std::io::{BufRead, Read, Write};
+    let head = format!(
+        "POST /v1/write/metric?precision=ns HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    let mut reader = std::io::BufReader::new(&mut *stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header line");
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().expect("Content-Length");
+            }
+        }
+    }
+    let mut answer = vec![0u8; length];
+    reader.read_exact(&mut answer).expect("answer body");
+    (status, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn a_stream_of_writes_on_one_connection_keeps_memory_flat() {
+    // Metric points are accepted and counted but not written anywhere: this measures
+    // the requests' own memory, not a sink's.
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\ncategories = [\"logging\"]\n",
+    );
+    let agent = home.start();
+    let mut stream = std::net::TcpStream::connect(api_addr(&agent)).expect("connect");
+    stream
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    // Bodies like a forwarding client's: 1,000 points, about 60 KB.
+    let start_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
+        - 1_800_000_000_000;
+    let body = |request: usize| {
+        let mut text = String::new();
+        for i in 0..1000 {
+            let n = request * 1000 + i;
+            text.push_str(&format!(
+                "stream,client=c{},host_id={} v={n}i,f={} {}\n",
+                request % 4,
+                n % 100,
+                n as f64 * 0.5,
+                start_ns + n as u64 * 1000
+            ));
+        }
+        text.into_bytes()
+    };
+    let mut warm = 0;
+    for request in 0..200 {
+        let (status, answer) = write_on(&mut stream, &body(request));
+        assert_eq!(status, 200, "request {request}: {answer}");
+        assert_eq!(
+            answer, r#"{"accepted":1000,"fixed":0}"#,
+            "request {request}"
+        );
+        if request == 49 {
+            warm = rss_bytes(agent.pid());
+        }
+    }
+    // docs/HTTP.md: what a request frees is kept for the next one, never piled up.
+    let after = rss_bytes(agent.pid());
+    assert!(
+        after < warm + (8 << 20),
+        "memory stayed flat over 150 more requests: {} MiB, then {} MiB",
+        warm >> 20,
+        after >> 20
+    );
+    // A body of 1 MiB or more is followed by giving free memory back (docs/HTTP.md).
+    let large: Vec<u8> = b"m v=1\n".repeat((2 << 20) / 6);
+    let (status, answer) = write_on(&mut stream, &large);
+    assert_eq!(status, 200, "{answer}");
+    let after_large = rss_bytes(agent.pid());
+    assert!(
+        after_large < warm + (16 << 20),
+        "the large body's memory was given back: {} MiB before, {} MiB after",
+        warm >> 20,
+        after_large >> 20
+    );
+    assert_eq!(
+        get(&format!("{}/health", api_base(&agent)), &[]).status,
+        200
     );
 }
 

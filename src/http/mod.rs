@@ -335,7 +335,8 @@ async fn time_limit(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path().to_string();
+    // Only a timeout logs it; cloning the URI shares its bytes instead of copying.
+    let uri = request.uri().clone();
     let started = tokio::time::Instant::now();
     request
         .extensions_mut()
@@ -345,9 +346,9 @@ async fn time_limit(
         Ok(response) => response,
         Err(_) => {
             if state.log_throttle.allow("timeout") {
-                tracing::warn!(path = %path, timeout = ?state.request_timeout, "HTTP request timed out (repeats within 10 s are logged at debug level)");
+                tracing::warn!(path = uri.path(), timeout = ?state.request_timeout, "HTTP request timed out (repeats within 10 s are logged at debug level)");
             } else {
-                tracing::debug!(path = %path, timeout = ?state.request_timeout, "HTTP request timed out");
+                tracing::debug!(path = uri.path(), timeout = ?state.request_timeout, "HTTP request timed out");
             }
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,

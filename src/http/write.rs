@@ -12,17 +12,18 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::body::{read_body, BodyLimits};
+use super::body::{read_body, read_raw_body, BodyLimits};
 use super::error::ApiError;
 use super::{AppState, Deadline};
 use crate::ingest::{
-    precheck_write_body, InputTags, Origin, WriteBody, WriteBodyError, WriteLimits, WriteOutcome,
-    WriteRequest,
+    precheck_write_body, InputTags, Origin, Outcome, WriteBody, WriteBodyError, WriteLimits,
+    WriteOutcome, WriteRequest,
 };
 use crate::percent::percent_decode;
 use crate::point::{Category, Precision};
@@ -43,9 +44,11 @@ pub async fn write(
     Path(category): Path<String>,
     query: Result<Query<WriteQuery>, QueryRejection>,
     deadline: Option<Extension<Deadline>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    request: Request,
+) -> Result<Response, ApiError> {
+    // The request's own headers, not a copy of them.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let Query(query) = query
         .map_err(|e| ApiError::bad_request("datakit.badQuery", format!("bad query string: {e}")))?;
     let category = Category::from_name(&category).ok_or_else(|| {
@@ -70,18 +73,18 @@ pub async fn write(
         .as_deref()
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
     let limits = body_limits(&state, deadline);
-    let bytes = read_body(&headers, body, &limits).await?;
+    let raw = read_raw_body(headers, body, &limits).await?;
 
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
 
-    let claimed = worker_identity(&state, &headers);
+    let claimed = worker_identity(&state, headers);
     // Only the agent's own workers report the points their shim could not send.
     let shim_rejected = claimed
         .is_some()
-        .then(|| shim_rejections(&headers))
+        .then(|| shim_rejections(headers))
         .flatten();
     let (input, plugin, tags, plugin_stats) = match claimed {
         Some((input, plugin, tags, stats)) => {
@@ -99,7 +102,6 @@ pub async fn write(
     };
     let job = WriteJob {
         ingest: state.ingest.clone(),
-        bytes,
         is_json,
         category,
         precision,
@@ -112,18 +114,21 @@ pub async fn write(
         deadline: limits.deadline.into_std(),
         shim_rejected,
     };
-    // Decoding a large body takes a while: off the runtime's threads, so /health and
-    // the other requests stay responsive. If this handler is dropped (the middleware's
-    // timeout, a closed connection), the decoder stops at its next check.
+    // Inflating and decoding a large body take a while: off the runtime's threads (one
+    // hop for both), so /health and the other requests stay responsive. If this
+    // handler is dropped (the middleware's timeout, a closed connection), the decoder
+    // stops at its next check.
     let abandoned = Arc::new(AtomicBool::new(false));
     let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
     let runtime = tokio::runtime::Handle::current();
-    let large = job.bytes.len() >= TRIM_AFTER_BYTES;
     let outcome = tokio::task::spawn_blocking(move || {
-        let outcome = job.run(&abandoned, &runtime);
+        let bytes = raw.inflate()?;
+        let large = bytes.len() >= TRIM_AFTER_BYTES;
+        let outcome = job.run(&bytes, &abandoned, &runtime);
+        drop(bytes);
         drop(job);
         if large {
-            give_memory_back();
+            crate::heap::give_back();
         }
         outcome
     })
@@ -139,19 +144,9 @@ pub async fn write(
     answer(category, is_json, looks_json, result)
 }
 
-/// Bodies at least this large are followed by [`give_memory_back`].
+/// Bodies at least this large are followed by [`crate::heap::give_back`]
+/// (docs/HTTP.md); smaller ones leave their freed memory for the next request.
 const TRIM_AFTER_BYTES: usize = 1 << 20;
-
-/// Returns freed heap memory to the system after a large request, so a burst does not
-/// leave the agent's RSS at its peak (glibc keeps freed memory in its arenas).
-fn give_memory_back() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator; it has no
-    // preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Sets its flag when dropped: tells a decoding thread nobody waits for it any more.
 struct AbandonOnDrop(Arc<AtomicBool>);
@@ -162,10 +157,10 @@ impl Drop for AbandonOnDrop {
     }
 }
 
-/// Everything a write request's decoding needs, owned, for a blocking thread.
+/// Everything a write request's decoding needs but its body, owned, for a blocking
+/// thread.
 struct WriteJob {
     ingest: Arc<crate::ingest::Ingest>,
-    bytes: Vec<u8>,
     is_json: bool,
     category: Category,
     precision: Option<Precision>,
@@ -217,13 +212,13 @@ impl WriteJob {
     /// points. Also says whether a line-protocol body looks like JSON (for the hint).
     fn run(
         &self,
+        bytes: &[u8],
         abandoned: &AtomicBool,
         runtime: &tokio::runtime::Handle,
     ) -> Result<(WriteOutcome, bool), ApiError> {
         let body = if self.is_json {
-            if !looks_like_json(&self.bytes) {
-                let value: serde_json::Value =
-                    serde_json::from_slice(&self.bytes).unwrap_or_default();
+            if !looks_like_json(bytes) {
+                let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
                 return Err(ApiError::bad_request(
                     "datakit.badBody",
                     format!(
@@ -232,9 +227,9 @@ impl WriteJob {
                     ),
                 ));
             }
-            WriteBody::Json(&self.bytes)
+            WriteBody::Json(bytes)
         } else {
-            let text = std::str::from_utf8(&self.bytes).map_err(|e| {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
                 ApiError::bad_request(
                     "datakit.badBody",
                     format!("line protocol body is not UTF-8: {e}"),
@@ -296,7 +291,7 @@ impl WriteJob {
         let result = self
             .ingest
             .write_blocking(&origin, request, &limits, runtime);
-        let looks_json = !self.is_json && looks_like_json(&self.bytes);
+        let looks_json = !self.is_json && looks_like_json(bytes);
         Ok((result, looks_json))
     }
 }
@@ -308,7 +303,7 @@ fn answer(
     is_json: bool,
     looks_json: bool,
     result: WriteOutcome,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let total = result.outcome.accepted + result.outcome.rejected;
     if let Some(at) = &result.stopped_at {
         return Err(ApiError::new(
@@ -321,10 +316,7 @@ fn answer(
         ));
     }
     if result.rejections.is_empty() {
-        return Ok(Json(serde_json::json!({
-            "accepted": result.outcome.accepted,
-            "fixed": result.outcome.fixed,
-        })));
+        return Ok(accepted_answer(result.outcome));
     }
     let mut message = format!(
         "{} of {total} {} point(s) rejected ({} accepted): {}",
@@ -343,6 +335,17 @@ fn answer(
         );
     }
     Err(ApiError::bad_request("datakit.invalidPoint", message))
+}
+
+/// `200 {"accepted": N, "fixed": N}`: the bytes `Json(json!(...))` would give, written
+/// straight out instead of building a JSON map for every request.
+fn accepted_answer(outcome: Outcome) -> Response {
+    let body = format!(
+        "{{\"accepted\":{},\"fixed\":{}}}",
+        outcome.accepted, outcome.fixed
+    );
+    let content_type = HeaderValue::from_static("application/json");
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// The bounds of a request's body: `[http] max_body`, `min_body_rate` and the
@@ -554,7 +557,30 @@ fn truncate_message(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{escape_control, truncate_message};
+    use super::{accepted_answer, escape_control, truncate_message};
+    use crate::ingest::Outcome;
+    use axum::response::IntoResponse;
+
+    #[tokio::test]
+    async fn the_accepted_answer_is_what_json_would_say() {
+        let outcome = Outcome {
+            accepted: 1000,
+            fixed: 3,
+            rejected: 0,
+        };
+        let expected =
+            axum::Json(serde_json::json!({"accepted": 1000, "fixed": 3})).into_response();
+        let answer = accepted_answer(outcome);
+        assert_eq!(answer.status(), expected.status());
+        assert_eq!(answer.headers(), expected.headers());
+        assert_eq!(body_of(answer).await, body_of(expected).await);
+    }
+
+    async fn body_of(response: axum::response::Response) -> axum::body::Bytes {
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("in-memory body")
+    }
 
     #[test]
     fn control_characters_are_escaped_and_long_messages_cut() {

@@ -119,16 +119,26 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Peak resident memory of `pid` (VmHWM), in bytes.
 pub fn peak_rss_bytes(pid: i32) -> u64 {
+    memory_bytes(pid, "VmHWM:")
+}
+
+/// Resident memory of `pid` now (VmRSS), in bytes.
+pub fn rss_bytes(pid: i32) -> u64 {
+    memory_bytes(pid, "VmRSS:")
+}
+
+/// One memory line of `/proc/<pid>/status` (`VmHWM:`, `VmRSS:`), in bytes.
+fn memory_bytes(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM line");
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} line"));
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
         .and_then(|v| v.parse().ok())
-        .expect("VmHWM value");
+        .unwrap_or_else(|| panic!("{field} value"));
     kib * 1024
 }
 
