@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::live_sinks::LiveSinks;
 use crate::point::{
-    self, Category, DecodeContext, Fix, Point, PointBatch, Precision, RejectReason,
+    self, BatchPool, Category, DecodeContext, Fix, Point, PointBatch, Precision, RejectReason,
 };
 use crate::stats::{PluginStats, Stats};
 use crate::tap::Tap;
@@ -219,6 +219,8 @@ pub struct Ingest {
     tap: Tap,
     throttle: Mutex<HashMap<(String, String, &'static str), Instant>>,
     log_every_point: bool,
+    /// Write requests' chunks, emptied: the next request's chunk reuses one.
+    chunks: BatchPool,
 }
 
 impl Ingest {
@@ -237,6 +239,7 @@ impl Ingest {
             tap: Tap::default(),
             throttle: Mutex::new(HashMap::new()),
             log_every_point: false,
+            chunks: BatchPool::default(),
         }
     }
 
@@ -419,7 +422,7 @@ impl Ingest {
             category: ctx.category,
             limits,
             runtime,
-            chunk: PointBatch::new(),
+            chunk: self.chunks.take(),
             in_flight: std::collections::VecDeque::new(),
             taken: 0,
             result: WriteOutcome::default(),
@@ -467,8 +470,10 @@ impl Ingest {
         chunker.flush();
         // Until the sinks have written every chunk, this request's points still take
         // memory: wait for them (within the deadline), so what the caller frees and
-        // trims afterwards is the request's whole footprint.
+        // trims afterwards is the request's whole footprint (but for the emptied
+        // chunk, kept for the next request within `BatchPool`'s bounds).
         chunker.wait_in_flight(0);
+        self.chunks.give(chunker.chunk);
         chunker.result
     }
 

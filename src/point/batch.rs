@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::Mutex;
 
 use super::{Category, FieldValue, Point};
 
@@ -75,14 +76,25 @@ impl FieldRef<'_> {
 }
 
 /// The order of keys (byte-wise, as `str`'s), deciding on the first byte where it
-/// can: keys are short and mostly differ there, which spares a `memcmp` call.
+/// can: keys are short and mostly differ there, which spares a `memcmp` call; short
+/// keys that share it are compared byte by byte, also without the call.
 #[inline]
 pub fn key_order(a: &str, b: &str) -> Ordering {
-    match (a.as_bytes().first(), b.as_bytes().first()) {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    match (a.first(), b.first()) {
         (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ if a.len() <= SHORT_KEY && b.len() <= SHORT_KEY => {
+            match a.iter().zip(b).find(|(x, y)| x != y) {
+                Some((x, y)) => x.cmp(y),
+                None => a.len().cmp(&b.len()),
+            }
+        }
         _ => a.cmp(b),
     }
 }
+
+/// Keys up to this many bytes are compared without `memcmp` by [`key_order`].
+const SHORT_KEY: usize = 16;
 
 /// Where one point's parts are in its batch.
 #[derive(Clone, Debug)]
@@ -180,6 +192,44 @@ impl<'a> PointBatch<'a> {
         });
     }
 
+    /// The tag and field vectors, for a decoder that writes a point's parts straight
+    /// onto their ends (from [`PointBatch::parts_start`] on) and then either
+    /// [`commit_parts`](PointBatch::commit_parts) them or truncates the vectors back:
+    /// the parts are not copied once more. Entries before the start belong to the
+    /// points already in the batch and must stay as they are.
+    pub(crate) fn parts_mut(&mut self) -> (&mut Vec<Tag<'a>>, &mut Vec<Field<'a>>) {
+        (&mut self.tags, &mut self.fields)
+    }
+
+    /// Where the next point's tags and fields start in [`PointBatch::parts_mut`].
+    pub(crate) fn parts_start(&self) -> (usize, usize) {
+        (self.tags.len(), self.fields.len())
+    }
+
+    /// Appends a point made of the tags and fields from `start` (what
+    /// [`PointBatch::parts_start`] said) to the ends of the vectors, sorted by key, keys
+    /// unique, as for [`PointBatch::push_parts`].
+    pub(crate) fn commit_parts(
+        &mut self,
+        category: Category,
+        measurement: Cow<'a, str>,
+        start: (usize, usize),
+        time_ns: i64,
+    ) {
+        let (tags_start, fields_start) = start;
+        debug_assert!(self.tags[tags_start..].windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(self.fields[fields_start..]
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0));
+        self.points.push(Entry {
+            category,
+            measurement,
+            tags: (tags_start, self.tags.len()),
+            fields: (fields_start, self.fields.len()),
+            time_ns,
+        });
+    }
+
     pub fn len(&self) -> usize {
         self.points.len()
     }
@@ -210,6 +260,77 @@ impl<'a> PointBatch<'a> {
     pub fn to_points(&self) -> Vec<Point> {
         self.iter().map(|p| p.to_point()).collect()
     }
+}
+
+/// Storage of emptied batches, kept for the next ones: a write request's chunk starts
+/// with the room an earlier request's chunk had instead of growing from empty, which
+/// costs a reallocation per doubling and fresh pages from the system for every
+/// request. Bounded: at most [`BatchPool::KEEPS`] batches of at most
+/// [`BatchPool::KEEPS_BYTES`] each are kept, a bigger one is freed.
+#[derive(Debug, Default)]
+pub struct BatchPool {
+    free: Mutex<Vec<BatchStorage>>,
+}
+
+/// The vectors of an emptied [`PointBatch`], free of the lifetime of the strings it
+/// held (it holds none).
+#[derive(Debug)]
+struct BatchStorage {
+    points: Vec<Entry<'static>>,
+    tags: Vec<Tag<'static>>,
+    fields: Vec<Field<'static>>,
+}
+
+impl BatchPool {
+    /// How many emptied batches are kept at most (about one per write request
+    /// decoded at once).
+    pub const KEEPS: usize = 4;
+    /// The most memory one kept batch may hold.
+    pub const KEEPS_BYTES: usize = 2 << 20;
+
+    /// An empty batch, with the storage of one given back earlier if there is one.
+    pub fn take<'a>(&self) -> PointBatch<'a> {
+        let storage = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match storage {
+            None => PointBatch::new(),
+            Some(storage) => PointBatch {
+                points: emptied(storage.points),
+                tags: emptied(storage.tags),
+                fields: emptied(storage.fields),
+            },
+        }
+    }
+
+    /// Empties `batch` and keeps its storage for [`BatchPool::take`], unless the
+    /// pool is full or the batch is over [`BatchPool::KEEPS_BYTES`].
+    pub fn give(&self, batch: PointBatch<'_>) {
+        let bytes = batch.points.capacity() * std::mem::size_of::<Entry<'_>>()
+            + batch.tags.capacity() * std::mem::size_of::<Tag<'_>>()
+            + batch.fields.capacity() * std::mem::size_of::<Field<'_>>();
+        if bytes > Self::KEEPS_BYTES || bytes == 0 {
+            return;
+        }
+        let storage = BatchStorage {
+            points: emptied(batch.points),
+            tags: emptied(batch.tags),
+            fields: emptied(batch.fields),
+        };
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < Self::KEEPS {
+            free.push(storage);
+        }
+    }
+}
+
+/// `items` emptied, as a vector of `U` (the same type but for a lifetime) with the same
+/// allocation: collecting a vector's iterator into one of a type of the same size and
+/// alignment reuses its buffer, and an empty one moves no item.
+fn emptied<T, U>(mut items: Vec<T>) -> Vec<U> {
+    items.clear();
+    items
+        .into_iter()
+        .map(|_| unreachable!("the vector was emptied"))
+        .collect()
 }
 
 /// One point of a [`PointBatch`]: the same content as a [`Point`], tags and fields as
@@ -311,7 +432,23 @@ mod tests {
     #[test]
     fn key_order_is_the_order_of_str() {
         let keys = [
-            "", "a", "ab", "b", "_", "__name__", "Z", "é", "aa", "a\u{0}",
+            "",
+            "a",
+            "ab",
+            "b",
+            "_",
+            "__name__",
+            "Z",
+            "é",
+            "aa",
+            "a\u{0}",
+            "host",
+            "host_id",
+            "hosu",
+            "a_sixteen_bytes_",
+            "a_sixteen_bytes_x",
+            "a_sixteen_bytes",
+            "a_seventeen_bytes",
         ];
         for a in keys {
             for b in keys {
@@ -332,5 +469,56 @@ mod tests {
         assert!(p.has_key("b") && p.has_key("f") && !p.has_key("z"));
         assert_eq!(p.measurement, "m3");
         assert_eq!(p.category, Category::Logging);
+    }
+
+    #[test]
+    fn a_pooled_batch_comes_back_empty_with_its_room() {
+        let pool = BatchPool::default();
+        let points: Vec<Point> = (0..100).map(sample).collect();
+        let mut batch = pool.take();
+        for p in &points {
+            batch.push_point(p.clone());
+        }
+        let room = (
+            batch.points.capacity(),
+            batch.tags.capacity(),
+            batch.fields.capacity(),
+        );
+        pool.give(batch);
+        let again = pool.take();
+        assert!(again.is_empty());
+        assert!(again.to_points().is_empty());
+        assert_eq!(
+            (
+                again.points.capacity(),
+                again.tags.capacity(),
+                again.fields.capacity()
+            ),
+            room,
+            "the storage is reused, not reallocated"
+        );
+        // Only one was given back: the next one is new.
+        assert_eq!(pool.take().points.capacity(), 0);
+    }
+
+    #[test]
+    fn the_pool_keeps_few_and_small_batches() {
+        let pool = BatchPool::default();
+        let mut big = PointBatch::new();
+        big.tags
+            .reserve(BatchPool::KEEPS_BYTES / std::mem::size_of::<Tag<'_>>() + 1);
+        pool.give(big);
+        assert_eq!(
+            pool.take().tags.capacity(),
+            0,
+            "a batch over the bound is freed"
+        );
+        for _ in 0..BatchPool::KEEPS + 2 {
+            let mut batch = PointBatch::new();
+            batch.push_point(sample(1));
+            pool.give(batch);
+        }
+        let kept = pool.free.lock().unwrap().len();
+        assert_eq!(kept, BatchPool::KEEPS);
     }
 }

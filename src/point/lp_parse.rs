@@ -29,10 +29,11 @@ use std::collections::BTreeMap;
 
 use super::batch::{key_order, Field, FieldRef, PointBatch, Tag};
 use super::lp_encode::ESCAPABLE;
+use super::lp_number::{parse_f64, parse_i64};
 use super::outcome::{FixReason, RejectReason};
 use super::precision::int_time_to_ns;
-use super::rules::{self, preview, Preview};
-use super::{Accepted, Category, DecodeContext, Fix, Point, Precision, Rejection};
+use super::rules::{self, preview, Preview, UnchangedCheck};
+use super::{Accepted, DecodeContext, Fix, Point, Precision, Rejection};
 
 /// Parses every point in `body`. Each item is (1-based line number where the point
 /// starts, result); a bad line never stops the others.
@@ -89,23 +90,25 @@ impl<'a> Iterator for LogicalLines<'a> {
         while self.pos < bytes.len() {
             let pos = self.pos;
             let line_no = self.line_no;
-            let physical_end = find_newline(bytes, pos);
             // The common line: it starts with a name (not blank, not a comment) and
-            // has no quote, so no string can carry it past its newline.
+            // has no quote, so no string can carry it past its newline. One scan
+            // finds its newline or tells it is not such a line.
             let plain_start = bytes[pos].is_ascii()
                 && !matches!(
                     bytes[pos],
                     b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' | b'#'
                 );
-            if self.plain_lines
-                && plain_start
-                && memchr::memchr(b'"', &bytes[pos..physical_end]).is_none()
-            {
-                let line = &body[pos..physical_end];
-                self.line_no += 1;
-                self.pos = physical_end + 1;
-                return Some((line_no, line.strip_suffix('\r').unwrap_or(line)));
+            if self.plain_lines && plain_start {
+                let stop = memchr::memchr2(b'\n', b'"', &bytes[pos..]).map(|i| pos + i);
+                if stop.map_or(true, |at| bytes[at] == b'\n') {
+                    let physical_end = stop.unwrap_or(bytes.len());
+                    let line = &body[pos..physical_end];
+                    self.line_no += 1;
+                    self.pos = physical_end + 1;
+                    return Some((line_no, line.strip_suffix('\r').unwrap_or(line)));
+                }
             }
+            let physical_end = find_newline(bytes, pos);
             let physical = body[pos..physical_end].trim();
             let (end, line) = if physical.is_empty() || physical.starts_with('#') {
                 (physical_end, None)
@@ -205,6 +208,9 @@ fn syntax(at: usize, message: impl Into<String>) -> LineError {
 struct Parsed<'a> {
     measurement: Cow<'a, str>,
     timestamp: Option<i64>,
+    /// The [`ODD`] and [`DOT`] bits of the bytes of its measurement, keys and tag
+    /// values.
+    seen: u8,
 }
 
 /// A field value as written; an unsigned integer beyond i64 becomes a float with a fix.
@@ -295,22 +301,31 @@ fn apply_rules<'a>(
 
 /// Decodes line protocol into a [`PointBatch`], borrowing from the body: what the
 /// HTTP write API uses. A point that passes every rule unchanged (the common case) is
-/// sorted and checked in place and keeps its strings in the body; one that needs a
-/// fix, or is refused, takes the [`Point`] path of [`parse_line_protocol`], so both
-/// give the same points, fixes and rejections.
+/// written, sorted and checked in place at the end of the batch and keeps its strings
+/// in the body; one that needs a fix, or is refused, takes the [`Point`] path of
+/// [`parse_line_protocol`], so both give the same points, fixes and rejections.
 pub struct LineDecoder<'a> {
     ctx: DecodeContext<'a>,
-    /// The line being decoded, reused from line to line.
-    tags: Vec<Tag<'a>>,
-    fields: Vec<Field<'a>>,
+    check: UnchangedCheck,
+    /// The bits of [`Stops`] that make a line's names need the byte-by-byte check.
+    odd: u8,
+    /// The extra tags in key order, each with whether it passes the tag rules as it
+    /// is: the same for every point of the request, so judged once.
+    extra: Vec<(&'a str, &'a str, bool)>,
 }
 
 impl<'a> LineDecoder<'a> {
     pub fn new(ctx: &DecodeContext<'a>) -> Self {
+        let check = UnchangedCheck::of(ctx.category);
         LineDecoder {
             ctx: *ctx,
-            tags: Vec::new(),
-            fields: Vec::new(),
+            check,
+            odd: if check.dots_allowed() { ODD } else { ODD | DOT },
+            extra: ctx
+                .extra_tags
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str(), check.tag(key, value)))
+                .collect(),
         }
     }
 
@@ -325,43 +340,74 @@ impl<'a> LineDecoder<'a> {
     ) -> Result<Vec<Fix>, Rejection> {
         let ctx = self.ctx;
         let mut fixes = Vec::new();
-        self.tags.clear();
-        self.fields.clear();
+        // The point's tags and fields go straight onto the ends of the batch's
+        // vectors; whatever does not end in the batch as it is is taken off again.
+        let start = batch.parts_start();
+        let (tags, fields) = batch.parts_mut();
         let parsed = Parser::new(line)
-            .parse(&mut self.tags, &mut self.fields, &mut fixes)
-            .map_err(|e| syntax_rejection(line, line_no, e))?;
-        let time_ns = line_time(parsed.timestamp, &parsed.measurement, line_no, &ctx)?;
-        if fixes.is_empty() && ctx.category != Category::Keyevent {
-            sort_unique(&mut self.tags);
-            sort_unique(&mut self.fields);
+            .parse(tags, fields, &mut fixes)
+            .map_err(|e| syntax_rejection(line, line_no, e))
+            .and_then(|parsed| {
+                let time_ns = line_time(parsed.timestamp, &parsed.measurement, line_no, &ctx)?;
+                Ok((parsed.measurement, time_ns, parsed.seen))
+            });
+        let (measurement, time_ns, seen) = match parsed {
+            Ok(parsed) => parsed,
+            Err(rejection) => {
+                tags.truncate(start.0);
+                fields.truncate(start.1);
+                return Err(rejection);
+            }
+        };
+        if fixes.is_empty() && self.check.judges() {
+            sort_unique(tags, start.0);
+            sort_unique(fields, start.1);
+            let check = self.check;
+            // Names without a byte the rules would look at need only their lengths
+            // and the reserved keys checked.
+            let plain = seen & self.odd == 0;
+            let own_clean = if plain {
+                check.plain_measurement(&measurement)
+                    && tags[start.0..]
+                        .iter()
+                        .all(|(key, value)| check.plain_tag(key, value))
+            } else {
+                check.measurement(&measurement)
+                    && tags[start.0..]
+                        .iter()
+                        .all(|(key, value)| check.tag(key, value))
+            };
             // The extra tags the rules would add (where the key is free), so that
             // they are checked with the point's own.
-            let own = self.tags.len();
-            for (key, value) in ctx.extra_tags {
-                if find(&self.tags[..own], key).is_none() && find(&self.fields, key).is_none() {
-                    self.tags.push((Cow::Borrowed(key), Cow::Borrowed(value)));
-                }
-            }
-            if self.tags.len() > own {
-                self.tags.sort_unstable_by(|a, b| key_order(&a.0, &b.0));
-            }
-            if rules::passes_unchanged(ctx.category, &parsed.measurement, &self.tags, &self.fields)
-            {
-                batch.push_parts(
-                    ctx.category,
-                    parsed.measurement,
-                    self.tags.drain(..),
-                    self.fields.drain(..),
-                    time_ns,
-                );
+            let extra_clean = add_extra_tags(&self.extra, tags, start.0, &fields[start.1..]);
+            let (point_tags, point_fields) = (&tags[start.0..], &fields[start.1..]);
+            let fields_clean = if plain {
+                point_fields
+                    .iter()
+                    .all(|(key, value)| check.plain_field(point_tags, key, value))
+            } else {
+                point_fields
+                    .iter()
+                    .all(|(key, value)| check.field(point_tags, key, value))
+            };
+            let clean = own_clean
+                && extra_clean
+                && fields_clean
+                && check.counts_and_defaults(point_tags, point_fields);
+            debug_assert_eq!(
+                clean,
+                rules::passes_unchanged(ctx.category, &measurement, point_tags, point_fields)
+            );
+            if clean {
+                batch.commit_parts(ctx.category, measurement, start, time_ns);
                 return Ok(fixes);
             }
         }
         // Extra tags added above are added by the rules the same way, key for key.
         let accepted = apply_rules(
-            parsed.measurement,
-            self.tags.drain(..),
-            self.fields.drain(..),
+            measurement,
+            tags.drain(start.0..),
+            fields.drain(start.1..),
             time_ns,
             line_no,
             &ctx,
@@ -372,30 +418,56 @@ impl<'a> LineDecoder<'a> {
     }
 }
 
+/// Adds each extra tag whose key the point leaves free (neither a tag nor a field of
+/// it) to its tags, which start at `start` and stay in key order; false if one of
+/// those added would not pass the tag rules unchanged.
+fn add_extra_tags<'a>(
+    extra: &[(&'a str, &'a str, bool)],
+    tags: &mut Vec<Tag<'a>>,
+    start: usize,
+    fields: &[Field<'a>],
+) -> bool {
+    let mut clean = true;
+    for &(key, value, tag_clean) in extra {
+        // The extra keys differ from each other: among the tags, only one of the
+        // point's own can have this key.
+        if let Err(at) = tags[start..].binary_search_by(|(k, _)| key_order(k, key)) {
+            if find(fields, key).is_none() {
+                tags.insert(start + at, (Cow::Borrowed(key), Cow::Borrowed(value)));
+                clean &= tag_clean;
+            }
+        }
+    }
+    clean
+}
+
 /// Where `key` is in entries sorted by key.
 fn find<V>(entries: &[(Cow<'_, str>, V)], key: &str) -> Option<usize> {
     entries.binary_search_by(|(k, _)| key_order(k, key)).ok()
 }
 
-/// Sorts entries by key, keeping the last value of a repeated key (as a map that each
-/// entry is inserted into in turn would).
-fn sort_unique<V>(entries: &mut Vec<(Cow<'_, str>, V)>) {
-    if entries
-        .windows(2)
-        .all(|w| key_order(&w[0].0, &w[1].0).is_lt())
-    {
+/// Sorts the entries from `start` on by key, keeping the last value of a repeated key
+/// (as a map that each entry is inserted into in turn would).
+fn sort_unique<V>(entries: &mut Vec<(Cow<'_, str>, V)>, start: usize) {
+    let run = &mut entries[start..];
+    if run.windows(2).all(|w| key_order(&w[0].0, &w[1].0).is_lt()) {
         return;
     }
     // Stable: equal keys stay in line order, and the last of each run is kept.
-    entries.sort_by(|a, b| key_order(&a.0, &b.0));
-    entries.dedup_by(|later, kept| {
-        if later.0 == kept.0 {
-            std::mem::swap(later, kept);
-            true
-        } else {
-            false
+    run.sort_by(|a, b| key_order(&a.0, &b.0));
+    // Entries before `kept` are final; those from `kept` to `i` were dropped.
+    let mut kept = start;
+    for i in start..entries.len() {
+        if entries
+            .get(i + 1)
+            .is_some_and(|next| next.0 == entries[i].0)
+        {
+            continue;
         }
-    });
+        entries.swap(kept, i);
+        kept += 1;
+    }
+    entries.truncate(kept);
 }
 
 /// "line 3, column 12: expected ..." — the column counts characters, 1-based, on the
@@ -412,32 +484,55 @@ fn syntax_rejection(line: &str, line_no: usize, e: LineError) -> Rejection {
     )
 }
 
-/// The bytes that end a token, plus the backslash (which may start an escape), as a
-/// table: one lookup per byte of a token.
-struct Stops([bool; 256]);
+/// What each byte is to a token, as a table: one lookup per byte of a token. A byte
+/// may end the token ([`STOP`]; the backslash too, which may start an escape), and a
+/// byte may be one the rules would change in that kind of name ([`ODD`], [`DOT`]):
+/// a line whose names hold none of those is checked without a byte-by-byte scan.
+struct Stops([u8; 256]);
+
+/// Ends the token (or, the backslash, may start an escape).
+const STOP: u8 = 1;
+/// A byte that the rules fix or refuse in this kind of name (a backslash too: it
+/// escapes, or it trails).
+const ODD: u8 = 2;
+/// A dot, which keys of some categories may not hold.
+const DOT: u8 = 4;
 
 impl Stops {
-    const fn new(stops: &[u8]) -> Stops {
-        let mut table = [false; 256];
-        table[b'\\' as usize] = true;
+    const fn new(stops: &[u8], odd: &[u8], dot: bool) -> Stops {
+        let mut table = [0u8; 256];
+        table[b'\\' as usize] = STOP | ODD;
         let mut i = 0;
         while i < stops.len() {
-            table[stops[i] as usize] = true;
+            table[stops[i] as usize] = STOP;
             i += 1;
+        }
+        let mut i = 0;
+        while i < odd.len() {
+            table[odd[i] as usize] = ODD;
+            i += 1;
+        }
+        if dot {
+            table[b'.' as usize] = DOT;
         }
         Stops(table)
     }
 }
 
-static MEASUREMENT_END: Stops = Stops::new(b", ");
-static KEY_END: Stops = Stops::new(b",= ");
-static TAG_VALUE_END: Stops = Stops::new(b", ");
-static TIMESTAMP_END: Stops = Stops::new(b" \t");
+// The odd bytes: a measurement with a newline, NUL or byte-order mark (its first byte,
+// 0xEF, which a few other characters start with too), a key or tag value with a
+// newline (docs/POINTS.md).
+static MEASUREMENT_END: Stops = Stops::new(b", ", b"\n\0\xEF", false);
+static KEY_END: Stops = Stops::new(b",= ", b"\n", true);
+static TAG_VALUE_END: Stops = Stops::new(b", ", b"\n", false);
+static TIMESTAMP_END: Stops = Stops::new(b" \t", b"", false);
 
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// The [`ODD`] and [`DOT`] bits of every byte of the tokens read so far.
+    seen: u8,
 }
 
 impl<'a> Parser<'a> {
@@ -446,6 +541,7 @@ impl<'a> Parser<'a> {
             s,
             b: s.as_bytes(),
             i: 0,
+            seen: 0,
         }
     }
 
@@ -552,7 +648,7 @@ impl<'a> Parser<'a> {
             if self.peek().is_some() {
                 let at = self.i;
                 let raw = self.token(&TIMESTAMP_END);
-                let t = raw.parse::<i64>().map_err(|_| {
+                let t = parse_i64(&raw).ok_or_else(|| {
                     syntax(
                         at,
                         format!(
@@ -577,6 +673,7 @@ impl<'a> Parser<'a> {
         Ok(Parsed {
             measurement,
             timestamp,
+            seen: self.seen,
         })
     }
 
@@ -584,10 +681,32 @@ impl<'a> Parser<'a> {
     /// the end, undoing `\,` `\=` `\ ` `\\`. Borrowed when there is nothing to undo.
     fn token(&mut self, stops: &Stops) -> Cow<'a, str> {
         let start = self.i;
+        let mut i = start;
+        let mut seen = 0;
+        while let Some(&b) = self.b.get(i) {
+            let class = stops.0[usize::from(b)];
+            if class & STOP != 0 {
+                break;
+            }
+            seen |= class;
+            i += 1;
+        }
+        self.i = i;
+        self.seen |= seen;
+        if self.b.get(i) != Some(&b'\\') {
+            return Cow::Borrowed(&self.s[start..i]);
+        }
+        self.token_with_backslash(start, stops)
+    }
+
+    /// The rest of [`Parser::token`] from a backslash on (the token began at `start`).
+    fn token_with_backslash(&mut self, start: usize, stops: &Stops) -> Cow<'a, str> {
+        // Whatever else the token holds, its names are checked byte by byte.
+        self.seen |= ODD;
         let mut owned: Option<String> = None;
         let mut run_start = start;
         while let Some(&b) = self.b.get(self.i) {
-            if !stops.0[usize::from(b)] {
+            if stops.0[usize::from(b)] & STOP == 0 {
                 self.i += 1;
                 continue;
             }
@@ -630,10 +749,9 @@ impl<'a> Parser<'a> {
         }
         let bad = |kind: &str| syntax(at, format!("invalid {kind} field value {}", preview(raw)));
         if let Some(digits) = raw.strip_suffix('i') {
-            return digits
-                .parse::<i64>()
+            return parse_i64(digits)
                 .map(|i| RawValue::Value(FieldRef::Int(i)))
-                .map_err(|_| bad("integer"));
+                .ok_or_else(|| bad("integer"));
         }
         if let Some(digits) = raw.strip_suffix('u') {
             // DataKit (and InfluxDB 1.x) store unsigned as signed where it fits.
@@ -652,9 +770,9 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        match raw.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(RawValue::Value(FieldRef::Float(f))),
-            Ok(_) => Err(LineError {
+        match parse_f64(raw) {
+            Some(f) if f.is_finite() => Ok(RawValue::Value(FieldRef::Float(f))),
+            Some(_) => Err(LineError {
                 at,
                 reason: RejectReason::InvalidFieldValue,
                 message: format!(
@@ -662,7 +780,7 @@ impl<'a> Parser<'a> {
                     preview(key)
                 ),
             }),
-            Err(_) => Err(syntax(
+            None => Err(syntax(
                 at,
                 format!(
                     "invalid field value {}: expected a number, 1i, 1u, a boolean or a \"quoted string\"",
@@ -711,7 +829,7 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::FieldValue;
+    use crate::point::{Category, FieldValue};
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 

@@ -12,8 +12,8 @@
 //! - `category.rs` — [`Category`] and its code/name spellings
 //! - `value.rs` — [`FieldValue`]
 //! - `model.rs` — [`Point`]
-//! - `batch.rs` — [`PointBatch`] and [`PointRef`]: accepted points with borrowed
-//!   strings, as the network sinks encode them
+//! - `batch.rs` — [`PointBatch`], [`PointRef`] and [`BatchPool`]: accepted points with
+//!   borrowed strings, as the network sinks encode them, and batches' reused storage
 //! - `precision.rs` — [`Precision`] and timestamp scaling
 //! - `context.rs` — [`DecodeContext`]
 //! - `outcome.rs` — [`Accepted`], [`Fix`], [`Rejection`] and their reason labels
@@ -22,6 +22,8 @@
 //! - `json_stream.rs` — visiting a JSON body's points one at a time
 //! - `lp_encode.rs` / `lp_parse.rs` — line protocol out and in ([`LineDecoder`]: into
 //!   a [`PointBatch`], the HTTP write API's path)
+//! - `lp_number.rs` — line protocol's plain numbers, read fast with `str::parse`'s
+//!   results
 
 mod batch;
 mod category;
@@ -29,6 +31,7 @@ mod context;
 mod json;
 mod json_stream;
 mod lp_encode;
+mod lp_number;
 mod lp_parse;
 mod model;
 mod outcome;
@@ -36,7 +39,7 @@ mod precision;
 mod rules;
 mod value;
 
-pub use batch::{key_order, Field, FieldRef, PointBatch, PointRef, Tag};
+pub use batch::{key_order, BatchPool, Field, FieldRef, PointBatch, PointRef, Tag};
 pub use category::Category;
 pub use context::{now_ns, DecodeContext};
 pub use json::from_json;

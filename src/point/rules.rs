@@ -45,6 +45,7 @@ pub const KEYEVENT_STATUSES: [&str; 6] = ["ok", "info", "warning", "error", "cri
 pub const KEYEVENT_REQUIRED: [&str; 4] = ["df_status", "df_event_id", "df_title", "df_source"];
 
 /// How a point of `category` is treated; one place to read the category differences.
+#[derive(Clone, Copy)]
 struct CategoryRules {
     /// Replace `.` with `_` in keys (DataKit `WithDotInKey(false)`).
     no_dots: bool,
@@ -151,58 +152,145 @@ pub(crate) fn apply(
 /// here (false): their required keys are checked by [`apply`] only.
 ///
 /// This lets the line-protocol decoder keep a clean point borrowed from the body;
-/// each condition below is one under which a step of [`apply`] fixes or refuses.
+/// [`UnchangedCheck`] holds its parts, each one a condition under which a step of
+/// [`apply`] fixes or refuses.
 pub(crate) fn passes_unchanged(
     category: Category,
     measurement: &str,
     tags: &[Tag<'_>],
     fields: &[Field<'_>],
 ) -> bool {
-    let rules = CategoryRules::of(category);
-    let clean_key = |key: &str| {
+    let check = UnchangedCheck::of(category);
+    check.measurement(measurement)
+        && tags.iter().all(|(key, value)| check.tag(key, value))
+        && fields
+            .iter()
+            .all(|(key, value)| check.field(tags, key, value))
+        && check.counts_and_defaults(tags, fields)
+}
+
+/// [`passes_unchanged`] in parts, for a decoder that checks what is the same for every
+/// point of a request (the extra tags) once, and the rest point by point: a point
+/// passes unchanged when its measurement, every tag, every field, and its counts and
+/// defaults do.
+#[derive(Clone, Copy)]
+pub(crate) struct UnchangedCheck {
+    category: Category,
+    rules: CategoryRules,
+}
+
+impl UnchangedCheck {
+    pub(crate) fn of(category: Category) -> UnchangedCheck {
+        UnchangedCheck {
+            category,
+            rules: CategoryRules::of(category),
+        }
+    }
+
+    /// False for keyevents, which only [`apply`] judges.
+    pub(crate) fn judges(&self) -> bool {
+        self.category != Category::Keyevent
+    }
+
+    /// Whether keys may hold a dot.
+    pub(crate) fn dots_allowed(&self) -> bool {
+        !self.rules.no_dots
+    }
+
+    /// [`UnchangedCheck::measurement`] for a name known to hold no newline, NUL,
+    /// backslash nor byte-order mark: only its length is left to check.
+    #[inline]
+    pub(crate) fn plain_measurement(&self, measurement: &str) -> bool {
+        !measurement.is_empty() && measurement.len() <= MAX_MEASUREMENT_LEN
+    }
+
+    /// [`UnchangedCheck::tag`] for a tag known to hold no newline nor backslash, and no
+    /// dot in its key unless [`UnchangedCheck::dots_allowed`]: only the lengths and the
+    /// reserved keys are left to check.
+    #[inline]
+    pub(crate) fn plain_tag(&self, key: &str, value: &str) -> bool {
+        self.plain_key(key) && !value.is_empty() && value.len() <= MAX_TAG_VALUE_LEN
+    }
+
+    /// [`UnchangedCheck::field`] for a field whose key is as in
+    /// [`UnchangedCheck::plain_tag`].
+    #[inline]
+    pub(crate) fn plain_field(&self, tags: &[Tag<'_>], key: &str, value: &FieldRef<'_>) -> bool {
+        self.plain_key(key) && self.field_beside(tags, key, value)
+    }
+
+    #[inline]
+    fn plain_key(&self, key: &str) -> bool {
+        !key.is_empty() && key.len() <= MAX_KEY_LEN && !self.rules.is_disabled(key)
+    }
+
+    /// Step 1 leaves the measurement as it is.
+    pub(crate) fn measurement(&self, measurement: &str) -> bool {
+        // One pass for the common name: none of newline, NUL or the byte-order mark's
+        // first byte (0xEF, which other characters start with too).
+        let suspect = |b: &u8| matches!(b, b'\n' | 0 | 0xEF);
+        !measurement.is_empty()
+            && measurement.len() <= MAX_MEASUREMENT_LEN
+            && (!measurement.as_bytes().iter().any(suspect)
+                || (!measurement.bytes().any(|b| b == b'\n' || b == 0)
+                    && !measurement.contains('\u{feff}')))
+    }
+
+    /// Step 3 leaves the key of a tag or field as it is.
+    #[inline]
+    fn key(&self, key: &str) -> bool {
         !key.is_empty()
             && key.len() <= MAX_KEY_LEN
             && !key.ends_with('\\')
             && !key
                 .bytes()
-                .any(|b| b == b'\n' || (rules.no_dots && b == b'.'))
-            && !rules.is_disabled(key)
-    };
-    let has = |key: &str| {
-        tags.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
-            || fields.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
-    };
-    let measurement_ok = !measurement.is_empty()
-        && measurement.len() <= MAX_MEASUREMENT_LEN
-        && !measurement.bytes().any(|b| b == b'\n' || b == 0)
-        && !measurement.contains('\u{feff}');
-    let tags_ok = tags.len() <= MAX_TAGS
-        && tags.iter().all(|(key, value)| {
-            clean_key(key)
-                && !value.is_empty()
-                && value.len() <= MAX_TAG_VALUE_LEN
-                && !value.ends_with('\\')
-                && !value.contains('\n')
-        });
-    let fields_ok = !fields.is_empty()
-        && fields.len() <= MAX_FIELDS
-        && fields.iter().all(|(key, value)| {
-            clean_key(key)
-                && tags.binary_search_by(|(k, _)| key_order(k, key)).is_err()
-                && match value {
-                    FieldRef::Str(s) => {
-                        category != Category::Metric && s.len() <= MAX_FIELD_VALUE_LEN
-                    }
-                    _ => true,
+                .any(|b| b == b'\n' || (self.rules.no_dots && b == b'.'))
+            && !self.rules.is_disabled(key)
+    }
+
+    /// Step 3 leaves this tag as it is.
+    #[inline]
+    pub(crate) fn tag(&self, key: &str, value: &str) -> bool {
+        self.key(key)
+            && !value.is_empty()
+            && value.len() <= MAX_TAG_VALUE_LEN
+            && !value.ends_with('\\')
+            && !value.contains('\n')
+    }
+
+    /// Step 4 leaves this field as it is, beside `tags` (sorted by key).
+    pub(crate) fn field(&self, tags: &[Tag<'_>], key: &str, value: &FieldRef<'_>) -> bool {
+        self.key(key) && self.field_beside(tags, key, value)
+    }
+
+    /// Step 4 leaves this field as it is but for its key: no tag has the key, and
+    /// the value is allowed in the category.
+    #[inline]
+    fn field_beside(&self, tags: &[Tag<'_>], key: &str, value: &FieldRef<'_>) -> bool {
+        tags.binary_search_by(|(k, _)| key_order(k, key)).is_err()
+            && match value {
+                FieldRef::Str(s) => {
+                    self.category != Category::Metric && s.len() <= MAX_FIELD_VALUE_LEN
                 }
-        });
-    let defaults_ok = match category {
-        Category::Logging => has("status"),
-        Category::Object | Category::CustomObject => has("name"),
-        Category::Keyevent => false,
-        Category::Metric | Category::Rum => true,
-    };
-    measurement_ok && tags_ok && fields_ok && defaults_ok
+                _ => true,
+            }
+    }
+
+    /// Steps 5 to 7 leave the point as it is: not too many tags or fields, at least
+    /// one field, and the category's defaults already there.
+    pub(crate) fn counts_and_defaults(&self, tags: &[Tag<'_>], fields: &[Field<'_>]) -> bool {
+        let has = |key: &str| {
+            tags.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
+                || fields.binary_search_by(|(k, _)| key_order(k, key)).is_ok()
+        };
+        let defaults_ok = match self.category {
+            Category::Logging => has("status"),
+            Category::Object | Category::CustomObject => has("name"),
+            Category::Keyevent => false,
+            Category::Metric | Category::Rum => true,
+        };
+        tags.len() <= MAX_TAGS && !fields.is_empty() && fields.len() <= MAX_FIELDS && defaults_ok
+    }
 }
 
 /// `"cpu"`, quoted and shortened, for messages.
