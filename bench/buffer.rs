@@ -146,7 +146,7 @@ fn main() {
                 task.await.expect("appender");
             }
         });
-        let syncs = *groups.borrow();
+        let syncs = groups.borrow().groups;
         format!(
             "{records_total} appends in {syncs} group commits ({:.1} per sync)",
             records_total as f64 / syncs.max(1) as f64

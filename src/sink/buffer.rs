@@ -26,6 +26,13 @@
 //! can only lag, or fail its CRC and be ignored, which means some points are sent
 //! twice, never that one is lost (at-least-once).
 //!
+//! Reading (docs/BUFFER.md, "Delivery"): the writer publishes what it committed as
+//! running totals (points, frame bytes) on a watch that wakes the reader only once
+//! the totals reach a target the reader set — enough to fill its batch — so that
+//! group commits of a few records do not each cost a read. A read fetches the run
+//! of frames it needs with one `pread` into a buffer kept from read to read and
+//! parses the frames out of it.
+//!
 //! Recovery (docs/BUFFER.md): on open every queued segment is scanned. Damaged bytes
 //! (a torn write at the instant of a crash, flipped bits, garbage) are skipped up to
 //! the next frame that validates fully, so only the damaged frames are lost; the
@@ -50,7 +57,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -141,6 +148,11 @@ pub struct ReadBatch {
     end: Pos,
     /// The running point number after the last record, when its frame has one.
     end_seq: Option<u64>,
+    /// Set when the last read reached the end of what was committed: the writer's
+    /// totals at that moment, from which [`ReadBatch::full_at`] tells when enough
+    /// more is committed to fill the batch. `None` when the read stopped at the
+    /// batch's limits.
+    caught_up: Option<Committed>,
 }
 
 impl ReadBatch {
@@ -161,6 +173,30 @@ impl ReadBatch {
         self.records.first().map(|r| r.enqueued_ms)
     }
 
+    /// The writer's totals ([`DiskBuffer::watch`]) at which enough is committed
+    /// after this batch to fill it to `max_points` points or `max_bytes` bytes, or,
+    /// for an empty batch, at which anything more is: the next read is worth its
+    /// cost only then (or when the batch's oldest record is old enough to go
+    /// partial). `None` when the last read stopped before the end of what was
+    /// committed: reading again finds more at once.
+    pub fn full_at(&self, max_points: u64, max_bytes: usize) -> Option<Committed> {
+        let at = self.caught_up?;
+        if self.is_empty() {
+            return Some(Committed {
+                points: at.points + 1,
+                bytes: at.bytes + 1,
+                ..at
+            });
+        }
+        let (points, bytes) = self.held();
+        let more_bytes = max_bytes.saturating_sub(bytes).max(1) as u64;
+        Some(Committed {
+            points: at.points + max_points.saturating_sub(points).max(1),
+            bytes: at.bytes.saturating_add(more_bytes),
+            ..at
+        })
+    }
+
     /// Points and body bytes read into the batch, foreign records included.
     fn held(&self) -> (u64, usize) {
         let foreign = self.foreign.iter().map(|f| &f.record);
@@ -168,6 +204,33 @@ impl ReadBatch {
             (p + u64::from(r.points), b + r.body.len())
         })
     }
+}
+
+/// What the writer has committed since the buffer was opened: running totals, only
+/// ever growing, published through [`DiskBuffer::watch`] after group commits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Group commits (each one write and, with `fsync = "always"`, one sync).
+    pub groups: u64,
+    /// Points in the records committed.
+    pub points: u64,
+    /// Bytes of the frames committed (headers and bodies).
+    pub bytes: u64,
+}
+
+impl Committed {
+    /// Whether these totals reach `target` in points or in bytes.
+    pub fn reached(&self, target: &Committed) -> bool {
+        self.points >= target.points || self.bytes >= target.bytes
+    }
+}
+
+/// The totals at which the writer notifies the watch ([`DiskBuffer::wake_when`]):
+/// until delivery can use more, a commit does not wake it.
+#[derive(Debug, Default)]
+struct WakeAt {
+    points: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// How large the buffer may grow, and when it syncs.
@@ -199,7 +262,12 @@ pub struct DiskBuffer {
     reader: Mutex<Reader>,
     /// The `ack` file, opened at the first acknowledgement and rewritten in place.
     ack_file: Mutex<Option<File>>,
-    committed: watch::Receiver<u64>,
+    /// The segment the ack position is in, kept open to read the enqueue time of
+    /// the oldest queued record there at each acknowledgement.
+    ack_segment: Mutex<Option<(u64, File)>>,
+    committed: watch::Receiver<Committed>,
+    /// How many times [`DiskBuffer::read_more`] ran.
+    reads: AtomicU64,
     /// Records in another format found queued when the buffer was opened.
     foreign_at_open: Vec<ForeignQueued>,
 }
@@ -217,6 +285,7 @@ struct Shared {
     limits: BufferLimits,
     state: Mutex<State>,
     stats: Arc<SinkStats>,
+    wake_at: WakeAt,
 }
 
 #[derive(Debug)]
@@ -262,6 +331,8 @@ struct State {
     ack: Pos,
     /// The running point number at `ack`, when known.
     ack_seq: Option<u64>,
+    /// What the writer committed so far (the watch may lag it a little).
+    committed: Committed,
 }
 
 impl State {
@@ -298,7 +369,14 @@ struct Reader {
     loss: Option<Loss>,
     /// Looking for the next intact frame from `pos` on.
     scanning: bool,
+    /// The bytes of the reader's segment last read, frames being parsed from it.
+    window: frame::Window,
+    /// Frame bytes per point of the last frame read: how far a read looks ahead.
+    frame_bytes_per_point: u64,
 }
+
+/// How far reads look ahead before the first frame says how large frames are.
+const FIRST_BYTES_PER_POINT: u64 = 128;
 
 /// A run of damaged bytes, from where it was found.
 #[derive(Clone, Copy, Debug)]
@@ -403,6 +481,7 @@ impl DiskBuffer {
             segments,
             ack,
             ack_seq,
+            committed: Committed::default(),
         };
         let queued = state.queued_points();
         if queued > 0 {
@@ -420,11 +499,12 @@ impl DiskBuffer {
             limits,
             state: Mutex::new(state),
             stats,
+            wake_at: WakeAt::default(),
         });
         shared.publish(&lock(&shared.state));
 
         let (tx, rx) = mpsc::channel(APPEND_QUEUE);
-        let (committed_tx, committed_rx) = watch::channel(0u64);
+        let (committed_tx, committed_rx) = watch::channel(Committed::default());
         let lazy = match limits.sync_every {
             Some(every) => Some(
                 LazySync::start(&current, every, sink)
@@ -443,6 +523,7 @@ impl DiskBuffer {
                     bytes: frame::HEADER as u64,
                     seq: next_seq,
                     torn: false,
+                    totals: Committed::default(),
                     committed: committed_tx,
                     lazy,
                 }
@@ -460,9 +541,13 @@ impl DiskBuffer {
                 expect_seq: ack_seq,
                 loss: None,
                 scanning: false,
+                window: frame::Window::default(),
+                frame_bytes_per_point: FIRST_BYTES_PER_POINT,
             }),
             ack_file: Mutex::new(None),
+            ack_segment: Mutex::new(None),
             committed: committed_rx,
+            reads: AtomicU64::new(0),
             foreign_at_open,
         })
     }
@@ -510,9 +595,40 @@ impl DiskBuffer {
         }
     }
 
-    /// A receiver that changes whenever new records are committed.
-    pub fn watch(&self) -> watch::Receiver<u64> {
+    /// The writer's running totals ([`Committed`]), updated after every group
+    /// commit; it is marked changed only once they reach the target of
+    /// [`DiskBuffer::wake_when`] (at first: every commit).
+    pub fn watch(&self) -> watch::Receiver<Committed> {
         self.committed.clone()
+    }
+
+    /// Marks the watch changed only once the writer's totals reach `target` (points
+    /// or bytes), so that a reader waiting for a full batch is not woken by every
+    /// group commit. Set it, then look at the watch's current value (marking it
+    /// seen), then wait for a change: a commit that reaches `target` meanwhile is
+    /// either in that value or wakes the wait.
+    pub fn wake_when(&self, target: Committed) {
+        let wake = &self.shared.wake_at;
+        wake.points.store(target.points, Ordering::SeqCst);
+        wake.bytes.store(target.bytes, Ordering::SeqCst);
+    }
+
+    /// How many reads ([`DiskBuffer::read_more`]) there were: what delivering a
+    /// batch costs besides sending it.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The target [`DiskBuffer::wake_when`] set last, and what is committed now.
+    #[cfg(test)]
+    pub(crate) fn wake_target(&self) -> (Committed, Committed) {
+        let wake = &self.shared.wake_at;
+        let target = Committed {
+            groups: 0,
+            points: wake.points.load(Ordering::SeqCst),
+            bytes: wake.bytes.load(Ordering::SeqCst),
+        };
+        (target, lock(&self.shared.state).committed)
     }
 
     /// Points not yet acknowledged.
@@ -532,17 +648,24 @@ impl DiskBuffer {
         max_points: u64,
         max_bytes: usize,
     ) -> Result<(), BufferError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let mut guard = lock(&self.reader);
         let reader = &mut *guard;
+        // What the window holds may have been read before a repair or a test's
+        // damage: each read starts afresh.
+        reader.window.clear();
+        batch.caught_up = None;
         let (mut points, mut bytes) = batch.held();
         loop {
             if points >= max_points || bytes >= max_bytes {
                 return Ok(());
             }
             // Where may we read, and is our segment still there?
-            let (end, legacy, next) = {
+            let (end, legacy, next, committed) = {
                 let state = lock(&self.shared.state);
+                let committed = state.committed;
                 let Some(first) = state.segments.front() else {
+                    batch.caught_up = Some(committed);
                     return Ok(());
                 };
                 if reader.pos.segment < first.id {
@@ -559,6 +682,7 @@ impl DiskBuffer {
                 }
                 let current = state.segments.iter().find(|s| s.id == reader.pos.segment);
                 let Some(current) = current else {
+                    batch.caught_up = Some(committed);
                     return Ok(());
                 };
                 let next = state
@@ -566,7 +690,7 @@ impl DiskBuffer {
                     .iter()
                     .find(|s| s.id > reader.pos.segment)
                     .map(|s| s.id);
-                (current.bytes, current.legacy, next)
+                (current.bytes, current.legacy, next, committed)
             };
             if reader.pos.offset >= end {
                 match next {
@@ -578,7 +702,11 @@ impl DiskBuffer {
                         reader.file = None;
                         continue;
                     }
-                    None => return Ok(()),
+                    None => {
+                        // All that was committed is read.
+                        batch.caught_up = Some(committed);
+                        return Ok(());
+                    }
                 }
             }
             let pos = reader.pos;
@@ -586,6 +714,7 @@ impl DiskBuffer {
                 Some((id, file)) if *id == pos.segment => file,
                 _ => {
                     let path = segment_path(&self.shared.dir, pos.segment);
+                    reader.window.clear();
                     match File::open(&path) {
                         Ok(file) => &reader.file.insert((pos.segment, file)).1,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -617,7 +746,12 @@ impl DiskBuffer {
             let found = if legacy {
                 frame::read_legacy_at(file, pos.offset, end)
             } else {
-                frame::read_at(file, pos.offset, end)
+                let ahead = read_ahead(
+                    max_points - points,
+                    max_bytes - bytes,
+                    reader.frame_bytes_per_point,
+                );
+                reader.window.read_at(file, pos.offset, end, ahead)
             };
             let frame = match found {
                 Ok(Found::Frame(frame)) => frame,
@@ -668,6 +802,8 @@ impl DiskBuffer {
             }
             reader.expect_seq = frame.next_seq();
             reader.pos.offset += frame.len;
+            reader.frame_bytes_per_point =
+                frame.len.div_ceil(u64::from(frame.record.points).max(1));
             let mut record = frame.record;
             points += u64::from(record.points);
             bytes += record.body.len();
@@ -836,9 +972,14 @@ impl DiskBuffer {
                 first.oldest_ms = if first.unacked_points == 0 {
                     None
                 } else {
-                    File::open(segment_path(&self.shared.dir, first.id))
-                        .ok()
-                        .and_then(|file| frame::peek_ms(&file, ack.offset, first.legacy))
+                    let mut open = lock(&self.ack_segment);
+                    let file = match &*open {
+                        Some((id, file)) if *id == first.id => Some(file),
+                        _ => File::open(segment_path(&self.shared.dir, first.id))
+                            .ok()
+                            .map(|file| &open.insert((first.id, file)).1),
+                    };
+                    file.and_then(|file| frame::peek_ms(file, ack.offset, first.legacy))
                 };
             }
         }
@@ -889,7 +1030,9 @@ struct SegmentWriter {
     /// that whatever the failed write left at the end of this one stays out of the
     /// way of later frames.
     torn: bool,
-    committed: watch::Sender<u64>,
+    /// What has been committed so far, published after each group.
+    totals: Committed,
+    committed: watch::Sender<Committed>,
     /// The background sync of `sync_every`; `None` when every append is synced.
     lazy: Option<LazySync>,
 }
@@ -987,13 +1130,36 @@ impl SegmentWriter {
                     .stats
                     .set_last_error(format!("disk buffer: {error}"));
             }
+            // Readers learn of the records before their appenders hear they are
+            // buffered.
+            self.publish_totals();
             let reply = result.map_err(|e| e.to_string());
             for append in group {
                 let _ = append.done.send(reply.clone());
             }
-            self.committed.send_modify(|n| *n += 1);
         }
         let _ = fileio::sync(&self.file);
+    }
+
+    /// Publishes the totals committed through the watch, marking it changed only
+    /// when they reach the reader's target ([`DiskBuffer::wake_when`]).
+    fn publish_totals(&self) {
+        let wake = &self.shared.wake_at;
+        let totals = self.totals;
+        self.committed.send_if_modified(|published| {
+            *published = Committed {
+                groups: published.groups + 1,
+                ..totals
+            };
+            // Read under the watch's lock, after the reader set its target: see
+            // `wake_when`.
+            let target = Committed {
+                points: wake.points.load(Ordering::SeqCst),
+                bytes: wake.bytes.load(Ordering::SeqCst),
+                ..totals
+            };
+            totals.reached(&target)
+        });
     }
 
     /// Writes the records of `group` as frames: each chunk that fits the current
@@ -1080,6 +1246,9 @@ impl SegmentWriter {
             if segment.oldest_ms.is_none() {
                 segment.oldest_ms = chunk.oldest;
             }
+            state.committed.points += chunk.points;
+            state.committed.bytes += chunk.bytes;
+            self.totals = state.committed;
             self.shared.stats.add_buffered(chunk.points);
             self.enforce_limit(&mut state);
             self.shared.publish(&state);
@@ -1611,6 +1780,15 @@ fn write_ack(file: &mut Option<File>, dir: &Path, pos: Pos, seq: Option<u64>) ->
         }
     };
     file.write_all_at(ack_line(pos, seq).as_bytes(), 0)
+}
+
+/// How many bytes a read should fetch to fill a batch that lacks `points` points
+/// and `bytes` bytes of bodies, frames taking `per_point` bytes per point: a little
+/// more than that, so that one read usually does.
+fn read_ahead(points: u64, bytes: usize, per_point: u64) -> usize {
+    let by_points = points.saturating_mul(per_point.max(1));
+    let by_points = usize::try_from(by_points.saturating_add(by_points / 8)).unwrap_or(usize::MAX);
+    by_points.min(bytes.saturating_add(bytes / 8))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -2299,6 +2477,42 @@ mod tests {
         write_ack(&mut None, dir.path(), pos, Some(1)).expect("write");
         let saved = read_ack(dir.path()).expect("read");
         assert_eq!((saved.pos, saved.seq), (pos, Some(1)));
+    }
+
+    #[test]
+    fn commits_wake_a_reader_only_once_its_batch_can_be_filled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let (buffer, _) = open(dir.path(), 1 << 20);
+        let mut watch = buffer.watch();
+        let mut batch = ReadBatch::default();
+        // Each step: read, wait for what would fill the batch of five, append.
+        let wait_for_more = |batch: &mut ReadBatch, watch: &mut watch::Receiver<Committed>| {
+            buffer.read_more(batch, 5, usize::MAX).expect("read");
+            let target = batch
+                .full_at(5, usize::MAX)
+                .expect("all committed was read");
+            buffer.wake_when(target);
+            assert!(!watch.borrow_and_update().reached(&target));
+            target
+        };
+        // An empty batch wants anything.
+        let target = wait_for_more(&mut batch, &mut watch);
+        rt.block_on(buffer.append(vec![record(0)])).expect("append");
+        assert!(watch.has_changed().expect("open"));
+        // With one record it wants four more points: three commits do not wake it.
+        let target_after_one = wait_for_more(&mut batch, &mut watch);
+        assert_eq!(target_after_one.points, target.points - 1 + 5);
+        for i in 1..4 {
+            rt.block_on(buffer.append(vec![record(i)])).expect("append");
+            assert!(!watch.has_changed().expect("open"), "woken by commit {i}");
+        }
+        rt.block_on(buffer.append(vec![record(4)])).expect("append");
+        assert!(watch.has_changed().expect("open"));
+        buffer.read_more(&mut batch, 5, usize::MAX).expect("read");
+        assert_eq!(batch.records, (0..5).map(record).collect::<Vec<_>>());
+        // Read to its limit: whether more is committed is not known.
+        assert_eq!(batch.full_at(5, usize::MAX), None);
     }
 
     #[test]

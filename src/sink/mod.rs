@@ -742,6 +742,45 @@ mod tests {
         }
     }
 
+    /// With a request out, a batch filling up one small append at a time is not read
+    /// again at every commit: delivery reads once a full batch is committed
+    /// (docs/BUFFER.md, "Delivery").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_filling_behind_a_request_is_read_once_it_is_full() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = Stats::new();
+        // The first request is answered once the second one is out.
+        let backend = Backend::start(Some(Duration::from_secs(120)), |_| 204).await;
+        let mut sink = influx_with(backend.url.clone(), 20, 2);
+        if let SinkKind::Influxdb { net, .. } = &mut sink.kind {
+            // Only full batches go: no partial one on a timer.
+            net.flush_interval = Duration::from_secs(3600);
+        }
+        let sinks = Sinks::open(&[sink], dir.path(), &stats).expect("open");
+        let buffer = sinks.buffered[0].buffer.clone();
+        // Forty appends of one point, each its own commit, each made once delivery
+        // has taken in the one before: it read again, or it waits for more.
+        for v in 0..40 {
+            let before = buffer.reads();
+            sinks.send(numbered(v..v + 1)).await;
+            let taken_in = until(|| {
+                let (target, committed) = buffer.wake_target();
+                buffer.reads() > before || !committed.reached(&target)
+            })
+            .await;
+            assert!(taken_in, "append {v}");
+        }
+        let sent = until(|| stats.snapshot().sinks[0].sent_points == 40).await;
+        assert!(sent, "{:?}", stats.snapshot().sinks);
+        let snap = &stats.snapshot().sinks[0];
+        assert_eq!(snap.sent_batches, 2, "{snap:?}");
+        let reads = buffer.reads();
+        // Per batch: the read that finds it empty, the one after its first commit,
+        // the one once it is full; and the one that starts the next batch.
+        assert!(reads <= 2 * 3 + 1, "{reads} reads for two batches");
+        sinks.shutdown().await;
+    }
+
     /// While an earlier batch is retried, a later one is delivered but not
     /// acknowledged before it: after a restart the earlier one is sent (once), the
     /// later one at most again, and nothing is lost (docs/BUFFER.md, "Delivery").

@@ -2,7 +2,9 @@
 //! `prometheus_remote_write`, `otlp`): from the disk buffer to the backend.
 //!
 //! One delivery task per sink reads batches from its [`DiskBuffer`] (by size: up to
-//! `batch_points`; by age: a partial batch waits at most `flush_interval`), turns them
+//! `batch_points`; by age: a partial batch waits at most `flush_interval`; it reads
+//! again only once the buffer's commit watch says enough is committed to fill the
+//! batch, not at every commit), turns them
 //! into requests with the sink type's [`Protocol`] and POSTs them, up to
 //! `concurrency` batches at once, each on its own task with its own retries; batches
 //! are acknowledged in the buffer strictly in the order they were read, a batch only
@@ -152,19 +154,25 @@ impl Delivery {
                 }
             }
             let mut batch = ReadBatch::default();
+            // Whether something may have been committed that the batch can use:
+            // reading costs a trip to a blocking thread, so it waits for that.
+            let mut read = true;
             loop {
-                batch = match self.read_more(batch).await {
-                    Some(batch) => batch,
-                    None => return,
-                };
-                if !batch.foreign.is_empty() {
-                    self.set_aside(std::mem::take(&mut batch.foreign));
-                    if batch.records.is_empty() {
-                        // Nothing to send, but acknowledged after the batches before it.
-                        in_flight.push_back(self.start(client, batch, stop, &failing));
-                        continue 'batches;
+                if read {
+                    batch = match self.read_more(batch).await {
+                        Some(batch) => batch,
+                        None => return,
+                    };
+                    if !batch.foreign.is_empty() {
+                        self.set_aside(std::mem::take(&mut batch.foreign));
+                        if batch.records.is_empty() {
+                            // Nothing to send, but acknowledged after the batches before it.
+                            in_flight.push_back(self.start(client, batch, stop, &failing));
+                            continue 'batches;
+                        }
                     }
                 }
+                read = true;
                 let full =
                     batch.points() >= self.net.batch_points || batch.bytes() >= MAX_REQUEST_BYTES;
                 let age = batch.oldest_ms().map(|ms| now_ms().saturating_sub(ms));
@@ -181,6 +189,17 @@ impl Delivery {
                     }
                     None => Duration::from_secs(3600),
                 };
+                // Woken by a commit only once enough is committed to fill the batch
+                // (to start it, when it is empty); a partial batch goes when its
+                // oldest record has waited `flush_interval`.
+                let Some(target) = batch.full_at(self.net.batch_points, MAX_REQUEST_BYTES) else {
+                    // The read stopped short of what is committed: read on.
+                    continue;
+                };
+                self.buffer.wake_when(target);
+                if committed.borrow_and_update().reached(&target) {
+                    continue;
+                }
                 tokio::select! {
                     changed = committed.changed() => if changed.is_err() { stopping = true },
                     _ = tokio::time::sleep(wait) => {}
@@ -191,6 +210,8 @@ impl Delivery {
                             Some(sent) => self.ack(sent).await,
                             None => return,
                         }
+                        // Nothing new to read unless the target was reached meanwhile.
+                        read = false;
                     }
                 }
             }
