@@ -175,21 +175,10 @@ impl<'a> PointBatch<'a> {
         fields: impl IntoIterator<Item = Field<'a>>,
         time_ns: i64,
     ) {
-        let tags_start = self.tags.len();
+        let start = self.parts_start();
         self.tags.extend(tags);
-        let fields_start = self.fields.len();
         self.fields.extend(fields);
-        debug_assert!(self.tags[tags_start..].windows(2).all(|w| w[0].0 < w[1].0));
-        debug_assert!(self.fields[fields_start..]
-            .windows(2)
-            .all(|w| w[0].0 < w[1].0));
-        self.points.push(Entry {
-            category,
-            measurement,
-            tags: (tags_start, self.tags.len()),
-            fields: (fields_start, self.fields.len()),
-            time_ns,
-        });
+        self.commit_parts(category, measurement, start, time_ns);
     }
 
     /// The tag and field vectors, for a decoder that writes a point's parts straight
