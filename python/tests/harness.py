@@ -209,9 +209,14 @@ class WorkerProcess(object):
     def wait_frame(self, predicate, timeout=DEADLINE, what="frame"):
         """The first frame (from the start) matching ``predicate``."""
         deadline = time.monotonic() + timeout
+        # Each wake-up looks only at frames that arrived since the last one: a
+        # collector that prints in a loop must not make waiting quadratic.
+        checked = 0
         with self._cond:
             while True:
-                for frame in self.frames:
+                while checked < len(self.frames):
+                    frame = self.frames[checked]
+                    checked += 1
                     if predicate(frame):
                         return frame
                 left = deadline - time.monotonic()
