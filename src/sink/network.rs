@@ -524,7 +524,8 @@ impl Delivery {
         });
         let mut line = line;
         let text = matches!(self.protocol.dead_letter_body(), DeadLetterBody::Text);
-        match self.protocol.uncompressed(&request.body) {
+        // A body stored compressed is kept as the plain request, as for foreign records.
+        match BodyFormat::plain_body(self.protocol.body_format().code(), &request.body) {
             Ok(body) => body_field(&mut line, &body, text),
             Err(error) => {
                 // Only a body this sink did not make could fail; keep it as sent.

@@ -22,7 +22,6 @@
 //! when read ([`BodyFormat::receive`]). The message structs below ([`proto`])
 //! describe the same format for decoding and tests.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::io;
@@ -235,10 +234,6 @@ impl Protocol for RemoteWrite {
     fn wire(&self, body: &[u8]) -> io::Result<Vec<u8>> {
         // Spliced from compressed records: already what is sent.
         Ok(body.to_vec())
-    }
-
-    fn uncompressed<'a>(&self, body: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
-        snappy_block::decompress_body(body).map_err(io::Error::other)
     }
 
     fn headers(&self) -> &HeaderMap {
@@ -690,7 +685,8 @@ mod tests {
                 prop_assert_eq!(received(&requests[0]), expected.clone());
                 let total: u64 = records.iter().map(|r| u64::from(r.points)).sum();
                 prop_assert_eq!(requests[0].points, total);
-                let dead = sink().uncompressed(&requests[0].body).expect("decompresses");
+                let dead = BodyFormat::plain_body(sink().body_format().code(), &requests[0].body)
+                    .expect("decompresses");
                 prop_assert_eq!(dead.into_owned(), expected.encode_to_vec());
             }
         }

@@ -12,7 +12,6 @@
 //! snappy-compressed and spliced into a request as they are
 //! ([`super::snappy_block`]).
 
-use std::borrow::Cow;
 use std::io;
 
 use reqwest::header::HeaderMap;
@@ -41,7 +40,7 @@ pub struct Request {
     pub category: Option<Category>,
     /// As [`Protocol::requests`] built it: before compression, or already compressed
     /// for a type that stores its records compressed (then [`Protocol::wire`] sends
-    /// it as it is and [`Protocol::uncompressed`] undoes it).
+    /// it as it is and [`BodyFormat::plain_body`] undoes it for the dead-letter file).
     pub body: Vec<u8>,
     pub points: u64,
 }
@@ -79,11 +78,6 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// A request's body as sent: compressed as [`Protocol::headers`] announce.
     fn wire(&self, body: &[u8]) -> io::Result<Vec<u8>>;
-
-    /// A request's body uncompressed, as the dead-letter file keeps it.
-    fn uncompressed<'a>(&self, body: &'a [u8]) -> io::Result<Cow<'a, [u8]>> {
-        Ok(Cow::Borrowed(body))
-    }
 
     /// Headers of every request (content type and encoding, authorization, extras).
     fn headers(&self) -> &HeaderMap;
