@@ -288,7 +288,12 @@ impl SeriesEncoder {
         let mut stamp = [0u8; 11];
         let stamp_len = if timestamp_ms != 0 {
             stamp[0] = KEY_2_VARINT;
-            1 + write_varint(timestamp_ms as u64, &mut stamp[1..])
+            let unused = {
+                let mut rest = &mut stamp[1..];
+                encode_varint(timestamp_ms as u64, &mut rest);
+                rest.len()
+            };
+            stamp.len() - unused
         } else {
             0
         };
@@ -357,19 +362,6 @@ fn string_field_len(len: usize) -> usize {
     } else {
         1 + encoded_len_varint(len as u64) + len
     }
-}
-
-/// Writes `value` as a varint at the start of `out` (room for 10 bytes); returns
-/// its length.
-fn write_varint(mut value: u64, out: &mut [u8]) -> usize {
-    let mut i = 0;
-    while value >= 0x80 {
-        out[i] = (value as u8) | 0x80;
-        value >>= 7;
-        i += 1;
-    }
-    out[i] = value as u8;
-    i + 1
 }
 
 /// The encoded length of a `Label` message's contents.

@@ -13,6 +13,8 @@
 
 use std::borrow::Cow;
 
+use prost::encoding::{decode_varint, encode_varint};
+
 /// Largest uncompressed length a snappy block may declare (its preamble is a 32-bit
 /// varint).
 const MAX_PLAIN_LEN: u64 = u32::MAX as u64;
@@ -38,20 +40,17 @@ pub struct Block<'a> {
 impl<'a> Block<'a> {
     /// Reads the preamble of `block`.
     pub fn parse(block: &'a [u8]) -> Result<Self, BlockError> {
-        let mut plain_len = 0u64;
-        for (i, byte) in block.iter().enumerate().take(5) {
-            plain_len |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                if plain_len > MAX_PLAIN_LEN {
-                    return Err(BlockError::Preamble);
-                }
-                return Ok(Block {
-                    plain_len,
-                    elements: &block[i + 1..],
-                });
-            }
+        // A snappy preamble is at most 5 bytes (a 32-bit length).
+        let mut preamble = &block[..block.len().min(5)];
+        let plain_len = decode_varint(&mut preamble).map_err(|_| BlockError::Preamble)?;
+        if plain_len > MAX_PLAIN_LEN {
+            return Err(BlockError::Preamble);
         }
-        Err(BlockError::Preamble)
+        let used = block.len().min(5) - preamble.len();
+        Ok(Block {
+            plain_len,
+            elements: &block[used..],
+        })
     }
 }
 
@@ -63,12 +62,7 @@ pub fn splice(blocks: &[Block<'_>], out: &mut Vec<u8>) -> Result<(), BlockError>
         return Err(BlockError::TooLong(plain_len));
     }
     out.reserve(5 + blocks.iter().map(|b| b.elements.len()).sum::<usize>());
-    let mut left = plain_len;
-    while left >= 0x80 {
-        out.push((left as u8) | 0x80);
-        left >>= 7;
-    }
-    out.push(left as u8);
+    encode_varint(plain_len, out);
     for block in blocks {
         out.extend_from_slice(block.elements);
     }
