@@ -523,7 +523,6 @@ impl DiskBuffer {
                     bytes: frame::HEADER as u64,
                     seq: next_seq,
                     torn: false,
-                    totals: Committed::default(),
                     committed: committed_tx,
                     lazy,
                 }
@@ -1030,8 +1029,7 @@ struct SegmentWriter {
     /// that whatever the failed write left at the end of this one stays out of the
     /// way of later frames.
     torn: bool,
-    /// What has been committed so far, published after each group.
-    totals: Committed,
+    /// Publishes `State::committed` after each group.
     committed: watch::Sender<Committed>,
     /// The background sync of `sync_every`; `None` when every append is synced.
     lazy: Option<LazySync>,
@@ -1145,7 +1143,7 @@ impl SegmentWriter {
     /// when they reach the reader's target ([`DiskBuffer::wake_when`]).
     fn publish_totals(&self) {
         let wake = &self.shared.wake_at;
-        let totals = self.totals;
+        let totals = lock(&self.shared.state).committed;
         self.committed.send_if_modified(|published| {
             *published = Committed {
                 groups: published.groups + 1,
@@ -1248,7 +1246,6 @@ impl SegmentWriter {
             }
             state.committed.points += chunk.points;
             state.committed.bytes += chunk.bytes;
-            self.totals = state.committed;
             self.shared.stats.add_buffered(chunk.points);
             self.enforce_limit(&mut state);
             self.shared.publish(&state);
