@@ -118,12 +118,18 @@ impl Home {
 
     /// Starts `pythond run` on this home.
     pub fn start(&self) -> Agent {
+        self.start_with_env(&[])
+    }
+
+    /// Starts `pythond run` on this home with `env` added to its environment.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Agent {
         let mut command = pythond();
         command
             .arg("run")
             .arg("--config")
             .arg(self.path().join("pythond.toml"))
-            .current_dir(self.path());
+            .current_dir(self.path())
+            .envs(env.iter().copied());
         Agent::spawn(command, self.path().join("points.ndjson"), &self.marker)
     }
 
