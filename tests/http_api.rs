@@ -403,6 +403,23 @@ fn forwarding_bodies() -> impl Fn(usize) -> Vec<u8> {
     }
 }
 
+/// An agent (with `env` added to its environment) whose metric points are accepted
+/// and counted but written nowhere, so that what is measured is the requests' own
+/// memory, not a sink's; and a keep-alive connection to its API.
+fn writing_agent(env: &[(&str, &str)]) -> (Home, common::Agent, std::net::TcpStream) {
+    let home = Home::new();
+    home.write(
+        "pythond.toml",
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\ncategories = [\"logging\"]\n",
+    );
+    let agent = home.start_with_env(env);
+    let stream = std::net::TcpStream::connect(api_addr(&agent)).expect("connect");
+    stream
+        .set_read_timeout(Some(common::DEADLINE))
+        .expect("read timeout");
+    (home, agent, stream)
+}
+
 /// Page faults the process has taken without reading from disk (`minflt`, the tenth
 /// field of `/proc/<pid>/stat`).
 fn minor_faults(pid: i32) -> u64 {
@@ -423,16 +440,7 @@ fn minor_faults(pid: i32) -> u64 {
 #[test]
 fn freed_request_memory_is_reused_instead_of_faulted_in_again() {
     let faults_per_request = |env: &[(&str, &str)]| {
-        let home = Home::new();
-        home.write(
-            "pythond.toml",
-            "[http]\nlisten = \"127.0.0.1:0\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\ncategories = [\"logging\"]\n",
-        );
-        let agent = home.start_with_env(env);
-        let mut stream = std::net::TcpStream::connect(api_addr(&agent)).expect("connect");
-        stream
-            .set_read_timeout(Some(common::DEADLINE))
-            .expect("read timeout");
+        let (_home, agent, mut stream) = writing_agent(env);
         let body = forwarding_bodies();
         let mut before = 0;
         for request in 0..200 {
@@ -454,18 +462,7 @@ fn freed_request_memory_is_reused_instead_of_faulted_in_again() {
 
 #[test]
 fn a_stream_of_writes_on_one_connection_keeps_memory_flat() {
-    // Metric points are accepted and counted but not written anywhere: this measures
-    // the requests' own memory, not a sink's.
-    let home = Home::new();
-    home.write(
-        "pythond.toml",
-        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[sinks]]\ntype = \"file\"\npath = \"points.ndjson\"\ncategories = [\"logging\"]\n",
-    );
-    let agent = home.start();
-    let mut stream = std::net::TcpStream::connect(api_addr(&agent)).expect("connect");
-    stream
-        .set_read_timeout(Some(common::DEADLINE))
-        .expect("read timeout");
+    let (_home, agent, mut stream) = writing_agent(&[]);
     let body = forwarding_bodies();
     let mut warm = 0;
     for request in 0..200 {
